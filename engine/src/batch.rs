@@ -1,0 +1,216 @@
+//! Atomic write batches: several operations on several keys as one unit.
+
+use bytes::Bytes;
+
+use crate::engine::{self, Inner, SetExpiry, SetOptions, SetOutcome, Writer};
+use crate::error::{Error, Result};
+
+/// Operations to apply atomically with [`Engine::write_batch`](crate::Engine::write_batch).
+///
+/// The batch locks the shards of all its keys (in index order), runs the
+/// operations in order, and either commits all of them as one
+/// `Mutation::Batch` or, if any fails, none.
+#[derive(Debug, Clone, Default)]
+pub struct WriteBatch {
+    ops: Vec<BatchOp>,
+}
+
+/// The reply of one operation of a batch, in the batch's order.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum BatchReply {
+    /// SET.
+    Set(SetOutcome),
+    /// DEL, EXPIRE, PERSIST: whether the key existed / the change applied.
+    Bool(bool),
+    /// INCRBY, HINCRBY: the new value.
+    Int(i64),
+    /// APPEND (new length), HSET (new fields), HDEL (removed fields).
+    Count(usize),
+}
+
+#[derive(Debug, Clone)]
+pub(crate) enum BatchOp {
+    Set { key: Bytes, value: Bytes, opts: SetOptions },
+    Del { key: Bytes },
+    IncrBy { key: Bytes, delta: i64 },
+    Append { key: Bytes, value: Bytes },
+    PExpire { key: Bytes, millis: i64 },
+    PExpireAt { key: Bytes, unix_millis: i64 },
+    Persist { key: Bytes },
+    HSet { key: Bytes, fields: Vec<(Bytes, Bytes)> },
+    HDel { key: Bytes, fields: Vec<Bytes> },
+    HIncrBy { key: Bytes, field: Bytes, delta: i64 },
+}
+
+fn b(x: impl AsRef<[u8]>) -> Bytes {
+    Bytes::copy_from_slice(x.as_ref())
+}
+
+impl WriteBatch {
+    /// An empty batch.
+    pub fn new() -> WriteBatch {
+        WriteBatch::default()
+    }
+
+    /// Number of operations.
+    pub fn len(&self) -> usize {
+        self.ops.len()
+    }
+
+    /// True if the batch has no operation.
+    pub fn is_empty(&self) -> bool {
+        self.ops.is_empty()
+    }
+
+    /// SET.
+    pub fn set(&mut self, key: impl AsRef<[u8]>, value: impl Into<Bytes>) -> &mut Self {
+        self.set_with(key, value, SetOptions::new())
+    }
+
+    /// SET with options.
+    pub fn set_with(&mut self, key: impl AsRef<[u8]>, value: impl Into<Bytes>, opts: SetOptions) -> &mut Self {
+        self.ops.push(BatchOp::Set {
+            key: b(key),
+            value: value.into(),
+            opts,
+        });
+        self
+    }
+
+    /// DEL of one key.
+    pub fn del(&mut self, key: impl AsRef<[u8]>) -> &mut Self {
+        self.ops.push(BatchOp::Del { key: b(key) });
+        self
+    }
+
+    /// INCRBY.
+    pub fn incr_by(&mut self, key: impl AsRef<[u8]>, delta: i64) -> &mut Self {
+        self.ops.push(BatchOp::IncrBy { key: b(key), delta });
+        self
+    }
+
+    /// APPEND.
+    pub fn append(&mut self, key: impl AsRef<[u8]>, value: impl Into<Bytes>) -> &mut Self {
+        self.ops.push(BatchOp::Append {
+            key: b(key),
+            value: value.into(),
+        });
+        self
+    }
+
+    /// PEXPIRE (relative to the time the batch runs).
+    pub fn pexpire(&mut self, key: impl AsRef<[u8]>, millis: i64) -> &mut Self {
+        self.ops.push(BatchOp::PExpire { key: b(key), millis });
+        self
+    }
+
+    /// PEXPIREAT.
+    pub fn pexpire_at(&mut self, key: impl AsRef<[u8]>, unix_millis: i64) -> &mut Self {
+        self.ops.push(BatchOp::PExpireAt {
+            key: b(key),
+            unix_millis,
+        });
+        self
+    }
+
+    /// PERSIST.
+    pub fn persist(&mut self, key: impl AsRef<[u8]>) -> &mut Self {
+        self.ops.push(BatchOp::Persist { key: b(key) });
+        self
+    }
+
+    /// HSET.
+    pub fn hset<F: AsRef<[u8]>, V: Into<Bytes>>(
+        &mut self,
+        key: impl AsRef<[u8]>,
+        fields: impl IntoIterator<Item = (F, V)>,
+    ) -> &mut Self {
+        let fields = fields.into_iter().map(|(f, v)| (b(f), v.into())).collect();
+        self.ops.push(BatchOp::HSet { key: b(key), fields });
+        self
+    }
+
+    /// HDEL.
+    pub fn hdel<F: AsRef<[u8]>>(&mut self, key: impl AsRef<[u8]>, fields: impl IntoIterator<Item = F>) -> &mut Self {
+        let fields = fields.into_iter().map(b).collect();
+        self.ops.push(BatchOp::HDel { key: b(key), fields });
+        self
+    }
+
+    /// HINCRBY.
+    pub fn hincr_by(&mut self, key: impl AsRef<[u8]>, field: impl AsRef<[u8]>, delta: i64) -> &mut Self {
+        self.ops.push(BatchOp::HIncrBy {
+            key: b(key),
+            field: b(field),
+            delta,
+        });
+        self
+    }
+
+    pub(crate) fn into_ops(self) -> Vec<BatchOp> {
+        self.ops
+    }
+}
+
+impl BatchOp {
+    pub(crate) fn key(&self) -> &[u8] {
+        match self {
+            BatchOp::Set { key, .. }
+            | BatchOp::Del { key }
+            | BatchOp::IncrBy { key, .. }
+            | BatchOp::Append { key, .. }
+            | BatchOp::PExpire { key, .. }
+            | BatchOp::PExpireAt { key, .. }
+            | BatchOp::Persist { key }
+            | BatchOp::HSet { key, .. }
+            | BatchOp::HDel { key, .. }
+            | BatchOp::HIncrBy { key, .. } => key,
+        }
+    }
+
+    /// Argument checks that need no state.
+    pub(crate) fn check(&self, inner: &Inner) -> Result<()> {
+        inner.check_key(self.key())?;
+        match self {
+            BatchOp::Set { value, opts, .. } => {
+                inner.check_value(value.len())?;
+                if matches!(opts.expiry, SetExpiry::Seconds(0) | SetExpiry::Millis(0)) {
+                    return Err(Error::InvalidExpire);
+                }
+            }
+            BatchOp::HSet { fields, .. } => {
+                if fields.is_empty() {
+                    return Err(Error::InvalidArgument("wrong number of arguments for 'hset' command"));
+                }
+                for (f, v) in fields {
+                    inner.check_key(f)?;
+                    inner.check_value(v.len())?;
+                }
+            }
+            BatchOp::HIncrBy { field, .. } => inner.check_key(field)?,
+            _ => {}
+        }
+        Ok(())
+    }
+
+    pub(crate) fn run(self, w: &mut Writer<'_>, h: u64) -> Result<BatchReply> {
+        Ok(match self {
+            BatchOp::Set { key, value, opts } => BatchReply::Set(engine::plan_set(w, &key, h, value, opts)?),
+            BatchOp::Del { key } => BatchReply::Bool(engine::plan_del(w, &key, h)?),
+            BatchOp::IncrBy { key, delta } => BatchReply::Int(engine::plan_incr(w, &key, h, delta)?),
+            BatchOp::Append { key, value } => BatchReply::Count(engine::plan_append(w, &key, h, value)?),
+            BatchOp::PExpire { key, millis } => {
+                let at = (w.now() as i64).checked_add(millis).ok_or(Error::InvalidExpire)?;
+                BatchReply::Bool(engine::plan_expire_at(w, &key, h, at)?)
+            }
+            BatchOp::PExpireAt { key, unix_millis } => {
+                BatchReply::Bool(engine::plan_expire_at(w, &key, h, unix_millis)?)
+            }
+            BatchOp::Persist { key } => BatchReply::Bool(engine::plan_persist(w, &key, h)?),
+            BatchOp::HSet { key, fields } => BatchReply::Count(engine::plan_hset(w, &key, h, fields)?),
+            BatchOp::HDel { key, fields } => BatchReply::Count(engine::plan_hdel(w, &key, h, &fields)?),
+            BatchOp::HIncrBy { key, field, delta } => BatchReply::Int(engine::plan_hincr(w, &key, h, &field, delta)?),
+        })
+    }
+}

@@ -1,0 +1,105 @@
+//! Expiry: lazy deletion happens in [`Writer::live`](crate::engine) and on
+//! reads; this module holds the active side, a bounded pass over each shard's
+//! expiry index (so expired keys go promptly, without sampling luck), and the
+//! named background thread that runs it together with background rehashing.
+
+use std::sync::{Arc, Weak};
+use std::time::Duration;
+
+use bytes::Bytes;
+use crossbeam::channel::{self, RecvTimeoutError, Sender};
+
+use crate::engine::{Engine, Inner};
+use crate::error::{Error, Result};
+use crate::keyspace::Locked;
+use crate::mutation::{DeleteReason, Mutation};
+
+/// The background thread; dropping this stops it.
+pub(crate) struct Background {
+    _stop: Sender<()>,
+}
+
+impl Background {
+    pub(crate) fn start(inner: &Arc<Inner>) -> Result<Background> {
+        let (stop, stopped) = channel::bounded::<()>(0);
+        let weak: Weak<Inner> = Arc::downgrade(inner);
+        let interval = Duration::from_millis(inner.config.active_expire_interval_ms);
+        std::thread::Builder::new()
+            .name("ringkv-expire".into())
+            .spawn(move || loop {
+                match stopped.recv_timeout(interval) {
+                    Err(RecvTimeoutError::Timeout) => {}
+                    _ => break,
+                }
+                let Some(inner) = weak.upgrade() else { break };
+                let engine = Engine { inner };
+                engine.active_expire_cycle();
+                engine.background_rehash();
+            })
+            .map_err(|e| Error::Config(format!("cannot start the background thread: {e}")))?;
+        Ok(Background { _stop: stop })
+    }
+}
+
+impl Engine {
+    /// One active-expiry pass: in every shard, deletes keys whose expiry has
+    /// passed, nearest first, at most `active_expire_keys_per_shard` per shard
+    /// (each a logged `Delete { reason: Expired }`). Returns how many were
+    /// deleted. The background thread calls this every
+    /// `active_expire_interval_ms`; tests with a [`ManualClock`](crate::ManualClock)
+    /// call it directly.
+    pub fn active_expire_cycle(&self) -> usize {
+        let inner = &self.inner;
+        let now = inner.clock.now_ms();
+        let budget = inner.config.active_expire_keys_per_shard;
+        let mut total = 0;
+        for s in 0..inner.shards.len() {
+            let due = matches!(inner.shards[s].read().next_expiry(), Some((t, _)) if t <= now);
+            if !due {
+                continue;
+            }
+            let locked = Locked::One(s, inner.shards[s].write());
+            let result = inner.run(locked, false, |w| {
+                let mut n = 0;
+                while n < budget {
+                    let shard = w.locked.shard(s);
+                    let Some((t, slot)) = shard.next_expiry() else {
+                        break;
+                    };
+                    if t > now {
+                        break;
+                    }
+                    let key = Bytes::copy_from_slice(&shard.entry(slot).key);
+                    w.commit(Mutation::Delete {
+                        keys: vec![key],
+                        reason: DeleteReason::Expired,
+                    })?;
+                    n += 1;
+                }
+                Ok(n)
+            });
+            match result {
+                Ok(n) => total += n,
+                Err(e) => {
+                    tracing::warn!(error = %e, shard = s, "active expiry stopped: the deletion could not be logged");
+                    break;
+                }
+            }
+        }
+        if total > 0 {
+            tracing::trace!(expired = total, "active expiry cycle");
+        }
+        total
+    }
+
+    /// Moves `background_rehash_buckets` buckets in every shard that is
+    /// resizing, so resizes finish even without writes.
+    pub fn background_rehash(&self) {
+        let n = self.inner.config.background_rehash_buckets;
+        for shard in self.inner.shards.iter() {
+            if shard.read().table.is_rehashing() {
+                shard.write().table.rehash_step(n);
+            }
+        }
+    }
+}

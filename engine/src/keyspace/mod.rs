@@ -1,0 +1,357 @@
+//! The sharded keyspace: shards, their entries, and the primitives every
+//! write goes through (which keep the memory accounting and the expiry index
+//! right).
+
+pub(crate) mod apply;
+pub(crate) mod table;
+
+use std::collections::BTreeSet;
+use std::mem;
+use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
+
+use parking_lot::RwLockWriteGuard;
+
+use crate::blob::Blob;
+use crate::stats::{Op, OP_COUNT};
+use table::{Table, TableEntry};
+
+/// Estimated heap bytes of one expiry-index entry (a `(u64, u32)` in a
+/// B-tree node of 11, about two-thirds full, plus node headers).
+const EXPIRE_INDEX_ENTRY_BYTES: usize = 26;
+
+/// Key hashing: one 64-bit ahash per key; the high half picks the shard, the
+/// low half is the table hash.
+pub(crate) struct Hashing {
+    state: ahash::RandomState,
+    shard_mask: usize,
+}
+
+impl Hashing {
+    pub(crate) fn new(seed: u64, shards: usize) -> Hashing {
+        let s = seed;
+        Hashing {
+            state: ahash::RandomState::with_seeds(
+                s,
+                s.rotate_left(17) ^ 0x9e37_79b9_7f4a_7c15,
+                s.rotate_left(31) ^ 0xbf58_476d_1ce4_e5b9,
+                s.rotate_left(47) ^ 0x94d0_49bb_1331_11eb,
+            ),
+            shard_mask: shards - 1,
+        }
+    }
+
+    pub(crate) fn hash(&self, key: &[u8]) -> u64 {
+        self.state.hash_one(key)
+    }
+
+    pub(crate) fn shard_of(&self, hash: u64) -> usize {
+        (hash >> 32) as usize & self.shard_mask
+    }
+}
+
+/// The value a key holds.
+pub(crate) enum Value {
+    Str(Blob),
+    Hash(Box<HashValue>),
+}
+
+impl Value {
+    fn heap_size(&self) -> usize {
+        match self {
+            Value::Str(b) => b.heap_size(),
+            Value::Hash(h) => mem::size_of::<HashValue>() + h.memory(),
+        }
+    }
+}
+
+/// One key of the keyspace.
+pub(crate) struct KeyEntry {
+    pub(crate) key: Blob,
+    pub(crate) value: Value,
+    /// Absolute expiry in unix ms; 0 means none.
+    pub(crate) expire_at: u64,
+    /// Coarse last-access time in seconds (approximated LRU).
+    pub(crate) lru: AtomicU32,
+}
+
+impl KeyEntry {
+    pub(crate) fn expire(&self) -> Option<u64> {
+        (self.expire_at != 0).then_some(self.expire_at)
+    }
+
+    pub(crate) fn is_expired(&self, now_ms: u64) -> bool {
+        self.expire_at != 0 && self.expire_at <= now_ms
+    }
+
+    fn heap_size(&self) -> usize {
+        self.key.heap_size() + self.value.heap_size()
+    }
+}
+
+impl TableEntry for KeyEntry {
+    fn key(&self) -> &[u8] {
+        &self.key
+    }
+}
+
+/// Stores an optional expiry in the `expire_at` field (0 = none).
+pub(crate) fn encode_expire(expire_at: Option<u64>) -> u64 {
+    expire_at.map_or(0, |t| t.max(1))
+}
+
+/// One field of a hash.
+pub(crate) struct FieldEntry {
+    pub(crate) field: Blob,
+    pub(crate) value: Blob,
+}
+
+impl TableEntry for FieldEntry {
+    fn key(&self) -> &[u8] {
+        &self.field
+    }
+}
+
+/// A hash value: the same incremental table as the keyspace, so HSCAN has
+/// the same guarantees and no write pays for a whole resize.
+pub(crate) struct HashValue {
+    pub(crate) table: Table<FieldEntry>,
+    data_bytes: usize,
+}
+
+impl HashValue {
+    pub(crate) fn new() -> HashValue {
+        HashValue {
+            table: Table::new(),
+            data_bytes: 0,
+        }
+    }
+
+    pub(crate) fn len(&self) -> usize {
+        self.table.len()
+    }
+
+    pub(crate) fn memory(&self) -> usize {
+        self.table.heap_bytes() + self.data_bytes
+    }
+
+    pub(crate) fn get(&self, hash: u32, field: &[u8]) -> Option<&Blob> {
+        self.table.get(hash, field).map(|f| &f.value)
+    }
+
+    /// Sets a field; returns the previous value.
+    pub(crate) fn set(&mut self, hash: u32, field: &[u8], value: Blob) -> Option<Blob> {
+        match self.table.find(hash, field) {
+            Some(idx) => {
+                let e = self.table.at_mut(idx);
+                self.data_bytes = self.data_bytes - e.value.heap_size() + value.heap_size();
+                Some(mem::replace(&mut e.value, value))
+            }
+            None => {
+                let field = Blob::copy_from_slice(field);
+                self.data_bytes += field.heap_size() + value.heap_size();
+                self.table.insert_new(hash, FieldEntry { field, value });
+                None
+            }
+        }
+    }
+
+    /// Removes a field; returns its value.
+    pub(crate) fn remove(&mut self, hash: u32, field: &[u8]) -> Option<Blob> {
+        let idx = self.table.find(hash, field)?;
+        Some(self.remove_at(idx).1)
+    }
+
+    pub(crate) fn remove_at(&mut self, idx: usize) -> (Blob, Blob) {
+        let (e, _) = self.table.remove_at(idx);
+        self.data_bytes -= e.field.heap_size() + e.value.heap_size();
+        (e.field, e.value)
+    }
+}
+
+/// Per-shard operation counters (atomics: readers count under a read lock).
+#[derive(Default)]
+pub(crate) struct Counters {
+    ops: [AtomicU64; OP_COUNT],
+}
+
+impl Counters {
+    pub(crate) fn count(&self, op: Op) {
+        self.ops[op as usize].fetch_add(1, Ordering::Relaxed);
+    }
+
+    pub(crate) fn get(&self, op: Op) -> u64 {
+        self.ops[op as usize].load(Ordering::Relaxed)
+    }
+}
+
+/// One shard: a table of keys, the index of their expiry times, and what the
+/// memory accounting needs.
+pub(crate) struct Shard {
+    pub(crate) table: Table<KeyEntry>,
+    /// `(expire_at, slot)` of every key with an expiry.
+    pub(crate) expires: BTreeSet<(u64, u32)>,
+    /// Heap bytes owned by keys and values (not the table structure).
+    data_bytes: usize,
+    /// Memory last added to the engine-wide approximate total.
+    pub(crate) memory_reported: usize,
+    pub(crate) counters: Counters,
+    pub(crate) expired: u64,
+    pub(crate) evicted: u64,
+}
+
+impl Shard {
+    pub(crate) fn new() -> Shard {
+        Shard {
+            table: Table::new(),
+            expires: BTreeSet::new(),
+            data_bytes: 0,
+            memory_reported: 0,
+            counters: Counters::default(),
+            expired: 0,
+            evicted: 0,
+        }
+    }
+
+    /// Accounted memory of this shard.
+    pub(crate) fn memory(&self) -> usize {
+        self.table.heap_bytes() + self.data_bytes + self.expires.len() * EXPIRE_INDEX_ENTRY_BYTES
+    }
+
+    pub(crate) fn find(&self, hash: u64, key: &[u8]) -> Option<usize> {
+        self.table.find(hash as u32, key)
+    }
+
+    pub(crate) fn entry(&self, idx: usize) -> &KeyEntry {
+        self.table.at(idx)
+    }
+
+    pub(crate) fn insert(&mut self, hash: u64, key: Blob, value: Value, expire_at: u64, lru: u32) -> usize {
+        let entry = KeyEntry {
+            key,
+            value,
+            expire_at,
+            lru: AtomicU32::new(lru),
+        };
+        self.data_bytes += entry.heap_size();
+        let idx = self.table.insert_new(hash as u32, entry);
+        if expire_at != 0 {
+            self.expires.insert((expire_at, slot(idx)));
+        }
+        idx
+    }
+
+    pub(crate) fn remove(&mut self, idx: usize) -> KeyEntry {
+        let expire_at = self.table.at(idx).expire_at;
+        if expire_at != 0 {
+            self.expires.remove(&(expire_at, slot(idx)));
+        }
+        let (entry, moved) = self.table.remove_at(idx);
+        if let Some((from, to)) = moved {
+            let moved_expire = self.table.at(to).expire_at;
+            if moved_expire != 0 {
+                self.expires.remove(&(moved_expire, slot(from)));
+                self.expires.insert((moved_expire, slot(to)));
+            }
+        }
+        self.data_bytes -= entry.heap_size();
+        entry
+    }
+
+    /// Sets the expiry of the entry at `idx`; returns the previous one (0 = none).
+    pub(crate) fn set_expire(&mut self, idx: usize, expire_at: u64) -> u64 {
+        let old = self.table.at(idx).expire_at;
+        if old != 0 {
+            self.expires.remove(&(old, slot(idx)));
+        }
+        if expire_at != 0 {
+            self.expires.insert((expire_at, slot(idx)));
+        }
+        self.table.at_mut(idx).expire_at = expire_at;
+        old
+    }
+
+    /// Replaces the value at `idx`; returns the previous one.
+    pub(crate) fn replace_value(&mut self, idx: usize, value: Value) -> Value {
+        let e = self.table.at_mut(idx);
+        let old = mem::replace(&mut e.value, value);
+        self.data_bytes = self.data_bytes - old.heap_size() + e.value.heap_size();
+        old
+    }
+
+    /// Runs `f` on the hash at `idx` (which must hold a hash), keeping the
+    /// memory accounting right.
+    pub(crate) fn with_hash<R>(&mut self, idx: usize, f: impl FnOnce(&mut HashValue) -> R) -> Option<R> {
+        match &mut self.table.at_mut(idx).value {
+            Value::Hash(h) => {
+                let before = h.memory();
+                let r = f(h);
+                let after = h.memory();
+                self.data_bytes = self.data_bytes - before + after;
+                Some(r)
+            }
+            Value::Str(_) => None,
+        }
+    }
+
+    pub(crate) fn clear(&mut self) {
+        self.table.clear();
+        self.expires.clear();
+        self.data_bytes = 0;
+    }
+
+    /// Slot of the key with the nearest expiry, and that expiry.
+    pub(crate) fn next_expiry(&self) -> Option<(u64, usize)> {
+        self.expires.first().map(|&(t, s)| (t, s as usize))
+    }
+}
+
+fn slot(idx: usize) -> u32 {
+    idx as u32
+}
+
+/// Write guards on a set of shards, taken in index order (one for most
+/// operations, several for batches, renames and multi-key writes).
+pub(crate) enum Locked<'a> {
+    One(usize, RwLockWriteGuard<'a, Shard>),
+    Many(Vec<(usize, RwLockWriteGuard<'a, Shard>)>),
+}
+
+impl Locked<'_> {
+    /// The shard `idx`, which must be locked.
+    pub(crate) fn shard(&mut self, idx: usize) -> &mut Shard {
+        match self {
+            Locked::One(i, g) => {
+                assert_eq!(*i, idx, "shard {idx} is not locked");
+                g
+            }
+            Locked::Many(gs) => {
+                let pos = gs
+                    .binary_search_by_key(&idx, |(i, _)| *i)
+                    .unwrap_or_else(|_| panic!("shard {idx} is not locked"));
+                &mut gs[pos].1
+            }
+        }
+    }
+
+    /// Every locked shard.
+    pub(crate) fn for_each(&mut self, mut f: impl FnMut(usize, &mut Shard)) {
+        match self {
+            Locked::One(i, g) => f(*i, g),
+            Locked::Many(gs) => gs.iter_mut().for_each(|(i, g)| f(*i, g)),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn entries_stay_small() {
+        // The per-key memory aim (≤ 48 B beyond key and value) depends on these.
+        assert_eq!(mem::size_of::<Value>(), 16);
+        assert_eq!(mem::size_of::<KeyEntry>(), 48);
+        assert_eq!(mem::size_of::<table::Node<KeyEntry>>(), 56);
+        assert_eq!(mem::size_of::<table::Node<FieldEntry>>(), 40);
+    }
+}

@@ -1,0 +1,570 @@
+//! The per-shard hash table: power-of-two bucket arrays with chained entries,
+//! incremental rehash, and a dense slab for the entries themselves.
+//!
+//! Why our own table and not hashbrown: the scan cursor needs stable bucket
+//! positions across resizes (Redis' reverse-binary cursor), snapshots need a
+//! version per bucket, and no single operation may pay for a whole resize.
+//!
+//! Layout:
+//! - Entries live in a [`Slab`]: a list of chunks (4, 4, 8, 16, ... 4096, 4096,
+//!   ... slots) that never reallocates, so growth never copies entries. The
+//!   slab is kept dense: removal moves the last entry into the hole (and
+//!   re-links it), so memory shrinks with the data and random sampling (for
+//!   eviction) is a uniform index.
+//! - A bucket array is a `Vec<u32>` of chain heads; a link is `slot index + 1`
+//!   and `0` ends a chain. Allocating a new array is a zeroed allocation (the
+//!   allocator hands out fresh zero pages), so starting a resize is O(1) work.
+//! - While resizing there are two arrays (`old`, `new`), like Redis' `ht[0]`
+//!   and `ht[1]`: buckets of `old` below `rehash_idx` have been moved. Every
+//!   write moves [`REHASH_STEP`] buckets, and [`Table::rehash_step`] lets a
+//!   background thread move more. Moving a bucket only rewrites links.
+//!
+//! Invariants:
+//! - an entry with hash `h` is in the chain of bucket `h & mask` of exactly
+//!   one array; when not rehashing that is `old`.
+//! - `old.len()` and `new.len()` are powers of two (`new` empty when not
+//!   rehashing); every bucket of `old` below `rehash_idx` is empty.
+//! - the ratio between the two arrays is at most [`MAX_RESIZE_RATIO`], so one
+//!   scan step visits at most `1 + MAX_RESIZE_RATIO` buckets.
+
+use std::mem;
+
+/// Smallest bucket array.
+pub(crate) const MIN_BUCKETS: usize = 4;
+/// Buckets moved by every write while a resize is in progress.
+const REHASH_STEP: usize = 2;
+/// Empty buckets a rehash step may skip per bucket it moves (Redis: 10).
+const EMPTY_VISITS: usize = 10;
+/// Largest size ratio between the arrays during a resize (shrinks go in steps).
+pub(crate) const MAX_RESIZE_RATIO: usize = 8;
+
+/// What the table needs to know of an entry.
+pub(crate) trait TableEntry {
+    /// The key the entry is found by.
+    fn key(&self) -> &[u8];
+}
+
+/// One slot of the slab: the entry, its 32-bit hash and the chain link.
+pub(crate) struct Node<E> {
+    hash: u32,
+    next: u32,
+    pub(crate) entry: E,
+}
+
+const CHUNK_MAX_BITS: u32 = 12;
+const CHUNK_MAX: usize = 1 << CHUNK_MAX_BITS;
+const GEOMETRIC_END: usize = 1 << (CHUNK_MAX_BITS + 1);
+
+/// Chunk number and offset of slab index `idx`. Chunk sizes: 4, 4, 8, 16, ...,
+/// 4096 (covering 4096..8192), then 4096 each.
+fn locate(idx: usize) -> (usize, usize) {
+    if idx < 4 {
+        (0, idx)
+    } else if idx < GEOMETRIC_END {
+        let log = (usize::BITS - 1 - idx.leading_zeros()) as usize;
+        (log - 1, idx - (1 << log))
+    } else {
+        let rel = idx - GEOMETRIC_END;
+        (CHUNK_MAX_BITS as usize + rel / CHUNK_MAX, rel % CHUNK_MAX)
+    }
+}
+
+fn chunk_capacity(chunk: usize) -> usize {
+    match chunk {
+        0 => 4,
+        c if c <= CHUNK_MAX_BITS as usize - 1 => 1 << (c + 1),
+        _ => CHUNK_MAX,
+    }
+}
+
+/// Dense, chunked storage of nodes; indexes are `u32`.
+struct Slab<E> {
+    chunks: Vec<Vec<Node<E>>>,
+    len: usize,
+    /// Sum of the chunks' capacities (kept so memory accounting is O(1)).
+    capacity: usize,
+}
+
+impl<E> Slab<E> {
+    fn new() -> Self {
+        Slab {
+            chunks: Vec::new(),
+            len: 0,
+            capacity: 0,
+        }
+    }
+
+    fn get(&self, idx: usize) -> &Node<E> {
+        let (c, o) = locate(idx);
+        &self.chunks[c][o]
+    }
+
+    fn get_mut(&mut self, idx: usize) -> &mut Node<E> {
+        let (c, o) = locate(idx);
+        &mut self.chunks[c][o]
+    }
+
+    fn push(&mut self, node: Node<E>) -> usize {
+        let idx = self.len;
+        let (c, _) = locate(idx);
+        if c == self.chunks.len() {
+            self.chunks.push(Vec::with_capacity(chunk_capacity(c)));
+            self.capacity += chunk_capacity(c);
+        }
+        self.chunks[c].push(node);
+        self.len += 1;
+        idx
+    }
+
+    fn pop(&mut self) -> Option<Node<E>> {
+        if self.len == 0 {
+            return None;
+        }
+        self.len -= 1;
+        let (c, _) = locate(self.len);
+        let node = self.chunks[c].pop();
+        // Keep at most one empty chunk beyond the one being filled, so memory
+        // follows the data without thrashing at a chunk boundary.
+        while self.chunks.len() > c + 2 {
+            self.chunks.pop();
+            self.capacity -= chunk_capacity(self.chunks.len());
+        }
+        node
+    }
+
+    fn heap_bytes(&self) -> usize {
+        self.capacity * mem::size_of::<Node<E>>() + self.chunks.capacity() * mem::size_of::<Vec<Node<E>>>()
+    }
+
+    fn iter(&self) -> impl Iterator<Item = &Node<E>> {
+        self.chunks.iter().flatten()
+    }
+}
+
+/// A bucketed hash table with incremental rehash. See the module docs.
+pub(crate) struct Table<E> {
+    slab: Slab<E>,
+    old: Vec<u32>,
+    new: Vec<u32>,
+    rehash_idx: usize,
+}
+
+/// What one bucket visit of a scan saw.
+pub(crate) struct ScanStep {
+    /// The cursor to continue from; 0 when the table has been covered.
+    pub(crate) cursor: u64,
+    /// Buckets examined by this step.
+    pub(crate) buckets: usize,
+}
+
+impl<E: TableEntry> Table<E> {
+    pub(crate) fn new() -> Self {
+        Table {
+            slab: Slab::new(),
+            old: vec![0; MIN_BUCKETS],
+            new: Vec::new(),
+            rehash_idx: 0,
+        }
+    }
+
+    pub(crate) fn len(&self) -> usize {
+        self.slab.len
+    }
+
+    pub(crate) fn is_rehashing(&self) -> bool {
+        !self.new.is_empty()
+    }
+
+    /// Bucket count of the array new entries go to.
+    #[cfg(test)]
+    pub(crate) fn buckets(&self) -> usize {
+        if self.is_rehashing() {
+            self.new.len()
+        } else {
+            self.old.len()
+        }
+    }
+
+    /// Heap bytes owned by the table structure (slab chunks and bucket arrays),
+    /// not counting what entries own.
+    pub(crate) fn heap_bytes(&self) -> usize {
+        self.slab.heap_bytes() + (self.old.capacity() + self.new.capacity()) * mem::size_of::<u32>()
+    }
+
+    /// Slot index of the entry with this key.
+    pub(crate) fn find(&self, hash: u32, key: &[u8]) -> Option<usize> {
+        let b = hash as usize & (self.old.len() - 1);
+        if let Some(idx) = self.find_in_chain(self.old[b], hash, key) {
+            return Some(idx);
+        }
+        if self.is_rehashing() {
+            let b = hash as usize & (self.new.len() - 1);
+            return self.find_in_chain(self.new[b], hash, key);
+        }
+        None
+    }
+
+    fn find_in_chain(&self, mut link: u32, hash: u32, key: &[u8]) -> Option<usize> {
+        while link != 0 {
+            let idx = (link - 1) as usize;
+            let node = self.slab.get(idx);
+            if node.hash == hash && node.entry.key() == key {
+                return Some(idx);
+            }
+            link = node.next;
+        }
+        None
+    }
+
+    pub(crate) fn get(&self, hash: u32, key: &[u8]) -> Option<&E> {
+        self.find(hash, key).map(|i| &self.slab.get(i).entry)
+    }
+
+    pub(crate) fn at(&self, idx: usize) -> &E {
+        &self.slab.get(idx).entry
+    }
+
+    pub(crate) fn at_mut(&mut self, idx: usize) -> &mut E {
+        &mut self.slab.get_mut(idx).entry
+    }
+
+    /// Inserts an entry whose key is not in the table; returns its slot.
+    pub(crate) fn insert_new(&mut self, hash: u32, entry: E) -> usize {
+        self.rehash_step(REHASH_STEP);
+        let idx = self.slab.push(Node { hash, next: 0, entry });
+        let link = idx_link(idx);
+        let heads = if self.is_rehashing() {
+            &mut self.new
+        } else {
+            &mut self.old
+        };
+        let b = hash as usize & (heads.len() - 1);
+        self.slab.get_mut(idx).next = heads[b];
+        heads[b] = link;
+        self.maybe_grow();
+        // The new entry may have been re-linked but never moves in the slab.
+        idx
+    }
+
+    /// Removes the entry at `idx`. Returns it, and if another entry was moved
+    /// into the hole to keep the slab dense, that entry's old and new index.
+    pub(crate) fn remove_at(&mut self, idx: usize) -> (E, Option<(usize, usize)>) {
+        self.unlink(idx);
+        let last = self.slab.len - 1;
+        let moved = if idx != last {
+            // Re-point whatever links to `last` at `idx`, then swap it in.
+            let last_hash = self.slab.get(last).hash;
+            self.relink(last_hash, last, idx);
+            Some((last, idx))
+        } else {
+            None
+        };
+        let removed = match moved {
+            Some(_) => {
+                let tail = self.slab.pop().expect("slab has an entry at `last`");
+                mem::replace(self.slab.get_mut(idx), tail)
+            }
+            None => self.slab.pop().expect("slab has an entry at `idx`"),
+        };
+        self.rehash_step(REHASH_STEP);
+        self.maybe_shrink();
+        (removed.entry, moved)
+    }
+
+    /// Removes every entry, keeping nothing but the smallest bucket array.
+    pub(crate) fn clear(&mut self) {
+        *self = Self::new();
+    }
+
+    /// Removes the entry at `idx` from its chain (the slab is untouched).
+    fn unlink(&mut self, idx: usize) {
+        let hash = self.slab.get(idx).hash;
+        let next = self.slab.get(idx).next;
+        let target = idx_link(idx);
+        if !self.replace_link(hash, target, next) {
+            unreachable!("entry {idx} is in no chain: table invariant broken");
+        }
+    }
+
+    /// Makes the link that points at `from` point at `to` instead.
+    fn relink(&mut self, hash: u32, from: usize, to: usize) {
+        if !self.replace_link(hash, idx_link(from), idx_link(to)) {
+            unreachable!("entry {from} is in no chain: table invariant broken");
+        }
+    }
+
+    /// Finds the link (bucket head or `next` field) holding `target` in the
+    /// chains where an entry with `hash` can be, and sets it to `value`.
+    fn replace_link(&mut self, hash: u32, target: u32, value: u32) -> bool {
+        for in_new in [false, true] {
+            let heads = if in_new { &mut self.new } else { &mut self.old };
+            if heads.is_empty() {
+                continue;
+            }
+            let b = hash as usize & (heads.len() - 1);
+            if heads[b] == target {
+                heads[b] = value;
+                return true;
+            }
+            let mut link = heads[b];
+            while link != 0 {
+                let node = self.slab.get_mut((link - 1) as usize);
+                if node.next == target {
+                    node.next = value;
+                    return true;
+                }
+                link = node.next;
+            }
+        }
+        false
+    }
+
+    fn maybe_grow(&mut self) {
+        if !self.is_rehashing() && self.len() > self.old.len() {
+            self.start_resize(self.old.len() * 2);
+        }
+    }
+
+    fn maybe_shrink(&mut self) {
+        let size = self.old.len();
+        if !self.is_rehashing() && size > MIN_BUCKETS && self.len() * 8 < size {
+            let target = self
+                .len()
+                .max(1)
+                .next_power_of_two()
+                .max(size / MAX_RESIZE_RATIO)
+                .max(MIN_BUCKETS);
+            if target < size {
+                self.start_resize(target);
+            }
+        }
+    }
+
+    fn start_resize(&mut self, buckets: usize) {
+        debug_assert!(buckets.is_power_of_two() && buckets <= u32::MAX as usize + 1);
+        // `vec![0; n]` is a zeroed allocation: no O(n) initialisation here.
+        self.new = vec![0; buckets];
+        self.rehash_idx = 0;
+    }
+
+    /// Moves up to `buckets` non-empty buckets (skipping at most
+    /// `EMPTY_VISITS` empty ones per bucket) from the old array to the new one.
+    /// Returns true while a resize is still in progress.
+    pub(crate) fn rehash_step(&mut self, buckets: usize) -> bool {
+        if !self.is_rehashing() {
+            return false;
+        }
+        let mut empty_budget = buckets * EMPTY_VISITS;
+        let mut moved = 0;
+        while moved < buckets && self.rehash_idx < self.old.len() {
+            let mut link = mem::take(&mut self.old[self.rehash_idx]);
+            if link == 0 {
+                self.rehash_idx += 1;
+                empty_budget -= 1;
+                if empty_budget == 0 {
+                    break;
+                }
+                continue;
+            }
+            let mask = self.new.len() - 1;
+            while link != 0 {
+                let node = self.slab.get_mut((link - 1) as usize);
+                let next = node.next;
+                let b = node.hash as usize & mask;
+                node.next = self.new[b];
+                self.new[b] = link;
+                link = next;
+            }
+            self.rehash_idx += 1;
+            moved += 1;
+        }
+        if self.rehash_idx >= self.old.len() {
+            self.old = mem::take(&mut self.new);
+            self.rehash_idx = 0;
+            // A resize that finished may leave the table due for another one
+            // (deletes during a grow, or a capped shrink).
+            self.maybe_shrink();
+            return self.is_rehashing();
+        }
+        true
+    }
+
+    /// One step of Redis' reverse-binary scan (`dictScan`): calls `f` for the
+    /// entries of the bucket at `cursor` (and of its expansions in the larger
+    /// array while resizing) and returns the next cursor.
+    pub(crate) fn scan_step(&self, cursor: u64, mut f: impl FnMut(&E)) -> ScanStep {
+        let mut v = cursor;
+        let mut buckets = 0;
+        let mut visit = |heads: &[u32], b: usize, buckets: &mut usize| {
+            *buckets += 1;
+            let mut link = heads[b];
+            while link != 0 {
+                let node = self.slab.get((link - 1) as usize);
+                f(&node.entry);
+                link = node.next;
+            }
+        };
+        if !self.is_rehashing() {
+            let m0 = (self.old.len() - 1) as u64;
+            visit(&self.old, (v & m0) as usize, &mut buckets);
+            v = next_cursor(v, m0);
+        } else {
+            let (small, large) = if self.old.len() <= self.new.len() {
+                (&self.old, &self.new)
+            } else {
+                (&self.new, &self.old)
+            };
+            let m0 = (small.len() - 1) as u64;
+            let m1 = (large.len() - 1) as u64;
+            visit(small, (v & m0) as usize, &mut buckets);
+            loop {
+                visit(large, (v & m1) as usize, &mut buckets);
+                v = next_cursor(v, m1);
+                if v & (m0 ^ m1) == 0 {
+                    break;
+                }
+            }
+        }
+        ScanStep { cursor: v, buckets }
+    }
+
+    /// Buckets the next scan step will examine (1, or more while resizing).
+    pub(crate) fn scan_step_cost(&self) -> usize {
+        if self.is_rehashing() {
+            let (a, b) = (self.old.len(), self.new.len());
+            1 + a.max(b) / a.min(b)
+        } else {
+            1
+        }
+    }
+
+    /// All entries, in slab order.
+    pub(crate) fn iter(&self) -> impl Iterator<Item = &E> {
+        self.slab.iter().map(|n| &n.entry)
+    }
+
+    /// The slot index of the last entry (used to drain from the end cheaply).
+    pub(crate) fn last_index(&self) -> Option<usize> {
+        self.slab.len.checked_sub(1)
+    }
+}
+
+fn idx_link(idx: usize) -> u32 {
+    u32::try_from(idx + 1).expect("a table holds fewer than 2^32 - 1 entries")
+}
+
+/// Increments the reversed bits of `v` under `mask` (Redis' cursor step).
+fn next_cursor(v: u64, mask: u64) -> u64 {
+    let mut v = v | !mask;
+    v = v.reverse_bits();
+    v = v.wrapping_add(1);
+    v.reverse_bits()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::{BTreeMap, BTreeSet};
+
+    struct E(Vec<u8>);
+    impl TableEntry for E {
+        fn key(&self) -> &[u8] {
+            &self.0
+        }
+    }
+
+    fn h(k: &[u8]) -> u32 {
+        // A weak hash on purpose: it makes chains and collisions common.
+        k.iter().fold(7u32, |a, b| a.wrapping_mul(31).wrapping_add(*b as u32))
+    }
+
+    fn remove(t: &mut Table<E>, k: &[u8]) -> bool {
+        match t.find(h(k), k) {
+            Some(i) => {
+                t.remove_at(i);
+                true
+            }
+            None => false,
+        }
+    }
+
+    fn check(t: &Table<E>, model: &BTreeSet<Vec<u8>>) {
+        assert_eq!(t.len(), model.len());
+        for k in model {
+            let i = t.find(h(k), k).expect("present");
+            assert_eq!(&t.at(i).0, k);
+        }
+        let all: BTreeSet<Vec<u8>> = t.iter().map(|e| e.0.clone()).collect();
+        assert_eq!(&all, model);
+    }
+
+    #[test]
+    fn chunk_locations_are_contiguous() {
+        let mut expect = (0, 0);
+        for idx in 0..40_000 {
+            let got = locate(idx);
+            if idx > 0 && got.0 != expect.0 {
+                assert_eq!(expect.1, chunk_capacity(expect.0), "chunk {} full at {idx}", expect.0);
+                expect = (expect.0 + 1, 0);
+            }
+            assert_eq!(got, expect, "idx {idx}");
+            expect.1 += 1;
+        }
+    }
+
+    #[test]
+    fn grows_and_shrinks_keeping_every_entry() {
+        let mut t = Table::new();
+        let mut model = BTreeSet::new();
+        for i in 0..20_000u32 {
+            let k = i.to_le_bytes().to_vec();
+            t.insert_new(h(&k), E(k.clone()));
+            model.insert(k);
+            if i % 997 == 0 {
+                check(&t, &model);
+            }
+        }
+        check(&t, &model);
+        assert!(t.buckets() >= 16_384);
+        for i in (0..20_000u32).filter(|i| i % 50 != 0) {
+            let k = i.to_le_bytes().to_vec();
+            assert!(remove(&mut t, &k));
+            model.remove(&k);
+            if i % 991 == 0 {
+                check(&t, &model);
+            }
+        }
+        while t.rehash_step(100) {}
+        check(&t, &model);
+        assert!(t.buckets() <= 2048, "shrunk to {}", t.buckets());
+    }
+
+    #[test]
+    fn scan_covers_every_entry_through_resizes() {
+        let mut t = Table::new();
+        for i in 0..1000u32 {
+            let k = i.to_le_bytes().to_vec();
+            t.insert_new(h(&k), E(k));
+        }
+        let mut seen = BTreeMap::new();
+        let mut cursor = 0;
+        let mut next_key = 1000u32;
+        loop {
+            let step = t.scan_step(cursor, |e| *seen.entry(e.0.clone()).or_insert(0) += 1);
+            cursor = step.cursor;
+            // Grow the table 8x in the middle of the scan (bounded: an
+            // iteration ends only if the table stops growing).
+            for _ in 0..(if next_key < 8000 { 20 } else { 0 }) {
+                let k = next_key.to_le_bytes().to_vec();
+                next_key += 1;
+                t.insert_new(h(&k), E(k));
+            }
+            if cursor == 0 {
+                break;
+            }
+        }
+        for i in 0..1000u32 {
+            assert!(seen.contains_key(&i.to_le_bytes().to_vec()), "missed {i}");
+        }
+    }
+}

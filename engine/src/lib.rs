@@ -1,0 +1,59 @@
+//! # ringkv
+//!
+//! An embedded, in-process key-value engine with a Redis-like data model
+//! (strings with integer operations, hashes, per-key expiry), built to use
+//! every core and to never stall: the keyspace is split into shards behind
+//! read-write locks, every call does bounded work (incremental rehash, cursor
+//! scans, hash drains), and every change of state is one deterministic
+//! [`Mutation`] handed to a [`MutationSink`] — the stream a ring log and
+//! followers are built on.
+//!
+//! ```
+//! use ringkv::{Config, Engine, ScanOptions, SetOptions};
+//!
+//! let engine = Engine::new(Config::default())?;
+//!
+//! // Strings, counters and TTLs, named as Redis users know them.
+//! engine.set_with("session:42", "token-abc", SetOptions::new().ex(3600))?;
+//! assert_eq!(engine.incr_by("requests", 3)?, 3);
+//!
+//! // Telemetry into hashes, drained in bounded, atomic batches.
+//! engine.hset("telemetry:host-1", [("cpu", "0.71"), ("mem", "2048")])?;
+//! let batch = engine.hdrain("telemetry:host-1", 100)?;
+//! assert_eq!(batch.len(), 2);
+//!
+//! // Incremental scans never hold a lock for long.
+//! let keys: Vec<_> = engine.scan_iter(ScanOptions::default().pattern("session:*")).collect();
+//! assert_eq!(keys.len(), 1);
+//! # Ok::<(), ringkv::Error>(())
+//! ```
+//!
+//! See `DESIGN.md`-level notes in the module docs: [`mutation`] for the
+//! stream's contract, the table's docs for the incremental rehash, [`scan`]
+//! for the cursor guarantees.
+
+pub mod batch;
+mod blob;
+mod clock;
+mod config;
+mod engine;
+mod error;
+mod expire;
+mod glob;
+mod keyspace;
+mod memory;
+pub mod mutation;
+pub mod scan;
+mod stats;
+
+pub use batch::{BatchReply, WriteBatch};
+pub use blob::{Blob, INLINE_CAPACITY};
+pub use bytes::Bytes;
+pub use clock::{Clock, ManualClock, SystemClock};
+pub use config::{Config, EvictionPolicy, MAX_SHARDS};
+pub use engine::{Engine, EngineBuilder, KeyType, SetCondition, SetExpiry, SetOptions, SetOutcome, Ttl};
+pub use error::{Error, Result, SinkError};
+pub use glob::glob_match;
+pub use mutation::{DeleteReason, MemorySink, Mutation, MutationSink, NullSink};
+pub use scan::{HScanIter, ScanIter, ScanOptions, ScanPage};
+pub use stats::{Op, Stats};
