@@ -78,11 +78,23 @@ impl Blob {
     }
 
     /// Heap bytes this string owns, as counted by the memory accounting:
-    /// the boxed `Bytes` header plus its buffer.
+    /// the boxed `Bytes` header, its buffer, and the reference-count block
+    /// `Bytes` allocates once a buffer is shared (stored values always are:
+    /// the mutation that wrote them holds a clone), with allocator overhead.
     pub(crate) fn heap_size(&self) -> usize {
         match &self.0 {
             Repr::Inline { .. } => 0,
-            Repr::Heap(b) => std::mem::size_of::<Bytes>() + b.len(),
+            Repr::Heap(_) => self.copied_heap_size() + crate::keyspace::alloc_size(24),
+        }
+    }
+
+    /// Heap bytes of a string made by [`Blob::copy_from_slice`] and never
+    /// shared (keys and hash fields): the boxed header and the buffer.
+    pub(crate) fn copied_heap_size(&self) -> usize {
+        use crate::keyspace::alloc_size;
+        match &self.0 {
+            Repr::Inline { .. } => 0,
+            Repr::Heap(b) => alloc_size(std::mem::size_of::<Bytes>()) + alloc_size(b.len()),
         }
     }
 }

@@ -235,6 +235,7 @@ impl EngineBuilder {
             memory: AtomicI64::new(0),
             memory_slack,
             rng: AtomicU64::new(rng),
+            eviction_pool: parking_lot::Mutex::new(Vec::new()),
             background: parking_lot::Mutex::new(None),
             config: self.config,
         });
@@ -287,6 +288,8 @@ pub(crate) struct Inner {
     memory: AtomicI64,
     memory_slack: usize,
     rng: AtomicU64,
+    /// Eviction candidates: (LRU clock when sampled, key).
+    pub(crate) eviction_pool: parking_lot::Mutex<Vec<(u32, Bytes)>>,
     /// Dropped with the engine, which stops the background thread.
     background: parking_lot::Mutex<Option<Background>>,
 }

@@ -10,12 +10,17 @@
 //! Eviction runs before the write takes its shard lock: it never holds one
 //! shard's guard while locking another.
 
+use std::sync::atomic::Ordering;
+
 use bytes::Bytes;
 
 use crate::config::EvictionPolicy;
 use crate::engine::Inner;
 use crate::error::{Error, Result};
 use crate::mutation::{DeleteReason, Mutation};
+
+/// Candidates kept between evictions (Redis: `EVPOOL_SIZE`).
+pub(crate) const EVICTION_POOL_SIZE: usize = 16;
 
 /// Most evictions one write may trigger before it gives up with an error.
 const MAX_EVICTIONS_PER_WRITE: usize = 1024;
@@ -46,11 +51,15 @@ impl Inner {
         }
     }
 
-    /// The least recently used key among `maxmemory_samples` random keys.
+    /// The least recently used key known: each call samples
+    /// `maxmemory_samples` random keys into a pool of the
+    /// [`EVICTION_POOL_SIZE`] oldest candidates seen so far (Redis' eviction
+    /// pool), then takes the oldest candidate whose access time has not
+    /// changed since it was sampled.
     fn lru_candidate(&self) -> Option<Bytes> {
         let shards = self.shards.len() as u64;
         let samples = self.config.maxmemory_samples;
-        let mut best: Option<(u32, Bytes)> = None;
+        let mut pool = self.eviction_pool.lock();
         let mut taken = 0;
         for _ in 0..samples * 8 {
             if taken == samples {
@@ -63,12 +72,26 @@ impl Inner {
             }
             taken += 1;
             let e = shard.entry((self.random() % len as u64) as usize);
-            let lru = e.lru.load(std::sync::atomic::Ordering::Relaxed);
-            if best.as_ref().is_none_or(|(b, _)| lru < *b) {
-                best = Some((lru, Bytes::copy_from_slice(&e.key)));
+            if pool.iter().any(|(_, k)| k[..] == e.key[..]) {
+                continue;
+            }
+            pool.push((e.lru.load(Ordering::Relaxed), Bytes::copy_from_slice(&e.key)));
+        }
+        // Oldest last, so `pop` takes it; keep only the oldest candidates.
+        pool.sort_by(|a, b| b.0.cmp(&a.0));
+        let excess = pool.len().saturating_sub(EVICTION_POOL_SIZE);
+        pool.drain(..excess);
+        while let Some((lru, key)) = pool.pop() {
+            let h = self.hashing.hash(&key);
+            let shard = self.shards[self.hashing.shard_of(h)].read();
+            // Still there and not used since it was sampled?
+            if let Some(idx) = shard.find(h, &key) {
+                if shard.entry(idx).lru.load(Ordering::Relaxed) == lru {
+                    return Some(key);
+                }
             }
         }
-        if best.is_none() {
+        if taken == 0 {
             // Sampling found only empty shards: take any key at all.
             for shard in self.shards.iter() {
                 let shard = shard.read();
@@ -77,7 +100,7 @@ impl Inner {
                 }
             }
         }
-        best.map(|(_, k)| k)
+        None
     }
 
     /// The key with the nearest expiry among the shards' expiry indexes

@@ -15,6 +15,17 @@ use crate::blob::Blob;
 use crate::stats::{Op, OP_COUNT};
 use table::{Table, TableEntry};
 
+/// Bytes the allocator really takes for an allocation of `n` bytes: glibc
+/// malloc adds an 8-byte header, rounds to 16 and never hands out less than
+/// 32 (jemalloc and mimalloc size classes land close to this).
+pub(crate) fn alloc_size(n: usize) -> usize {
+    if n == 0 {
+        0
+    } else {
+        ((n + 8 + 15) & !15).max(32)
+    }
+}
+
 /// Estimated heap bytes of one expiry-index entry (a `(u64, u32)` in a
 /// B-tree node of 11, about two-thirds full, plus node headers).
 const EXPIRE_INDEX_ENTRY_BYTES: usize = 26;
@@ -59,7 +70,7 @@ impl Value {
     fn heap_size(&self) -> usize {
         match self {
             Value::Str(b) => b.heap_size(),
-            Value::Hash(h) => mem::size_of::<HashValue>() + h.memory(),
+            Value::Hash(h) => alloc_size(mem::size_of::<HashValue>()) + h.memory(),
         }
     }
 }
@@ -84,7 +95,7 @@ impl KeyEntry {
     }
 
     fn heap_size(&self) -> usize {
-        self.key.heap_size() + self.value.heap_size()
+        self.key.copied_heap_size() + self.value.heap_size()
     }
 }
 
@@ -148,7 +159,8 @@ impl HashValue {
             }
             None => {
                 let field = Blob::copy_from_slice(field);
-                self.data_bytes += field.heap_size() + value.heap_size();
+                // Entries own their heap parts; the table's slab is counted by the table.
+                self.data_bytes += field.copied_heap_size() + value.heap_size();
                 self.table.insert_new(hash, FieldEntry { field, value });
                 None
             }
@@ -163,7 +175,7 @@ impl HashValue {
 
     pub(crate) fn remove_at(&mut self, idx: usize) -> (Blob, Blob) {
         let (e, _) = self.table.remove_at(idx);
-        self.data_bytes -= e.field.heap_size() + e.value.heap_size();
+        self.data_bytes -= e.field.copied_heap_size() + e.value.heap_size();
         (e.field, e.value)
     }
 }

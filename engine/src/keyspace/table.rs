@@ -133,6 +133,8 @@ impl<E> Slab<E> {
     }
 
     fn heap_bytes(&self) -> usize {
+        // Chunks are few and large (except the first few), so per-chunk
+        // allocator overhead is left out.
         self.capacity * mem::size_of::<Node<E>>() + self.chunks.capacity() * mem::size_of::<Vec<Node<E>>>()
     }
 
