@@ -26,15 +26,13 @@ impl Background {
         let interval = Duration::from_millis(inner.config.active_expire_interval_ms);
         std::thread::Builder::new()
             .name("ringkv-expire".into())
-            .spawn(move || loop {
-                match stopped.recv_timeout(interval) {
-                    Err(RecvTimeoutError::Timeout) => {}
-                    _ => break,
+            .spawn(move || {
+                while let Err(RecvTimeoutError::Timeout) = stopped.recv_timeout(interval) {
+                    let Some(inner) = weak.upgrade() else { break };
+                    let engine = Engine { inner };
+                    engine.active_expire_cycle();
+                    engine.background_rehash();
                 }
-                let Some(inner) = weak.upgrade() else { break };
-                let engine = Engine { inner };
-                engine.active_expire_cycle();
-                engine.background_rehash();
             })
             .map_err(|e| Error::Config(format!("cannot start the background thread: {e}")))?;
         Ok(Background { _stop: stop })

@@ -28,9 +28,9 @@
 //! # Ok::<(), ringkv::Error>(())
 //! ```
 //!
-//! See `DESIGN.md`-level notes in the module docs: [`mutation`] for the
-//! stream's contract, the table's docs for the incremental rehash, [`scan`]
-//! for the cursor guarantees.
+//! The module docs say how it holds together: [`mutation`] for the stream's
+//! contract, [`scan`] for the cursor guarantees; the README for the table,
+//! the write path, expiry and memory accounting.
 
 pub mod batch;
 mod blob;
@@ -57,3 +57,8 @@ pub use glob::glob_match;
 pub use mutation::{DeleteReason, MemorySink, Mutation, MutationSink, NullSink};
 pub use scan::{HScanIter, ScanIter, ScanOptions, ScanPage};
 pub use stats::{Op, Stats};
+
+/// The README's examples, compiled and run as doctests.
+#[doc = include_str!("../../README.md")]
+#[cfg(doctest)]
+pub struct ReadmeDoctests;

@@ -78,7 +78,7 @@ impl Inner {
             pool.push((e.lru.load(Ordering::Relaxed), Bytes::copy_from_slice(&e.key)));
         }
         // Oldest last, so `pop` takes it; keep only the oldest candidates.
-        pool.sort_by(|a, b| b.0.cmp(&a.0));
+        pool.sort_by_key(|c| std::cmp::Reverse(c.0));
         let excess = pool.len().saturating_sub(EVICTION_POOL_SIZE);
         pool.drain(..excess);
         while let Some((lru, key)) = pool.pop() {

@@ -141,11 +141,10 @@ impl Engine {
         loop {
             let guard = self.inner.shards[shard].read();
             let (next, finished) = scan_table(&guard.table, table_cursor, opts, &mut examined, &mut found, |e| {
-                let type_ok = match (opts.key_type, &e.value) {
-                    (None, _) => true,
-                    (Some(KeyType::String), Value::Str(_)) | (Some(KeyType::Hash), Value::Hash(_)) => true,
-                    _ => false,
-                };
+                let type_ok = matches!(
+                    (opts.key_type, &e.value),
+                    (None, _) | (Some(KeyType::String), Value::Str(_)) | (Some(KeyType::Hash), Value::Hash(_))
+                );
                 let keep = type_ok && !e.is_expired(now);
                 if keep {
                     items.push(e.key.clone());

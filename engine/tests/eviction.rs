@@ -77,13 +77,18 @@ fn allkeys_lru_keeps_recently_used_keys() {
     clock.advance(10_000);
     let mut i = 0;
     while evictions(&sink.take()).is_empty() || i < 1000 {
-        e.set(format!("new{i}"), value.clone()).expect("set evicts instead of failing");
+        e.set(format!("new{i}"), value.clone())
+            .expect("set evicts instead of failing");
         i += 1;
         assert!(i < 100_000, "never evicted");
     }
     let stats = e.stats();
     assert!(stats.evicted_keys > 0);
-    assert!(stats.used_memory <= 1024 * 1024 + 64 * 1024, "used {}", stats.used_memory);
+    assert!(
+        stats.used_memory <= 1024 * 1024 + 64 * 1024,
+        "used {}",
+        stats.used_memory
+    );
     let hot_left = (0..100).filter(|i| e.key_type(format!("old{i}")).is_some()).count();
     let cold_left = (100..1000).filter(|i| e.key_type(format!("old{i}")).is_some()).count();
     // Sampling 5 keys, a hot key is only picked when all 5 are hot or newer.
@@ -99,15 +104,29 @@ fn volatile_ttl_evicts_the_nearest_expiry_and_only_volatile_keys() {
         e.set(format!("keep{i}"), value.clone()).expect("set");
     }
     for i in 0..800u64 {
-        e.set_with(format!("tmp{i}"), value.clone(), SetOptions::new().px(1_000_000 - i * 1000)).expect("set");
+        e.set_with(
+            format!("tmp{i}"),
+            value.clone(),
+            SetOptions::new().px(1_000_000 - i * 1000),
+        )
+        .expect("set");
     }
     let evicted = evictions(&sink.take());
     assert!(!evicted.is_empty(), "the limit must have been reached");
-    assert!(evicted.iter().all(|k| k.starts_with(b"tmp")), "evicted a key without expiry");
+    assert!(
+        evicted.iter().all(|k| k.starts_with(b"tmp")),
+        "evicted a key without expiry"
+    );
     // Later keys expire sooner, so the first evicted is a late one.
-    let first: u64 = std::str::from_utf8(&evicted[0][3..]).expect("utf8").parse().expect("number");
+    let first: u64 = std::str::from_utf8(&evicted[0][3..])
+        .expect("utf8")
+        .parse()
+        .expect("number");
     assert!(first > 300, "first eviction tmp{first}");
-    assert_eq!((0..200).filter(|i| e.key_type(format!("keep{i}")).is_some()).count(), 200);
+    assert_eq!(
+        (0..200).filter(|i| e.key_type(format!("keep{i}")).is_some()).count(),
+        200
+    );
     // With no volatile key left, writes fail like noeviction.
     e.del((0..800).map(|i| format!("tmp{i}"))).expect("del");
     let mut failed = false;

@@ -30,7 +30,15 @@ fn quiet() -> Config {
 
 fn expired_deletions(ms: &[Mutation]) -> usize {
     ms.iter()
-        .filter(|m| matches!(m, Mutation::Delete { reason: DeleteReason::Expired, .. }))
+        .filter(|m| {
+            matches!(
+                m,
+                Mutation::Delete {
+                    reason: DeleteReason::Expired,
+                    ..
+                }
+            )
+        })
         .count()
 }
 
@@ -76,7 +84,8 @@ fn a_write_over_an_expired_hash_starts_from_nothing() {
 fn active_expiry_removes_exactly_the_due_keys_nearest_first() {
     let (e, sink, clock) = setup(quiet());
     for i in 0..1000u64 {
-        e.set_with(format!("k{i}"), "v", SetOptions::new().px(1 + i * 10)).expect("set");
+        e.set_with(format!("k{i}"), "v", SetOptions::new().px(1 + i * 10))
+            .expect("set");
     }
     e.set("forever", "v").expect("set");
     sink.take();
@@ -137,14 +146,21 @@ fn persist_and_overwrite_update_the_expiry_index() {
     assert_eq!(e.dbsize(), 3);
     clock.advance(100_000);
     assert_eq!(e.active_expire_cycle(), 1);
-    assert_eq!(e.mget(["a", "b", "c"]), vec![Some("v".into()), Some("plain".into()), None]);
+    assert_eq!(
+        e.mget(["a", "b", "c"]),
+        vec![Some("v".into()), Some("plain".into()), None]
+    );
 }
 
 #[test]
 fn replica_applying_the_stream_never_expires_on_its_own() {
     let (e, sink, clock) = setup(quiet());
     e.set_with("k", "v", SetOptions::new().px(100)).expect("set");
-    let replica = Engine::builder().config(quiet()).clock(clock.clone()).build().expect("replica");
+    let replica = Engine::builder()
+        .config(quiet())
+        .clock(clock.clone())
+        .build()
+        .expect("replica");
     for m in sink.take() {
         replica.apply(&m).expect("apply");
     }

@@ -6,7 +6,12 @@ use ringkv::{Config, Engine, SetOptions};
 
 fn rss_bytes() -> u64 {
     let statm = std::fs::read_to_string("/proc/self/statm").expect("statm");
-    let pages: u64 = statm.split_whitespace().nth(1).expect("rss field").parse().expect("number");
+    let pages: u64 = statm
+        .split_whitespace()
+        .nth(1)
+        .expect("rss field")
+        .parse()
+        .expect("number");
     pages * 4096
 }
 
@@ -18,7 +23,10 @@ fn check(name: &str, e: &Engine, f: impl FnOnce(&Engine)) {
     let accounted = acc1.saturating_sub(acc0) as f64;
     let ratio = accounted / real;
     println!("{name}: real {real} B, accounted {accounted} B, ratio {ratio:.3}");
-    assert!((0.9..=1.1).contains(&ratio), "{name}: accounted {accounted} vs real {real} (ratio {ratio:.3})");
+    assert!(
+        (0.9..=1.1).contains(&ratio),
+        "{name}: accounted {accounted} vs real {real} (ratio {ratio:.3})"
+    );
 }
 
 #[test]
@@ -45,13 +53,17 @@ fn accounting_is_within_ten_percent_of_real_growth() {
     });
     check("hashes", &e, |e| {
         for h in 0..2_000u32 {
-            e.hset(format!("telemetry:{h}"), (0..100).map(|f| (format!("metric-{f}"), format!("{}", f * h))))
-                .expect("hset");
+            e.hset(
+                format!("telemetry:{h}"),
+                (0..100).map(|f| (format!("metric-{f}"), format!("{}", f * h))),
+            )
+            .expect("hset");
         }
     });
     check("keys with expiry", &e, |e| {
         for i in 0..200_000u32 {
-            e.set_with(format!("session:{i:08}"), "token", SetOptions::new().ex(3600)).expect("set");
+            e.set_with(format!("session:{i:08}"), "token", SetOptions::new().ex(3600))
+                .expect("set");
         }
     });
 }

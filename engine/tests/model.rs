@@ -7,7 +7,8 @@ use std::collections::BTreeMap;
 
 use proptest::prelude::*;
 use ringkv::{
-    BatchReply, Clock, Config, Engine, Error, ManualClock, MemorySink, ScanOptions, SetExpiry, SetOptions, Ttl, WriteBatch,
+    BatchReply, Clock, Config, Engine, Error, ManualClock, MemorySink, ScanOptions, SetExpiry, SetOptions, Ttl,
+    WriteBatch,
 };
 
 #[derive(Debug, Clone, PartialEq)]
@@ -85,7 +86,15 @@ enum Cmd {
     Batch(Vec<Cmd>),
 }
 
-const KEYS: [&[u8]; 7] = [b"a", b"b", b"c", b"d", b"counter", b"a-key-longer-than-fourteen-bytes", b"\x00\xffbin"];
+const KEYS: [&[u8]; 7] = [
+    b"a",
+    b"b",
+    b"c",
+    b"d",
+    b"counter",
+    b"a-key-longer-than-fourteen-bytes",
+    b"\x00\xffbin",
+];
 const FIELDS: [&[u8]; 5] = [b"f1", b"f2", b"f3", b"field-longer-than-fourteen", b"\x00"];
 
 fn value() -> impl Strategy<Value = Vec<u8>> {
@@ -404,8 +413,12 @@ fn check_state(e: &Engine, m: &mut Model, now: u64) {
                 assert_eq!(ttl, t.map_or(Ttl::Persistent, |t| Ttl::ExpiresIn(t - now)));
             }
             Some((MValue::Hash(h), _)) => {
-                let got: BTreeMap<Vec<u8>, Vec<u8>> =
-                    e.hgetall(key).expect("hash").into_iter().map(|(f, v)| (f.into(), v.into())).collect();
+                let got: BTreeMap<Vec<u8>, Vec<u8>> = e
+                    .hgetall(key)
+                    .expect("hash")
+                    .into_iter()
+                    .map(|(f, v)| (f.into(), v.into()))
+                    .collect();
                 assert_eq!(&got, h);
                 assert_eq!(e.hlen(key).expect("hash"), h.len());
             }

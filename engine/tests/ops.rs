@@ -59,8 +59,15 @@ fn integer_errors_change_nothing() {
     assert!(matches!(e.incr("s"), Err(Error::NotAnInteger)));
     assert!(matches!(e.incr("big"), Err(Error::Overflow)));
     assert!(matches!(e.decr_by("n", i64::MIN), Err(Error::Overflow)));
-    assert_eq!(e.get("big").expect("get").expect("value"), i64::MAX.to_string().as_str());
-    assert!(sink.is_empty(), "failed operations produced mutations: {:?}", sink.take());
+    assert_eq!(
+        e.get("big").expect("get").expect("value"),
+        i64::MAX.to_string().as_str()
+    );
+    assert!(
+        sink.is_empty(),
+        "failed operations produced mutations: {:?}",
+        sink.take()
+    );
     assert_eq!(e.incr_by("neg", i64::MIN).expect("incr"), i64::MIN);
 }
 
@@ -78,8 +85,15 @@ fn wrong_types_are_errors() {
     assert!(matches!(e.hgetall("s"), Err(Error::WrongType)));
     assert!(matches!(e.hdrain("s", 1), Err(Error::WrongType)));
     assert!(matches!(e.hincr_by("s", "f", 1), Err(Error::WrongType)));
-    assert!(matches!(e.set_with("h", "v", SetOptions::new().get()), Err(Error::WrongType)));
-    assert_eq!(e.key_type("h"), Some(KeyType::Hash), "SET GET on a hash must not overwrite it");
+    assert!(matches!(
+        e.set_with("h", "v", SetOptions::new().get()),
+        Err(Error::WrongType)
+    ));
+    assert_eq!(
+        e.key_type("h"),
+        Some(KeyType::Hash),
+        "SET GET on a hash must not overwrite it"
+    );
     // Plain SET replaces any type, as in Redis.
     e.set("h", "now a string").expect("set");
     assert_eq!(e.key_type("h"), Some(KeyType::String));
@@ -89,7 +103,11 @@ fn wrong_types_are_errors() {
 #[test]
 fn set_options_follow_redis() {
     let (e, _, clock) = setup();
-    assert!(e.set_with("k", "1", SetOptions::new().xx()).expect("set").applied.eq(&false));
+    assert!(e
+        .set_with("k", "1", SetOptions::new().xx())
+        .expect("set")
+        .applied
+        .eq(&false));
     assert!(e.set_with("k", "1", SetOptions::new().nx()).expect("set").applied);
     assert!(!e.set_with("k", "2", SetOptions::new().nx()).expect("set").applied);
     let out = e.set_with("k", "3", SetOptions::new().xx().get()).expect("set");
@@ -100,13 +118,21 @@ fn set_options_follow_redis() {
     assert_eq!(e.ttl("k"), Ttl::ExpiresIn(1500));
     e.set_with("k", "6", SetOptions::new().ex(10)).expect("set");
     assert_eq!(e.ttl("k").as_redis_seconds(), 10);
-    e.set_with("k", "7", SetOptions::new().exat(NOW / 1000 + 100)).expect("set");
+    e.set_with("k", "7", SetOptions::new().exat(NOW / 1000 + 100))
+        .expect("set");
     assert_eq!(e.ttl("k"), Ttl::ExpiresIn(100_000));
     e.set("k", "8").expect("set");
     assert_eq!(e.ttl("k"), Ttl::Persistent, "a plain SET clears the TTL");
-    assert!(matches!(e.set_with("k", "9", SetOptions::new().ex(0)), Err(Error::InvalidExpire)));
-    assert!(matches!(e.set_with("k", "9", SetOptions::new().ex(u64::MAX)), Err(Error::InvalidExpire)));
-    e.set_with("old", "v", SetOptions::new().pxat(NOW - 1)).expect("set in the past");
+    assert!(matches!(
+        e.set_with("k", "9", SetOptions::new().ex(0)),
+        Err(Error::InvalidExpire)
+    ));
+    assert!(matches!(
+        e.set_with("k", "9", SetOptions::new().ex(u64::MAX)),
+        Err(Error::InvalidExpire)
+    ));
+    e.set_with("old", "v", SetOptions::new().pxat(NOW - 1))
+        .expect("set in the past");
     assert_eq!(e.get("old").expect("get"), None);
     clock.advance(1);
     assert_eq!(e.ttl("missing"), Ttl::Missing);
@@ -117,15 +143,36 @@ fn limits_are_clear_errors() {
     let (e, sink, _) = setup();
     let long_key = vec![b'k'; 65];
     let long_value = vec![b'v'; 1025];
-    assert!(matches!(e.set(&long_key, "v"), Err(Error::KeyTooLarge { len: 65, max: 64 })));
-    assert!(matches!(e.set("k", long_value.clone()), Err(Error::ValueTooLarge { len: 1025, max: 1024 })));
-    assert!(matches!(e.hset("h", [(&long_key[..], "v")]), Err(Error::KeyTooLarge { .. })));
-    assert!(matches!(e.hset("h", [("f", long_value)]), Err(Error::ValueTooLarge { .. })));
+    assert!(matches!(
+        e.set(&long_key, "v"),
+        Err(Error::KeyTooLarge { len: 65, max: 64 })
+    ));
+    assert!(matches!(
+        e.set("k", long_value.clone()),
+        Err(Error::ValueTooLarge { len: 1025, max: 1024 })
+    ));
+    assert!(matches!(
+        e.hset("h", [(&long_key[..], "v")]),
+        Err(Error::KeyTooLarge { .. })
+    ));
+    assert!(matches!(
+        e.hset("h", [("f", long_value)]),
+        Err(Error::ValueTooLarge { .. })
+    ));
     e.set("k", vec![b'a'; 1000]).expect("set");
-    assert!(matches!(e.append("k", vec![b'b'; 25]), Err(Error::ValueTooLarge { len: 1025, .. })));
-    assert!(matches!(e.hset("h", Vec::<(&str, &str)>::new()), Err(Error::InvalidArgument(_))));
+    assert!(matches!(
+        e.append("k", vec![b'b'; 25]),
+        Err(Error::ValueTooLarge { len: 1025, .. })
+    ));
+    assert!(matches!(
+        e.hset("h", Vec::<(&str, &str)>::new()),
+        Err(Error::InvalidArgument(_))
+    ));
     assert!(matches!(e.hdrain("h", 0), Err(Error::InvalidArgument(_))));
-    assert!(matches!(e.mset(Vec::<(&str, &str)>::new()), Err(Error::InvalidArgument(_))));
+    assert!(matches!(
+        e.mset(Vec::<(&str, &str)>::new()),
+        Err(Error::InvalidArgument(_))
+    ));
     assert_eq!(sink.take().len(), 1, "only the successful SET was logged");
     assert!(Engine::new(Config {
         shards: 3,
@@ -168,7 +215,8 @@ fn hashes() {
 #[test]
 fn hdrain_removes_exactly_what_it_returns() {
     let (e, sink, _) = setup();
-    e.hset("t", (0..25).map(|i| (format!("f{i}"), format!("v{i}")))).expect("hset");
+    e.hset("t", (0..25).map(|i| (format!("f{i}"), format!("v{i}"))))
+        .expect("hset");
     sink.take();
     let mut all = Vec::new();
     loop {
@@ -180,8 +228,9 @@ fn hdrain_removes_exactly_what_it_returns() {
         all.extend(batch);
     }
     all.sort();
-    let mut want: Vec<(ringkv::Blob, ringkv::Blob)> =
-        (0..25).map(|i| (format!("f{i}").as_str().into(), format!("v{i}").as_str().into())).collect();
+    let mut want: Vec<(ringkv::Blob, ringkv::Blob)> = (0..25)
+        .map(|i| (format!("f{i}").as_str().into(), format!("v{i}").as_str().into()))
+        .collect();
     want.sort();
     assert_eq!(all, want);
     assert_eq!(e.key_type("t"), None);
@@ -224,7 +273,12 @@ fn batches_are_atomic() {
     e.hset("h", [("f", "1")]).expect("hset");
     sink.take();
     let mut b = WriteBatch::new();
-    b.set("a", "1").incr_by("a", 2).hset("h", [("g", "2")]).hdel("h", ["f"]).del("s").incr_by("s2", 1);
+    b.set("a", "1")
+        .incr_by("a", 2)
+        .hset("h", [("g", "2")])
+        .hdel("h", ["f"])
+        .del("s")
+        .incr_by("s2", 1);
     let replies = e.write_batch(b).expect("batch");
     assert_eq!(
         replies,
@@ -247,7 +301,12 @@ fn batches_are_atomic() {
     // An operation failing half-way rolls back everything before it.
     let before = e.digest();
     let mut b = WriteBatch::new();
-    b.set("a", "100").del("h").hset("new", [("x", "y")]).append("s2", "0").persist("a").incr_by("new", 1);
+    b.set("a", "100")
+        .del("h")
+        .hset("new", [("x", "y")])
+        .append("s2", "0")
+        .persist("a")
+        .incr_by("new", 1);
     assert!(matches!(e.write_batch(b), Err(Error::WrongType)));
     assert_eq!(e.digest(), before);
     assert_eq!(e.get("a").expect("get").expect("value"), "3");
@@ -289,7 +348,10 @@ impl RenameCheck for WriteBatch {
 fn mset_is_one_mutation_and_mget_reads_it() {
     let (e, sink, _) = setup();
     e.mset([("a", "1"), ("b", "2"), ("c", "3"), ("a", "4")]).expect("mset");
-    assert_eq!(e.mget(["a", "b", "c", "d"]), vec![Some("4".into()), Some("2".into()), Some("3".into()), None]);
+    assert_eq!(
+        e.mget(["a", "b", "c", "d"]),
+        vec![Some("4".into()), Some("2".into()), Some("3".into()), None]
+    );
     assert!(matches!(&sink.take()[..], [Mutation::Batch(ms)] if ms.len() == 4));
 }
 
@@ -297,7 +359,8 @@ fn mset_is_one_mutation_and_mget_reads_it() {
 fn flush_and_stats() {
     let (e, sink, _) = setup();
     for i in 0..100 {
-        e.set_with(format!("k{i}"), "v", SetOptions::new().px(10_000)).expect("set");
+        e.set_with(format!("k{i}"), "v", SetOptions::new().px(10_000))
+            .expect("set");
     }
     e.get("k1").expect("get");
     let stats = e.stats();

@@ -167,7 +167,10 @@ fn scan_of_an_empty_engine_ends() {
 fn hscan_of_a_string_is_wrongtype_and_of_a_missing_key_is_empty() {
     let e = engine(4);
     e.set("s", "v").expect("set");
-    assert!(matches!(e.hscan("s", 0, &ScanOptions::default()), Err(ringkv::Error::WrongType)));
+    assert!(matches!(
+        e.hscan("s", 0, &ScanOptions::default()),
+        Err(ringkv::Error::WrongType)
+    ));
     let page = e.hscan("missing", 0, &ScanOptions::default()).expect("hscan");
     assert_eq!((page.cursor, page.items.len()), (0, 0));
     let mut it = e.hscan_iter("s", ScanOptions::default());

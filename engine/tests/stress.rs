@@ -20,7 +20,11 @@ fn concurrent_writers_keep_every_invariant_and_the_stream_replays() {
         active_expire: false,
         ..Config::default()
     };
-    let e = Engine::builder().config(config.clone()).sink(sink.clone()).build().expect("engine");
+    let e = Engine::builder()
+        .config(config.clone())
+        .sink(sink.clone())
+        .build()
+        .expect("engine");
     for i in 0..500 {
         e.set(format!("stable:{i}"), "v").expect("set");
     }
@@ -32,11 +36,14 @@ fn concurrent_writers_keep_every_invariant_and_the_stream_replays() {
             s.spawn(move || {
                 for i in 0..OPS {
                     e.incr(format!("counter:{}", i % 10)).expect("incr");
-                    e.hset(format!("telemetry:{}", i % 4), [(format!("t{t}:{i}"), "1")]).expect("hset");
+                    e.hset(format!("telemetry:{}", i % 4), [(format!("t{t}:{i}"), "1")])
+                        .expect("hset");
                     if i % 10 == 0 {
-                        e.mset([("pair:a", i.to_string()), ("pair:b", i.to_string())]).expect("mset");
+                        e.mset([("pair:a", i.to_string()), ("pair:b", i.to_string())])
+                            .expect("mset");
                         e.set(format!("tmp:{t}:{i}"), "x").expect("set");
-                        e.rename(format!("tmp:{t}:{i}"), format!("moved:{t}:{}", (i / 10) % 50)).expect("rename");
+                        e.rename(format!("tmp:{t}:{i}"), format!("moved:{t}:{}", (i / 10) % 50))
+                            .expect("rename");
                     }
                 }
             });
@@ -49,7 +56,9 @@ fn concurrent_writers_keep_every_invariant_and_the_stream_replays() {
                 while !stop.load(Ordering::Relaxed) {
                     let v = e.mget(["pair:a", "pair:b"]);
                     assert_eq!(v[0], v[1], "MSET was seen half-applied");
-                    let keys: BTreeSet<_> = e.scan_iter(ScanOptions::default().count(100).pattern("stable:*")).collect();
+                    let keys: BTreeSet<_> = e
+                        .scan_iter(ScanOptions::default().count(100).pattern("stable:*"))
+                        .collect();
                     assert_eq!(keys.len(), 500);
                 }
             });
@@ -62,7 +71,12 @@ fn concurrent_writers_keep_every_invariant_and_the_stream_replays() {
                 let mut got = Vec::new();
                 while !stop.load(Ordering::Relaxed) {
                     for h in 0..4 {
-                        got.extend(e.hdrain(format!("telemetry:{h}"), 100).expect("drain").into_iter().map(|(f, _)| f));
+                        got.extend(
+                            e.hdrain(format!("telemetry:{h}"), 100)
+                                .expect("drain")
+                                .into_iter()
+                                .map(|(f, _)| f),
+                        );
                     }
                 }
                 got
@@ -72,7 +86,9 @@ fn concurrent_writers_keep_every_invariant_and_the_stream_replays() {
         let writers_done = {
             let e = e.clone();
             s.spawn(move || {
-                while e.get("counter:9").expect("get").map(|v| v.to_vec()) != Some((THREADS * OPS / 10).to_string().into_bytes()) {
+                while e.get("counter:9").expect("get").map(|v| v.to_vec())
+                    != Some((THREADS * OPS / 10).to_string().into_bytes())
+                {
                     std::thread::yield_now();
                 }
             })
@@ -101,7 +117,14 @@ fn concurrent_writers_keep_every_invariant_and_the_stream_replays() {
         }
     }
     assert_eq!(seen.len(), THREADS * OPS);
-    assert_eq!((0..THREADS).map(|t| (0..50).filter(|i| e.key_type(format!("moved:{t}:{i}")).is_some()).count()).sum::<usize>(), THREADS * 50);
+    assert_eq!(
+        (0..THREADS)
+            .map(|t| (0..50)
+                .filter(|i| e.key_type(format!("moved:{t}:{i}")).is_some())
+                .count())
+            .sum::<usize>(),
+        THREADS * 50
+    );
     assert_eq!(e.scan_iter(ScanOptions::default().pattern("tmp:*")).count(), 0);
 
     // The stream, replayed in order, reproduces the state.

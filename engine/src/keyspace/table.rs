@@ -72,7 +72,7 @@ fn locate(idx: usize) -> (usize, usize) {
 fn chunk_capacity(chunk: usize) -> usize {
     match chunk {
         0 => 4,
-        c if c <= CHUNK_MAX_BITS as usize - 1 => 1 << (c + 1),
+        c if c < CHUNK_MAX_BITS as usize => 1 << (c + 1),
         _ => CHUNK_MAX,
     }
 }
@@ -566,7 +566,7 @@ mod tests {
             }
         }
         for i in 0..1000u32 {
-            assert!(seen.contains_key(&i.to_le_bytes().to_vec()), "missed {i}");
+            assert!(seen.contains_key(i.to_le_bytes().as_slice()), "missed {i}");
         }
     }
 }
