@@ -53,6 +53,9 @@ pub struct Config {
     pub hash_seed: Option<u64>,
     /// Seed of the eviction sampler; `None` picks a random one.
     pub rng_seed: Option<u64>,
+    /// The ring log, used when the engine has a data directory (or an
+    /// anonymous log, see `EngineBuilder::anonymous_log`).
+    pub log: crate::log::LogConfig,
 }
 
 impl Default for Config {
@@ -70,6 +73,7 @@ impl Default for Config {
             background_rehash_buckets: 1000,
             hash_seed: None,
             rng_seed: None,
+            log: crate::log::LogConfig::default(),
         }
     }
 }

@@ -193,7 +193,9 @@ pub struct SetOutcome {
 pub struct EngineBuilder {
     config: Config,
     clock: Arc<dyn Clock>,
-    sink: Arc<dyn MutationSink>,
+    sink: Option<Arc<dyn MutationSink>>,
+    data_dir: Option<std::path::PathBuf>,
+    anonymous_log: bool,
 }
 
 impl EngineBuilder {
@@ -207,15 +209,52 @@ impl EngineBuilder {
         self.clock = Arc::new(clock);
         self
     }
-    /// Hands every mutation to this sink.
+    /// Hands every mutation to this sink (instead of a ring log).
     pub fn sink(mut self, sink: impl MutationSink) -> Self {
-        self.sink = Arc::new(sink);
+        self.sink = Some(Arc::new(sink));
+        self
+    }
+
+    /// Persists to this directory: the ring log `ring.log` (created on first
+    /// use) is the write-ahead log, replayed on open; a `LOCK` file keeps a
+    /// second process out.
+    pub fn data_dir(mut self, dir: impl Into<std::path::PathBuf>) -> Self {
+        self.data_dir = Some(dir.into());
+        self
+    }
+
+    /// Keeps a ring log in anonymous memory, without persistence (a stream
+    /// for followers; old laps are overwritten).
+    pub fn anonymous_log(mut self) -> Self {
+        self.anonymous_log = true;
         self
     }
     /// Validates the configuration and starts the engine (and its background
     /// thread, if `active_expire` is on).
     pub fn build(self) -> Result<Engine> {
         let shards = self.config.validate()?;
+        let (log, lock) = match (&self.data_dir, self.anonymous_log, &self.sink) {
+            (Some(_), _, Some(_)) | (_, true, Some(_)) => {
+                return Err(Error::Config("a ring log is the engine's sink: do not set another one".into()))
+            }
+            (Some(dir), _, None) => {
+                let (ring, lock) = crate::recovery::open_dir(dir, &self.config.log)?;
+                (Some(ring), Some(lock))
+            }
+            (None, true, None) => (
+                Some(Arc::new(crate::log::RingLog::anonymous_with(
+                    self.config.log.clone(),
+                    crate::log::Retention::Overwrite,
+                )?)),
+                None,
+            ),
+            (None, false, _) => (None, None),
+        };
+        let sink: Arc<dyn MutationSink> = match (&log, self.sink) {
+            (Some(ring), _) => ring.clone(),
+            (None, Some(sink)) => sink,
+            (None, None) => Arc::new(NullSink),
+        };
         let seed = self.config.hash_seed.unwrap_or_else(random_seed);
         let rng = self.config.rng_seed.unwrap_or_else(random_seed) | 1;
         // Each shard may be off by this much in the engine-wide total, so the
@@ -231,7 +270,10 @@ impl EngineBuilder {
                 .collect(),
             hashing: Hashing::new(seed, shards),
             clock: self.clock,
-            sink: self.sink,
+            sink,
+            log,
+            _lock: lock,
+            recovered: Default::default(),
             memory: AtomicI64::new(0),
             memory_slack,
             rng: AtomicU64::new(rng),
@@ -239,12 +281,24 @@ impl EngineBuilder {
             background: parking_lot::Mutex::new(None),
             config: self.config,
         });
-        if inner.config.active_expire {
-            let bg = Background::start(&inner)?;
-            *inner.background.lock() = Some(bg);
+        let engine = Engine { inner };
+        if let Some(ring) = &engine.inner.log {
+            if engine.inner._lock.is_some() {
+                crate::recovery::replay(&engine, ring)?;
+                if ring.durability() == crate::log::Durability::Everysec {
+                    crate::log::start_everysec(ring).map_err(|e| Error::Io {
+                        context: "starting the log sync thread".into(),
+                        source: e,
+                    })?;
+                }
+            }
+        }
+        if engine.inner.config.active_expire {
+            let bg = Background::start(&engine.inner)?;
+            *engine.inner.background.lock() = Some(bg);
         }
         tracing::debug!(shards, "ringkv engine started");
-        Ok(Engine { inner })
+        Ok(engine)
     }
 }
 
@@ -283,6 +337,12 @@ pub(crate) struct Inner {
     pub(crate) config: Config,
     pub(crate) clock: Arc<dyn Clock>,
     sink: Arc<dyn MutationSink>,
+    /// The ring log, when the engine has one (it is then also `sink`).
+    pub(crate) log: Option<Arc<crate::log::RingLog>>,
+    /// Held for the engine's life: the data directory's lock.
+    _lock: Option<std::fs::File>,
+    /// What opening the data directory replayed.
+    pub(crate) recovered: parking_lot::Mutex<crate::stats::RecoveryStats>,
     /// Approximate engine-wide accounted memory (each shard reports changes
     /// larger than `memory_slack`).
     memory: AtomicI64,
@@ -317,6 +377,8 @@ pub(crate) struct Writer<'e> {
     pub(crate) locked: Locked<'e>,
     mode: Mode,
     now: Option<u64>,
+    /// Offset after the last record this write appended (for group commit).
+    last_end: Option<u64>,
 }
 
 impl<'e> Writer<'e> {
@@ -340,7 +402,9 @@ impl<'e> Writer<'e> {
         };
         match &mut self.mode {
             Mode::Direct => {
-                self.inner.sink.record(&m).map_err(Error::Sink)?;
+                if let Some(end) = self.inner.sink.record(&m).map_err(Error::from_sink)? {
+                    self.last_end = Some(end);
+                }
                 let r = applier.apply(&m, None);
                 debug_assert!(r.is_ok(), "a planned mutation failed to apply: {r:?}");
                 r
@@ -379,13 +443,19 @@ impl<'e> Writer<'e> {
 
     /// Ends the write: for a batch, sends its mutation to the sink (rolling
     /// everything back if the sink refuses it); then reports memory changes.
-    fn finish(mut self, ok: bool) -> Result<()> {
+    fn finish(mut self, ok: bool) -> Result<Option<u64>> {
         let mut result = Ok(());
         if let Mode::Batch { mutations, undo } = std::mem::replace(&mut self.mode, Mode::Direct) {
             let recorded = if !ok || mutations.is_empty() {
                 Ok(())
             } else {
-                self.inner.sink.record(&Mutation::Batch(mutations)).map_err(Error::Sink)
+                match self.inner.sink.record(&Mutation::Batch(mutations)) {
+                    Ok(end) => {
+                        self.last_end = end.or(self.last_end);
+                        Ok(())
+                    }
+                    Err(e) => Err(Error::from_sink(e)),
+                }
             };
             if !ok || recorded.is_err() {
                 let mut applier = Applier {
@@ -399,7 +469,7 @@ impl<'e> Writer<'e> {
         }
         let inner = self.inner;
         self.locked.for_each(|_, shard| inner.publish_memory(shard, false));
-        result
+        result.map(|()| self.last_end)
     }
 
     /// Reports the memory change of the shard of `hash` to the engine-wide
@@ -489,11 +559,16 @@ impl Inner {
             locked,
             mode,
             now: None,
+            last_end: None,
         };
         let r = f(&mut w);
         let finished = w.finish(r.is_ok());
+        // The locks are released: wait for durability (group commit) now.
+        if let Ok(Some(end)) = finished {
+            self.sink.flush_to(end).map_err(Error::from_sink)?;
+        }
         let r = r?;
-        finished.map(|()| r)
+        finished.map(|_| r)
     }
 
     pub(crate) fn check_key(&self, key: &[u8]) -> Result<()> {
@@ -579,7 +654,40 @@ impl Engine {
         EngineBuilder {
             config: Config::default(),
             clock: Arc::new(SystemClock),
-            sink: Arc::new(NullSink),
+            sink: None,
+            data_dir: None,
+            anonymous_log: false,
+        }
+    }
+
+    /// Opens (or creates) a persistent engine in `dir`: replays the ring log
+    /// into a fresh keyspace, then logs every write to it.
+    ///
+    /// ```
+    /// use ringkv::{Config, Engine};
+    /// let dir = tempfile::tempdir().unwrap();
+    /// {
+    ///     let engine = Engine::open(dir.path(), Config::default())?;
+    ///     engine.set("k", "v")?;
+    /// }
+    /// let engine = Engine::open(dir.path(), Config::default())?;
+    /// assert_eq!(engine.get("k")?.unwrap(), "v");
+    /// # Ok::<(), ringkv::Error>(())
+    /// ```
+    pub fn open(dir: impl Into<std::path::PathBuf>, config: Config) -> Result<Engine> {
+        Engine::builder().config(config).data_dir(dir).build()
+    }
+
+    /// The ring log, if the engine has one.
+    pub fn log(&self) -> Option<&Arc<crate::log::RingLog>> {
+        self.inner.log.as_ref()
+    }
+
+    /// Forces every logged write to disk (msync), whatever the durability mode.
+    pub fn sync(&self) -> Result<()> {
+        match &self.inner.log {
+            Some(ring) => ring.sync().map_err(Error::Log),
+            None => Ok(()),
         }
     }
 
@@ -1097,6 +1205,7 @@ impl Engine {
             locked,
             mode: Mode::Direct,
             now: None,
+            last_end: None,
         };
         let mut applier = Applier {
             locked: &mut w.locked,
@@ -1127,6 +1236,20 @@ impl Engine {
             for op in Op::ALL {
                 ops[op as usize] += s.counters.get(op);
             }
+        }
+        if let Some(ring) = &self.inner.log {
+            let recovered = self.inner.recovered.lock().clone();
+            stats.log = Some(crate::stats::LogStats {
+                capacity: ring.capacity(),
+                oldest_offset: ring.oldest(),
+                offset: ring.published(),
+                synced_offset: ring.synced(),
+                durability: ring.durability(),
+                replid: ring.replid(),
+                recovered_records: recovered.records,
+                recovered_bytes: recovered.bytes,
+                torn_bytes: ring.torn_bytes(),
+            });
         }
         stats.commands = Op::ALL
             .iter()

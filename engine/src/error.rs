@@ -55,6 +55,30 @@ pub enum Error {
     /// The mutation sink refused the mutation; nothing was applied.
     #[error("mutation sink refused the write: {0}")]
     Sink(#[source] SinkError),
+    /// The ring log refused or failed (full, record too large, I/O, corrupt
+    /// file, ...); for a refused append nothing was applied.
+    #[error(transparent)]
+    Log(#[from] crate::log::LogError),
+    /// Another process holds the data directory.
+    #[error("data directory {0} is locked by another process")]
+    Locked(std::path::PathBuf),
+    /// An I/O error outside the ring (data directory, lock file).
+    #[error("I/O error while {context}: {source}")]
+    Io {
+        /// What was being done.
+        context: String,
+        /// The error.
+        #[source]
+        source: std::io::Error,
+    },
+    /// Replaying the log failed at this record.
+    #[error("recovery failed at offset {offset}: {reason}")]
+    Recovery {
+        /// Offset of the record.
+        offset: u64,
+        /// What went wrong.
+        reason: String,
+    },
     /// A mutation given to `Engine::apply` does not fit the current state
     /// (the stream being replayed diverges from this engine's state).
     #[error("cannot apply mutation: {0}")]
@@ -62,6 +86,22 @@ pub enum Error {
 }
 
 pub use crate::mutation::SinkError;
+
+impl Error {
+    /// Converts a sink's error, keeping the ring log's errors typed.
+    pub(crate) fn from_sink(e: SinkError) -> Error {
+        match e.downcast::<crate::log::LogError>() {
+            Ok(log) => Error::Log(*log),
+            Err(other) => Error::Sink(other),
+        }
+    }
+
+    /// True for the ring log's "full" error (history not yet covered by a
+    /// snapshot would be overwritten).
+    pub fn is_log_full(&self) -> bool {
+        matches!(self, Error::Log(crate::log::LogError::Full { .. }))
+    }
+}
 
 /// Result of engine operations.
 pub type Result<T, E = Error> = std::result::Result<T, E>;

@@ -41,7 +41,9 @@ mod error;
 mod expire;
 mod glob;
 mod keyspace;
+pub mod log;
 mod memory;
+mod recovery;
 pub mod mutation;
 pub mod scan;
 mod stats;
@@ -54,9 +56,10 @@ pub use config::{Config, EvictionPolicy, MAX_SHARDS};
 pub use engine::{Engine, EngineBuilder, KeyType, SetCondition, SetExpiry, SetOptions, SetOutcome, Ttl};
 pub use error::{Error, Result, SinkError};
 pub use glob::glob_match;
+pub use log::{Durability, LogConfig, RingLog};
 pub use mutation::{DeleteReason, MemorySink, Mutation, MutationSink, NullSink};
 pub use scan::{HScanIter, ScanIter, ScanOptions, ScanPage};
-pub use stats::{Op, Stats};
+pub use stats::{LogStats, Op, Stats};
 
 /// The README's examples, compiled and run as doctests.
 #[doc = include_str!("../../README.md")]

@@ -141,8 +141,17 @@ impl Mutation {
 /// # Ok::<(), ringkv::Error>(())
 /// ```
 pub trait MutationSink: Send + Sync + 'static {
-    /// Records one mutation.
-    fn record(&self, mutation: &Mutation) -> Result<(), SinkError>;
+    /// Records one mutation. A sink with offsets (the ring log) returns the
+    /// offset just past the mutation's record.
+    fn record(&self, mutation: &Mutation) -> Result<Option<u64>, SinkError>;
+
+    /// Called after the write's shard locks are released, with the offset
+    /// `record` returned: the place to wait for durability (group commit)
+    /// without holding up other writers of the same shards.
+    fn flush_to(&self, end: u64) -> Result<(), SinkError> {
+        let _ = end;
+        Ok(())
+    }
 }
 
 /// A sink that drops everything (an engine without a log).
@@ -150,8 +159,8 @@ pub trait MutationSink: Send + Sync + 'static {
 pub struct NullSink;
 
 impl MutationSink for NullSink {
-    fn record(&self, _: &Mutation) -> Result<(), SinkError> {
-        Ok(())
+    fn record(&self, _: &Mutation) -> Result<Option<u64>, SinkError> {
+        Ok(None)
     }
 }
 
@@ -197,19 +206,23 @@ impl MemorySink {
 }
 
 impl MutationSink for MemorySink {
-    fn record(&self, mutation: &Mutation) -> Result<(), SinkError> {
+    fn record(&self, mutation: &Mutation) -> Result<Option<u64>, SinkError> {
         let mut state = self.inner.lock();
         if state.fail_next > 0 {
             state.fail_next -= 1;
             return Err("MemorySink told to fail".into());
         }
         state.mutations.push(mutation.clone());
-        Ok(())
+        Ok(None)
     }
 }
 
 impl<S: MutationSink + ?Sized> MutationSink for Arc<S> {
-    fn record(&self, mutation: &Mutation) -> Result<(), SinkError> {
+    fn record(&self, mutation: &Mutation) -> Result<Option<u64>, SinkError> {
         (**self).record(mutation)
+    }
+
+    fn flush_to(&self, end: u64) -> Result<(), SinkError> {
+        (**self).flush_to(end)
     }
 }

@@ -88,4 +88,37 @@ pub struct Stats {
     pub shards: u64,
     /// Calls per operation (Redis names).
     pub commands: BTreeMap<String, u64>,
+    /// The ring log, when the engine has one.
+    pub log: Option<LogStats>,
+}
+
+/// Ring log figures in [`Stats`].
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[non_exhaustive]
+pub struct LogStats {
+    /// Data bytes of the ring.
+    pub capacity: u64,
+    /// Oldest offset kept (Redis: `repl_backlog_first_byte_offset`).
+    pub oldest_offset: u64,
+    /// End of the stream (Redis: `master_repl_offset`).
+    pub offset: u64,
+    /// Offset up to which the log is known durable.
+    pub synced_offset: u64,
+    /// The durability mode.
+    pub durability: crate::log::Durability,
+    /// Replication id of the stream.
+    pub replid: String,
+    /// Records replayed when the data directory was opened.
+    pub recovered_records: u64,
+    /// Bytes of records replayed when the data directory was opened.
+    pub recovered_bytes: u64,
+    /// Bytes of torn tail cut when the data directory was opened.
+    pub torn_bytes: u64,
+}
+
+/// What opening a data directory replayed.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct RecoveryStats {
+    pub(crate) records: u64,
+    pub(crate) bytes: u64,
 }

@@ -1,0 +1,813 @@
+//! [`RingLog`]: the memory-mapped ring of records, its appenders, its header
+//! page and its durability.
+//!
+//! Appending a record:
+//! 1. encode it (outside the ring);
+//! 2. reserve `[offset, offset + len)` by a compare-and-swap on `reserved`
+//!    (refused with [`LogError::Full`] if that would overwrite history the
+//!    ring must keep, or with [`LogError::RecordTooLarge`]);
+//! 3. copy the payload and header into the ring — appenders copy in parallel;
+//! 4. wait until every earlier record is published, then publish this one:
+//!    store its commit word (release) and advance `published`.
+//!
+//! Publishing in offset order keeps two facts simple: everything below
+//! `published` is complete (readers read up to it, group commit syncs up to
+//! it), and after a crash the valid records form a prefix of the stream, so
+//! an invalid record followed by a valid one can only be corruption.
+
+use std::fs::{File, OpenOptions};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use crossbeam::utils::Backoff;
+use parking_lot::{Condvar, Mutex, RwLock};
+use serde::{Deserialize, Serialize};
+
+use super::memory::{RingMemory, HEADER_PAGE};
+use super::record::{self, Header, HEADER_LEN, MUTATION_FORMAT};
+use super::LogError;
+
+/// Magic bytes at the start of each header slot.
+const MAGIC: &[u8; 8] = b"RKVRING\0";
+/// Version of the ring file layout.
+pub const RING_FORMAT: u32 = 1;
+/// Header slots: two copies, written alternately, the newest valid one wins.
+const SLOT_LEN: usize = 2048;
+const SLOT_FIELDS: usize = 140;
+
+/// When appended records reach the disk.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Durability {
+    /// Page cache only: survives a crash of the process (the kernel owns the
+    /// mapped pages), not of the machine.
+    #[default]
+    None,
+    /// msync once a second on a background thread.
+    Everysec,
+    /// Group commit: a write returns only after its record is msynced;
+    /// concurrent writers share syncs.
+    Always,
+}
+
+/// Ring log configuration.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct LogConfig {
+    /// Bytes of the data region: a multiple of 8, at least 64 KiB.
+    pub capacity: u64,
+    /// When writes reach the disk.
+    pub durability: Durability,
+    /// A record larger than `capacity / max_record_fraction` is refused
+    /// (a 3 MB value must not make a follower loop, Redis #11666).
+    pub max_record_fraction: u64,
+}
+
+impl Default for LogConfig {
+    fn default() -> Self {
+        LogConfig {
+            capacity: 256 * 1024 * 1024,
+            durability: Durability::None,
+            max_record_fraction: 8,
+        }
+    }
+}
+
+impl LogConfig {
+    pub(crate) fn validate(&self) -> Result<(), LogError> {
+        if self.capacity < 64 * 1024 || self.capacity % 8 != 0 {
+            return Err(LogError::Config(format!(
+                "capacity must be a multiple of 8 of at least 64 KiB, not {}",
+                self.capacity
+            )));
+        }
+        if self.max_record_fraction < 2 {
+            return Err(LogError::Config("max_record_fraction must be at least 2".into()));
+        }
+        Ok(())
+    }
+}
+
+/// What the header page says (see the format in `log/mod.rs`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RingHeader {
+    /// Ring file layout version.
+    pub format: u32,
+    /// Mutation encoding version.
+    pub mutation_format: u32,
+    /// Data bytes.
+    pub capacity: u64,
+    /// Replication id of the history the stream belongs to (40 hex chars).
+    pub replid: String,
+    /// The previous replication id, or empty.
+    pub prev_replid: String,
+    /// Offset where the history switched from `prev_replid` to `replid`.
+    pub switch_offset: u64,
+    /// Oldest offset the ring keeps (a record boundary).
+    pub oldest: u64,
+    /// Offset up to which records were known durable at the last header write.
+    pub synced: u64,
+    seq: u64,
+}
+
+impl RingHeader {
+    fn encode(&self) -> [u8; SLOT_FIELDS] {
+        let mut b = [0u8; SLOT_FIELDS];
+        b[0..8].copy_from_slice(MAGIC);
+        b[8..12].copy_from_slice(&self.format.to_le_bytes());
+        b[12..16].copy_from_slice(&self.mutation_format.to_le_bytes());
+        b[16..24].copy_from_slice(&self.seq.to_le_bytes());
+        b[24..32].copy_from_slice(&self.capacity.to_le_bytes());
+        put_id(&mut b[32..72], &self.replid);
+        put_id(&mut b[72..112], &self.prev_replid);
+        b[112..120].copy_from_slice(&self.switch_offset.to_le_bytes());
+        b[120..128].copy_from_slice(&self.oldest.to_le_bytes());
+        b[128..136].copy_from_slice(&self.synced.to_le_bytes());
+        let crc = crc32c::crc32c(&b[..136]);
+        b[136..140].copy_from_slice(&crc.to_le_bytes());
+        b
+    }
+
+    fn decode(b: &[u8]) -> Result<RingHeader, LogError> {
+        if &b[0..8] != MAGIC {
+            return Err(LogError::BadHeader("not a ringkv ring file (bad magic)".into()));
+        }
+        let u32_at = |i: usize| u32::from_le_bytes([b[i], b[i + 1], b[i + 2], b[i + 3]]);
+        let u64_at = |i: usize| {
+            let mut a = [0u8; 8];
+            a.copy_from_slice(&b[i..i + 8]);
+            u64::from_le_bytes(a)
+        };
+        if crc32c::crc32c(&b[..136]) != u32_at(136) {
+            return Err(LogError::BadHeader("header checksum mismatch".into()));
+        }
+        let format = u32_at(8);
+        if format != RING_FORMAT {
+            return Err(LogError::UnsupportedFormat {
+                found: format,
+                supported: RING_FORMAT,
+            });
+        }
+        let mutation_format = u32_at(12);
+        if mutation_format != MUTATION_FORMAT {
+            return Err(LogError::UnsupportedFormat {
+                found: mutation_format,
+                supported: MUTATION_FORMAT,
+            });
+        }
+        Ok(RingHeader {
+            format,
+            mutation_format,
+            seq: u64_at(16),
+            capacity: u64_at(24),
+            replid: get_id(&b[32..72]),
+            prev_replid: get_id(&b[72..112]),
+            switch_offset: u64_at(112),
+            oldest: u64_at(120),
+            synced: u64_at(128),
+        })
+    }
+}
+
+fn put_id(dst: &mut [u8], id: &str) {
+    let n = id.len().min(dst.len());
+    dst[..n].copy_from_slice(&id.as_bytes()[..n]);
+}
+
+fn get_id(src: &[u8]) -> String {
+    let end = src.iter().position(|&b| b == 0).unwrap_or(src.len());
+    String::from_utf8_lossy(&src[..end]).into_owned()
+}
+
+/// A new random replication id: 40 hex characters, like Redis'.
+pub fn new_replid() -> String {
+    use std::hash::BuildHasher;
+    let mut id = String::with_capacity(40);
+    let now = std::time::SystemTime::now();
+    for i in 0..3u64 {
+        let h = std::collections::hash_map::RandomState::new().hash_one((now, std::process::id(), i));
+        id.push_str(&format!("{h:016x}"));
+    }
+    id.truncate(40);
+    id
+}
+
+/// How the ring treats old history.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Retention {
+    /// Keep everything from `oldest`; appends that would overwrite it fail
+    /// with [`LogError::Full`] (the write-ahead log).
+    KeepHistory,
+    /// Overwrite the oldest laps; readers behind get [`LogError::Lagged`]
+    /// (a ring kept only for followers).
+    Overwrite,
+}
+
+/// Records read from the ring by [`RingLog::read`].
+#[derive(Debug, Clone, Default)]
+pub struct ReadBatch {
+    /// `(offset, payload)` of each record, in order.
+    pub records: Vec<(u64, bytes::Bytes)>,
+    /// The offset after the last record read (where to continue).
+    pub next: u64,
+}
+
+struct SyncState {
+    syncing: bool,
+}
+
+type Hook = Arc<dyn Fn() + Send + Sync>;
+
+/// The memory-mapped ring log. See the module docs for the append protocol
+/// and `log/mod.rs` for the file format.
+pub struct RingLog {
+    mem: RingMemory,
+    file: Option<File>,
+    path: Option<PathBuf>,
+    config: LogConfig,
+    retention: Retention,
+    /// End of the reserved region.
+    reserved: AtomicU64,
+    /// End of the contiguous published region.
+    published: AtomicU64,
+    /// Oldest offset kept (`KeepHistory`), or the oldest offset of the
+    /// stream (`Overwrite`; the real bound then is `reserved - capacity`).
+    oldest: AtomicU64,
+    /// Offset up to which records are known msynced.
+    synced: AtomicU64,
+    header: Mutex<RingHeader>,
+    sync_state: Mutex<SyncState>,
+    sync_done: Condvar,
+    /// Set when an msync failed: every later append fails (no silent loss).
+    poisoned: AtomicBool,
+    waiters: AtomicUsize,
+    wait_lock: Mutex<()>,
+    wait_cv: Condvar,
+    hooks: RwLock<Vec<Hook>>,
+    hook_count: AtomicUsize,
+    /// Bytes of torn tail cut when the ring was opened.
+    pub(crate) torn_bytes: u64,
+}
+
+impl std::fmt::Debug for RingLog {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RingLog")
+            .field("path", &self.path)
+            .field("capacity", &self.mem.capacity())
+            .field("oldest", &self.oldest())
+            .field("published", &self.published())
+            .finish_non_exhaustive()
+    }
+}
+
+thread_local! {
+    static ENCODE_BUF: std::cell::RefCell<Vec<u8>> = const { std::cell::RefCell::new(Vec::new()) };
+}
+
+impl RingLog {
+    fn new(
+        mem: RingMemory,
+        file: Option<File>,
+        path: Option<PathBuf>,
+        config: LogConfig,
+        retention: Retention,
+        header: RingHeader,
+        end: u64,
+        torn_bytes: u64,
+    ) -> RingLog {
+        RingLog {
+            mem,
+            file,
+            path,
+            retention,
+            reserved: AtomicU64::new(end),
+            published: AtomicU64::new(end),
+            oldest: AtomicU64::new(header.oldest),
+            synced: AtomicU64::new(end),
+            header: Mutex::new(header),
+            sync_state: Mutex::new(SyncState { syncing: false }),
+            sync_done: Condvar::new(),
+            poisoned: AtomicBool::new(false),
+            waiters: AtomicUsize::new(0),
+            wait_lock: Mutex::new(()),
+            wait_cv: Condvar::new(),
+            hooks: RwLock::new(Vec::new()),
+            hook_count: AtomicUsize::new(0),
+            torn_bytes,
+            config,
+        }
+    }
+
+    /// A ring in anonymous memory (no persistence), overwriting old laps.
+    ///
+    /// ```
+    /// use ringkv::log::{LogConfig, RingLog};
+    /// let ring = RingLog::anonymous(LogConfig { capacity: 1 << 16, ..LogConfig::default() })?;
+    /// let at = ring.append(b"\x01hello")?;
+    /// let batch = ring.read(at, 1 << 20)?;
+    /// assert_eq!(&batch.records[0].1[..], b"\x01hello");
+    /// # Ok::<(), ringkv::log::LogError>(())
+    /// ```
+    pub fn anonymous(config: LogConfig) -> Result<RingLog, LogError> {
+        Self::anonymous_with(config, Retention::Overwrite)
+    }
+
+    pub(crate) fn anonymous_with(config: LogConfig, retention: Retention) -> Result<RingLog, LogError> {
+        config.validate()?;
+        let mem = RingMemory::anonymous(config.capacity).map_err(|e| LogError::io("mapping anonymous memory", e))?;
+        let header = RingHeader {
+            format: RING_FORMAT,
+            mutation_format: MUTATION_FORMAT,
+            capacity: config.capacity,
+            replid: new_replid(),
+            prev_replid: String::new(),
+            switch_offset: 0,
+            oldest: 0,
+            synced: 0,
+            seq: 0,
+        };
+        Ok(Self::new(mem, None, None, config, retention, header, 0, 0))
+    }
+
+    /// Creates a new ring file at `path` (which must not exist), keeping history.
+    pub fn create(path: &Path, config: LogConfig) -> Result<RingLog, LogError> {
+        config.validate()?;
+        let file = OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create_new(true)
+            .open(path)
+            .map_err(|e| LogError::io(format!("creating {}", path.display()), e))?;
+        file.set_len(HEADER_PAGE as u64 + config.capacity)
+            .map_err(|e| LogError::io("sizing the ring file", e))?;
+        let mem = RingMemory::map_file(&file, config.capacity).map_err(|e| LogError::io("mapping the ring file", e))?;
+        let header = RingHeader {
+            format: RING_FORMAT,
+            mutation_format: MUTATION_FORMAT,
+            capacity: config.capacity,
+            replid: new_replid(),
+            prev_replid: String::new(),
+            switch_offset: 0,
+            oldest: 0,
+            synced: 0,
+            seq: 0,
+        };
+        let ring = Self::new(mem, Some(file), Some(path.to_path_buf()), config, Retention::KeepHistory, header, 0, 0);
+        ring.write_header(|_| {})?;
+        ring.file_sync()?;
+        Ok(ring)
+    }
+
+    /// Opens an existing ring file: reads the header, then finds the end of
+    /// the stream by validating records from the oldest kept offset. A torn
+    /// tail (an invalid record with nothing valid after it) is cut and
+    /// reported in [`RingLog::torn_bytes`]; an invalid record followed by a
+    /// valid one is [`LogError::Corrupt`]. The capacity comes from the file;
+    /// `config.capacity` is ignored.
+    pub fn open(path: &Path, mut config: LogConfig) -> Result<RingLog, LogError> {
+        let file = OpenOptions::new()
+            .read(true)
+            .write(true)
+            .open(path)
+            .map_err(|e| LogError::io(format!("opening {}", path.display()), e))?;
+        let len = file.metadata().map_err(|e| LogError::io("reading the ring file size", e))?.len();
+        if len < HEADER_PAGE as u64 {
+            return Err(LogError::BadHeader(format!("file of {len} bytes has no header page")));
+        }
+        let header = read_header_slots(&file)?;
+        if len != HEADER_PAGE as u64 + header.capacity {
+            return Err(LogError::BadHeader(format!(
+                "file is {len} bytes but the header says capacity {}",
+                header.capacity
+            )));
+        }
+        config.capacity = header.capacity;
+        config.validate()?;
+        let mem = RingMemory::map_file(&file, config.capacity).map_err(|e| LogError::io("mapping the ring file", e))?;
+        let (end, torn) = find_end(&mem, &header)?;
+        if torn > 0 {
+            tracing::warn!(path = %path.display(), offset = end, bytes = torn, "ring log: cut a torn tail");
+        }
+        let ring = Self::new(mem, Some(file), Some(path.to_path_buf()), config, Retention::KeepHistory, header, end, torn);
+        Ok(ring)
+    }
+
+    /// The header as last written.
+    pub fn header(&self) -> RingHeader {
+        self.header.lock().clone()
+    }
+
+    /// The replication id of this ring's history.
+    pub fn replid(&self) -> String {
+        self.header.lock().replid.clone()
+    }
+
+    /// Data bytes of the ring.
+    pub fn capacity(&self) -> u64 {
+        self.mem.capacity()
+    }
+
+    /// Offset after the last published record: where the next one will be.
+    pub fn published(&self) -> u64 {
+        self.published.load(Ordering::Acquire)
+    }
+
+    /// Oldest offset still readable.
+    pub fn oldest(&self) -> u64 {
+        let kept = self.oldest.load(Ordering::Acquire);
+        match self.retention {
+            Retention::KeepHistory => kept,
+            Retention::Overwrite => kept.max(self.reserved.load(Ordering::Acquire).saturating_sub(self.capacity())),
+        }
+    }
+
+    /// Bytes of torn tail that were cut when this ring was opened.
+    pub fn torn_bytes(&self) -> u64 {
+        self.torn_bytes
+    }
+
+    /// Offset up to which records are known durable.
+    pub fn synced(&self) -> u64 {
+        self.synced.load(Ordering::Acquire)
+    }
+
+    /// Lets the ring drop history below `offset` (a record boundary, once a
+    /// snapshot covers it).
+    pub fn set_oldest(&self, offset: u64) -> Result<(), LogError> {
+        let offset = offset.min(self.published());
+        self.oldest.fetch_max(offset, Ordering::AcqRel);
+        self.write_header(|h| h.oldest = h.oldest.max(offset))
+    }
+
+    /// Largest payload accepted.
+    pub fn max_payload(&self) -> usize {
+        (self.capacity() / self.config.max_record_fraction) as usize - HEADER_LEN
+    }
+
+    /// Appends one record with this payload (kind byte and body); returns its
+    /// offset. Safe to call from many threads at once.
+    pub fn append(&self, payload: &[u8]) -> Result<u64, LogError> {
+        self.append_with(payload.len(), |buf| buf.extend_from_slice(payload))
+    }
+
+    /// Appends an encoded mutation; returns its offset and the end offset.
+    pub(crate) fn append_mutation(&self, m: &crate::Mutation) -> Result<(u64, u64), LogError> {
+        ENCODE_BUF.with(|cell| {
+            let mut buf = cell.borrow_mut();
+            buf.clear();
+            buf.extend_from_slice(&[0u8; HEADER_LEN]);
+            record::encode_mutation(m, &mut buf);
+            let r = self.append_encoded(&mut buf);
+            if buf.capacity() > 1 << 20 {
+                *buf = Vec::new();
+            }
+            r
+        })
+    }
+
+    fn append_with(&self, len: usize, fill: impl FnOnce(&mut Vec<u8>)) -> Result<u64, LogError> {
+        ENCODE_BUF.with(|cell| {
+            let mut buf = cell.borrow_mut();
+            buf.clear();
+            buf.reserve(HEADER_LEN + len);
+            buf.extend_from_slice(&[0u8; HEADER_LEN]);
+            fill(&mut buf);
+            let r = self.append_encoded(&mut buf).map(|(at, _)| at);
+            if buf.capacity() > 1 << 20 {
+                *buf = Vec::new();
+            }
+            r
+        })
+    }
+
+    /// `buf` is HEADER_LEN placeholder bytes followed by the payload.
+    fn append_encoded(&self, buf: &mut Vec<u8>) -> Result<(u64, u64), LogError> {
+        if self.poisoned.load(Ordering::Acquire) {
+            return Err(LogError::Poisoned);
+        }
+        let payload_len = buf.len() - HEADER_LEN;
+        if payload_len > self.max_payload() {
+            return Err(LogError::RecordTooLarge {
+                len: payload_len,
+                max: self.max_payload(),
+            });
+        }
+        let len = record::record_len(payload_len);
+        buf.resize(len as usize, 0);
+        let offset = self.reserve(len)?;
+        let h = record::header(offset, &buf[HEADER_LEN..HEADER_LEN + payload_len]);
+        // The commit word (first 8 bytes) stays whatever it was until publish.
+        buf[8..HEADER_LEN].copy_from_slice(&h[8..]);
+        self.mem.write(offset + 8, &buf[8..]);
+        self.publish(offset, offset + len);
+        Ok((offset, offset + len))
+    }
+
+    fn reserve(&self, len: u64) -> Result<u64, LogError> {
+        let cap = self.capacity();
+        let mut cur = self.reserved.load(Ordering::Relaxed);
+        loop {
+            let end = cur + len;
+            if self.retention == Retention::KeepHistory {
+                let oldest = self.oldest.load(Ordering::Acquire);
+                if end - oldest > cap {
+                    return Err(LogError::Full {
+                        needed: len,
+                        free: (cap + oldest).saturating_sub(cur),
+                    });
+                }
+            }
+            match self.reserved.compare_exchange_weak(cur, end, Ordering::AcqRel, Ordering::Relaxed) {
+                Ok(_) => return Ok(cur),
+                Err(actual) => cur = actual,
+            }
+        }
+    }
+
+    fn publish(&self, offset: u64, end: u64) {
+        // Records publish in offset order: wait for the previous ones (their
+        // copies are running on other threads, no lock is held meanwhile but
+        // the writers' shard locks).
+        let backoff = Backoff::new();
+        while self.published.load(Ordering::Acquire) != offset {
+            backoff.snooze();
+        }
+        self.mem.store_commit(offset);
+        self.published.store(end, Ordering::Release);
+        if self.waiters.load(Ordering::Acquire) > 0 {
+            let _guard = self.wait_lock.lock();
+            self.wait_cv.notify_all();
+        }
+        if self.hook_count.load(Ordering::Acquire) > 0 {
+            for hook in self.hooks.read().iter() {
+                hook();
+            }
+        }
+    }
+
+    /// Reads whole records from `from` (a record boundary), up to about
+    /// `max_bytes` (at least one record if one is published). Records are
+    /// copied out and validated after the copy: a reader never sees a torn
+    /// or stale record. A position no longer in the ring is
+    /// [`LogError::Lagged`].
+    pub fn read(&self, from: u64, max_bytes: usize) -> Result<ReadBatch, LogError> {
+        let published = self.published();
+        let mut records = Vec::new();
+        let mut pos = from;
+        let mut total = 0usize;
+        self.check_not_lapped(from)?;
+        if from > published {
+            return Err(LogError::Corrupt {
+                offset: from,
+                reason: format!("read beyond the end of the log ({published})"),
+            });
+        }
+        let mut head = [0u8; HEADER_LEN];
+        while pos < published && (records.is_empty() || total < max_bytes) {
+            self.mem.read(pos, &mut head);
+            let h = Header::parse(&head);
+            if h.offset != pos || h.len as usize > self.max_payload() {
+                self.check_not_lapped(from)?;
+                return Err(LogError::Corrupt {
+                    offset: pos,
+                    reason: "bad record header".into(),
+                });
+            }
+            let mut payload = vec![0u8; h.len as usize];
+            self.mem.read(pos + HEADER_LEN as u64, &mut payload);
+            // Seqlock-style validation: the copy is good only if no writer
+            // lapped `from` while we copied.
+            std::sync::atomic::fence(Ordering::Acquire);
+            self.check_not_lapped(from)?;
+            if record::checksum(pos, &payload, &[]) != h.crc {
+                return Err(LogError::Corrupt {
+                    offset: pos,
+                    reason: "checksum mismatch".into(),
+                });
+            }
+            total += payload.len();
+            let len = record::record_len(payload.len());
+            records.push((pos, bytes::Bytes::from(payload)));
+            pos += len;
+        }
+        Ok(ReadBatch { records, next: pos })
+    }
+
+    /// Copies the raw stream bytes `[from, from + buf.len())` (must be
+    /// published); errors if they left the ring meanwhile.
+    pub fn read_raw(&self, from: u64, buf: &mut [u8]) -> Result<(), LogError> {
+        let end = from + buf.len() as u64;
+        if end > self.published() {
+            return Err(LogError::Corrupt {
+                offset: end,
+                reason: "raw read beyond the end of the log".into(),
+            });
+        }
+        self.check_not_lapped(from)?;
+        self.mem.read(from, buf);
+        std::sync::atomic::fence(Ordering::Acquire);
+        self.check_not_lapped(from)
+    }
+
+    fn check_not_lapped(&self, from: u64) -> Result<(), LogError> {
+        let oldest = self.oldest();
+        if from < oldest {
+            return Err(LogError::Lagged { oldest });
+        }
+        Ok(())
+    }
+
+    /// Blocks until a record is published at or after `offset` (i.e.
+    /// `published() > offset`) or the timeout passes; returns whether data is there.
+    pub fn wait_for(&self, offset: u64, timeout: Duration) -> bool {
+        if self.published() > offset {
+            return true;
+        }
+        let deadline = Instant::now() + timeout;
+        self.waiters.fetch_add(1, Ordering::AcqRel);
+        let mut guard = self.wait_lock.lock();
+        let ready = loop {
+            if self.published() > offset {
+                break true;
+            }
+            if self.wait_cv.wait_until(&mut guard, deadline).timed_out() {
+                break self.published() > offset;
+            }
+        };
+        drop(guard);
+        self.waiters.fetch_sub(1, Ordering::AcqRel);
+        ready
+    }
+
+    /// Registers a hook called (on the appending thread, after publication)
+    /// whenever records are published: how an async task gets woken without
+    /// the engine depending on a runtime (e.g. a hook that calls
+    /// `tokio::sync::Notify::notify_one`). Hooks must be quick and must not
+    /// append to this ring.
+    pub fn on_publish(&self, hook: impl Fn() + Send + Sync + 'static) {
+        self.hooks.write().push(Arc::new(hook));
+        self.hook_count.fetch_add(1, Ordering::AcqRel);
+    }
+
+    /// Forces every published record (and the header) to disk.
+    pub fn sync(&self) -> Result<(), LogError> {
+        self.sync_to(self.published())
+    }
+
+    /// Group commit: returns once `end` is durable, syncing if no other
+    /// thread is; threads waiting meanwhile share the next sync.
+    pub fn sync_to(&self, end: u64) -> Result<(), LogError> {
+        if self.file.is_none() {
+            return Ok(());
+        }
+        let mut state = self.sync_state.lock();
+        loop {
+            if self.poisoned.load(Ordering::Acquire) {
+                return Err(LogError::Poisoned);
+            }
+            if self.synced() >= end {
+                return Ok(());
+            }
+            if state.syncing {
+                self.sync_done.wait(&mut state);
+                continue;
+            }
+            state.syncing = true;
+            drop(state);
+            let from = self.synced();
+            let target = self.published();
+            let result = self
+                .mem
+                .flush_data(from, target)
+                .map_err(|e| LogError::io("msync of the ring", e))
+                .and_then(|()| self.write_header(|h| h.synced = h.synced.max(target)))
+                .and_then(|()| self.mem.flush_header().map_err(|e| LogError::io("msync of the ring header", e)));
+            state = self.sync_state.lock();
+            state.syncing = false;
+            match result {
+                Ok(()) => {
+                    self.synced.fetch_max(target, Ordering::AcqRel);
+                }
+                Err(e) => {
+                    tracing::error!(error = %e, "ring log sync failed: the log is poisoned, writes will fail");
+                    self.poisoned.store(true, Ordering::Release);
+                    self.sync_done.notify_all();
+                    return Err(e);
+                }
+            }
+            self.sync_done.notify_all();
+        }
+    }
+
+    /// The configured durability.
+    pub fn durability(&self) -> Durability {
+        self.config.durability
+    }
+
+    /// The path of the ring file, if it has one.
+    pub fn path(&self) -> Option<&Path> {
+        self.path.as_deref()
+    }
+
+    fn write_header(&self, change: impl FnOnce(&mut RingHeader)) -> Result<(), LogError> {
+        let mut h = self.header.lock();
+        change(&mut h);
+        h.seq += 1;
+        let slot = (h.seq % 2) as usize * SLOT_LEN;
+        self.mem.write_header(slot, &h.encode());
+        Ok(())
+    }
+
+    fn file_sync(&self) -> Result<(), LogError> {
+        if self.file.is_some() {
+            self.mem.flush_header().map_err(|e| LogError::io("msync of the ring header", e))?;
+        }
+        Ok(())
+    }
+}
+
+/// Reads both header slots and returns the newest valid one.
+fn read_header_slots(file: &File) -> Result<RingHeader, LogError> {
+    use std::os::unix::fs::FileExt;
+    let mut page = [0u8; HEADER_PAGE];
+    file.read_exact_at(&mut page, 0)
+        .map_err(|e| LogError::io("reading the ring header", e))?;
+    let a = RingHeader::decode(&page[..SLOT_LEN]);
+    let b = RingHeader::decode(&page[SLOT_LEN..]);
+    match (a, b) {
+        (Ok(a), Ok(b)) => Ok(if a.seq >= b.seq { a } else { b }),
+        (Ok(h), Err(_)) | (Err(_), Ok(h)) => Ok(h),
+        (Err(e @ LogError::UnsupportedFormat { .. }), _) | (_, Err(e @ LogError::UnsupportedFormat { .. })) => Err(e),
+        (Err(e), Err(_)) => Err(e),
+    }
+}
+
+/// Validates the record at `pos`; returns its total length.
+fn check_record(mem: &RingMemory, pos: u64, max_payload: usize) -> Option<u64> {
+    if mem.load_commit(pos) != pos {
+        return None;
+    }
+    let mut head = [0u8; HEADER_LEN];
+    mem.read(pos, &mut head);
+    let h = Header::parse(&head);
+    if h.len as usize > max_payload {
+        return None;
+    }
+    let mut payload = vec![0u8; h.len as usize];
+    mem.read(pos + HEADER_LEN as u64, &mut payload);
+    (record::checksum(pos, &payload, &[]) == h.crc).then(|| record::record_len(payload.len()))
+}
+
+/// Walks the records from `header.oldest`; returns the end of the valid
+/// prefix and the number of bytes of torn tail after it.
+fn find_end(mem: &RingMemory, header: &RingHeader) -> Result<(u64, u64), LogError> {
+    let cap = mem.capacity();
+    // A record can never be larger than the whole ring.
+    let max_payload = cap as usize - HEADER_LEN;
+    if header.oldest % 8 != 0 {
+        return Err(LogError::BadHeader(format!("oldest offset {} is not aligned", header.oldest)));
+    }
+    let limit = header.oldest + cap;
+    let mut pos = header.oldest;
+    while pos < limit {
+        match check_record(mem, pos, max_payload) {
+            Some(len) if pos + len <= limit => pos += len,
+            _ => break,
+        }
+    }
+    let end = pos;
+    if end < header.synced {
+        return Err(LogError::Corrupt {
+            offset: end,
+            reason: format!("invalid record before the durable end {}", header.synced),
+        });
+    }
+    // Anything valid after the first invalid record means damage, not a torn write.
+    let mut probe = end + 8;
+    while probe < limit {
+        if mem.load_commit(probe) == probe && check_record(mem, probe, max_payload).is_some() {
+            return Err(LogError::Corrupt {
+                offset: end,
+                reason: format!("invalid record followed by a valid one at {probe}"),
+            });
+        }
+        probe += 8;
+    }
+    // How much of a torn record is there: its claimed length if the header
+    // is readable, else nothing.
+    let torn = if end < limit {
+        let mut head = [0u8; HEADER_LEN];
+        mem.read(end, &mut head);
+        let h = Header::parse(&head);
+        if h.len as usize <= max_payload && h.len > 0 {
+            record::record_len(h.len as usize).min(limit - end)
+        } else {
+            0
+        }
+    } else {
+        0
+    };
+    Ok((end, torn))
+}

@@ -1,0 +1,98 @@
+//! Opening a data directory: the lock file, the ring log, and replaying the
+//! log into a fresh keyspace.
+
+use std::fs::{File, OpenOptions};
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Instant;
+
+use crate::engine::Engine;
+use crate::error::{Error, Result};
+use crate::log::{record, LogConfig, LogError, RingLog};
+
+/// Name of the ring log file in a data directory.
+pub const RING_FILE: &str = "ring.log";
+/// Name of the lock file in a data directory.
+pub const LOCK_FILE: &str = "LOCK";
+
+/// Locks `dir` (creating it) and opens or creates its ring log.
+pub(crate) fn open_dir(dir: &Path, config: &LogConfig) -> Result<(Arc<RingLog>, File)> {
+    std::fs::create_dir_all(dir).map_err(|e| Error::Io {
+        context: format!("creating {}", dir.display()),
+        source: e,
+    })?;
+    let lock = OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(dir.join(LOCK_FILE))
+        .map_err(|e| Error::Io {
+            context: "opening the lock file".into(),
+            source: e,
+        })?;
+    match lock.try_lock() {
+        Ok(()) => {}
+        Err(std::fs::TryLockError::WouldBlock) => return Err(Error::Locked(dir.to_path_buf())),
+        Err(std::fs::TryLockError::Error(e)) => {
+            return Err(Error::Io {
+                context: "locking the data directory".into(),
+                source: e,
+            })
+        }
+    }
+    let path = dir.join(RING_FILE);
+    let ring = if path.exists() {
+        let ring = RingLog::open(&path, config.clone())?;
+        if ring.capacity() != config.capacity {
+            tracing::warn!(
+                file = ring.capacity(),
+                configured = config.capacity,
+                "ring log capacity differs from the configuration; the file's is used"
+            );
+        }
+        ring
+    } else {
+        RingLog::create(&path, config.clone())?
+    };
+    Ok((Arc::new(ring), lock))
+}
+
+/// Replays the ring from its oldest kept offset into `engine` (which must be
+/// empty and must not log what it applies).
+pub(crate) fn replay(engine: &Engine, ring: &RingLog) -> Result<()> {
+    let started = Instant::now();
+    let (mut pos, end) = (ring.oldest(), ring.published());
+    let (mut records, mut bytes) = (0u64, 0u64);
+    while pos < end {
+        let batch = ring.read(pos, 4 << 20).map_err(|e| match e {
+            LogError::Lagged { .. } => Error::Recovery {
+                offset: pos,
+                reason: "history needed for recovery was overwritten".into(),
+            },
+            other => Error::Log(other),
+        })?;
+        for (offset, payload) in batch.records {
+            bytes += payload.len() as u64;
+            let m = record::decode_mutation(payload).map_err(|e| Error::Recovery {
+                offset,
+                reason: format!("record does not decode: {e}"),
+            })?;
+            engine.apply(&m).map_err(|e| Error::Recovery {
+                offset,
+                reason: e.to_string(),
+            })?;
+            records += 1;
+        }
+        pos = batch.next;
+    }
+    *engine.inner.recovered.lock() = crate::stats::RecoveryStats { records, bytes };
+    tracing::info!(
+        records,
+        bytes,
+        torn_bytes = ring.torn_bytes(),
+        offset = end,
+        elapsed_ms = started.elapsed().as_millis() as u64,
+        "replayed the ring log"
+    );
+    Ok(())
+}
