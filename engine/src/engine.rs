@@ -235,7 +235,9 @@ impl EngineBuilder {
         let shards = self.config.validate()?;
         let (log, lock) = match (&self.data_dir, self.anonymous_log, &self.sink) {
             (Some(_), _, Some(_)) | (_, true, Some(_)) => {
-                return Err(Error::Config("a ring log is the engine's sink: do not set another one".into()))
+                return Err(Error::Config(
+                    "a ring log is the engine's sink: do not set another one".into(),
+                ))
             }
             (Some(dir), _, None) => {
                 let (ring, lock) = crate::recovery::open_dir(dir, &self.config.log)?;

@@ -43,8 +43,8 @@ mod glob;
 mod keyspace;
 pub mod log;
 mod memory;
-mod recovery;
 pub mod mutation;
+mod recovery;
 pub mod scan;
 mod stats;
 

@@ -11,9 +11,9 @@ use crate::error::{Error, Result};
 use crate::log::{record, LogConfig, LogError, RingLog};
 
 /// Name of the ring log file in a data directory.
-pub const RING_FILE: &str = "ring.log";
+pub(crate) const RING_FILE: &str = "ring.log";
 /// Name of the lock file in a data directory.
-pub const LOCK_FILE: &str = "LOCK";
+pub(crate) const LOCK_FILE: &str = "LOCK";
 
 /// Locks `dir` (creating it) and opens or creates its ring log.
 pub(crate) fn open_dir(dir: &Path, config: &LogConfig) -> Result<(Arc<RingLog>, File)> {

@@ -110,13 +110,17 @@ impl RingMemory {
         // caller discards the copy if a writer lapped it (module docs).
         unsafe {
             std::ptr::copy_nonoverlapping(self.base.add(self.data_index(offset)), dst.as_mut_ptr(), first);
-            std::ptr::copy_nonoverlapping(self.base.add(HEADER_PAGE), dst.as_mut_ptr().add(first), dst.len() - first);
+            std::ptr::copy_nonoverlapping(
+                self.base.add(HEADER_PAGE),
+                dst.as_mut_ptr().add(first),
+                dst.len() - first,
+            );
         }
     }
 
     /// The commit word of the record at `offset` (8-aligned).
     fn commit_word(&self, offset: u64) -> &AtomicU64 {
-        assert!(offset % 8 == 0, "record offsets are 8-aligned");
+        assert!(offset.is_multiple_of(8), "record offsets are 8-aligned");
         // SAFETY: the address is inside the data region (offset mod capacity
         // ≤ capacity - 8 because both are multiples of 8), 8-aligned (the
         // mapping is page-aligned, HEADER_PAGE and the offset are multiples of

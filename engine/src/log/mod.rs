@@ -37,8 +37,8 @@
 //! - A ring that keeps history (the write-ahead log) refuses appends that
 //!   would overwrite it ([`LogError::Full`]) rather than lose data.
 
-pub mod record;
 mod memory;
+pub mod record;
 mod ring;
 mod tail;
 
@@ -142,52 +142,59 @@ impl MutationSink for RingLog {
 /// second until the ring is dropped.
 pub(crate) fn start_everysec(ring: &Arc<RingLog>) -> std::io::Result<()> {
     let weak: Weak<RingLog> = Arc::downgrade(ring);
-    std::thread::Builder::new().name("ringkv-log-sync".into()).spawn(move || loop {
-        std::thread::sleep(Duration::from_secs(1));
-        let Some(ring) = weak.upgrade() else { break };
-        if let Err(e) = ring.sync() {
-            tracing::error!(error = %e, "everysec sync failed");
-            break;
-        }
-    })?;
+    std::thread::Builder::new()
+        .name("ringkv-log-sync".into())
+        .spawn(move || loop {
+            std::thread::sleep(Duration::from_secs(1));
+            let Some(ring) = weak.upgrade() else { break };
+            if let Err(e) = ring.sync() {
+                tracing::error!(error = %e, "everysec sync failed");
+                break;
+            }
+        })?;
     Ok(())
 }
 
-/// Internals for fuzz targets only.
+/// Entry points for the fuzz targets (built only under `cfg(fuzzing)`).
 #[cfg(fuzzing)]
 pub mod fuzzing {
     use super::*;
 
-    /// Writes `data` as the data region of a ring file with a valid header
-    /// (so the fuzzer explores record validation, not the header checksum),
-    /// opens it and reads every record.
-    pub fn open_ring_bytes(data: &[u8], oldest: u64) {
+    /// Lays `data` out as the data region of a 64 KiB ring file with a valid
+    /// header (so the fuzzer explores record validation and decoding rather
+    /// than the header checksum), then opens it as an engine's data
+    /// directory: header checks, end-of-stream search, corruption detection,
+    /// decoding and replay all run on arbitrary bytes.
+    pub fn open_ring_bytes(data: &[u8]) {
         let dir = std::env::temp_dir().join(format!("ringkv-fuzz-{}", std::process::id()));
-        let _ = std::fs::create_dir_all(&dir);
-        let path = dir.join("ring.log");
-        let _ = std::fs::remove_file(&path);
-        let capacity = 64 * 1024u64;
-        let Ok(ring) = RingLog::create(&path, LogConfig { capacity, ..LogConfig::default() }) else { return };
-        if ring.set_oldest(0).is_err() {
+        let _ = std::fs::remove_dir_all(&dir);
+        if std::fs::create_dir_all(&dir).is_err() {
             return;
         }
-        drop(ring);
-        let mut bytes = std::fs::read(&path).unwrap_or_default();
+        let path = dir.join(crate::recovery::RING_FILE);
+        let capacity = 64 * 1024u64;
+        let config = LogConfig {
+            capacity,
+            ..LogConfig::default()
+        };
+        match RingLog::create(&path, config.clone()) {
+            Ok(ring) => drop(ring),
+            Err(_) => return,
+        }
+        let Ok(mut bytes) = std::fs::read(&path) else { return };
         let n = data.len().min(capacity as usize);
         bytes[4096..4096 + n].copy_from_slice(&data[..n]);
-        let _ = std::fs::write(&path, &bytes);
-        let _ = oldest;
-        if let Ok(ring) = RingLog::open(&path, LogConfig::default()) {
-            let mut pos = ring.oldest();
-            while let Ok(batch) = ring.read(pos, 1 << 16) {
-                if batch.records.is_empty() {
-                    break;
-                }
-                for (_, payload) in batch.records {
-                    let _ = record::decode_mutation(payload);
-                }
-                pos = batch.next;
-            }
+        if std::fs::write(&path, &bytes).is_err() {
+            return;
+        }
+        let engine_config = crate::Config {
+            shards: 2,
+            active_expire: false,
+            log: config,
+            ..crate::Config::default()
+        };
+        if let Ok(engine) = crate::Engine::open(&dir, engine_config) {
+            let _ = engine.digest();
         }
     }
 }

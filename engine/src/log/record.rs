@@ -220,12 +220,21 @@ impl Reader {
         Ok(self.buf.get_u8())
     }
 
+    /// A LEB128 integer in its one canonical encoding (no redundant zero
+    /// bytes, no bits beyond 64), so every stream decodes and re-encodes to
+    /// the same bytes.
     fn varint(&mut self, what: &'static str) -> Result<u64, DecodeError> {
         let mut v = 0u64;
         for shift in (0..64).step_by(7) {
             let b = self.u8(what)?;
+            if shift == 63 && b > 1 {
+                return Err(DecodeError::Length(what));
+            }
             v |= u64::from(b & 0x7f) << shift;
             if b & 0x80 == 0 {
+                if b == 0 && shift > 0 {
+                    return Err(DecodeError::Length(what));
+                }
                 return Ok(v);
             }
         }
@@ -369,16 +378,18 @@ mod tests {
             Just(DeleteReason::Evicted)
         ];
         prop_oneof![
-            (bytes(), bytes(), proptest::option::of(any::<u64>())).prop_map(|(key, value, expire_at)| {
-                Mutation::Set { key, value, expire_at }
-            }),
+            (bytes(), bytes(), proptest::option::of(any::<u64>()))
+                .prop_map(|(key, value, expire_at)| { Mutation::Set { key, value, expire_at } }),
             (bytes(), bytes()).prop_map(|(key, suffix)| Mutation::Append { key, suffix }),
-            (proptest::collection::vec(bytes(), 0..4), reason).prop_map(|(keys, reason)| Mutation::Delete { keys, reason }),
-            (bytes(), proptest::option::of(any::<u64>())).prop_map(|(key, expire_at)| Mutation::Expire { key, expire_at }),
+            (proptest::collection::vec(bytes(), 0..4), reason)
+                .prop_map(|(keys, reason)| Mutation::Delete { keys, reason }),
+            (bytes(), proptest::option::of(any::<u64>()))
+                .prop_map(|(key, expire_at)| Mutation::Expire { key, expire_at }),
             (bytes(), bytes()).prop_map(|(from, to)| Mutation::Rename { from, to }),
             (bytes(), proptest::collection::vec((bytes(), bytes()), 0..4))
                 .prop_map(|(key, fields)| Mutation::HSet { key, fields }),
-            (bytes(), proptest::collection::vec(bytes(), 0..4)).prop_map(|(key, fields)| Mutation::HDel { key, fields }),
+            (bytes(), proptest::collection::vec(bytes(), 0..4))
+                .prop_map(|(key, fields)| Mutation::HDel { key, fields }),
             Just(Mutation::Flush),
         ]
     }
@@ -423,8 +434,19 @@ mod tests {
     #[test]
     fn nested_batches_and_huge_counts_are_refused() {
         let nested = [KIND_MUTATION, 9, 1, 9, 0];
-        assert_eq!(decode_mutation(Bytes::copy_from_slice(&nested)), Err(DecodeError::NestedBatch));
+        assert_eq!(
+            decode_mutation(Bytes::copy_from_slice(&nested)),
+            Err(DecodeError::NestedBatch)
+        );
         let huge = [KIND_MUTATION, 3, 0, 0xff, 0xff, 0xff, 0xff, 0x0f];
-        assert!(matches!(decode_mutation(Bytes::copy_from_slice(&huge)), Err(DecodeError::Length(_))));
+        assert!(matches!(
+            decode_mutation(Bytes::copy_from_slice(&huge)),
+            Err(DecodeError::Length(_))
+        ));
+        let padded_zero = [KIND_MUTATION, 3, 0, 0x80, 0x00];
+        assert!(matches!(
+            decode_mutation(Bytes::copy_from_slice(&padded_zero)),
+            Err(DecodeError::Length(_))
+        ));
     }
 }

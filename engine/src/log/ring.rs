@@ -77,7 +77,7 @@ impl Default for LogConfig {
 
 impl LogConfig {
     pub(crate) fn validate(&self) -> Result<(), LogError> {
-        if self.capacity < 64 * 1024 || self.capacity % 8 != 0 {
+        if self.capacity < 64 * 1024 || !self.capacity.is_multiple_of(8) {
             return Err(LogError::Config(format!(
                 "capacity must be a multiple of 8 of at least 64 KiB, not {}",
                 self.capacity
@@ -269,14 +269,14 @@ thread_local! {
 impl RingLog {
     fn new(
         mem: RingMemory,
-        file: Option<File>,
-        path: Option<PathBuf>,
+        file: Option<(File, PathBuf)>,
         config: LogConfig,
         retention: Retention,
         header: RingHeader,
         end: u64,
         torn_bytes: u64,
     ) -> RingLog {
+        let (file, path) = file.unzip();
         RingLog {
             mem,
             file,
@@ -328,7 +328,7 @@ impl RingLog {
             synced: 0,
             seq: 0,
         };
-        Ok(Self::new(mem, None, None, config, retention, header, 0, 0))
+        Ok(Self::new(mem, None, config, retention, header, 0, 0))
     }
 
     /// Creates a new ring file at `path` (which must not exist), keeping history.
@@ -354,7 +354,15 @@ impl RingLog {
             synced: 0,
             seq: 0,
         };
-        let ring = Self::new(mem, Some(file), Some(path.to_path_buf()), config, Retention::KeepHistory, header, 0, 0);
+        let ring = Self::new(
+            mem,
+            Some((file, path.to_path_buf())),
+            config,
+            Retention::KeepHistory,
+            header,
+            0,
+            0,
+        );
         ring.write_header(|_| {})?;
         ring.file_sync()?;
         Ok(ring)
@@ -372,7 +380,10 @@ impl RingLog {
             .write(true)
             .open(path)
             .map_err(|e| LogError::io(format!("opening {}", path.display()), e))?;
-        let len = file.metadata().map_err(|e| LogError::io("reading the ring file size", e))?.len();
+        let len = file
+            .metadata()
+            .map_err(|e| LogError::io("reading the ring file size", e))?
+            .len();
         if len < HEADER_PAGE as u64 {
             return Err(LogError::BadHeader(format!("file of {len} bytes has no header page")));
         }
@@ -390,7 +401,15 @@ impl RingLog {
         if torn > 0 {
             tracing::warn!(path = %path.display(), offset = end, bytes = torn, "ring log: cut a torn tail");
         }
-        let ring = Self::new(mem, Some(file), Some(path.to_path_buf()), config, Retention::KeepHistory, header, end, torn);
+        let ring = Self::new(
+            mem,
+            Some((file, path.to_path_buf())),
+            config,
+            Retention::KeepHistory,
+            header,
+            end,
+            torn,
+        );
         Ok(ring)
     }
 
@@ -519,7 +538,10 @@ impl RingLog {
                     });
                 }
             }
-            match self.reserved.compare_exchange_weak(cur, end, Ordering::AcqRel, Ordering::Relaxed) {
+            match self
+                .reserved
+                .compare_exchange_weak(cur, end, Ordering::AcqRel, Ordering::Relaxed)
+            {
                 Ok(_) => return Ok(cur),
                 Err(actual) => cur = actual,
             }
@@ -683,7 +705,11 @@ impl RingLog {
                 .flush_data(from, target)
                 .map_err(|e| LogError::io("msync of the ring", e))
                 .and_then(|()| self.write_header(|h| h.synced = h.synced.max(target)))
-                .and_then(|()| self.mem.flush_header().map_err(|e| LogError::io("msync of the ring header", e)));
+                .and_then(|()| {
+                    self.mem
+                        .flush_header()
+                        .map_err(|e| LogError::io("msync of the ring header", e))
+                });
             state = self.sync_state.lock();
             state.syncing = false;
             match result {
@@ -722,7 +748,9 @@ impl RingLog {
 
     fn file_sync(&self) -> Result<(), LogError> {
         if self.file.is_some() {
-            self.mem.flush_header().map_err(|e| LogError::io("msync of the ring header", e))?;
+            self.mem
+                .flush_header()
+                .map_err(|e| LogError::io("msync of the ring header", e))?;
         }
         Ok(())
     }
@@ -766,8 +794,11 @@ fn find_end(mem: &RingMemory, header: &RingHeader) -> Result<(u64, u64), LogErro
     let cap = mem.capacity();
     // A record can never be larger than the whole ring.
     let max_payload = cap as usize - HEADER_LEN;
-    if header.oldest % 8 != 0 {
-        return Err(LogError::BadHeader(format!("oldest offset {} is not aligned", header.oldest)));
+    if !header.oldest.is_multiple_of(8) {
+        return Err(LogError::BadHeader(format!(
+            "oldest offset {} is not aligned",
+            header.oldest
+        )));
     }
     let limit = header.oldest + cap;
     let mut pos = header.oldest;

@@ -83,7 +83,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
                         ],
                     )?;
                     written.fetch_add(2, Ordering::Relaxed);
-                    if report % 10 == 0 {
+                    if report.is_multiple_of(10) {
                         engine.set_with(
                             format!("session:{p}:{report}"),
                             format!("token-{report:016x}"),

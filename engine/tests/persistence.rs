@@ -1,0 +1,234 @@
+//! A data directory: reopen replays the log into the same state; the lock
+//! file keeps a second opener out; a full log refuses writes without losing
+//! anything; durability modes; damaged files give a clean error or a cut
+//! tail, never a panic or wrong data.
+
+use std::time::{Duration, Instant};
+
+use proptest::prelude::*;
+use ringkv::log::LogError;
+use ringkv::{Config, Durability, Engine, Error, LogConfig, SetOptions};
+
+const FAR: u64 = 4_000_000_000_000;
+
+fn config(capacity: u64, durability: Durability) -> Config {
+    Config {
+        shards: 4,
+        active_expire: false,
+        log: LogConfig {
+            capacity,
+            durability,
+            ..LogConfig::default()
+        },
+        ..Config::default()
+    }
+}
+
+/// Deterministic operation `i` (no relative times: replaying must not depend on the clock).
+fn op(e: &Engine, i: u64) -> ringkv::Result<()> {
+    match i % 9 {
+        0 => e.set(format!("k{}", i % 50), format!("v{i}")),
+        1 => e
+            .hset(format!("h{}", i % 5), [(format!("f{}", i % 40), format!("{i}"))])
+            .map(|_| ()),
+        2 => e.incr_by(format!("c{}", i % 3), i as i64).map(|_| ()),
+        3 => e.del([format!("k{}", (i * 7) % 50)]).map(|_| ()),
+        4 => e
+            .set_with(format!("t{}", i % 20), "x", SetOptions::new().pxat(FAR + i))
+            .map(|_| ()),
+        5 => e.hdrain(format!("h{}", i % 5), 3).map(|_| ()),
+        6 => e.append(format!("a{}", i % 4), format!("{i},")).map(|_| ()),
+        7 => e
+            .rename(format!("k{}", i % 50), format!("r{}", i % 6))
+            .or_else(|e| match e {
+                Error::NoSuchKey => Ok(()),
+                other => Err(other),
+            }),
+        _ => {
+            let mut b = ringkv::WriteBatch::new();
+            b.set(format!("b{}", i % 10), "1")
+                .hincr_by("hb", format!("{}", i % 3), 1)
+                .persist(format!("t{}", i % 20));
+            e.write_batch(b).map(|_| ())
+        }
+    }
+}
+
+/// Digests of the state after each prefix of `n` operations (index = ops done).
+fn prefix_digests(n: u64) -> Vec<u64> {
+    let model = Engine::new(config(1 << 20, Durability::None)).expect("model");
+    let mut digests = vec![model.digest()];
+    for i in 0..n {
+        op(&model, i).expect("op");
+        digests.push(model.digest());
+    }
+    digests
+}
+
+#[test]
+fn reopening_replays_the_log_into_the_same_state() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let digest = {
+        let e = Engine::open(dir.path(), config(4 << 20, Durability::None)).expect("open");
+        for i in 0..3000 {
+            op(&e, i).expect("op");
+        }
+        e.digest()
+    };
+    let e = Engine::open(dir.path(), config(4 << 20, Durability::None)).expect("reopen");
+    assert_eq!(e.digest(), digest);
+    let log = e.stats().log.expect("log stats");
+    assert!(log.recovered_records > 2000, "{log:?}");
+    assert_eq!(log.torn_bytes, 0);
+    // And it goes on from there.
+    op(&e, 3000).expect("op");
+    drop(e);
+    let e = Engine::open(dir.path(), config(4 << 20, Durability::None)).expect("reopen");
+    assert_eq!(e.digest(), *prefix_digests(3001).last().expect("digest"));
+}
+
+#[test]
+fn a_second_opener_is_refused() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let _first = Engine::open(dir.path(), config(1 << 20, Durability::None)).expect("open");
+    let second = Engine::open(dir.path(), config(1 << 20, Durability::None));
+    assert!(matches!(second, Err(Error::Locked(_))), "{second:?}");
+}
+
+#[test]
+fn a_full_log_refuses_writes_and_loses_nothing() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let e = Engine::open(dir.path(), config(64 * 1024, Durability::None)).expect("open");
+    let mut n = 0;
+    let err = loop {
+        match e.set(format!("key:{n}"), vec![b'v'; 200]) {
+            Ok(()) => n += 1,
+            Err(err) => break err,
+        }
+    };
+    assert!(err.is_log_full(), "{err}");
+    assert_eq!(e.dbsize(), n, "the refused write was not applied");
+    assert!(e.get(format!("key:{n}")).expect("get").is_none());
+    let too_big = e.set("big", vec![0u8; 9000]);
+    assert!(
+        matches!(too_big, Err(Error::Log(LogError::RecordTooLarge { .. }))),
+        "{too_big:?}"
+    );
+    let digest = e.digest();
+    drop(e);
+    let e = Engine::open(dir.path(), config(64 * 1024, Durability::None)).expect("reopen");
+    assert_eq!(e.digest(), digest);
+    assert_eq!(e.dbsize(), n);
+}
+
+#[test]
+fn always_syncs_before_returning_and_everysec_within_seconds() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let e = Engine::open(dir.path(), config(1 << 20, Durability::Always)).expect("open");
+    for i in 0..50 {
+        e.set(format!("k{i}"), "v").expect("set");
+        let log = e.log().expect("log");
+        assert_eq!(
+            log.synced(),
+            log.published(),
+            "write {i} returned before its record was synced"
+        );
+    }
+    // Concurrent writers share syncs and all get theirs.
+    std::thread::scope(|s| {
+        for t in 0..4 {
+            let e = e.clone();
+            s.spawn(move || {
+                for i in 0..50 {
+                    e.set(format!("t{t}:{i}"), "v").expect("set");
+                    assert!(e.log().expect("log").synced() >= e.log().expect("log").published().min(1));
+                }
+            });
+        }
+    });
+    drop(e);
+    let dir = tempfile::tempdir().expect("tempdir");
+    let e = Engine::open(dir.path(), config(1 << 20, Durability::Everysec)).expect("open");
+    e.set("k", "v").expect("set");
+    let log = e.log().expect("log").clone();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while log.synced() < log.published() && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    assert_eq!(log.synced(), log.published(), "everysec never synced");
+    e.set("k2", "v").expect("set");
+    e.sync().expect("sync");
+    assert_eq!(log.synced(), log.published());
+}
+
+#[test]
+fn an_engine_without_a_data_dir_can_keep_an_anonymous_log() {
+    let e = Engine::builder()
+        .config(config(64 * 1024, Durability::None))
+        .anonymous_log()
+        .build()
+        .expect("engine");
+    // It overwrites old laps instead of refusing writes.
+    for i in 0..10_000 {
+        e.set(format!("k{}", i % 100), vec![b'x'; 100]).expect("set");
+    }
+    let log = e.log().expect("log");
+    assert!(log.published() > 10 * log.capacity());
+    assert!(Engine::builder()
+        .anonymous_log()
+        .sink(ringkv::MemorySink::new())
+        .build()
+        .is_err());
+}
+
+/// Damage applied to a ring file.
+#[derive(Debug, Clone)]
+enum Damage {
+    Flip { at: u64, mask: u8 },
+    Truncate { to: u64 },
+}
+
+fn damage() -> impl Strategy<Value = Damage> {
+    prop_oneof![
+        4 => (0u64..70_000, 1u8..=255).prop_map(|(at, mask)| Damage::Flip { at, mask }),
+        1 => (0u64..70_000).prop_map(|to| Damage::Truncate { to }),
+    ]
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 64, ..ProptestConfig::default() })]
+
+    #[test]
+    fn damaged_files_give_a_clean_error_or_a_prefix_of_the_writes(hits in proptest::collection::vec(damage(), 1..4)) {
+        const OPS: u64 = 400;
+        let dir = tempfile::tempdir().expect("tempdir");
+        {
+            let e = Engine::open(dir.path(), config(64 * 1024, Durability::None)).expect("open");
+            for i in 0..OPS {
+                op(&e, i).expect("op");
+            }
+        }
+        let path = dir.path().join("ring.log");
+        let mut bytes = std::fs::read(&path).expect("read");
+        for hit in &hits {
+            match *hit {
+                Damage::Flip { at, mask } => {
+                    let at = (at as usize) % bytes.len();
+                    bytes[at] ^= mask;
+                }
+                Damage::Truncate { to } => bytes.truncate((to as usize).min(bytes.len())),
+            }
+        }
+        std::fs::write(&path, &bytes).expect("write");
+        match Engine::open(dir.path(), config(64 * 1024, Durability::None)) {
+            Err(e) => {
+                // A clean, typed error that says what is wrong.
+                prop_assert!(!e.to_string().is_empty());
+            }
+            Ok(e) => {
+                let digests = prefix_digests(OPS);
+                prop_assert!(digests.contains(&e.digest()), "recovered a state that no prefix of the writes produces");
+            }
+        }
+    }
+}

@@ -1,0 +1,213 @@
+//! The ring log on its own: appends and reads, wrap-around without padding,
+//! refusal of oversized records and of overwriting kept history, and many
+//! appenders and readers on a small ring with many laps.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use ringkv::log::{record, LogConfig, LogError, RingLog, TailReader};
+
+fn small(capacity: u64) -> LogConfig {
+    LogConfig {
+        capacity,
+        ..LogConfig::default()
+    }
+}
+
+#[test]
+fn records_read_back_in_order_across_the_wrap() {
+    let ring = RingLog::anonymous(small(64 * 1024)).expect("ring");
+    let mut offsets = Vec::new();
+    for i in 0..5000u32 {
+        let payload: Vec<u8> = (0..(i % 97) as u8 + 1).map(|b| b ^ i as u8).collect();
+        let at = ring.append(&payload).expect("append");
+        offsets.push((at, payload));
+    }
+    // The last records are still in the ring and read back exactly.
+    let start = offsets[4900].0;
+    let batch = ring.read(start, usize::MAX).expect("read");
+    assert_eq!(batch.records.len(), 100);
+    for ((at, payload), (want_at, want)) in batch.records.iter().zip(&offsets[4900..]) {
+        assert_eq!(at, want_at);
+        assert_eq!(&payload[..], &want[..]);
+    }
+    assert_eq!(batch.next, ring.published());
+    // Offsets depend only on record sizes, never on the capacity (no padding).
+    let mut expect = 0;
+    for (at, payload) in &offsets {
+        assert_eq!(*at, expect);
+        expect += record::record_len(payload.len());
+    }
+    // The first records were overwritten.
+    assert!(matches!(ring.read(0, 10), Err(LogError::Lagged { oldest }) if oldest > 0));
+}
+
+#[test]
+fn the_same_stream_has_the_same_offsets_in_rings_of_any_size() {
+    let a = RingLog::anonymous(small(64 * 1024)).expect("ring");
+    let b = RingLog::anonymous(small(1024 * 1024)).expect("ring");
+    for i in 0..3000u32 {
+        let payload = vec![i as u8; (i % 300) as usize];
+        assert_eq!(a.append(&payload).expect("a"), b.append(&payload).expect("b"));
+    }
+    let from = a.oldest().next_multiple_of(8);
+    // Find a boundary both can read: the last 10 records.
+    let tail = b.read(0, usize::MAX).expect("read all");
+    let (at, _) = tail.records[tail.records.len() - 10];
+    assert!(at >= from);
+    let mut ra = vec![0u8; (a.published() - at) as usize];
+    let mut rb = vec![0u8; ra.len()];
+    a.read_raw(at, &mut ra).expect("raw a");
+    b.read_raw(at, &mut rb).expect("raw b");
+    assert_eq!(ra, rb, "byte-identical stream at the same offsets");
+}
+
+#[test]
+fn oversized_records_are_refused() {
+    let ring = RingLog::anonymous(small(64 * 1024)).expect("ring");
+    let max = ring.max_payload();
+    assert_eq!(max, 64 * 1024 / 8 - 16);
+    ring.append(&vec![1u8; max]).expect("at the limit");
+    let err = ring.append(&vec![1u8; max + 1]).expect_err("over the limit");
+    assert!(
+        matches!(err, LogError::RecordTooLarge { len, .. } if len == max + 1),
+        "{err}"
+    );
+    assert!(RingLog::anonymous(small(1000)).is_err(), "tiny rings are refused");
+}
+
+#[test]
+fn a_ring_that_keeps_history_refuses_to_overwrite_it() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join("ring.log");
+    let ring = RingLog::create(&path, small(64 * 1024)).expect("create");
+    let mut n = 0;
+    let err = loop {
+        match ring.append(&[7u8; 100]) {
+            Ok(_) => n += 1,
+            Err(e) => break e,
+        }
+    };
+    assert!(matches!(err, LogError::Full { .. }), "{err}");
+    assert_eq!(n, 64 * 1024 / 120);
+    // Everything is still readable from 0.
+    let all = ring.read(0, usize::MAX).expect("read");
+    assert_eq!(all.records.len(), n);
+    // Once history below an offset may go (a snapshot covers it), appends resume.
+    ring.set_oldest(all.records[10].0).expect("set oldest");
+    ring.append(&[8u8; 100]).expect("append after trimming");
+}
+
+#[test]
+fn readers_wait_without_spinning_and_hooks_fire() {
+    let ring = Arc::new(RingLog::anonymous(small(64 * 1024)).expect("ring"));
+    let fired = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    {
+        let fired = fired.clone();
+        ring.on_publish(move || {
+            fired.fetch_add(1, Ordering::Relaxed);
+        });
+    }
+    let mut reader = TailReader::new(ring.clone(), 0);
+    let empty = reader.next_batch(Duration::from_millis(20), 1024).expect("wait");
+    assert!(empty.records.is_empty());
+    let writer = {
+        let ring = ring.clone();
+        std::thread::spawn(move || {
+            std::thread::sleep(Duration::from_millis(20));
+            ring.append(b"late").expect("append");
+        })
+    };
+    let batch = reader.next_batch(Duration::from_secs(10), 1024).expect("wait");
+    assert_eq!(&batch.records[0].1[..], b"late");
+    writer.join().expect("writer");
+    assert_eq!(fired.load(Ordering::Relaxed), 1);
+}
+
+/// Payload: writer id, sequence number, then bytes derived from both.
+fn payload(writer: u8, seq: u32) -> Vec<u8> {
+    let len = 8 + (seq as usize * 31 + writer as usize * 7) % 180;
+    let mut p = vec![writer];
+    p.extend_from_slice(&seq.to_le_bytes());
+    p.extend((5..len).map(|i| (i as u32 ^ seq).wrapping_mul(2654435761) as u8 ^ writer));
+    p
+}
+
+#[test]
+fn many_appenders_and_readers_on_a_lapping_ring_never_see_a_torn_record() {
+    const WRITERS: u8 = 4;
+    const PER_WRITER: u32 = 30_000;
+    let ring = Arc::new(RingLog::anonymous(small(64 * 1024)).expect("ring"));
+    let done = Arc::new(AtomicBool::new(false));
+    let results = std::thread::scope(|s| {
+        for w in 0..WRITERS {
+            let ring = ring.clone();
+            s.spawn(move || {
+                for seq in 0..PER_WRITER {
+                    ring.append(&payload(w, seq)).expect("append");
+                }
+            });
+        }
+        let readers: Vec<_> = (0..2)
+            .map(|_| {
+                let ring = ring.clone();
+                let done = done.clone();
+                s.spawn(move || {
+                    let mut reader = TailReader::new(ring.clone(), 0);
+                    let mut last: HashMap<u8, u32> = HashMap::new();
+                    let (mut seen, mut lagged) = (0u64, 0u64);
+                    loop {
+                        let finished = done.load(Ordering::Acquire);
+                        match reader.next_batch(Duration::from_millis(5), 16 * 1024) {
+                            Ok(batch) => {
+                                let mut expect_at = None;
+                                for (at, p) in &batch.records {
+                                    if let Some(e) = expect_at {
+                                        assert_eq!(*at, e, "records are contiguous");
+                                    }
+                                    expect_at = Some(at + record::record_len(p.len()));
+                                    let (w, seq) = (p[0], u32::from_le_bytes([p[1], p[2], p[3], p[4]]));
+                                    assert_eq!(&p[..], &payload(w, seq)[..], "torn or stale record at {at}");
+                                    if let Some(prev) = last.insert(w, seq) {
+                                        assert!(seq > prev, "writer {w}: {seq} after {prev}");
+                                    }
+                                    seen += 1;
+                                }
+                                if finished && batch.records.is_empty() && reader.offset() == ring.published() {
+                                    return (seen, lagged);
+                                }
+                            }
+                            Err(LogError::Lagged { .. }) => {
+                                lagged += 1;
+                                reader = TailReader::new(ring.clone(), ring.published());
+                            }
+                            Err(e) => panic!("reader error: {e}"),
+                        }
+                    }
+                })
+            })
+            .collect();
+        // Writers end when the scope's spawned writers finish; then stop readers.
+        while ring.published() < expected_end() {
+            std::thread::sleep(Duration::from_millis(1));
+        }
+        done.store(true, Ordering::Release);
+        readers
+            .into_iter()
+            .map(|r| r.join().expect("reader"))
+            .collect::<Vec<_>>()
+    });
+    for (seen, lagged) in results {
+        assert!(seen > 0);
+        println!("reader saw {seen} records, lagged {lagged} times");
+    }
+    assert!(ring.published() / ring.capacity() > 50, "the ring lapped many times");
+
+    fn expected_end() -> u64 {
+        (0..WRITERS)
+            .flat_map(|w| (0..PER_WRITER).map(move |s| record::record_len(payload(w, s).len())))
+            .sum()
+    }
+}
