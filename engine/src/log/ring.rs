@@ -397,7 +397,8 @@ impl RingLog {
         config.capacity = header.capacity;
         config.validate()?;
         let mem = RingMemory::map_file(&file, config.capacity).map_err(|e| LogError::io("mapping the ring file", e))?;
-        let (end, torn) = find_end(&mem, &header)?;
+        let max_payload = (config.capacity / config.max_record_fraction) as usize - HEADER_LEN;
+        let (end, torn) = find_end(&mem, &header, max_payload)?;
         if torn > 0 {
             tracing::warn!(path = %path.display(), offset = end, bytes = torn, "ring log: cut a torn tail");
         }
@@ -790,10 +791,13 @@ fn check_record(mem: &RingMemory, pos: u64, max_payload: usize) -> Option<u64> {
 
 /// Walks the records from `header.oldest`; returns the end of the valid
 /// prefix and the number of bytes of torn tail after it.
-fn find_end(mem: &RingMemory, header: &RingHeader) -> Result<(u64, u64), LogError> {
+///
+/// After the first invalid record it looks for a valid one within one
+/// maximum record length: if the invalid record was damaged in place, its
+/// successor starts within that distance. (Scanning the whole ring instead
+/// would read every page of a multi-GiB file on each open.)
+fn find_end(mem: &RingMemory, header: &RingHeader, max_payload: usize) -> Result<(u64, u64), LogError> {
     let cap = mem.capacity();
-    // A record can never be larger than the whole ring.
-    let max_payload = cap as usize - HEADER_LEN;
     if !header.oldest.is_multiple_of(8) {
         return Err(LogError::BadHeader(format!(
             "oldest offset {} is not aligned",
@@ -816,8 +820,9 @@ fn find_end(mem: &RingMemory, header: &RingHeader) -> Result<(u64, u64), LogErro
         });
     }
     // Anything valid after the first invalid record means damage, not a torn write.
+    let probe_limit = limit.min(end + record::record_len(max_payload) + 8);
     let mut probe = end + 8;
-    while probe < limit {
+    while probe < probe_limit {
         if mem.load_commit(probe) == probe && check_record(mem, probe, max_payload).is_some() {
             return Err(LogError::Corrupt {
                 offset: end,
