@@ -17,7 +17,11 @@
 //!
 //! The aim in the design is ≤ 48 B per key beyond key and value.
 //!
-//! `cargo bench -p ringkv-benches --bench memory [-- --keys 10000000] [-- --no-redis]`
+//! A load can end with shards in the middle of a resize (two bucket arrays);
+//! `--settle SECS` waits for the background rehash to finish them and
+//! measures ringkv again.
+//!
+//! `cargo bench -p ringkv-benches --bench memory [-- --keys 10000000 --no-redis --settle 300]`
 
 use std::io::{self, BufRead, BufReader, Read, Write};
 use std::os::unix::net::UnixStream;
@@ -28,7 +32,7 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 use clap::Parser;
 use ringkv::{Config, Engine};
-use ringkv_benches::{fmt_duration, is_bench_run, rss_bytes, rss_bytes_of, size_setting, KeyFmt, Table};
+use ringkv_benches::{fmt_duration, is_bench_run, rss_bytes, rss_bytes_of, size_setting, CpuMonitor, KeyFmt, Table};
 
 #[derive(Parser, Debug)]
 #[command(about = "Memory per key for small string keys: ringkv vs redis-server")]
@@ -45,6 +49,10 @@ struct Args {
     /// Skip the Redis comparison.
     #[arg(long)]
     no_redis: bool,
+    /// Also wait up to this many seconds for the background rehash to finish
+    /// the resizes left in progress by the load, and measure again.
+    #[arg(long, default_value_t = 0)]
+    settle: u64,
     /// Unix socket of the Redis server this bench starts.
     #[arg(long, default_value = "/tmp/ringkv-bench-redis.sock")]
     socket: PathBuf,
@@ -59,9 +67,12 @@ struct RingResult {
     rss_delta: u64,
     accounted: u64,
     load: Duration,
+    /// After the background thread finished every resize: (seconds waited,
+    /// RSS growth, accounted bytes).
+    settled: Option<(f64, u64, u64)>,
 }
 
-fn ringkv(n: u64) -> RingResult {
+fn ringkv(n: u64, settle: u64) -> RingResult {
     let engine = Engine::new(Config::default()).expect("engine");
     let before = rss_bytes().expect("read /proc/self/statm");
     let (mut kf, mut vf) = (KeyFmt::new("key:"), KeyFmt::new("val:"));
@@ -81,10 +92,35 @@ fn ringkv(n: u64) -> RingResult {
         before >> 20,
         after >> 20
     );
+    let accounted = engine.used_memory();
+    // Optionally wait for the background rehash to finish the resizes the
+    // load left in progress (a resize holds two bucket arrays).
+    let mut settled = None;
+    if settle > 0 && stats.rehashing_shards > 0 {
+        let t = Instant::now();
+        while engine.stats().rehashing_shards > 0 && t.elapsed() < Duration::from_secs(settle) {
+            std::thread::sleep(Duration::from_millis(200));
+        }
+        let left = engine.stats().rehashing_shards;
+        let rss = rss_bytes().expect("read /proc/self/statm");
+        println!(
+            "ringkv: after waiting {:.0} s for the background rehash, {left} shards still rehashing; RSS {} MiB",
+            t.elapsed().as_secs_f64(),
+            rss >> 20
+        );
+        if left == 0 {
+            settled = Some((
+                t.elapsed().as_secs_f64(),
+                rss.saturating_sub(before),
+                engine.used_memory(),
+            ));
+        }
+    }
     RingResult {
         rss_delta: after.saturating_sub(before),
-        accounted: engine.used_memory(),
+        accounted,
         load,
+        settled,
     }
 }
 
@@ -181,7 +217,8 @@ impl Server {
 
     /// SHUTDOWN NOSAVE, then waits for the process to exit.
     fn shutdown(mut self, conn: &mut Conn) -> Result<(), String> {
-        conn.send(&[&[&b"SHUTDOWN"[..], b"NOSAVE"]]).map_err(|e| e.to_string())?;
+        conn.send(&[&[&b"SHUTDOWN"[..], b"NOSAVE"]])
+            .map_err(|e| e.to_string())?;
         // The server closes the connection instead of replying.
         let _ = conn.reply();
         for _ in 0..200 {
@@ -247,12 +284,8 @@ impl Conn {
         let bad = || io::Error::other("malformed RESP reply");
         let body = self.line.strip_suffix(b"\r\n").ok_or_else(bad)?;
         let (kind, rest) = body.split_first().ok_or_else(bad)?;
-        let int = |b: &[u8]| -> io::Result<i64> {
-            std::str::from_utf8(b)
-                .ok()
-                .and_then(|s| s.parse().ok())
-                .ok_or_else(bad)
-        };
+        let int =
+            |b: &[u8]| -> io::Result<i64> { std::str::from_utf8(b).ok().and_then(|s| s.parse().ok()).ok_or_else(bad) };
         match kind {
             b'+' => Ok(Reply::Simple(rest.to_vec())),
             b'-' => Ok(Reply::Error(String::from_utf8_lossy(rest).into_owned())),
@@ -301,7 +334,9 @@ fn field<'a>(info: &'a [(String, String)], name: &str) -> Result<&'a str, String
 
 fn used_memory(conn: &mut Conn) -> Result<u64, String> {
     let info = conn.info("memory")?;
-    field(&info, "used_memory")?.parse().map_err(|e| format!("used_memory: {e}"))
+    field(&info, "used_memory")?
+        .parse()
+        .map_err(|e| format!("used_memory: {e}"))
 }
 
 fn redis(n: u64, socket: &Path) -> Result<RedisResult, String> {
@@ -312,7 +347,10 @@ fn redis(n: u64, socket: &Path) -> Result<RedisResult, String> {
     let server_info = conn.info("server")?;
     let version = field(&server_info, "redis_version")?.to_string();
     let allocator = field(&conn.info("memory")?, "mem_allocator")?.to_string();
-    println!("redis-server {version} ({}), allocator {allocator}, pid {pid}", bin.display());
+    println!(
+        "redis-server {version} ({}), allocator {allocator}, pid {pid}",
+        bin.display()
+    );
 
     let used_before = used_memory(&mut conn)?;
     let rss_before = rss_bytes_of(&pid).map_err(|e| e.to_string())?;
@@ -362,6 +400,7 @@ fn redis(n: u64, socket: &Path) -> Result<RedisResult, String> {
 
 fn main() {
     let mut args = Args::parse();
+    let cpu = CpuMonitor::start();
     args.bench |= is_bench_run();
     let mut n = size_setting(args.keys.or(args.keys_pos), "RINGKV_MEMORY_KEYS", 10_000_000);
     if !args.bench {
@@ -372,7 +411,7 @@ fn main() {
     let per_key = |bytes: u64| bytes as f64 / n as f64 - PAYLOAD;
     println!("memory: {n} keys \"key:%08d\" -> \"val:%08d\" (24 B of key + value per key)");
 
-    let ring = ringkv(n);
+    let ring = ringkv(n, args.settle);
     let ring_rss = per_key(ring.rss_delta);
     let mut table = Table::new(["store", "measure", "load time", "bytes/key beyond key+value"]);
     table.row([
@@ -387,6 +426,20 @@ fn main() {
         String::new(),
         format!("{:.1}", per_key(ring.accounted)),
     ]);
+    if let Some((waited, rss, accounted)) = ring.settled {
+        table.row([
+            format!("ringkv, resizes finished ({waited:.0} s later)"),
+            "process RSS growth".to_string(),
+            String::new(),
+            format!("{:.1}", per_key(rss)),
+        ]);
+        table.row([
+            format!("ringkv, resizes finished ({waited:.0} s later)"),
+            "Engine::used_memory (own accounting)".to_string(),
+            String::new(),
+            format!("{:.1}", per_key(accounted)),
+        ]);
+    }
 
     let redis_result = if args.no_redis {
         Err("skipped (--no-redis)".to_string())
@@ -404,7 +457,13 @@ fn main() {
                 fmt_duration(r.load),
                 format!("{redis_used:.1}"),
             ]);
-            table.row([label, "server RSS growth".to_string(), String::new(), format!("{redis_rss:.1}")]);
+            table.row([
+                label,
+                "server RSS growth".to_string(),
+                String::new(),
+                format!("{redis_rss:.1}"),
+            ]);
+            println!("{}", cpu.report());
             println!();
             table.print();
             println!();
@@ -412,10 +471,14 @@ fn main() {
                 "ratio ringkv (RSS) / redis (used_memory), bytes beyond key+value: {:.2}",
                 ring_rss / redis_used
             );
-            println!("ratio ringkv (RSS) / redis (RSS), bytes beyond key+value: {:.2}", ring_rss / redis_rss);
+            println!(
+                "ratio ringkv (RSS) / redis (RSS), bytes beyond key+value: {:.2}",
+                ring_rss / redis_rss
+            );
         }
         Err(e) => {
             println!("Redis part skipped: {e}");
+            println!("{}", cpu.report());
             println!();
             table.print();
         }

@@ -19,7 +19,7 @@
 //! about `--secs`. Each case runs `--repeats` times, alternating ringkv and
 //! dashmap, and the best run counts.
 //!
-//! `cargo bench -p ringkv-benches --bench ops [-- --keys 100000 --secs 1 --repeats 3 --threads 1,2]`
+//! `cargo bench -p ringkv-benches --bench ops [-- --keys 100000 --secs 1 --repeats 3 --threads 1,2 --ops get,set]`
 
 use std::hint::black_box;
 use std::sync::Barrier;
@@ -30,7 +30,7 @@ use bytes::Bytes;
 use clap::Parser;
 use dashmap::DashMap;
 use ringkv::{Config, Engine};
-use ringkv_benches::{is_bench_run, KeyFmt, Rng, Table};
+use ringkv_benches::{is_bench_run, CpuMonitor, KeyFmt, Rng, Table};
 
 #[derive(Parser, Debug)]
 #[command(about = "GET/SET/HSET/INCR throughput: ringkv vs DashMap")]
@@ -50,6 +50,9 @@ struct Args {
     /// Thread counts to measure.
     #[arg(long, value_delimiter = ',', default_values_t = [1, 2])]
     threads: Vec<usize>,
+    /// Only these operations (get, set, hset, incr).
+    #[arg(long, value_delimiter = ',')]
+    ops: Vec<String>,
 }
 
 /// Fields per preloaded hash.
@@ -90,7 +93,9 @@ impl Workload {
     fn new(n: usize) -> Workload {
         let make = |prefix: &str, n: usize| {
             let mut f = KeyFmt::new(prefix);
-            (0..n as u64).map(|i| Bytes::copy_from_slice(f.key(i))).collect::<Vec<_>>()
+            (0..n as u64)
+                .map(|i| Bytes::copy_from_slice(f.key(i)))
+                .collect::<Vec<_>>()
         };
         Workload {
             keys: make("key:", n),
@@ -140,7 +145,11 @@ fn parse_i64(b: &[u8]) -> Option<i64> {
 
 impl Store for Dash {
     fn get(&self, key: &[u8]) -> usize {
-        let v = self.strings.get(key).map(|v| v.clone()).expect("GET of a preloaded key");
+        let v = self
+            .strings
+            .get(key)
+            .map(|v| v.clone())
+            .expect("GET of a preloaded key");
         black_box(v).len()
     }
     fn set(&self, key: &[u8], value: &Bytes) {
@@ -174,7 +183,8 @@ impl Store for Dash {
                 n
             }
             None => {
-                self.strings.insert(Bytes::copy_from_slice(key), Bytes::from_static(b"1"));
+                self.strings
+                    .insert(Bytes::copy_from_slice(key), Bytes::from_static(b"1"));
                 1
             }
         }
@@ -302,9 +312,19 @@ fn main() {
         t.elapsed().as_secs_f64()
     );
 
-    let mut table = Table::new(["op", "threads", "ringkv Mops/s", "dashmap Mops/s", "ringkv/dashmap"]);
-    for op in Op::ALL {
+    let whole = CpuMonitor::start();
+    let mut table = Table::new([
+        "op",
+        "threads",
+        "ringkv Mops/s",
+        "dashmap Mops/s",
+        "ringkv/dashmap",
+        "other procs' CPU (cores)",
+    ]);
+    let wanted = |op: Op| args.ops.is_empty() || args.ops.iter().any(|o| o.eq_ignore_ascii_case(op.name()));
+    for op in Op::ALL.into_iter().filter(|&op| wanted(op)) {
         for &threads in &args.threads {
+            let cpu = CpuMonitor::start();
             let n_ring = calibrate(&ring, &w, op, threads, args.secs);
             let n_dash = calibrate(&dash, &w, op, threads, args.secs);
             let (mut best_ring, mut best_dash) = (0.0f64, 0.0f64);
@@ -324,9 +344,11 @@ fn main() {
                 format!("{best_ring:.2}"),
                 format!("{best_dash:.2}"),
                 format!("{:.2}", best_ring / best_dash),
+                cpu.others_cores().map_or("?".to_string(), |c| format!("{c:.2}")),
             ]);
         }
     }
+    println!("{}", whole.report());
     println!();
     table.print();
 }

@@ -19,7 +19,7 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 use clap::Parser;
 use ringkv::{Config, Engine, ScanOptions};
-use ringkv_benches::{fmt_duration, fmt_ns, is_bench_run, percentile, size_setting, KeyFmt, Table};
+use ringkv_benches::{fmt_duration, fmt_ns, is_bench_run, percentile, size_setting, CpuMonitor, KeyFmt, Table};
 
 #[derive(Parser, Debug)]
 #[command(about = "HSCAN per-call latency vs one HGETALL on a large hash")]
@@ -43,6 +43,7 @@ const CHUNK: u64 = 1000;
 
 fn main() {
     let mut args = Args::parse();
+    let cpu = CpuMonitor::start();
     args.bench |= is_bench_run();
     let mut fields = size_setting(args.fields, "RINGKV_SCAN_FIELDS", 1_000_000);
     if !args.bench {
@@ -124,11 +125,16 @@ fn main() {
         (fields as f64 * args.passes as f64) / n_calls as f64,
         buckets as f64 / n_calls as f64
     );
-    println!();
     let mut table = Table::new(["measure", "value"]);
     table.row([format!("HSCAN COUNT {}, mean per call", args.count), fmt_ns(mean)]);
-    table.row(["HSCAN p50 per call".to_string(), fmt_ns(percentile(&sorted, 50.0) as f64)]);
-    table.row(["HSCAN p99 per call".to_string(), fmt_ns(percentile(&sorted, 99.0) as f64)]);
+    table.row([
+        "HSCAN p50 per call".to_string(),
+        fmt_ns(percentile(&sorted, 50.0) as f64),
+    ]);
+    table.row([
+        "HSCAN p99 per call".to_string(),
+        fmt_ns(percentile(&sorted, 99.0) as f64),
+    ]);
     table.row([
         "HSCAN max per call".to_string(),
         fmt_ns(sorted.last().copied().unwrap_or(0) as f64),
@@ -142,11 +148,16 @@ fn main() {
     ]);
     table.row([
         "HGETALL best / HSCAN p99 call".to_string(),
-        format!("{:.0}x", getall_best.as_nanos() as f64 / percentile(&sorted, 99.0).max(1) as f64),
+        format!(
+            "{:.0}x",
+            getall_best.as_nanos() as f64 / percentile(&sorted, 99.0).max(1) as f64
+        ),
     ]);
     table.row([
         "HSCAN full iteration / HGETALL (best of each)".to_string(),
         format!("{:.2}", pass_best.as_secs_f64() / getall_best.as_secs_f64()),
     ]);
+    println!("{}", cpu.report());
+    println!();
     table.print();
 }

@@ -100,7 +100,9 @@ pub fn percentile(sorted: &[u64], p: f64) -> u64 {
     if sorted.is_empty() {
         return 0;
     }
-    let rank = ((p / 100.0) * sorted.len() as f64).ceil() as usize;
+    // The small epsilon keeps float error (99.9 / 100 * 1000 = 999.0000000000001)
+    // from moving the rank up by one.
+    let rank = (p * sorted.len() as f64 / 100.0 - 1e-9).ceil() as usize;
     sorted[rank.clamp(1, sorted.len()) - 1]
 }
 
@@ -141,6 +143,100 @@ pub fn rss_bytes_of(pid: &str) -> std::io::Result<u64> {
 /// Resident set size of this process.
 pub fn rss_bytes() -> std::io::Result<u64> {
     rss_bytes_of("self")
+}
+
+/// Kernel clock ticks per second in `/proc` (`USER_HZ`, 100 on Linux).
+const USER_HZ: f64 = 100.0;
+
+/// Shortest run [`CpuMonitor`] reports on (its counters tick every 10 ms).
+const MIN_MONITOR_SECS: f64 = 1.0;
+
+fn system_busy_ticks() -> Option<(u64, u64)> {
+    let stat = std::fs::read_to_string("/proc/stat").ok()?;
+    let f: Vec<u64> = stat
+        .lines()
+        .next()?
+        .split_whitespace()
+        .skip(1)
+        .filter_map(|x| x.parse().ok())
+        .collect();
+    // user nice system idle iowait irq softirq steal ...
+    let busy = f.first()? + f.get(1)? + f.get(2)? + f.get(5)? + f.get(6)?;
+    Some((busy, *f.get(7)?))
+}
+
+fn own_ticks() -> Option<u64> {
+    let stat = std::fs::read_to_string("/proc/self/stat").ok()?;
+    // Fields after the parenthesised command name; utime, stime, cutime and
+    // cstime (children waited for) are the 14th to 17th fields of the line.
+    let rest = &stat[stat.rfind(')')? + 2..];
+    let f: Vec<&str> = rest.split_whitespace().collect();
+    (11..15).map(|i| f.get(i)?.parse::<u64>().ok()).sum()
+}
+
+/// Measures how busy the machine was during a run, to tell a quiet run
+/// from one that shared the cores: CPU used by this process (and its
+/// children it has waited for), by everything else, and stolen by the
+/// hypervisor (from `/proc/stat` and `/proc/self/stat`).
+#[derive(Debug, Clone)]
+pub struct CpuMonitor {
+    start: std::time::Instant,
+    system: Option<(u64, u64)>,
+    own: Option<u64>,
+}
+
+impl CpuMonitor {
+    /// Starts measuring.
+    pub fn start() -> CpuMonitor {
+        CpuMonitor {
+            start: std::time::Instant::now(),
+            system: system_busy_ticks(),
+            own: own_ticks(),
+        }
+    }
+
+    /// Cores' worth of CPU used by other processes since [`CpuMonitor::start`]
+    /// (`None` if `/proc` is not readable).
+    pub fn others_cores(&self) -> Option<f64> {
+        let secs = self.start.elapsed().as_secs_f64();
+        if secs < MIN_MONITOR_SECS {
+            return None;
+        }
+        let ((b0, _), (b1, _)) = (self.system?, system_busy_ticks()?);
+        let own = own_ticks()?.checked_sub(self.own?)?;
+        Some(((b1 - b0) as f64 - own as f64).max(0.0) / USER_HZ / secs)
+    }
+
+    /// One line: cores' worth of CPU used by this process and by others
+    /// since [`CpuMonitor::start`], hypervisor steal, and the load average.
+    pub fn report(&self) -> String {
+        let secs = self.start.elapsed().as_secs_f64();
+        let loadavg = std::fs::read_to_string("/proc/loadavg").unwrap_or_default();
+        let loadavg: Vec<&str> = loadavg.split_whitespace().take(3).collect();
+        match (self.system, system_busy_ticks(), self.own, own_ticks()) {
+            _ if secs < MIN_MONITOR_SECS => {
+                format!(
+                    "machine during the run: too short to measure; load average {}",
+                    loadavg.join(" ")
+                )
+            }
+            (Some((b0, s0)), Some((b1, s1)), Some(o0), Some(o1)) => {
+                let own = (o1 - o0) as f64 / USER_HZ / secs;
+                let all = (b1 - b0) as f64 / USER_HZ / secs;
+                let steal = (s1 - s0) as f64 / USER_HZ / secs;
+                format!(
+                    "machine during the run ({secs:.0} s): this bench used {own:.2} cores, other processes {:.2} cores, \
+                     hypervisor steal {steal:.2} cores; load average {}",
+                    (all - own).max(0.0),
+                    loadavg.join(" ")
+                )
+            }
+            _ => format!(
+                "machine during the run: /proc not readable; load average {}",
+                loadavg.join(" ")
+            ),
+        }
+    }
 }
 
 /// A table printed as Markdown, columns padded to line up.
@@ -219,6 +315,10 @@ mod tests {
         assert_eq!(percentile(&v, 50.0), 500);
         assert_eq!(percentile(&v, 99.9), 999);
         assert_eq!(percentile(&v, 100.0), 1000);
+        assert_eq!(percentile(&v, 0.0), 1);
+        let big: Vec<u64> = (1..=10_000_000).collect();
+        assert_eq!(percentile(&big, 99.9), 9_990_000);
+        assert_eq!(percentile(&big, 99.99), 9_999_000);
         assert_eq!(percentile(&[], 99.0), 0);
     }
 
