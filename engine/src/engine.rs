@@ -279,6 +279,7 @@ impl EngineBuilder {
             memory: AtomicI64::new(0),
             memory_slack,
             rng: AtomicU64::new(rng),
+            ops: crate::stats::OpCounters::new(),
             eviction_pool: parking_lot::Mutex::new(Vec::new()),
             background: parking_lot::Mutex::new(None),
             config: self.config,
@@ -350,6 +351,8 @@ pub(crate) struct Inner {
     memory: AtomicI64,
     memory_slack: usize,
     rng: AtomicU64,
+    /// Calls per operation.
+    pub(crate) ops: crate::stats::OpCounters,
     /// Eviction candidates: (LRU clock when sampled, key).
     pub(crate) eviction_pool: parking_lot::Mutex<Vec<(u32, Bytes)>>,
     /// Dropped with the engine, which stops the background thread.
@@ -596,11 +599,11 @@ impl Inner {
     /// Reads the live entry of `key` under the shard's read lock. A key found
     /// expired is reported missing and deleted afterwards under the write lock.
     pub(crate) fn read<R>(&self, key: &[u8], op: Op, f: impl FnOnce(&KeyEntry) -> R) -> Option<R> {
+        self.ops.count(op);
         let h = self.hashing.hash(key);
         let s = self.hashing.shard_of(h);
         {
             let shard = self.shards[s].read();
-            shard.counters.count(op);
             let idx = shard.find(h, key)?;
             let e = shard.entry(idx);
             if e.expire_at == 0 || !e.is_expired(self.clock.now_ms()) {
@@ -736,7 +739,7 @@ impl Engine {
         self.inner.ensure_memory()?;
         let h = self.hash(key);
         self.inner.write(&[h], false, |w| {
-            w.shard(h).counters.count(Op::Set);
+            w.inner.ops.count(Op::Set);
             plan_set(w, key, h, value, opts)
         })
     }
@@ -749,7 +752,7 @@ impl Engine {
             return Ok(0);
         }
         self.inner.write(&hashes, false, |w| {
-            w.shard(hashes[0]).counters.count(Op::Del);
+            w.inner.ops.count(Op::Del);
             let mut found: Vec<Bytes> = Vec::new();
             for (k, &h) in keys.iter().zip(&hashes) {
                 let k = k.as_ref();
@@ -784,7 +787,7 @@ impl Engine {
         self.inner.ensure_memory()?;
         let h = self.hash(key);
         self.inner.write(&[h], false, |w| {
-            w.shard(h).counters.count(Op::IncrBy);
+            w.inner.ops.count(Op::IncrBy);
             plan_incr(w, key, h, delta)
         })
     }
@@ -812,7 +815,7 @@ impl Engine {
         self.inner.ensure_memory()?;
         let h = self.hash(key);
         self.inner.write(&[h], false, |w| {
-            w.shard(h).counters.count(Op::Append);
+            w.inner.ops.count(Op::Append);
             plan_append(w, key, h, value)
         })
     }
@@ -826,9 +829,7 @@ impl Engine {
         shards.sort_unstable();
         shards.dedup();
         let guards: Vec<_> = shards.iter().map(|&s| (s, self.inner.shards[s].read())).collect();
-        if let Some((_, g)) = guards.first() {
-            g.counters.count(Op::MGet);
-        }
+        self.inner.ops.count(Op::MGet);
         let mut now = None;
         keys.iter()
             .zip(&hashes)
@@ -867,7 +868,7 @@ impl Engine {
         }
         self.inner.ensure_memory()?;
         self.inner.write(&hashes, false, |w| {
-            w.shard(hashes[0]).counters.count(Op::MSet);
+            w.inner.ops.count(Op::MSet);
             w.commit(Mutation::Batch(sets)).map(|_| ())
         })
     }
@@ -902,7 +903,7 @@ impl Engine {
         let key = key.as_ref();
         let h = self.hash(key);
         self.inner.write(&[h], false, |w| {
-            w.shard(h).counters.count(Op::Expire);
+            w.inner.ops.count(Op::Expire);
             plan_expire_at(w, key, h, unix_millis)
         })
     }
@@ -923,7 +924,7 @@ impl Engine {
         let key = key.as_ref();
         let h = self.hash(key);
         self.inner.write(&[h], false, |w| {
-            w.shard(h).counters.count(Op::Persist);
+            w.inner.ops.count(Op::Persist);
             plan_persist(w, key, h)
         })
     }
@@ -943,7 +944,7 @@ impl Engine {
         self.inner.check_key(to)?;
         let (hf, ht) = (self.hash(from), self.hash(to));
         self.inner.write(&[hf, ht], false, |w| {
-            w.shard(hf).counters.count(Op::Rename);
+            w.inner.ops.count(Op::Rename);
             if w.live(from, hf)?.is_none() {
                 return Err(Error::NoSuchKey);
             }
@@ -970,7 +971,7 @@ impl Engine {
     /// lock at once; O(n) to free the memory.
     pub fn flush(&self) -> Result<()> {
         self.inner.write_all(|w| {
-            w.locked.shard(0).counters.count(Op::Flush);
+            w.inner.ops.count(Op::Flush);
             w.commit(Mutation::Flush).map(|_| ())
         })
     }
@@ -999,7 +1000,7 @@ impl Engine {
         self.inner.ensure_memory()?;
         let h = self.hash(key);
         self.inner.write(&[h], false, |w| {
-            w.shard(h).counters.count(Op::HSet);
+            w.inner.ops.count(Op::HSet);
             plan_hset(w, key, h, pairs)
         })
     }
@@ -1052,7 +1053,7 @@ impl Engine {
         let fields: Vec<Bytes> = fields.into_iter().map(|f| Bytes::copy_from_slice(f.as_ref())).collect();
         let h = self.hash(key);
         self.inner.write(&[h], false, |w| {
-            w.shard(h).counters.count(Op::HDel);
+            w.inner.ops.count(Op::HDel);
             plan_hdel(w, key, h, &fields)
         })
     }
@@ -1079,7 +1080,7 @@ impl Engine {
         self.inner.ensure_memory()?;
         let h = self.hash(key);
         self.inner.write(&[h], false, |w| {
-            w.shard(h).counters.count(Op::HIncrBy);
+            w.inner.ops.count(Op::HIncrBy);
             plan_hincr(w, key, h, field, delta)
         })
     }
@@ -1124,7 +1125,7 @@ impl Engine {
         let key = key.as_ref();
         let h = self.hash(key);
         self.inner.write(&[h], false, |w| {
-            w.shard(h).counters.count(Op::HDrain);
+            w.inner.ops.count(Op::HDrain);
             let Some(idx) = w.live(key, h)? else {
                 return Ok(Vec::new());
             };
@@ -1177,7 +1178,7 @@ impl Engine {
         self.inner.ensure_memory()?;
         let hashes: Vec<u64> = ops.iter().map(|op| self.hash(op.key())).collect();
         self.inner.write(&hashes, true, |w| {
-            w.shard(hashes[0]).counters.count(Op::Batch);
+            w.inner.ops.count(Op::Batch);
             ops.into_iter().zip(&hashes).map(|(op, &h)| op.run(w, h)).collect()
         })
     }
@@ -1226,7 +1227,7 @@ impl Engine {
             shards: self.inner.shards.len() as u64,
             ..Stats::default()
         };
-        let mut ops = [0u64; crate::stats::OP_COUNT];
+        let ops = self.inner.ops.totals();
         for shard in self.inner.shards.iter() {
             let s = shard.read();
             stats.keys += s.table.len() as u64;
@@ -1235,9 +1236,6 @@ impl Engine {
             stats.expired_keys += s.expired;
             stats.evicted_keys += s.evicted;
             stats.rehashing_shards += u64::from(s.table.is_rehashing());
-            for op in Op::ALL {
-                ops[op as usize] += s.counters.get(op);
-            }
         }
         if let Some(ring) = &self.inner.log {
             let recovered = self.inner.recovered.lock().clone();
@@ -1290,6 +1288,19 @@ impl Engine {
 }
 
 pub(crate) fn plan_set(w: &mut Writer<'_>, key: &[u8], h: u64, value: Bytes, opts: SetOptions) -> Result<SetOutcome> {
+    if opts == SetOptions::default() {
+        // A plain SET depends on nothing the key holds (not even whether it
+        // expired: it replaces it either way), so it skips the lookup.
+        w.commit(Mutation::Set {
+            key: Bytes::copy_from_slice(key),
+            value,
+            expire_at: None,
+        })?;
+        return Ok(SetOutcome {
+            applied: true,
+            previous: None,
+        });
+    }
     let existing = w.live(key, h)?;
     let mut previous = None;
     let mut keep_expire = 0;

@@ -90,14 +90,28 @@ impl Engine {
         total
     }
 
-    /// Moves `background_rehash_buckets` buckets in every shard that is
-    /// resizing, so resizes finish even without writes.
+    /// Moves up to `background_rehash_buckets` buckets in every shard that
+    /// is resizing (in steps of 64, releasing the lock between steps), so
+    /// resizes finish even without writes; then frees bucket arrays retired
+    /// by finished resizes, outside the shard locks.
     pub fn background_rehash(&self) {
-        let n = self.inner.config.background_rehash_buckets;
+        const STEP: usize = 64;
+        let budget = self.inner.config.background_rehash_buckets;
         for shard in self.inner.shards.iter() {
-            if shard.read().table.is_rehashing() {
-                shard.write().table.rehash_step(n);
+            let mut moved = 0;
+            while moved < budget && shard.read().table.is_rehashing() {
+                let mut guard = shard.write();
+                let more = guard.table.rehash_step(STEP);
+                let garbage = guard.take_retired();
+                drop(guard);
+                drop(garbage);
+                moved += STEP;
+                if !more {
+                    break;
+                }
             }
+            let garbage = shard.write().take_retired();
+            drop(garbage);
         }
     }
 }

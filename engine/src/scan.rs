@@ -137,7 +137,7 @@ impl Engine {
         let mut items = Vec::new();
         let (mut examined, mut found) = (0, 0);
         let now = self.inner.clock.now_ms();
-        self.inner.shards[shard].read().counters.count(Op::Scan);
+        self.inner.ops.count(Op::Scan);
         loop {
             let guard = self.inner.shards[shard].read();
             let (next, finished) = scan_table(&guard.table, table_cursor, opts, &mut examined, &mut found, |e| {

@@ -1,6 +1,11 @@
 //! Engine statistics.
 
+use std::cell::RefCell;
 use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Weak};
+
+use parking_lot::Mutex;
 
 use serde::{Deserialize, Serialize};
 
@@ -121,4 +126,68 @@ pub struct LogStats {
 pub(crate) struct RecoveryStats {
     pub(crate) records: u64,
     pub(crate) bytes: u64,
+}
+
+/// One thread's counts for one engine. Only that thread writes them, so an
+/// increment is a plain load and store: no contended read-modify-write on
+/// the read path (a shared counter made two readers of one shard bounce a
+/// cache line on every GET).
+struct ThreadOps([AtomicU64; OP_COUNT]);
+
+type Registry = Mutex<Vec<Arc<ThreadOps>>>;
+
+/// A thread's entry for one engine: its id, its registry (to notice the
+/// engine is gone), this thread's counters.
+type LocalEntry = (u64, Weak<Registry>, Arc<ThreadOps>);
+
+thread_local! {
+    /// (engine id, its registry, this thread's counters for it).
+    static LOCAL_OPS: RefCell<Vec<LocalEntry>> = const { RefCell::new(Vec::new()) };
+}
+
+static NEXT_ENGINE_ID: AtomicU64 = AtomicU64::new(1);
+
+/// Per-operation counters of one engine, kept per thread and summed on read.
+pub(crate) struct OpCounters {
+    id: u64,
+    registry: Arc<Registry>,
+}
+
+impl OpCounters {
+    pub(crate) fn new() -> OpCounters {
+        OpCounters {
+            id: NEXT_ENGINE_ID.fetch_add(1, Ordering::Relaxed),
+            registry: Arc::new(Mutex::new(Vec::new())),
+        }
+    }
+
+    /// Counts one call of `op` on the calling thread.
+    pub(crate) fn count(&self, op: Op) {
+        LOCAL_OPS.with(|local| {
+            let mut local = local.borrow_mut();
+            if let Some((_, _, ops)) = local.iter().find(|(id, _, _)| *id == self.id) {
+                let c = &ops.0[op as usize];
+                c.store(c.load(Ordering::Relaxed) + 1, Ordering::Relaxed);
+                return;
+            }
+            // First call of this thread on this engine; forget counters of
+            // engines that are gone.
+            local.retain(|(_, registry, _)| registry.strong_count() > 0);
+            let ops = Arc::new(ThreadOps(std::array::from_fn(|_| AtomicU64::new(0))));
+            ops.0[op as usize].store(1, Ordering::Relaxed);
+            self.registry.lock().push(ops.clone());
+            local.push((self.id, Arc::downgrade(&self.registry), ops));
+        });
+    }
+
+    /// Totals over every thread.
+    pub(crate) fn totals(&self) -> [u64; OP_COUNT] {
+        let mut totals = [0u64; OP_COUNT];
+        for ops in self.registry.lock().iter() {
+            for (t, c) in totals.iter_mut().zip(&ops.0) {
+                *t += c.load(Ordering::Relaxed);
+            }
+        }
+        totals
+    }
 }

@@ -7,12 +7,11 @@ pub(crate) mod table;
 
 use std::collections::BTreeSet;
 use std::mem;
-use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
+use std::sync::atomic::AtomicU32;
 
 use parking_lot::RwLockWriteGuard;
 
 use crate::blob::Blob;
-use crate::stats::{Op, OP_COUNT};
 use table::{Table, TableEntry};
 
 /// Bytes the allocator really takes for an allocation of `n` bytes: glibc
@@ -180,22 +179,6 @@ impl HashValue {
     }
 }
 
-/// Per-shard operation counters (atomics: readers count under a read lock).
-#[derive(Default)]
-pub(crate) struct Counters {
-    ops: [AtomicU64; OP_COUNT],
-}
-
-impl Counters {
-    pub(crate) fn count(&self, op: Op) {
-        self.ops[op as usize].fetch_add(1, Ordering::Relaxed);
-    }
-
-    pub(crate) fn get(&self, op: Op) -> u64 {
-        self.ops[op as usize].load(Ordering::Relaxed)
-    }
-}
-
 /// One shard: a table of keys, the index of their expiry times, and what the
 /// memory accounting needs.
 pub(crate) struct Shard {
@@ -206,9 +189,11 @@ pub(crate) struct Shard {
     data_bytes: usize,
     /// Memory last added to the engine-wide approximate total.
     pub(crate) memory_reported: usize,
-    pub(crate) counters: Counters,
     pub(crate) expired: u64,
     pub(crate) evicted: u64,
+    /// Bucket arrays of finished resizes (this shard's table and its
+    /// hashes'), freed by the background thread after it unlocks the shard.
+    pub(crate) retired: Vec<table::Buckets>,
 }
 
 impl Shard {
@@ -218,15 +203,18 @@ impl Shard {
             expires: BTreeSet::new(),
             data_bytes: 0,
             memory_reported: 0,
-            counters: Counters::default(),
             expired: 0,
             evicted: 0,
+            retired: Vec::new(),
         }
     }
 
     /// Accounted memory of this shard.
     pub(crate) fn memory(&self) -> usize {
-        self.table.heap_bytes() + self.data_bytes + self.expires.len() * EXPIRE_INDEX_ENTRY_BYTES
+        self.table.heap_bytes()
+            + self.data_bytes
+            + self.expires.len() * EXPIRE_INDEX_ENTRY_BYTES
+            + self.retired.iter().map(|b| b.len() * 4).sum::<usize>()
     }
 
     pub(crate) fn find(&self, hash: u64, key: &[u8]) -> Option<usize> {
@@ -249,6 +237,7 @@ impl Shard {
         if expire_at != 0 {
             self.expires.insert((expire_at, slot(idx)));
         }
+        self.collect_retired();
         idx
     }
 
@@ -266,7 +255,21 @@ impl Shard {
             }
         }
         self.data_bytes -= entry.heap_size();
+        self.collect_retired();
         entry
+    }
+
+    fn collect_retired(&mut self) {
+        if self.table.has_retired() {
+            self.retired.append(&mut self.table.take_retired());
+        }
+    }
+
+    /// Takes the retired bucket arrays, for the caller to drop once it has
+    /// released the shard lock (the `Drop` unmaps megabytes).
+    pub(crate) fn take_retired(&mut self) -> Vec<table::Buckets> {
+        self.collect_retired();
+        std::mem::take(&mut self.retired)
     }
 
     /// Sets the expiry of the entry at `idx`; returns the previous one (0 = none).
@@ -297,6 +300,9 @@ impl Shard {
             Value::Hash(h) => {
                 let before = h.memory();
                 let r = f(h);
+                if h.table.has_retired() {
+                    self.retired.append(&mut h.table.take_retired());
+                }
                 let after = h.memory();
                 self.data_bytes = self.data_bytes - before + after;
                 Some(r)

@@ -11,9 +11,14 @@
 //!   slab is kept dense: removal moves the last entry into the hole (and
 //!   re-links it), so memory shrinks with the data and random sampling (for
 //!   eviction) is a uniform index.
-//! - A bucket array is a `Vec<u32>` of chain heads; a link is `slot index + 1`
-//!   and `0` ends a chain. Allocating a new array is a zeroed allocation (the
-//!   allocator hands out fresh zero pages), so starting a resize is O(1) work.
+//! - A bucket array ([`Buckets`]) holds `u32` chain heads; a link is `slot
+//!   index + 1` and `0` ends a chain. Arrays of 256 KiB and more are
+//!   anonymous mappings: fresh zero pages, so starting a resize costs O(1)
+//!   whatever glibc's malloc would do (after large frees it serves big
+//!   requests from the heap and zeroes them, ~1 ms for 8 MiB). An array
+//!   replaced by a finished resize is not freed in the write that finishes
+//!   it (unmapping megabytes takes ~0.5 ms): it is parked in `retired` for the
+//!   owner to free outside its lock.
 //! - While resizing there are two arrays (`old`, `new`), like Redis' `ht[0]`
 //!   and `ht[1]`: buckets of `old` below `rehash_idx` have been moved. Every
 //!   write moves [`REHASH_STEP`] buckets, and [`Table::rehash_step`] lets a
@@ -37,6 +42,61 @@ const REHASH_STEP: usize = 2;
 const EMPTY_VISITS: usize = 10;
 /// Largest size ratio between the arrays during a resize (shrinks go in steps).
 pub(crate) const MAX_RESIZE_RATIO: usize = 8;
+
+/// Bucket arrays from this many bytes on are anonymous mappings.
+const MAP_THRESHOLD: usize = 256 * 1024;
+
+/// A zero-initialised array of chain heads.
+pub(crate) enum Buckets {
+    Heap(Vec<u32>),
+    Mapped(memmap2::MmapMut),
+}
+
+impl Buckets {
+    fn zeroed(n: usize) -> Buckets {
+        if n * mem::size_of::<u32>() >= MAP_THRESHOLD {
+            match memmap2::MmapOptions::new().len(n * mem::size_of::<u32>()).map_anon() {
+                Ok(map) => return Buckets::Mapped(map),
+                Err(e) => tracing::debug!(error = %e, "bucket array mapping failed, using the heap"),
+            }
+        }
+        Buckets::Heap(vec![0; n])
+    }
+
+    /// Heap or mapped bytes.
+    fn bytes(&self) -> usize {
+        match self {
+            Buckets::Heap(v) => v.capacity() * mem::size_of::<u32>(),
+            Buckets::Mapped(m) => m.len(),
+        }
+    }
+}
+
+impl Default for Buckets {
+    fn default() -> Self {
+        Buckets::Heap(Vec::new())
+    }
+}
+
+impl std::ops::Deref for Buckets {
+    type Target = [u32];
+    fn deref(&self) -> &[u32] {
+        match self {
+            Buckets::Heap(v) => v,
+            // Page-aligned and a multiple of 4 bytes long: the cast cannot fail.
+            Buckets::Mapped(m) => bytemuck::cast_slice(&m[..]),
+        }
+    }
+}
+
+impl std::ops::DerefMut for Buckets {
+    fn deref_mut(&mut self) -> &mut [u32] {
+        match self {
+            Buckets::Heap(v) => v,
+            Buckets::Mapped(m) => bytemuck::cast_slice_mut(&mut m[..]),
+        }
+    }
+}
 
 /// What the table needs to know of an entry.
 pub(crate) trait TableEntry {
@@ -146,9 +206,11 @@ impl<E> Slab<E> {
 /// A bucketed hash table with incremental rehash. See the module docs.
 pub(crate) struct Table<E> {
     slab: Slab<E>,
-    old: Vec<u32>,
-    new: Vec<u32>,
+    old: Buckets,
+    new: Buckets,
     rehash_idx: usize,
+    /// Large arrays replaced by finished resizes, to free outside the lock.
+    retired: Vec<Buckets>,
 }
 
 /// What one bucket visit of a scan saw.
@@ -163,9 +225,10 @@ impl<E: TableEntry> Table<E> {
     pub(crate) fn new() -> Self {
         Table {
             slab: Slab::new(),
-            old: vec![0; MIN_BUCKETS],
-            new: Vec::new(),
+            old: Buckets::zeroed(MIN_BUCKETS),
+            new: Buckets::default(),
             rehash_idx: 0,
+            retired: Vec::new(),
         }
     }
 
@@ -190,7 +253,10 @@ impl<E: TableEntry> Table<E> {
     /// Heap bytes owned by the table structure (slab chunks and bucket arrays),
     /// not counting what entries own.
     pub(crate) fn heap_bytes(&self) -> usize {
-        self.slab.heap_bytes() + (self.old.capacity() + self.new.capacity()) * mem::size_of::<u32>()
+        self.slab.heap_bytes()
+            + self.old.bytes()
+            + self.new.bytes()
+            + self.retired.iter().map(Buckets::bytes).sum::<usize>()
     }
 
     /// Slot index of the entry with this key.
@@ -344,8 +410,7 @@ impl<E: TableEntry> Table<E> {
 
     fn start_resize(&mut self, buckets: usize) {
         debug_assert!(buckets.is_power_of_two() && buckets <= u32::MAX as usize + 1);
-        // `vec![0; n]` is a zeroed allocation: no O(n) initialisation here.
-        self.new = vec![0; buckets];
+        self.new = Buckets::zeroed(buckets);
         self.rehash_idx = 0;
     }
 
@@ -381,7 +446,10 @@ impl<E: TableEntry> Table<E> {
             moved += 1;
         }
         if self.rehash_idx >= self.old.len() {
-            self.old = mem::take(&mut self.new);
+            let done = mem::replace(&mut self.old, mem::take(&mut self.new));
+            if done.bytes() >= MAP_THRESHOLD {
+                self.retired.push(done);
+            }
             self.rehash_idx = 0;
             // A resize that finished may leave the table due for another one
             // (deletes during a grow, or a capped shrink).
@@ -438,6 +506,16 @@ impl<E: TableEntry> Table<E> {
         } else {
             1
         }
+    }
+
+    /// Takes the arrays retired by finished resizes (to drop outside a lock).
+    pub(crate) fn take_retired(&mut self) -> Vec<Buckets> {
+        mem::take(&mut self.retired)
+    }
+
+    /// True if retired arrays are waiting to be freed.
+    pub(crate) fn has_retired(&self) -> bool {
+        !self.retired.is_empty()
     }
 
     /// All entries, in slab order.
