@@ -12,7 +12,7 @@
 //!   re-links it), so memory shrinks with the data and random sampling (for
 //!   eviction) is a uniform index.
 //! - A bucket array ([`Buckets`]) holds `u32` chain heads; a link is `slot
-//!   index + 1` and `0` ends a chain. Arrays of 64 KiB and more are
+//!   index + 1` and `0` ends a chain. Arrays of 256 KiB and more are
 //!   anonymous mappings: fresh zero pages, so starting a resize costs O(1)
 //!   whatever glibc's malloc would do (after large frees it serves big
 //!   requests from the heap and zeroes them, ~1 ms for 8 MiB). An array
@@ -44,7 +44,7 @@ const EMPTY_VISITS: usize = 10;
 pub(crate) const MAX_RESIZE_RATIO: usize = 8;
 
 /// Bucket arrays from this many bytes on are anonymous mappings.
-const MAP_THRESHOLD: usize = 64 * 1024;
+const MAP_THRESHOLD: usize = 256 * 1024;
 
 /// A zero-initialised array of chain heads.
 pub(crate) enum Buckets {
