@@ -18,7 +18,11 @@ echo "== cargo clippy (all targets, warnings are errors)"
 cargo clippy --workspace --all-targets -- -D warnings
 
 echo "== cargo test"
-cargo test --workspace
+test_log="$(mktemp)"
+trap 'rm -f "$test_log"' EXIT
+cargo test --workspace 2>&1 | tee "$test_log"
+passed=$(awk '/^test result:/ {p += $4} END {print p + 0}' "$test_log")
+failed=$(awk '/^test result:/ {f += $6} END {print f + 0}' "$test_log")
 
 if [ "$FUZZ_SECONDS" -gt 0 ]; then
     echo "== fuzz targets (${FUZZ_SECONDS}s each, nightly)"
@@ -32,3 +36,4 @@ if [ "$FUZZ_SECONDS" -gt 0 ]; then
     done
 fi
 echo "== all checks passed"
+echo "tests: $passed passed, $failed failed"
