@@ -56,6 +56,8 @@ pub struct Config {
     /// The ring log, used when the engine has a data directory (or an
     /// anonymous log, see `EngineBuilder::anonymous_log`).
     pub log: crate::log::LogConfig,
+    /// Snapshots (used with a data directory, or `Engine::snapshot_to`).
+    pub snapshot: crate::snapshot::SnapshotConfig,
 }
 
 impl Default for Config {
@@ -74,6 +76,7 @@ impl Default for Config {
             hash_seed: None,
             rng_seed: None,
             log: crate::log::LogConfig::default(),
+            snapshot: crate::snapshot::SnapshotConfig::default(),
         }
     }
 }
@@ -103,6 +106,9 @@ impl Config {
         }
         if self.maxmemory_samples == 0 {
             return Err(Error::Config("maxmemory_samples must be at least 1".into()));
+        }
+        if !(self.snapshot.auto_share > 0.0 && self.snapshot.auto_share < 1.0) {
+            return Err(Error::Config("snapshot.auto_share must be between 0 and 1".into()));
         }
         if self.active_expire && self.active_expire_interval_ms == 0 {
             return Err(Error::Config("active_expire_interval_ms must be at least 1".into()));

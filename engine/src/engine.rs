@@ -281,13 +281,21 @@ impl EngineBuilder {
             rng: AtomicU64::new(rng),
             ops: crate::stats::OpCounters::new(),
             eviction_pool: parking_lot::Mutex::new(Vec::new()),
+            data_dir: self.data_dir.clone(),
+            generation: std::sync::atomic::AtomicU32::new(0),
+            snapshot_running: std::sync::atomic::AtomicBool::new(false),
+            newest_snapshot: AtomicU64::new(0),
+            bgsave_thread: parking_lot::Mutex::new(None),
+            snapshot_stats: Default::default(),
+            self_ref: std::sync::OnceLock::new(),
             background: parking_lot::Mutex::new(None),
             config: self.config,
         });
+        let _ = inner.self_ref.set(Arc::downgrade(&inner));
         let engine = Engine { inner };
         if let Some(ring) = &engine.inner.log {
-            if engine.inner._lock.is_some() {
-                crate::recovery::replay(&engine, ring)?;
+            if let Some(dir) = &engine.inner.data_dir {
+                crate::recovery::restore(&engine, ring, dir)?;
                 if ring.durability() == crate::log::Durability::Everysec {
                     crate::log::start_everysec(ring).map_err(|e| Error::Io {
                         context: "starting the log sync thread".into(),
@@ -353,6 +361,18 @@ pub(crate) struct Inner {
     rng: AtomicU64,
     /// Calls per operation.
     pub(crate) ops: crate::stats::OpCounters,
+    /// The data directory, when the engine persists.
+    pub(crate) data_dir: Option<std::path::PathBuf>,
+    /// Last snapshot generation started.
+    pub(crate) generation: std::sync::atomic::AtomicU32,
+    pub(crate) snapshot_running: std::sync::atomic::AtomicBool,
+    /// The running or last background save.
+    pub(crate) bgsave_thread: parking_lot::Mutex<Option<std::thread::JoinHandle<()>>>,
+    /// Log offset of the newest durable snapshot (0: none).
+    pub(crate) newest_snapshot: AtomicU64,
+    pub(crate) snapshot_stats: parking_lot::Mutex<crate::snapshot::SnapshotStats>,
+    /// The engine itself, for starting a background save from a write.
+    self_ref: std::sync::OnceLock<std::sync::Weak<Inner>>,
     /// Eviction candidates: (LRU clock when sampled, key).
     pub(crate) eviction_pool: parking_lot::Mutex<Vec<(u32, Bytes)>>,
     /// Dropped with the engine, which stops the background thread.
@@ -521,12 +541,85 @@ impl Inner {
     }
 
     /// Locks the shards of `hashes` in index order and runs `f` as one write.
+    /// Keeps the write-ahead ring from filling: starts a background snapshot
+    /// once uncovered history passes `snapshot.auto_share` of the ring, and
+    /// when the ring is nearly full waits (bounded, holding no lock) for the
+    /// running snapshot to release space.
+    fn ensure_log_room(&self) {
+        let (Some(log), Some(_)) = (&self.log, &self.data_dir) else {
+            return;
+        };
+        let cap = log.capacity();
+        // The ring keeps history from the previous snapshot on (so a damaged
+        // newest snapshot can fall back to it); a new snapshot releases the
+        // span before the current newest one.
+        let used = log.published().saturating_sub(log.oldest());
+        if (used as f64) < cap as f64 * self.config.snapshot.auto_share {
+            return;
+        }
+        let Some(engine) = self
+            .self_ref
+            .get()
+            .and_then(std::sync::Weak::upgrade)
+            .map(|inner| Engine { inner })
+        else {
+            return;
+        };
+        if !self.snapshot_running.load(Ordering::Acquire) {
+            let _ = engine.bgsave();
+        }
+        if cap - used < cap / 16 {
+            let deadline =
+                std::time::Instant::now() + std::time::Duration::from_millis(self.config.snapshot.log_full_wait_ms);
+            while log.capacity() - log.published().saturating_sub(log.oldest()) < cap / 16
+                && std::time::Instant::now() < deadline
+            {
+                if !self.snapshot_running.load(Ordering::Acquire) {
+                    let _ = engine.bgsave();
+                }
+                std::thread::sleep(std::time::Duration::from_millis(1));
+            }
+        }
+    }
+
+    /// SNAPSHOT loading: makes `key` a hash (empty if new) with this expiry.
+    pub(crate) fn load_hash_head(&self, key: &[u8], expire_at: Option<u64>) -> Result<()> {
+        let h = self.hashing.hash(key);
+        let mut shard = self.shards[self.hashing.shard_of(h)].write();
+        match shard.find(h, key) {
+            None => {
+                shard.insert(
+                    h,
+                    Blob::copy_from_slice(key),
+                    Value::Hash(Box::new(crate::keyspace::HashValue::new())),
+                    crate::keyspace::encode_expire(expire_at),
+                    0,
+                );
+            }
+            Some(idx) => {
+                if !matches!(shard.entry(idx).value, Value::Hash(_)) {
+                    return Err(Error::Apply("hash head for a key that holds a string"));
+                }
+                shard.set_expire(idx, crate::keyspace::encode_expire(expire_at));
+            }
+        }
+        Ok(())
+    }
+
+    /// Empties every shard without logging (a failed snapshot load).
+    pub(crate) fn clear_unlogged(&self) {
+        for shard in self.shards.iter() {
+            shard.write().clear();
+        }
+    }
+
     pub(crate) fn write<R>(
         &self,
         hashes: &[u64],
         batch: bool,
         f: impl FnOnce(&mut Writer<'_>) -> Result<R>,
     ) -> Result<R> {
+        self.ensure_log_room();
         let locked = if let [h] = hashes {
             let s = self.hashing.shard_of(*h);
             Locked::One(s, self.shards[s].write())
@@ -1251,6 +1344,7 @@ impl Engine {
                 torn_bytes: ring.torn_bytes(),
             });
         }
+        stats.snapshot = self.inner.snapshot_stats.lock().clone();
         stats.commands = Op::ALL
             .iter()
             .map(|op| (op.name().to_string(), ops[*op as usize]))

@@ -59,6 +59,9 @@ pub enum Error {
     /// file, ...); for a refused append nothing was applied.
     #[error(transparent)]
     Log(#[from] crate::log::LogError),
+    /// Taking or loading a snapshot failed.
+    #[error(transparent)]
+    Snapshot(#[from] crate::snapshot::SnapshotError),
     /// Another process holds the data directory.
     #[error("data directory {0} is locked by another process")]
     Locked(std::path::PathBuf),

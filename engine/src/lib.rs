@@ -46,6 +46,7 @@ mod memory;
 pub mod mutation;
 mod recovery;
 pub mod scan;
+pub mod snapshot;
 mod stats;
 
 pub use batch::{BatchReply, WriteBatch};
@@ -59,6 +60,7 @@ pub use glob::glob_match;
 pub use log::{Durability, LogConfig, RingLog};
 pub use mutation::{DeleteReason, MemorySink, Mutation, MutationSink, NullSink};
 pub use scan::{HScanIter, ScanIter, ScanOptions, ScanPage};
+pub use snapshot::{SnapshotConfig, SnapshotInfo, SnapshotStats};
 pub use stats::{LogStats, Op, Stats};
 
 /// The README's examples, compiled and run as doctests.

@@ -3,6 +3,7 @@
 
 use std::fs::{File, OpenOptions};
 use std::path::Path;
+
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -57,11 +58,56 @@ pub(crate) fn open_dir(dir: &Path, config: &LogConfig) -> Result<(Arc<RingLog>, 
     Ok((Arc::new(ring), lock))
 }
 
-/// Replays the ring from its oldest kept offset into `engine` (which must be
-/// empty and must not log what it applies).
-pub(crate) fn replay(engine: &Engine, ring: &RingLog) -> Result<()> {
+/// Restores a data directory's state into `engine` (empty): loads the
+/// newest snapshot that loads cleanly (an older one if the newest is
+/// damaged, saying so), then replays the ring from that snapshot's offset.
+pub(crate) fn restore(engine: &Engine, ring: &RingLog, dir: &Path) -> Result<()> {
+    let mut from = ring.oldest();
+    for (offset, path) in crate::snapshot::list_snapshots(dir).into_iter().rev() {
+        let loaded = File::open(&path)
+            .map_err(|e| Error::Io {
+                context: format!("opening {}", path.display()),
+                source: e,
+            })
+            .and_then(|f| engine.load_snapshot(std::io::BufReader::with_capacity(1 << 20, f)));
+        match loaded {
+            Ok(header) if header.offset == offset => {
+                tracing::info!(path = %path.display(), offset, "loaded snapshot");
+                from = offset;
+                engine
+                    .inner
+                    .newest_snapshot
+                    .store(offset, std::sync::atomic::Ordering::Release);
+                break;
+            }
+            Ok(header) => {
+                tracing::error!(path = %path.display(), header = header.offset, "snapshot file name and header disagree; skipped");
+                engine.inner.clear_unlogged();
+            }
+            Err(e) => {
+                tracing::error!(path = %path.display(), error = %e, "snapshot damaged; trying an older one");
+                engine.inner.clear_unlogged();
+            }
+        }
+    }
+    if from < ring.oldest() || from > ring.published() {
+        return Err(Error::Recovery {
+            offset: from,
+            reason: format!(
+                "the log holds offsets {}..{}: history between the usable snapshot and the log is missing",
+                ring.oldest(),
+                ring.published()
+            ),
+        });
+    }
+    replay(engine, ring, from)
+}
+
+/// Replays the ring from `from` into `engine` (which must not log what it
+/// applies).
+pub(crate) fn replay(engine: &Engine, ring: &RingLog, from: u64) -> Result<()> {
     let started = Instant::now();
-    let (mut pos, end) = (ring.oldest(), ring.published());
+    let (mut pos, end) = (from, ring.published());
     let (mut records, mut bytes) = (0u64, 0u64);
     while pos < end {
         let batch = ring.read(pos, 4 << 20).map_err(|e| match e {

@@ -95,6 +95,8 @@ pub struct Stats {
     pub commands: BTreeMap<String, u64>,
     /// The ring log, when the engine has one.
     pub log: Option<LogStats>,
+    /// Snapshots.
+    pub snapshot: crate::snapshot::SnapshotStats,
 }
 
 /// Ring log figures in [`Stats`].

@@ -12,6 +12,7 @@ use std::sync::atomic::AtomicU32;
 use parking_lot::RwLockWriteGuard;
 
 use crate::blob::Blob;
+use crate::snapshot::generation::{touch_entry, HashMut, ShardSnap};
 use table::{Table, TableEntry};
 
 /// Bytes the allocator really takes for an allocation of `n` bytes: glibc
@@ -82,6 +83,9 @@ pub(crate) struct KeyEntry {
     pub(crate) expire_at: u64,
     /// Coarse last-access time in seconds (approximated LRU).
     pub(crate) lru: AtomicU32,
+    /// Snapshot generation the entry was created or last serialized in
+    /// (`snapshot/generation.rs`); it fits in what was padding.
+    pub(crate) version: u32,
 }
 
 impl KeyEntry {
@@ -166,12 +170,6 @@ impl HashValue {
         }
     }
 
-    /// Removes a field; returns its value.
-    pub(crate) fn remove(&mut self, hash: u32, field: &[u8]) -> Option<Blob> {
-        let idx = self.table.find(hash, field)?;
-        Some(self.remove_at(idx).1)
-    }
-
     pub(crate) fn remove_at(&mut self, idx: usize) -> (Blob, Blob) {
         let (e, _) = self.table.remove_at(idx);
         self.data_bytes -= e.field.copied_heap_size() + e.value.heap_size();
@@ -194,6 +192,10 @@ pub(crate) struct Shard {
     /// Bucket arrays of finished resizes (this shard's table and its
     /// hashes'), freed by the background thread after it unlocks the shard.
     pub(crate) retired: Vec<table::Buckets>,
+    /// Generation stamped on entries and hash chunks created now.
+    pub(crate) generation: u32,
+    /// This shard's part of the running snapshot, if any.
+    pub(crate) snap: Option<ShardSnap>,
 }
 
 impl Shard {
@@ -206,6 +208,8 @@ impl Shard {
             expired: 0,
             evicted: 0,
             retired: Vec::new(),
+            generation: 0,
+            snap: None,
         }
     }
 
@@ -225,12 +229,21 @@ impl Shard {
         self.table.at(idx)
     }
 
-    pub(crate) fn insert(&mut self, hash: u64, key: Blob, value: Value, expire_at: u64, lru: u32) -> usize {
+    pub(crate) fn insert(&mut self, hash: u64, key: Blob, mut value: Value, expire_at: u64, lru: u32) -> usize {
+        if let Value::Hash(hv) = &mut value {
+            // A hash that moves to a new entry (rename, rollback) belongs to
+            // this generation now; any snapshot already has its old content.
+            for c in 0..hv.table.chunk_count() {
+                hv.table.set_chunk_version(c, self.generation);
+            }
+            hv.table.set_birth_version(self.generation);
+        }
         let entry = KeyEntry {
             key,
             value,
             expire_at,
             lru: AtomicU32::new(lru),
+            version: self.generation,
         };
         self.data_bytes += entry.heap_size();
         let idx = self.table.insert_new(hash as u32, entry);
@@ -241,7 +254,16 @@ impl Shard {
         idx
     }
 
+    /// Serialize before write: if a snapshot runs and the entry predates
+    /// it, the entry goes to the snapshot first.
+    fn touch(&mut self, idx: usize) {
+        if let Some(snap) = &mut self.snap {
+            touch_entry(snap, self.table.at_mut(idx));
+        }
+    }
+
     pub(crate) fn remove(&mut self, idx: usize) -> KeyEntry {
+        self.touch(idx);
         let expire_at = self.table.at(idx).expire_at;
         if expire_at != 0 {
             self.expires.remove(&(expire_at, slot(idx)));
@@ -275,6 +297,9 @@ impl Shard {
     /// Sets the expiry of the entry at `idx`; returns the previous one (0 = none).
     pub(crate) fn set_expire(&mut self, idx: usize, expire_at: u64) -> u64 {
         let old = self.table.at(idx).expire_at;
+        if old != expire_at {
+            self.touch(idx);
+        }
         if old != 0 {
             self.expires.remove(&(old, slot(idx)));
         }
@@ -287,6 +312,7 @@ impl Shard {
 
     /// Replaces the value at `idx`; returns the previous one.
     pub(crate) fn replace_value(&mut self, idx: usize, value: Value) -> Value {
+        self.touch(idx);
         let e = self.table.at_mut(idx);
         let old = mem::replace(&mut e.value, value);
         self.data_bytes = self.data_bytes - old.heap_size() + e.value.heap_size();
@@ -295,11 +321,23 @@ impl Shard {
 
     /// Runs `f` on the hash at `idx` (which must hold a hash), keeping the
     /// memory accounting right.
-    pub(crate) fn with_hash<R>(&mut self, idx: usize, f: impl FnOnce(&mut HashValue) -> R) -> Option<R> {
-        match &mut self.table.at_mut(idx).value {
+    pub(crate) fn with_hash<R>(&mut self, idx: usize, f: impl FnOnce(&mut HashMut<'_>) -> R) -> Option<R> {
+        let Shard {
+            table,
+            snap,
+            generation,
+            ..
+        } = self;
+        let KeyEntry {
+            key, value, version, ..
+        } = table.at_mut(idx);
+        match value {
             Value::Hash(h) => {
                 let before = h.memory();
-                let r = f(h);
+                h.table.set_birth_version(*generation);
+                // Only a hash that predates the running snapshot has chunks to save.
+                let snap = snap.as_mut().filter(|s| *version < s.version).map(|s| (s, &key[..]));
+                let r = f(&mut HashMut { hv: h, snap });
                 if h.table.has_retired() {
                     self.retired.append(&mut h.table.take_retired());
                 }
@@ -312,6 +350,12 @@ impl Shard {
     }
 
     pub(crate) fn clear(&mut self) {
+        if self.snap.is_some() {
+            // FLUSHALL during a snapshot: everything still unwritten goes first.
+            for idx in 0..self.table.len() {
+                self.touch(idx);
+            }
+        }
         self.table.clear();
         self.expires.clear();
         self.data_bytes = 0;

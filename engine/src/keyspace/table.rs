@@ -140,6 +140,11 @@ fn chunk_capacity(chunk: usize) -> usize {
 /// Dense, chunked storage of nodes; indexes are `u32`.
 struct Slab<E> {
     chunks: Vec<Vec<Node<E>>>,
+    /// Snapshot generation of each chunk (see `snapshot/`): a snapshot
+    /// serializes a chunk before the first write that changes it.
+    versions: Vec<u32>,
+    /// Generation stamped on chunks created from now on.
+    birth: u32,
     len: usize,
     /// Sum of the chunks' capacities (kept so memory accounting is O(1)).
     capacity: usize,
@@ -149,6 +154,8 @@ impl<E> Slab<E> {
     fn new() -> Self {
         Slab {
             chunks: Vec::new(),
+            versions: Vec::new(),
+            birth: 0,
             len: 0,
             capacity: 0,
         }
@@ -169,6 +176,7 @@ impl<E> Slab<E> {
         let (c, _) = locate(idx);
         if c == self.chunks.len() {
             self.chunks.push(Vec::with_capacity(chunk_capacity(c)));
+            self.versions.push(self.birth);
             self.capacity += chunk_capacity(c);
         }
         self.chunks[c].push(node);
@@ -187,6 +195,7 @@ impl<E> Slab<E> {
         // follows the data without thrashing at a chunk boundary.
         while self.chunks.len() > c + 2 {
             self.chunks.pop();
+            self.versions.pop();
             self.capacity -= chunk_capacity(self.chunks.len());
         }
         node
@@ -506,6 +515,42 @@ impl<E: TableEntry> Table<E> {
         } else {
             1
         }
+    }
+
+    /// Chunk of the slab holding slot `idx`.
+    pub(crate) fn chunk_of(idx: usize) -> usize {
+        locate(idx).0
+    }
+
+    /// Number of slab chunks.
+    pub(crate) fn chunk_count(&self) -> usize {
+        self.slab.chunks.len()
+    }
+
+    /// Snapshot generation of chunk `c`.
+    pub(crate) fn chunk_version(&self, c: usize) -> u32 {
+        self.slab.versions[c]
+    }
+
+    /// Stamps chunk `c` with a snapshot generation.
+    pub(crate) fn set_chunk_version(&mut self, c: usize, v: u32) {
+        self.slab.versions[c] = v;
+    }
+
+    /// The entries of chunk `c`.
+    pub(crate) fn chunk_entries(&self, c: usize) -> impl Iterator<Item = &E> {
+        self.slab.chunks[c].iter().map(|n| &n.entry)
+    }
+
+    /// The chunk the next insert will write to, if it exists already.
+    pub(crate) fn next_insert_chunk(&self) -> Option<usize> {
+        let c = locate(self.slab.len).0;
+        (c < self.slab.chunks.len()).then_some(c)
+    }
+
+    /// Generation stamped on chunks created from now on.
+    pub(crate) fn set_birth_version(&mut self, v: u32) {
+        self.slab.birth = v;
     }
 
     /// Takes the arrays retired by finished resizes (to drop outside a lock).

@@ -122,7 +122,7 @@ impl Header {
     }
 }
 
-fn put_varint(out: &mut Vec<u8>, mut v: u64) {
+pub(crate) fn put_varint(out: &mut Vec<u8>, mut v: u64) {
     while v >= 0x80 {
         out.push((v as u8) | 0x80);
         v >>= 7;
@@ -130,12 +130,12 @@ fn put_varint(out: &mut Vec<u8>, mut v: u64) {
     out.push(v as u8);
 }
 
-fn put_bytes(out: &mut Vec<u8>, b: &[u8]) {
+pub(crate) fn put_bytes(out: &mut Vec<u8>, b: &[u8]) {
     put_varint(out, b.len() as u64);
     out.extend_from_slice(b);
 }
 
-fn put_expire(out: &mut Vec<u8>, e: Option<u64>) {
+pub(crate) fn put_expire(out: &mut Vec<u8>, e: Option<u64>) {
     match e {
         None => out.push(0),
         Some(t) => {
@@ -208,12 +208,12 @@ fn encode_body(m: &Mutation, out: &mut Vec<u8>) {
     }
 }
 
-struct Reader {
-    buf: Bytes,
+pub(crate) struct Reader {
+    pub(crate) buf: Bytes,
 }
 
 impl Reader {
-    fn u8(&mut self, what: &'static str) -> Result<u8, DecodeError> {
+    pub(crate) fn u8(&mut self, what: &'static str) -> Result<u8, DecodeError> {
         if self.buf.remaining() < 1 {
             return Err(DecodeError::Truncated(what));
         }
@@ -223,7 +223,7 @@ impl Reader {
     /// A LEB128 integer in its one canonical encoding (no redundant zero
     /// bytes, no bits beyond 64), so every stream decodes and re-encodes to
     /// the same bytes.
-    fn varint(&mut self, what: &'static str) -> Result<u64, DecodeError> {
+    pub(crate) fn varint(&mut self, what: &'static str) -> Result<u64, DecodeError> {
         let mut v = 0u64;
         for shift in (0..64).step_by(7) {
             let b = self.u8(what)?;
@@ -241,7 +241,7 @@ impl Reader {
         Err(DecodeError::Length(what))
     }
 
-    fn bytes(&mut self, what: &'static str) -> Result<Bytes, DecodeError> {
+    pub(crate) fn bytes(&mut self, what: &'static str) -> Result<Bytes, DecodeError> {
         let len = self.varint(what)?;
         if len > self.buf.remaining() as u64 {
             return Err(DecodeError::Truncated(what));
@@ -250,7 +250,7 @@ impl Reader {
     }
 
     /// A count of items that each take at least `min_item` bytes.
-    fn count(&mut self, what: &'static str, min_item: usize) -> Result<usize, DecodeError> {
+    pub(crate) fn count(&mut self, what: &'static str, min_item: usize) -> Result<usize, DecodeError> {
         let n = self.varint(what)?;
         if n.saturating_mul(min_item as u64) > self.buf.remaining() as u64 {
             return Err(DecodeError::Length(what));
@@ -258,7 +258,7 @@ impl Reader {
         Ok(n as usize)
     }
 
-    fn expire(&mut self) -> Result<Option<u64>, DecodeError> {
+    pub(crate) fn expire(&mut self) -> Result<Option<u64>, DecodeError> {
         match self.u8("expire flag")? {
             0 => Ok(None),
             1 => {

@@ -457,8 +457,12 @@ impl RingLog {
     /// snapshot covers it).
     pub fn set_oldest(&self, offset: u64) -> Result<(), LogError> {
         let offset = offset.min(self.published());
+        // The header goes to disk before any byte below `offset` may be
+        // overwritten: recovery starts reading at the header's oldest.
+        self.write_header(|h| h.oldest = h.oldest.max(offset))?;
+        self.file_sync()?;
         self.oldest.fetch_max(offset, Ordering::AcqRel);
-        self.write_header(|h| h.oldest = h.oldest.max(offset))
+        Ok(())
     }
 
     /// Largest payload accepted.

@@ -1,0 +1,255 @@
+//! Snapshots: exact point-in-time images while writers of every kind run,
+//! loading, files in a data directory with recovery from snapshot plus log
+//! (also after the ring wrapped many times, and with a damaged newest
+//! snapshot), and damaged streams.
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use ringkv::log::TailReader;
+use ringkv::snapshot::{SnapshotError, SnapshotReader};
+use ringkv::{Config, Engine, Error, LogConfig, SetOptions, SnapshotConfig, WriteBatch};
+
+fn config(capacity: u64, buffer_bytes: usize) -> Config {
+    Config {
+        shards: 8,
+        active_expire: false,
+        log: LogConfig {
+            capacity,
+            ..LogConfig::default()
+        },
+        snapshot: SnapshotConfig {
+            buffer_bytes,
+            ..SnapshotConfig::default()
+        },
+        ..Config::default()
+    }
+}
+
+const FAR: u64 = 4_000_000_000_000;
+
+/// One random write of any kind (absolute expiries only, so that replaying
+/// the log does not depend on the clock).
+fn random_op(e: &Engine, r: u64) {
+    let k = r % 2000;
+    let _ = match (r >> 16) % 14 {
+        0 => e.set(format!("s{k}"), format!("v{r}")).map(|_| ()),
+        1 => e.del([format!("s{k}")]).map(|_| ()),
+        2 => e.incr_by(format!("n{}", k % 50), 1).map(|_| ()),
+        3 => e.append(format!("s{k}"), "+").map(|_| ()),
+        4 => e.pexpire_at(format!("s{k}"), (FAR + r % 1_000_000) as i64).map(|_| ()),
+        5 => e.persist(format!("s{k}")).map(|_| ()),
+        6 => e.rename(format!("s{k}"), format!("s{}", (k + 7) % 2000)),
+        7 => e
+            .hset(format!("h{}", k % 20), [(format!("f{}", r % 5000), format!("{r}"))])
+            .map(|_| ()),
+        8 => e.hdel(format!("h{}", k % 20), [format!("f{}", r % 5000)]).map(|_| ()),
+        9 => e.hincr_by("big", format!("f{}", r % 30_000), 1).map(|_| ()),
+        10 => e.hdrain(format!("h{}", k % 20), 3).map(|_| ()),
+        11 => e.hset("big", [(format!("new{r}"), "x")]).map(|_| ()),
+        12 => e.del([format!("h{}", k % 20)]).map(|_| ()),
+        _ => {
+            let mut b = WriteBatch::new();
+            b.set(format!("s{k}"), "b")
+                .hset(format!("h{}", k % 20), [("bf", "1")])
+                .incr_by("n0", 1);
+            e.write_batch(b).map(|_| ())
+        }
+    };
+}
+
+fn preload(e: &Engine) {
+    for i in 0..2000u64 {
+        e.set(format!("s{i}"), format!("value-{i}-{}", "x".repeat((i % 50) as usize)))
+            .expect("set");
+        if i % 3 == 0 {
+            e.set_with(format!("t{i}"), "tok", SetOptions::new().pxat(FAR + i))
+                .expect("set");
+        }
+    }
+    for h in 0..20 {
+        e.hset(format!("h{h}"), (0..500).map(|f| (format!("f{f}"), format!("{h}:{f}"))))
+            .expect("hset");
+    }
+    // A large hash: the walk and the writers both go through its chunks.
+    for chunk in 0..30 {
+        e.hset("big", (0..1000).map(|f| (format!("f{}", chunk * 1000 + f), "0")))
+            .expect("hset");
+    }
+    e.set("huge", vec![b'z'; 1 << 20]).expect("set");
+}
+
+/// Replays the engine's log from `offset` into `target`.
+fn replay(from: &Engine, target: &Engine, offset: u64) {
+    let log = from.log().expect("log").clone();
+    let mut reader = TailReader::new(log.clone(), offset);
+    while reader.offset() < log.published() {
+        for (_, m) in reader.next_mutations(Duration::ZERO, 1 << 20).expect("read the log") {
+            target.apply(&m).expect("replay");
+        }
+    }
+}
+
+#[test]
+fn a_snapshot_taken_under_concurrent_writes_is_exactly_the_cut() {
+    for round in 0..4u64 {
+        let live = Engine::builder()
+            .config(config(256 << 20, 256 << 10))
+            .anonymous_log()
+            .build()
+            .expect("engine");
+        preload(&live);
+        let stop = Arc::new(AtomicBool::new(false));
+        let (bytes, info) = std::thread::scope(|s| {
+            for t in 0..2u64 {
+                let (live, stop) = (live.clone(), stop.clone());
+                s.spawn(move || {
+                    let mut r = 0x9e37_79b9_7f4a_7c15u64 ^ (round * 131 + t);
+                    while !stop.load(Ordering::Relaxed) {
+                        r ^= r << 13;
+                        r ^= r >> 7;
+                        r ^= r << 17;
+                        random_op(&live, r);
+                    }
+                });
+            }
+            std::thread::sleep(Duration::from_millis(20));
+            let out = live.snapshot_to(Vec::new()).expect("snapshot");
+            std::thread::sleep(Duration::from_millis(20));
+            stop.store(true, Ordering::Relaxed);
+            out
+        });
+        let copy = Engine::new(config(1 << 20, 1 << 20)).expect("copy");
+        let header = copy.load_snapshot(&bytes[..]).expect("load");
+        assert_eq!(header.offset, info.offset);
+        replay(&live, &copy, info.offset);
+        assert_eq!(
+            copy.digest(),
+            live.digest(),
+            "round {round}: snapshot + log from its offset != live state"
+        );
+        assert!(info.start_pause_us < 1_000_000, "{info:?}");
+        println!("round {round}: {info:?}");
+    }
+}
+
+#[test]
+fn snapshots_of_edge_cases_round_trip() {
+    let empty = Engine::new(config(1 << 20, 1 << 20)).expect("engine");
+    let (bytes, info) = empty.snapshot_to(Vec::new()).expect("snapshot");
+    assert_eq!((info.keys, info.items), (0, 0));
+    let copy = Engine::new(config(1 << 20, 1 << 20)).expect("copy");
+    copy.load_snapshot(&bytes[..]).expect("load");
+    assert_eq!(copy.dbsize(), 0);
+
+    let e = Engine::new(config(1 << 20, 1 << 20)).expect("engine");
+    e.set("huge", vec![7u8; 8 << 20]).expect("set");
+    e.hset("wide", (0..200_000).map(|i| (format!("field:{i:08}"), format!("{i}"))))
+        .expect("hset");
+    e.set_with("ttl", "v", SetOptions::new().pxat(FAR)).expect("set");
+    e.hset("hashttl", [("a", "b")]).expect("hset");
+    e.pexpire_at("hashttl", FAR as i64).expect("expire");
+    let (bytes, info) = e.snapshot_to(Vec::new()).expect("snapshot");
+    assert_eq!(info.keys, 4);
+    let copy = Engine::new(config(1 << 20, 1 << 20)).expect("copy");
+    copy.load_snapshot(&bytes[..]).expect("load");
+    assert_eq!(copy.digest(), e.digest());
+    assert_eq!(copy.hlen("wide").expect("hlen"), 200_000);
+}
+
+#[test]
+fn damaged_snapshot_streams_fail_with_the_position() {
+    let e = Engine::new(config(1 << 20, 1 << 20)).expect("engine");
+    for i in 0..5000 {
+        e.set(format!("k{i}"), format!("v{i}")).expect("set");
+    }
+    let (bytes, _) = e.snapshot_to(Vec::new()).expect("snapshot");
+    let mut seed = 12345u64;
+    for _ in 0..200 {
+        seed = seed.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+        let mut damaged = bytes.clone();
+        if seed.is_multiple_of(3) {
+            damaged.truncate((seed >> 8) as usize % bytes.len());
+        } else {
+            let at = (seed >> 8) as usize % bytes.len();
+            damaged[at] ^= 1 + (seed >> 40) as u8 % 255;
+        }
+        let copy = Engine::new(config(1 << 20, 1 << 20)).expect("copy");
+        match copy.load_snapshot(&damaged[..]) {
+            Err(Error::Snapshot(SnapshotError::Corrupt { position, .. })) => assert!(position <= bytes.len() as u64),
+            Err(Error::Snapshot(SnapshotError::UnsupportedFormat { .. })) => {}
+            Err(other) => panic!("unexpected error {other}"),
+            Ok(_) => assert_eq!(copy.digest(), e.digest(), "a damaged stream loaded different data"),
+        }
+    }
+    // A newer format is refused clearly.
+    let mut newer = bytes.clone();
+    newer[8] = 9;
+    assert!(matches!(
+        SnapshotReader::new(&newer[..]),
+        Err(SnapshotError::UnsupportedFormat { found: 9, .. })
+    ));
+}
+
+#[test]
+fn a_data_directory_recovers_from_snapshots_after_the_ring_wrapped_many_times() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let cfg = config(256 << 10, 1 << 20);
+    let digest = {
+        let e = Engine::open(dir.path(), cfg.clone()).expect("open");
+        for i in 0..60_000u64 {
+            e.set(format!("k{}", i % 3000), format!("value-{i}"))
+                .expect("writes wait for snapshots instead of failing");
+            if i % 7 == 0 {
+                e.hset(format!("h{}", i % 10), [(format!("f{}", i % 700), format!("{i}"))])
+                    .expect("hset");
+            }
+        }
+        let stats = e.stats();
+        let log = stats.log.expect("log");
+        assert!(
+            log.offset > 10 * log.capacity,
+            "the ring wrapped {} times",
+            log.offset / log.capacity
+        );
+        assert!(stats.snapshot.completed > 3, "{:?}", stats.snapshot);
+        let digest = e.digest();
+        e.close();
+        digest
+    };
+    let e = Engine::open(dir.path(), cfg.clone()).expect("reopen");
+    assert_eq!(e.digest(), digest);
+    drop(e);
+
+    // Damage the newest snapshot: the previous one and the log still recover everything.
+    let mut snaps: Vec<_> = std::fs::read_dir(dir.path())
+        .expect("dir")
+        .flatten()
+        .map(|e| e.path())
+        .filter(|p| p.extension().is_some_and(|x| x == "rkvs"))
+        .collect();
+    snaps.sort();
+    assert_eq!(snaps.len(), 2, "keeps the last two snapshots");
+    let newest = snaps.last().expect("snapshot");
+    let mut bytes = std::fs::read(newest).expect("read");
+    let mid = bytes.len() / 2;
+    bytes[mid] ^= 0xff;
+    std::fs::write(newest, &bytes).expect("write");
+    let e = Engine::open(dir.path(), cfg).expect("reopen with a damaged newest snapshot");
+    assert_eq!(e.digest(), digest);
+}
+
+#[test]
+fn save_needs_a_data_directory_and_one_snapshot_runs_at_a_time() {
+    let e = Engine::new(config(1 << 20, 1 << 20)).expect("engine");
+    assert!(matches!(e.save(), Err(Error::Config(_))));
+    assert!(matches!(e.bgsave(), Err(Error::Config(_))));
+    let dir = tempfile::tempdir().expect("tempdir");
+    let e = Engine::open(dir.path(), config(1 << 20, 1 << 20)).expect("open");
+    e.set("k", "v").expect("set");
+    let info = e.save().expect("save");
+    assert_eq!(info.keys, 1);
+    assert_eq!(e.stats().snapshot.completed, 1);
+    assert_eq!(e.stats().snapshot.last.expect("last").offset, info.offset);
+}
