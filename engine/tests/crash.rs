@@ -12,15 +12,21 @@ use std::time::{Duration, Instant};
 use ringkv::{Config, Engine, LogConfig, SetOptions};
 
 const CHILD_ENV: &str = "RINGKV_CRASH_CHILD_DIR";
+/// Ring capacity for the child (small: snapshots run all the time).
+const CAPACITY_ENV: &str = "RINGKV_CRASH_RING_BYTES";
 const OPS: u64 = 200_000;
 const FAR: u64 = 4_000_000_000_000;
 
 fn config() -> Config {
+    let capacity = std::env::var(CAPACITY_ENV)
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(64 << 20);
     Config {
         shards: 8,
         active_expire: false,
         log: LogConfig {
-            capacity: 64 << 20,
+            capacity,
             ..LogConfig::default()
         },
         ..Config::default()
@@ -63,6 +69,18 @@ fn crash_child_entry() {
 
 #[test]
 fn sigkill_mid_write_recovers_a_prefix_with_every_returned_write() {
+    crash_rounds(64 << 20, 4);
+}
+
+/// With a 256 KiB ring the child snapshots every few thousand writes, so the
+/// kills land before, during and after snapshots (a half-written
+/// `snapshot.tmp`, a fresh snapshot whose log history was just released).
+#[test]
+fn sigkill_during_snapshots_recovers_a_prefix_with_every_returned_write() {
+    crash_rounds(256 << 10, 4);
+}
+
+fn crash_rounds(capacity: u64, rounds: u32) {
     let exe = std::env::current_exe().expect("test binary");
     let mut seed = 0x9e37_79b9_7f4a_7c15u64 ^ std::process::id() as u64;
     let mut rand = move || {
@@ -71,11 +89,12 @@ fn sigkill_mid_write_recovers_a_prefix_with_every_returned_write() {
         seed ^= seed << 17;
         seed
     };
-    for round in 0..4 {
+    for round in 0..rounds {
         let dir = tempfile::tempdir().expect("tempdir");
         let mut child = Command::new(&exe)
             .args(["--exact", "crash_child_entry", "--nocapture", "--test-threads=1"])
             .env(CHILD_ENV, dir.path())
+            .env(CAPACITY_ENV, capacity.to_string())
             .stdout(Stdio::piped())
             .stderr(Stdio::null())
             .spawn()
@@ -105,7 +124,17 @@ fn sigkill_mid_write_recovers_a_prefix_with_every_returned_write() {
         }
         assert!(acked > 0, "round {round}: the child never wrote");
 
-        let recovered = Engine::open(dir.path(), config()).expect("reopen after SIGKILL");
+        let recovered = Engine::open(
+            dir.path(),
+            Config {
+                log: LogConfig {
+                    capacity,
+                    ..LogConfig::default()
+                },
+                ..config()
+            },
+        )
+        .expect("reopen after SIGKILL");
         let want = recovered.digest();
         let model = Engine::new(Config {
             shards: 8,
@@ -123,9 +152,12 @@ fn sigkill_mid_write_recovers_a_prefix_with_every_returned_write() {
         }
         let matched =
             matched.expect("the recovered state is no prefix of the writes containing every acknowledged one");
+        let stats = recovered.stats();
         println!(
-            "round {round}: acknowledged {acked}, recovered a prefix of {matched} writes, torn tail {} bytes",
-            recovered.stats().log.expect("log").torn_bytes
+            "ring {capacity} B, round {round}: acknowledged {acked}, recovered a prefix of {matched} writes, \
+             torn tail {} bytes, replayed {} records",
+            stats.log.as_ref().map_or(0, |l| l.torn_bytes),
+            stats.log.as_ref().map_or(0, |l| l.recovered_records),
         );
     }
 }

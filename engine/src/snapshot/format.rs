@@ -172,6 +172,11 @@ pub enum Item {
     },
 }
 
+/// The crc32c checksum used for chunks and the footer.
+pub fn checksum(bytes: &[u8]) -> u32 {
+    crc32c::crc32c(bytes)
+}
+
 /// Appends a string item.
 pub(crate) fn put_string(out: &mut Vec<u8>, key: &[u8], value: &[u8], expire_at: Option<u64>) {
     out.push(1);
