@@ -286,12 +286,14 @@ impl EngineBuilder {
             snapshot_running: std::sync::atomic::AtomicBool::new(false),
             newest_snapshot: AtomicU64::new(0),
             bgsave_thread: parking_lot::Mutex::new(None),
+            last_save: parking_lot::Mutex::new((0, 0)),
             snapshot_stats: Default::default(),
             self_ref: std::sync::OnceLock::new(),
             background: parking_lot::Mutex::new(None),
             config: self.config,
         });
         let _ = inner.self_ref.set(Arc::downgrade(&inner));
+        *inner.last_save.lock() = (inner.clock.now_ms(), 0);
         let engine = Engine { inner };
         if let Some(ring) = &engine.inner.log {
             if let Some(dir) = &engine.inner.data_dir {
@@ -366,6 +368,8 @@ pub(crate) struct Inner {
     /// Last snapshot generation started.
     pub(crate) generation: std::sync::atomic::AtomicU32,
     pub(crate) snapshot_running: std::sync::atomic::AtomicBool,
+    /// Time (unix ms) and mutation count of the last snapshot's cut.
+    pub(crate) last_save: parking_lot::Mutex<(u64, u64)>,
     /// The running or last background save.
     pub(crate) bgsave_thread: parking_lot::Mutex<Option<std::thread::JoinHandle<()>>>,
     /// Log offset of the newest durable snapshot (0: none).

@@ -32,6 +32,7 @@ impl Background {
                     let engine = Engine { inner };
                     engine.active_expire_cycle();
                     engine.background_rehash();
+                    engine.check_save_rules();
                 }
             })
             .map_err(|e| Error::Config(format!("cannot start the background thread: {e}")))?;

@@ -253,3 +253,38 @@ fn save_needs_a_data_directory_and_one_snapshot_runs_at_a_time() {
     assert_eq!(e.stats().snapshot.completed, 1);
     assert_eq!(e.stats().snapshot.last.expect("last").offset, info.offset);
 }
+
+#[test]
+fn save_rules_start_snapshots_on_schedule() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let clock = ringkv::ManualClock::new(1_700_000_000_000);
+    let mut cfg = config(1 << 20, 1 << 20);
+    cfg.active_expire = true;
+    cfg.active_expire_interval_ms = 1;
+    cfg.snapshot.save = vec![ringkv::snapshot::SaveRule {
+        seconds: 10,
+        changes: 5,
+    }];
+    let e = Engine::builder()
+        .config(cfg)
+        .clock(clock.clone())
+        .data_dir(dir.path())
+        .build()
+        .expect("open");
+    for i in 0..5 {
+        e.set(format!("k{i}"), "v").expect("set");
+    }
+    std::thread::sleep(Duration::from_millis(50));
+    assert_eq!(e.stats().snapshot.completed, 0, "10 s have not passed");
+    clock.advance(10_000);
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    while e.stats().snapshot.completed == 0 && std::time::Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    assert_eq!(e.stats().snapshot.completed, 1);
+    // No change since: no new snapshot, however long.
+    clock.advance(100_000);
+    std::thread::sleep(Duration::from_millis(50));
+    assert_eq!(e.stats().snapshot.completed, 1);
+    e.close();
+}

@@ -41,10 +41,13 @@ pub(crate) struct Applier<'l, 'g> {
 }
 
 impl Applier<'_, '_> {
+    /// The shard of `key`, counted as changed (for `save` rules), and the key's hash.
     fn shard_and_hash(&mut self, key: &[u8]) -> (&mut Shard, u64) {
         let h = self.hashing.hash(key);
         let s = self.hashing.shard_of(h);
-        (self.locked.shard(s), h)
+        let shard = self.locked.shard(s);
+        shard.changes += 1;
+        (shard, h)
     }
 
     /// Applies `m`. Returns how many keys or fields it created or removed

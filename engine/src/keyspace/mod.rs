@@ -192,6 +192,8 @@ pub(crate) struct Shard {
     /// Bucket arrays of finished resizes (this shard's table and its
     /// hashes'), freed by the background thread after it unlocks the shard.
     pub(crate) retired: Vec<table::Buckets>,
+    /// Mutations applied to this shard (for `save <seconds> <changes>`).
+    pub(crate) changes: u64,
     /// Generation stamped on entries and hash chunks created now.
     pub(crate) generation: u32,
     /// This shard's part of the running snapshot, if any.
@@ -208,6 +210,7 @@ impl Shard {
             expired: 0,
             evicted: 0,
             retired: Vec::new(),
+            changes: 0,
             generation: 0,
             snap: None,
         }

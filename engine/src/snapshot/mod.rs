@@ -8,4 +8,4 @@ mod writer;
 
 pub use format::{Item, SnapshotError, SnapshotHeader, SnapshotReader, SNAPSHOT_FORMAT};
 pub(crate) use writer::list_snapshots;
-pub use writer::{SnapshotConfig, SnapshotInfo, SnapshotStats};
+pub use writer::{SaveRule, SnapshotConfig, SnapshotInfo, SnapshotStats};

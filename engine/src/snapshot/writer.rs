@@ -31,6 +31,20 @@ pub struct SnapshotConfig {
     /// How long a write waits for a snapshot to free ring space before it
     /// fails with `LogFull`.
     pub log_full_wait_ms: u64,
+    /// Periodic snapshots, like Redis' `save <seconds> <changes>`: a
+    /// background save starts when, for some rule, at least `seconds` have
+    /// passed since the last snapshot and at least `changes` mutations were
+    /// applied since. Checked by the background thread (`active_expire`).
+    pub save: Vec<SaveRule>,
+}
+
+/// One `save <seconds> <changes>` rule.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SaveRule {
+    /// Seconds since the last snapshot.
+    pub seconds: u64,
+    /// Mutations since the last snapshot.
+    pub changes: u64,
 }
 
 impl Default for SnapshotConfig {
@@ -40,6 +54,21 @@ impl Default for SnapshotConfig {
             keep: 2,
             auto_share: 0.5,
             log_full_wait_ms: 2000,
+            // Redis' defaults.
+            save: vec![
+                SaveRule {
+                    seconds: 3600,
+                    changes: 1,
+                },
+                SaveRule {
+                    seconds: 300,
+                    changes: 100,
+                },
+                SaveRule {
+                    seconds: 60,
+                    changes: 10_000,
+                },
+            ],
         }
     }
 }
@@ -165,13 +194,16 @@ impl Engine {
         let version = inner.generation.fetch_add(1, Ordering::AcqRel) + 1;
         let offset = inner.log.as_ref().map_or(0, |l| l.published());
         let mut keys = 0;
+        let mut changes = 0;
         for g in guards.iter_mut() {
             g.generation = version;
             keys += g.table.len() as u64;
+            changes += g.changes;
             g.snap = Some(ShardSnap::new(version, tx.clone(), g.table.len()));
         }
         drop(guards);
         let start_pause = started.elapsed();
+        let cut_changes = changes;
         let header = SnapshotHeader {
             offset,
             created_ms: inner.clock.now_ms(),
@@ -247,6 +279,7 @@ impl Engine {
             created_ms: header.created_ms,
         };
         tracing::info!(?info, "snapshot written");
+        *inner.last_save.lock() = (inner.clock.now_ms(), cut_changes);
         Ok((out, info))
     }
 
@@ -314,6 +347,32 @@ impl Engine {
             .map_err(|e| io("starting the bgsave thread", e))?;
         *slot = Some(handle);
         Ok(true)
+    }
+
+    /// Starts a background save if a `save` rule is due (called by the
+    /// background thread).
+    pub(crate) fn check_save_rules(&self) {
+        let inner = &self.inner;
+        if inner.data_dir.is_none() || inner.config.snapshot.save.is_empty() {
+            return;
+        }
+        let (last_ms, last_changes) = *inner.last_save.lock();
+        let changes = inner
+            .shards
+            .iter()
+            .map(|s| s.read().changes)
+            .sum::<u64>()
+            .saturating_sub(last_changes);
+        let elapsed_s = inner.clock.now_ms().saturating_sub(last_ms) / 1000;
+        let due = inner
+            .config
+            .snapshot
+            .save
+            .iter()
+            .any(|r| elapsed_s >= r.seconds && changes >= r.changes.max(1));
+        if due {
+            let _ = self.bgsave();
+        }
     }
 
     /// Waits for a background save to finish, then drops this handle. A
