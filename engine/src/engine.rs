@@ -286,6 +286,7 @@ impl EngineBuilder {
             snapshot_running: std::sync::atomic::AtomicBool::new(false),
             newest_snapshot: AtomicU64::new(0),
             bgsave_thread: parking_lot::Mutex::new(None),
+            save_lock: parking_lot::Mutex::new(()),
             last_save: parking_lot::Mutex::new((0, 0)),
             snapshot_stats: Default::default(),
             self_ref: std::sync::OnceLock::new(),
@@ -370,6 +371,8 @@ pub(crate) struct Inner {
     pub(crate) snapshot_running: std::sync::atomic::AtomicBool,
     /// Time (unix ms) and mutation count of the last snapshot's cut.
     pub(crate) last_save: parking_lot::Mutex<(u64, u64)>,
+    /// Held for the whole of `Engine::save`.
+    pub(crate) save_lock: parking_lot::Mutex<()>,
     /// The running or last background save.
     pub(crate) bgsave_thread: parking_lot::Mutex<Option<std::thread::JoinHandle<()>>>,
     /// Log offset of the newest durable snapshot (0: none).

@@ -288,3 +288,26 @@ fn save_rules_start_snapshots_on_schedule() {
     assert_eq!(e.stats().snapshot.completed, 1);
     e.close();
 }
+
+#[test]
+fn concurrent_saves_never_mix_their_files() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let e = Engine::open(dir.path(), config(1 << 20, 1 << 20)).expect("open");
+    for i in 0..20_000 {
+        e.set(format!("k{i}"), "value").expect("set");
+    }
+    let results: Vec<_> = std::thread::scope(|s| {
+        let handles: Vec<_> = (0..4).map(|_| s.spawn(|| e.save())).collect();
+        handles.into_iter().map(|h| h.join().expect("save thread")).collect()
+    });
+    assert!(results.iter().any(|r| r.is_ok()));
+    for r in &results {
+        if let Err(err) = r {
+            assert!(matches!(err, Error::Snapshot(SnapshotError::InProgress)), "{err}");
+        }
+    }
+    let digest = e.digest();
+    e.close();
+    let e = Engine::open(dir.path(), config(1 << 20, 1 << 20)).expect("reopen");
+    assert_eq!(e.digest(), digest);
+}

@@ -292,6 +292,11 @@ impl Engine {
             .data_dir
             .as_ref()
             .ok_or_else(|| Error::Config("SAVE needs a data directory".into()))?;
+        // One save at a time, from the temporary file to the rename and the
+        // ring trimming (two saves must not share the temporary file).
+        let Some(_saving) = self.inner.save_lock.try_lock() else {
+            return Err(Error::Snapshot(SnapshotError::InProgress));
+        };
         let tmp = dir.join("snapshot.tmp");
         let file = File::create(&tmp).map_err(|e| io("creating the snapshot file", e))?;
         let (out, info) = self.snapshot_to(BufWriter::with_capacity(1 << 20, file))?;
