@@ -145,8 +145,11 @@ fn snapshots_of_edge_cases_round_trip() {
 
     let e = Engine::new(config(1 << 20, 1 << 20)).expect("engine");
     e.set("huge", vec![7u8; 8 << 20]).expect("set");
-    e.hset("wide", (0..200_000).map(|i| (format!("field:{i:08}"), format!("{i}"))))
-        .expect("hset");
+    e.hset(
+        "wide",
+        (0..1_000_000).map(|i| (format!("field:{i:08}"), format!("{i}"))),
+    )
+    .expect("hset");
     e.set_with("ttl", "v", SetOptions::new().pxat(FAR)).expect("set");
     e.hset("hashttl", [("a", "b")]).expect("hset");
     e.pexpire_at("hashttl", FAR as i64).expect("expire");
@@ -155,7 +158,7 @@ fn snapshots_of_edge_cases_round_trip() {
     let copy = Engine::new(config(1 << 20, 1 << 20)).expect("copy");
     copy.load_snapshot(&bytes[..]).expect("load");
     assert_eq!(copy.digest(), e.digest());
-    assert_eq!(copy.hlen("wide").expect("hlen"), 200_000);
+    assert_eq!(copy.hlen("wide").expect("hlen"), 1_000_000);
 }
 
 #[test]
