@@ -46,8 +46,8 @@ struct Args {
 
 const PAYLOAD: usize = 100;
 
-/// Appends without timing each call: throughput only.
-fn append_throughput(writers: usize, records: u64) -> f64 {
+/// An anonymous 256 MiB ring, filled once so that its pages are resident.
+fn warm_ring() -> Arc<RingLog> {
     let ring = Arc::new(
         RingLog::anonymous(LogConfig {
             capacity: 256 << 20,
@@ -59,6 +59,12 @@ fn append_throughput(writers: usize, records: u64) -> f64 {
     while ring.published() < ring.capacity() {
         ring.append(&warm).expect("warm-up append");
     }
+    ring
+}
+
+/// Appends without timing each call: throughput only.
+fn append_throughput(writers: usize, records: u64) -> f64 {
+    let ring = warm_ring();
     let barrier = Barrier::new(writers);
     let started = Instant::now();
     std::thread::scope(|s| {
@@ -77,17 +83,7 @@ fn append_throughput(writers: usize, records: u64) -> f64 {
 }
 
 fn append_run(writers: usize, records: u64) -> (f64, Vec<u64>) {
-    let ring = Arc::new(
-        RingLog::anonymous(LogConfig {
-            capacity: 256 << 20,
-            ..LogConfig::default()
-        })
-        .expect("ring"),
-    );
-    let warm = [0u8; 4000];
-    while ring.published() < ring.capacity() {
-        ring.append(&warm).expect("warm-up append");
-    }
+    let ring = warm_ring();
     let barrier = Barrier::new(writers);
     let started = Instant::now();
     let mut lat: Vec<u64> = std::thread::scope(|s| {

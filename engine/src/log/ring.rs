@@ -113,6 +113,21 @@ pub struct RingHeader {
 }
 
 impl RingHeader {
+    /// The header of a new, empty ring with a new replication id.
+    fn fresh(capacity: u64) -> RingHeader {
+        RingHeader {
+            format: RING_FORMAT,
+            mutation_format: MUTATION_FORMAT,
+            capacity,
+            replid: new_replid(),
+            prev_replid: String::new(),
+            switch_offset: 0,
+            oldest: 0,
+            synced: 0,
+            seq: 0,
+        }
+    }
+
     fn encode(&self) -> [u8; SLOT_FIELDS] {
         let mut b = [0u8; SLOT_FIELDS];
         b[0..8].copy_from_slice(MAGIC);
@@ -317,17 +332,7 @@ impl RingLog {
     pub(crate) fn anonymous_with(config: LogConfig, retention: Retention) -> Result<RingLog, LogError> {
         config.validate()?;
         let mem = RingMemory::anonymous(config.capacity).map_err(|e| LogError::io("mapping anonymous memory", e))?;
-        let header = RingHeader {
-            format: RING_FORMAT,
-            mutation_format: MUTATION_FORMAT,
-            capacity: config.capacity,
-            replid: new_replid(),
-            prev_replid: String::new(),
-            switch_offset: 0,
-            oldest: 0,
-            synced: 0,
-            seq: 0,
-        };
+        let header = RingHeader::fresh(config.capacity);
         Ok(Self::new(mem, None, config, retention, header, 0, 0))
     }
 
@@ -343,17 +348,7 @@ impl RingLog {
         file.set_len(HEADER_PAGE as u64 + config.capacity)
             .map_err(|e| LogError::io("sizing the ring file", e))?;
         let mem = RingMemory::map_file(&file, config.capacity).map_err(|e| LogError::io("mapping the ring file", e))?;
-        let header = RingHeader {
-            format: RING_FORMAT,
-            mutation_format: MUTATION_FORMAT,
-            capacity: config.capacity,
-            replid: new_replid(),
-            prev_replid: String::new(),
-            switch_offset: 0,
-            oldest: 0,
-            synced: 0,
-            seq: 0,
-        };
+        let header = RingHeader::fresh(config.capacity);
         let ring = Self::new(
             mem,
             Some((file, path.to_path_buf())),
