@@ -23,15 +23,13 @@
 //!
 //! `cargo bench -p ringkv-benches --bench memory [-- --keys 10000000 --no-redis --settle 300]`
 
-use std::io::{self, BufRead, BufReader, Read, Write};
-use std::os::unix::net::UnixStream;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use clap::Parser;
 use ringkv::{Config, Engine};
+use ringkv_benches::redis::{field, field_u64, redis_server, Conn, Reply, Server};
 use ringkv_benches::{fmt_duration, is_bench_run, rss_bytes, rss_bytes_of, size_setting, CpuMonitor, KeyFmt, Table};
 
 #[derive(Parser, Debug)]
@@ -134,215 +132,14 @@ struct RedisResult {
     load: Duration,
 }
 
-fn find_on_path(bin: &str) -> Option<PathBuf> {
-    let path = std::env::var_os("PATH")?;
-    std::env::split_paths(&path)
-        .chain([PathBuf::from("/usr/bin"), PathBuf::from("/usr/sbin")])
-        .map(|d| d.join(bin))
-        .find(|p| p.is_file())
-}
-
-fn apt_get(args: &[&str]) -> bool {
-    println!("  running: apt-get {}", args.join(" "));
-    Command::new("apt-get")
-        .args(args)
-        .env("DEBIAN_FRONTEND", "noninteractive")
-        .stdout(Stdio::null())
-        .status()
-        .is_ok_and(|s| s.success())
-}
-
-/// The redis-server binary, installed with apt-get if it is missing.
-fn redis_server() -> Result<PathBuf, String> {
-    if let Some(p) = find_on_path("redis-server") {
-        return Ok(p);
-    }
-    println!("redis-server is not on PATH: installing it");
-    if !apt_get(&["install", "-y", "redis-server"]) {
-        if !apt_get(&["update"]) {
-            return Err("apt-get update failed".into());
-        }
-        if !apt_get(&["install", "-y", "redis-server"]) {
-            return Err("apt-get install -y redis-server failed".into());
-        }
-    }
-    find_on_path("redis-server").ok_or_else(|| "redis-server still not found after installing it".into())
-}
-
-/// The server this bench started: killed (this child only) and its socket
-/// removed if it is still running when dropped.
-struct Server {
-    child: Child,
-    socket: PathBuf,
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        if let Ok(None) = self.child.try_wait() {
-            let _ = self.child.kill();
-            let _ = self.child.wait();
-        }
-        let _ = std::fs::remove_file(&self.socket);
-    }
-}
-
-impl Server {
-    fn start(bin: &Path, socket: &Path) -> Result<(Server, UnixStream), String> {
-        let _ = std::fs::remove_file(socket);
-        let child = Command::new(bin)
-            .args(["--port", "0", "--unixsocket"])
-            .arg(socket)
-            .args(["--unixsocketperm", "700", "--save", "", "--appendonly", "no"])
-            .args(["--daemonize", "no", "--dir", "/tmp", "--loglevel", "warning"])
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .map_err(|e| format!("cannot start {}: {e}", bin.display()))?;
-        let mut server = Server {
-            child,
-            socket: socket.to_path_buf(),
-        };
-        for _ in 0..200 {
-            if let Ok(s) = UnixStream::connect(socket) {
-                return Ok((server, s));
-            }
-            if let Ok(Some(status)) = server.child.try_wait() {
-                return Err(format!("redis-server exited at start: {status}"));
-            }
-            std::thread::sleep(Duration::from_millis(25));
-        }
-        Err(format!("redis-server did not open {} within 5 s", socket.display()))
-    }
-
-    /// SHUTDOWN NOSAVE, then waits for the process to exit.
-    fn shutdown(mut self, conn: &mut Conn) -> Result<(), String> {
-        conn.send(&[&[&b"SHUTDOWN"[..], b"NOSAVE"]])
-            .map_err(|e| e.to_string())?;
-        // The server closes the connection instead of replying.
-        let _ = conn.reply();
-        for _ in 0..200 {
-            if let Ok(Some(_)) = self.child.try_wait() {
-                return Ok(());
-            }
-            std::thread::sleep(Duration::from_millis(25));
-        }
-        Err("redis-server did not exit after SHUTDOWN NOSAVE (killed)".into())
-    }
-}
-
-#[derive(Debug)]
-enum Reply {
-    Simple(Vec<u8>),
-    Error(String),
-    Int(i64),
-    Bulk(Option<Vec<u8>>),
-}
-
-/// A minimal RESP2 client over a unix socket (no array replies: the commands
-/// used here do not produce them).
-struct Conn {
-    writer: UnixStream,
-    reader: BufReader<UnixStream>,
-    out: Vec<u8>,
-    line: Vec<u8>,
-}
-
-impl Conn {
-    fn new(s: UnixStream) -> io::Result<Conn> {
-        Ok(Conn {
-            writer: s.try_clone()?,
-            reader: BufReader::with_capacity(1 << 16, s),
-            out: Vec::with_capacity(1 << 20),
-            line: Vec::new(),
-        })
-    }
-
-    fn encode(out: &mut Vec<u8>, args: &[&[u8]]) {
-        let _ = write!(out, "*{}\r\n", args.len());
-        for a in args {
-            let _ = write!(out, "${}\r\n", a.len());
-            out.extend_from_slice(a);
-            out.extend_from_slice(b"\r\n");
-        }
-    }
-
-    /// Sends commands in one write (a pipeline).
-    fn send(&mut self, cmds: &[&[&[u8]]]) -> io::Result<()> {
-        self.out.clear();
-        for c in cmds {
-            Self::encode(&mut self.out, c);
-        }
-        self.writer.write_all(&self.out)
-    }
-
-    fn reply(&mut self) -> io::Result<Reply> {
-        self.line.clear();
-        if self.reader.read_until(b'\n', &mut self.line)? == 0 {
-            return Err(io::Error::new(io::ErrorKind::UnexpectedEof, "connection closed"));
-        }
-        let bad = || io::Error::other("malformed RESP reply");
-        let body = self.line.strip_suffix(b"\r\n").ok_or_else(bad)?;
-        let (kind, rest) = body.split_first().ok_or_else(bad)?;
-        let int =
-            |b: &[u8]| -> io::Result<i64> { std::str::from_utf8(b).ok().and_then(|s| s.parse().ok()).ok_or_else(bad) };
-        match kind {
-            b'+' => Ok(Reply::Simple(rest.to_vec())),
-            b'-' => Ok(Reply::Error(String::from_utf8_lossy(rest).into_owned())),
-            b':' => Ok(Reply::Int(int(rest)?)),
-            b'$' => {
-                let len = int(rest)?;
-                if len < 0 {
-                    return Ok(Reply::Bulk(None));
-                }
-                let mut data = vec![0; len as usize + 2];
-                self.reader.read_exact(&mut data)?;
-                data.truncate(len as usize);
-                Ok(Reply::Bulk(Some(data)))
-            }
-            _ => Err(bad()),
-        }
-    }
-
-    fn command(&mut self, args: &[&[u8]]) -> Result<Reply, String> {
-        self.send(&[args]).map_err(|e| e.to_string())?;
-        match self.reply().map_err(|e| e.to_string())? {
-            Reply::Error(e) => Err(e),
-            r => Ok(r),
-        }
-    }
-
-    /// `INFO <section>` as `field -> value` pairs.
-    fn info(&mut self, section: &str) -> Result<Vec<(String, String)>, String> {
-        match self.command(&[b"INFO", section.as_bytes()])? {
-            Reply::Bulk(Some(text)) => Ok(String::from_utf8_lossy(&text)
-                .lines()
-                .filter_map(|l| l.split_once(':'))
-                .map(|(k, v)| (k.to_string(), v.trim().to_string()))
-                .collect()),
-            r => Err(format!("unexpected INFO reply: {r:?}")),
-        }
-    }
-}
-
-fn field<'a>(info: &'a [(String, String)], name: &str) -> Result<&'a str, String> {
-    info.iter()
-        .find(|(k, _)| k == name)
-        .map(|(_, v)| v.as_str())
-        .ok_or_else(|| format!("INFO has no {name}"))
-}
-
 fn used_memory(conn: &mut Conn) -> Result<u64, String> {
-    let info = conn.info("memory")?;
-    field(&info, "used_memory")?
-        .parse()
-        .map_err(|e| format!("used_memory: {e}"))
+    field_u64(&conn.info("memory")?, "used_memory")
 }
 
 fn redis(n: u64, socket: &Path) -> Result<RedisResult, String> {
     let bin = redis_server()?;
-    let (server, stream) = Server::start(&bin, socket)?;
-    let pid = server.child.id().to_string();
+    let (server, stream) = Server::start(&bin, socket, Path::new("/tmp"))?;
+    let pid = server.pid().to_string();
     let mut conn = Conn::new(stream).map_err(|e| e.to_string())?;
     let server_info = conn.info("server")?;
     let version = field(&server_info, "redis_version")?.to_string();
@@ -359,18 +156,12 @@ fn redis(n: u64, socket: &Path) -> Result<RedisResult, String> {
     let mut start = 0;
     while start < n {
         let end = (start + PIPELINE).min(n);
-        conn.out.clear();
         for i in start..end {
             let k = kf.key(i).to_vec();
-            Conn::encode(&mut conn.out, &[b"SET", &k, vf.key(i)]);
+            conn.queue(&[b"SET", &k, vf.key(i)]);
         }
-        conn.writer.write_all(&conn.out).map_err(|e| e.to_string())?;
-        for _ in start..end {
-            match conn.reply().map_err(|e| e.to_string())? {
-                Reply::Simple(s) if s == b"OK" => {}
-                r => return Err(format!("unexpected SET reply: {r:?}")),
-            }
-        }
+        conn.flush().map_err(|e| e.to_string())?;
+        conn.expect_ok(end - start).map_err(|e| format!("SET: {e}"))?;
         start = end;
     }
     let load = t.elapsed();

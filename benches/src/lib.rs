@@ -10,6 +10,8 @@
 use std::fmt::Write as _;
 use std::time::Duration;
 
+pub mod redis;
+
 /// True when cargo started this program as a benchmark (`cargo bench` passes
 /// `--bench`). Under `cargo test --all-targets` the flag is absent and the
 /// benches shrink to a smoke run that finishes in a moment.
@@ -143,6 +145,19 @@ pub fn rss_bytes_of(pid: &str) -> std::io::Result<u64> {
 /// Resident set size of this process.
 pub fn rss_bytes() -> std::io::Result<u64> {
     rss_bytes_of("self")
+}
+
+/// Resident memory of process `pid` (`"self"` for this one) from
+/// `/proc/<pid>/statm`: (all resident bytes, resident bytes of file-backed
+/// or shared mappings). The difference is anonymous memory: heap, stacks
+/// and anonymous mappings, without the page cache of mapped files.
+pub fn rss_split_of(pid: &str) -> std::io::Result<(u64, u64)> {
+    let statm = std::fs::read_to_string(format!("/proc/{pid}/statm"))?;
+    let f: Vec<u64> = statm.split_whitespace().filter_map(|f| f.parse().ok()).collect();
+    match (f.get(1), f.get(2)) {
+        (Some(resident), Some(shared)) => Ok((resident * PAGE_SIZE, shared * PAGE_SIZE)),
+        _ => Err(std::io::Error::other(format!("unexpected statm: {statm:?}"))),
+    }
 }
 
 /// Kernel clock ticks per second in `/proc` (`USER_HZ`, 100 on Linux).

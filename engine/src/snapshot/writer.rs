@@ -224,6 +224,10 @@ impl Engine {
                                 }
                                 break;
                             }
+                            // Hand the lock to a waiting writer rather than
+                            // re-taking it at once (writers otherwise wait for
+                            // parking_lot's eventual fairness, up to ~1 ms).
+                            parking_lot::RwLockWriteGuard::unlock_fair(g);
                         }
                     }
                     drop(tx);
