@@ -291,6 +291,7 @@ impl EngineBuilder {
             snapshot_stats: Default::default(),
             self_ref: std::sync::OnceLock::new(),
             background: parking_lot::Mutex::new(None),
+            replica: crate::replica::ReplicaState::new(),
             config: self.config,
         });
         let _ = inner.self_ref.set(Arc::downgrade(&inner));
@@ -384,6 +385,8 @@ pub(crate) struct Inner {
     pub(crate) eviction_pool: parking_lot::Mutex<Vec<(u32, Bytes)>>,
     /// Dropped with the engine, which stops the background thread.
     background: parking_lot::Mutex<Option<Background>>,
+    /// Role, applied offset and write gate (see `replica.rs`).
+    pub(crate) replica: crate::replica::ReplicaState,
 }
 
 impl std::fmt::Debug for Engine {
@@ -543,6 +546,52 @@ impl Inner {
         }
     }
 
+    /// Adds `delta` to the engine-wide accounted memory (a keyspace swap).
+    pub(crate) fn add_memory(&self, delta: i64) {
+        self.memory.fetch_add(delta, Ordering::Relaxed);
+    }
+
+    /// Applies one mutation under the locks of the shards it touches;
+    /// `on_locked` runs after a successful apply, before the locks are
+    /// released (a follower moves its applied offset there).
+    pub(crate) fn apply_locked(&self, m: &Mutation, on_locked: impl FnOnce(&Inner)) -> Result<()> {
+        let inner = self;
+        let locked = if m.touches_all_keys() {
+            Locked::Many(inner.shards.iter().enumerate().map(|(s, l)| (s, l.write())).collect())
+        } else {
+            let mut idx = Vec::new();
+            m.for_each_key(&mut |k| idx.push(inner.hashing.shard_of(inner.hashing.hash(k))));
+            idx.sort_unstable();
+            idx.dedup();
+            match idx[..] {
+                [] => {
+                    on_locked(inner);
+                    return Ok(());
+                }
+                [s] => Locked::One(s, inner.shards[s].write()),
+                _ => Locked::Many(idx.into_iter().map(|s| (s, inner.shards[s].write())).collect()),
+            }
+        };
+        let mut w = Writer {
+            inner,
+            locked,
+            mode: Mode::Direct,
+            now: None,
+            last_end: None,
+        };
+        let mut applier = Applier {
+            locked: &mut w.locked,
+            hashing: &inner.hashing,
+            lru: inner.lru_now(),
+        };
+        let r = applier.apply(m, None).map(|_| ());
+        if r.is_ok() {
+            on_locked(inner);
+        }
+        w.finish(true)?;
+        r
+    }
+
     pub(crate) fn used_memory_approx(&self) -> u64 {
         self.memory.load(Ordering::Relaxed).max(0) as u64
     }
@@ -620,7 +669,21 @@ impl Inner {
         }
     }
 
+    /// A write from the public API: refused on a follower or by the write
+    /// gate, then as [`Inner::write_unchecked`].
     pub(crate) fn write<R>(
+        &self,
+        hashes: &[u64],
+        batch: bool,
+        f: impl FnOnce(&mut Writer<'_>) -> Result<R>,
+    ) -> Result<R> {
+        self.replica.check_writable()?;
+        self.write_unchecked(hashes, batch, f)
+    }
+
+    /// Locks the shards of `hashes` in index order and runs `f` as one
+    /// write (internal writes: lazy expiry, eviction).
+    pub(crate) fn write_unchecked<R>(
         &self,
         hashes: &[u64],
         batch: bool,
@@ -641,6 +704,7 @@ impl Inner {
 
     /// Locks every shard in index order and runs `f` as one write.
     pub(crate) fn write_all<R>(&self, f: impl FnOnce(&mut Writer<'_>) -> Result<R>) -> Result<R> {
+        self.replica.check_writable()?;
         let locked = Locked::Many(self.shards.iter().enumerate().map(|(s, l)| (s, l.write())).collect());
         self.run(locked, false, f)
     }
@@ -670,6 +734,7 @@ impl Inner {
         let finished = w.finish(r.is_ok());
         // The locks are released: wait for durability (group commit) now.
         if let Ok(Some(end)) = finished {
+            crate::replica::note_write_end(self, end);
             self.sink.flush_to(end).map_err(Error::from_sink)?;
         }
         let r = r?;
@@ -713,8 +778,11 @@ impl Inner {
                 return Some(f(e));
             }
         }
-        // Lazy expiry. A failure to log the deletion only delays it.
-        let _ = self.write(&[h], false, |w| w.live(key, h));
+        // Lazy expiry. A failure to log the deletion only delays it. A
+        // follower leaves the deletion to its primary's stream.
+        if !self.replica.is_follower() {
+            let _ = self.write_unchecked(&[h], false, |w| w.live(key, h));
+        }
         None
     }
 }
@@ -1289,36 +1357,9 @@ impl Engine {
     /// the same stream ends in the same state. A mutation that does not fit
     /// the current state is an [`Error::Apply`] and changes nothing.
     pub fn apply(&self, m: &Mutation) -> Result<()> {
-        let inner = &self.inner;
-        let locked = if m.touches_all_keys() {
-            Locked::Many(inner.shards.iter().enumerate().map(|(s, l)| (s, l.write())).collect())
-        } else {
-            let mut idx = Vec::new();
-            m.for_each_key(&mut |k| idx.push(inner.hashing.shard_of(inner.hashing.hash(k))));
-            idx.sort_unstable();
-            idx.dedup();
-            match idx[..] {
-                [] => return Ok(()),
-                [s] => Locked::One(s, inner.shards[s].write()),
-                _ => Locked::Many(idx.into_iter().map(|s| (s, inner.shards[s].write())).collect()),
-            }
-        };
-        let mut w = Writer {
-            inner,
-            locked,
-            mode: Mode::Direct,
-            now: None,
-            last_end: None,
-        };
-        let mut applier = Applier {
-            locked: &mut w.locked,
-            hashing: &inner.hashing,
-            lru: inner.lru_now(),
-        };
-        let r = applier.apply(m, None).map(|_| ());
-        w.finish(true)?;
-        r
+        self.inner.apply_locked(m, |_| {})
     }
+
 
     /// Current statistics.
     pub fn stats(&self) -> Stats {

@@ -86,6 +86,16 @@ pub enum Error {
     /// (the stream being replayed diverges from this engine's state).
     #[error("cannot apply mutation: {0}")]
     Apply(&'static str),
+    /// A write on a follower (writes go to the primary).
+    #[error("READONLY You can't write against a read only replica.")]
+    ReadOnly,
+    /// The write gate refused the write: too few followers are within the
+    /// lag budget (Redis' `min-replicas-to-write`).
+    #[error("NOREPLICAS Not enough good replicas to write: {0}")]
+    NoReplicas(String),
+    /// A replication step does not fit this engine's state.
+    #[error("replication: {0}")]
+    Replication(String),
 }
 
 pub use crate::mutation::SinkError;

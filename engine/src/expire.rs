@@ -49,6 +49,10 @@ impl Engine {
     /// call it directly.
     pub fn active_expire_cycle(&self) -> usize {
         let inner = &self.inner;
+        if inner.replica.is_follower() {
+            // A follower's keys expire through its primary's logged deletions.
+            return 0;
+        }
         let now = inner.clock.now_ms();
         let budget = inner.config.active_expire_keys_per_shard;
         let mut total = 0;

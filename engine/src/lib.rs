@@ -45,6 +45,7 @@ pub mod log;
 mod memory;
 pub mod mutation;
 mod recovery;
+pub mod replica;
 pub mod scan;
 pub mod snapshot;
 mod stats;
@@ -58,6 +59,7 @@ pub use engine::{Engine, EngineBuilder, KeyType, SetCondition, SetExpiry, SetOpt
 pub use error::{Error, Result, SinkError};
 pub use glob::glob_match;
 pub use log::{Durability, LogConfig, RingLog};
+pub use replica::{Promotion, Role, WriteGate};
 pub use mutation::{DeleteReason, MemorySink, Mutation, MutationSink, NullSink};
 pub use scan::{HScanIter, ScanIter, ScanOptions, ScanPage};
 pub use snapshot::{SnapshotConfig, SnapshotInfo, SnapshotStats};

@@ -122,7 +122,7 @@ impl Inner {
     fn evict(&self, key: Option<Bytes>) -> bool {
         let Some(key) = key else { return false };
         let h = self.hashing.hash(&key);
-        let result = self.write(&[h], false, |w| {
+        let result = self.write_unchecked(&[h], false, |w| {
             if w.shard(h).find(h, &key).is_none() {
                 // Gone meanwhile: that freed memory too.
                 return Ok(());

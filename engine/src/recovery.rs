@@ -42,6 +42,19 @@ pub(crate) fn open_dir(dir: &Path, config: &LogConfig) -> Result<(Arc<RingLog>, 
         }
     }
     let path = dir.join(RING_FILE);
+    if dir.join(FULL_SYNC_MARKER).exists() {
+        // A follower crashed in the middle of a full sync: its ring had
+        // restarted at the primary's snapshot offset, which no local
+        // snapshot covers. Start empty; the follower full-syncs again.
+        tracing::warn!(dir = %dir.display(), "a full sync was interrupted: starting empty");
+        for (_, snap) in crate::snapshot::list_snapshots(dir) {
+            remove(&snap)?;
+        }
+        if path.exists() {
+            remove(&path)?;
+        }
+        remove_full_sync_marker(dir)?;
+    }
     let ring = if path.exists() {
         let ring = RingLog::open(&path, config.clone())?;
         if ring.capacity() != config.capacity {
@@ -58,11 +71,51 @@ pub(crate) fn open_dir(dir: &Path, config: &LogConfig) -> Result<(Arc<RingLog>, 
     Ok((Arc::new(ring), lock))
 }
 
+/// Present in a data directory while a follower's full sync is loading.
+const FULL_SYNC_MARKER: &str = "FULLSYNC";
+
+fn remove(path: &Path) -> Result<()> {
+    std::fs::remove_file(path).map_err(|e| Error::Io {
+        context: format!("removing {}", path.display()),
+        source: e,
+    })
+}
+
+fn sync_dir(dir: &Path) -> Result<()> {
+    File::open(dir).and_then(|d| d.sync_all()).map_err(|e| Error::Io {
+        context: format!("fsync of {}", dir.display()),
+        source: e,
+    })
+}
+
+/// Marks `dir` as in a full sync (durably, before the ring restarts).
+pub(crate) fn write_full_sync_marker(dir: &Path) -> Result<()> {
+    let path = dir.join(FULL_SYNC_MARKER);
+    File::create(&path)
+        .and_then(|f| f.sync_all())
+        .map_err(|e| Error::Io {
+            context: format!("creating {}", path.display()),
+            source: e,
+        })?;
+    sync_dir(dir)
+}
+
+/// Clears the full-sync mark (the swapped-in data is complete).
+pub(crate) fn remove_full_sync_marker(dir: &Path) -> Result<()> {
+    let path = dir.join(FULL_SYNC_MARKER);
+    if path.exists() {
+        remove(&path)?;
+        sync_dir(dir)?;
+    }
+    Ok(())
+}
+
 /// Restores a data directory's state into `engine` (empty): loads the
 /// newest snapshot that loads cleanly (an older one if the newest is
 /// damaged, saying so), then replays the ring from that snapshot's offset.
 pub(crate) fn restore(engine: &Engine, ring: &RingLog, dir: &Path) -> Result<()> {
     let mut from = ring.oldest();
+    let mut loaded_any = false;
     for (offset, path) in crate::snapshot::list_snapshots(dir).into_iter().rev() {
         let loaded = File::open(&path)
             .map_err(|e| Error::Io {
@@ -74,6 +127,7 @@ pub(crate) fn restore(engine: &Engine, ring: &RingLog, dir: &Path) -> Result<()>
             Ok(header) if header.offset == offset => {
                 tracing::info!(path = %path.display(), offset, "loaded snapshot");
                 from = offset;
+                loaded_any = true;
                 engine
                     .inner
                     .newest_snapshot
@@ -89,6 +143,13 @@ pub(crate) fn restore(engine: &Engine, ring: &RingLog, dir: &Path) -> Result<()>
                 engine.inner.clear_unlogged();
             }
         }
+    }
+    if !loaded_any && ring.oldest() > 0 {
+        // The ring dropped history a snapshot was meant to hold.
+        return Err(Error::Recovery {
+            offset: ring.oldest(),
+            reason: "the log starts here but no snapshot covering the history before it loads".into(),
+        });
     }
     if from < ring.oldest() || from > ring.published() {
         return Err(Error::Recovery {

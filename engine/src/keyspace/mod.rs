@@ -35,6 +35,7 @@ const EXPIRE_INDEX_ENTRY_BYTES: usize = 26;
 pub(crate) struct Hashing {
     state: ahash::RandomState,
     shard_mask: usize,
+    seed: u64,
 }
 
 impl Hashing {
@@ -48,11 +49,18 @@ impl Hashing {
                 s.rotate_left(47) ^ 0x94d0_49bb_1331_11eb,
             ),
             shard_mask: shards - 1,
+            seed,
         }
     }
 
     pub(crate) fn hash(&self, key: &[u8]) -> u64 {
         self.state.hash_one(key)
+    }
+
+    /// The seed this hashing was built from (a staging engine for a full
+    /// sync must place keys exactly as this one does).
+    pub(crate) fn seed(&self) -> u64 {
+        self.seed
     }
 
     pub(crate) fn shard_of(&self, hash: u64) -> usize {
@@ -214,6 +222,15 @@ impl Shard {
             generation: 0,
             snap: None,
         }
+    }
+
+    /// Exchanges the keyspace data (keys, expiry index, accounted bytes)
+    /// with `other`, leaving counters, generation and snapshot state.
+    pub(crate) fn swap_data(&mut self, other: &mut Shard) {
+        std::mem::swap(&mut self.table, &mut other.table);
+        std::mem::swap(&mut self.expires, &mut other.expires);
+        std::mem::swap(&mut self.data_bytes, &mut other.data_bytes);
+        std::mem::swap(&mut self.memory_reported, &mut other.memory_reported);
     }
 
     /// Accounted memory of this shard.

@@ -46,7 +46,9 @@ use std::sync::{Arc, Weak};
 use std::time::Duration;
 
 pub use record::DecodeError;
-pub use ring::{new_replid, Durability, LogConfig, ReadBatch, Retention, RingHeader, RingLog, RING_FORMAT};
+pub use ring::{
+    new_replid, validate_stream, Durability, LogConfig, RawBatch, ReadBatch, Retention, RingHeader, RingLog, RING_FORMAT,
+};
 pub use tail::TailReader;
 
 use crate::mutation::{Mutation, MutationSink, SinkError};
@@ -112,6 +114,21 @@ pub enum LogError {
     /// Invalid configuration.
     #[error("invalid ring log configuration: {0}")]
     Config(String),
+    /// Replicated bytes contradict what this ring already holds at that
+    /// offset: the two streams have different histories.
+    #[error("divergent stream at offset {offset}: the bytes received differ from this ring's")]
+    Divergent {
+        /// First offset where the streams differ.
+        offset: u64,
+    },
+    /// Replicated bytes do not continue this ring's stream.
+    #[error("stream gap: bytes start at {start} but this ring ends at {end}")]
+    Gap {
+        /// Where the received bytes start.
+        start: u64,
+        /// Where this ring's stream ends.
+        end: u64,
+    },
 }
 
 impl LogError {

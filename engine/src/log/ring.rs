@@ -229,6 +229,87 @@ pub struct ReadBatch {
     pub next: u64,
 }
 
+/// Raw stream bytes read by [`RingLog::read_stream`]: whole records,
+/// byte-identical to the ring's, starting at `start`.
+#[derive(Debug, Clone, Default)]
+pub struct RawBatch {
+    /// Offset of the first byte.
+    pub start: u64,
+    /// The records' bytes (headers, payloads and padding).
+    pub bytes: Vec<u8>,
+    /// Number of records.
+    pub records: usize,
+}
+
+impl RawBatch {
+    /// Offset after the last byte (where the next read continues).
+    pub fn end(&self) -> u64 {
+        self.start + self.bytes.len() as u64
+    }
+}
+
+/// Checks that `bytes` are whole, valid records of a stream starting at
+/// `start` (each header names its own offset, lengths fit, checksums match,
+/// no payload over `max_payload`); returns the start offset of every record.
+/// This is what a follower runs on bytes received from the network before
+/// they touch its ring.
+pub fn validate_stream(start: u64, bytes: &[u8], max_payload: usize) -> Result<Vec<u64>, LogError> {
+    let mut offsets = Vec::new();
+    let mut pos = 0usize;
+    if !start.is_multiple_of(record::ALIGN) {
+        return Err(LogError::Corrupt {
+            offset: start,
+            reason: "stream does not start at a record boundary".into(),
+        });
+    }
+    while pos < bytes.len() {
+        let at = start + pos as u64;
+        let Some(head) = bytes.get(pos..pos + HEADER_LEN) else {
+            return Err(LogError::Corrupt {
+                offset: at,
+                reason: "truncated record header".into(),
+            });
+        };
+        let mut hb = [0u8; HEADER_LEN];
+        hb.copy_from_slice(head);
+        let h = Header::parse(&hb);
+        if h.offset != at {
+            return Err(LogError::Corrupt {
+                offset: at,
+                reason: format!("record claims offset {}", h.offset),
+            });
+        }
+        if h.len as usize > max_payload {
+            return Err(LogError::Corrupt {
+                offset: at,
+                reason: format!("record of {} bytes exceeds the limit of {max_payload}", h.len),
+            });
+        }
+        let rec_len = record::record_len(h.len as usize) as usize;
+        let Some(payload) = bytes.get(pos + HEADER_LEN..pos + HEADER_LEN + h.len as usize) else {
+            return Err(LogError::Corrupt {
+                offset: at,
+                reason: "truncated record payload".into(),
+            });
+        };
+        if record::checksum(at, payload, &[]) != h.crc {
+            return Err(LogError::Corrupt {
+                offset: at,
+                reason: "checksum mismatch".into(),
+            });
+        }
+        if pos + rec_len > bytes.len() {
+            return Err(LogError::Corrupt {
+                offset: at,
+                reason: "truncated record padding".into(),
+            });
+        }
+        offsets.push(at);
+        pos += rec_len;
+    }
+    Ok(offsets)
+}
+
 struct SyncState {
     syncing: bool,
 }
@@ -558,6 +639,10 @@ impl RingLog {
         }
         self.mem.store_commit(offset);
         self.published.store(end, Ordering::Release);
+        self.notify_published();
+    }
+
+    fn notify_published(&self) {
         if self.waiters.load(Ordering::Acquire) > 0 {
             let _guard = self.wait_lock.lock();
             self.wait_cv.notify_all();
@@ -615,6 +700,180 @@ impl RingLog {
             pos += len;
         }
         Ok(ReadBatch { records, next: pos })
+    }
+
+    /// Reads whole records from `from` (a record boundary) as raw stream
+    /// bytes, up to about `max_bytes` (at least one record if one is
+    /// published): what a primary sends to its followers. The copy is
+    /// validated after it is taken, as in [`RingLog::read`].
+    pub fn read_stream(&self, from: u64, max_bytes: usize) -> Result<RawBatch, LogError> {
+        let published = self.published();
+        self.check_not_lapped(from)?;
+        if from > published {
+            return Err(LogError::Corrupt {
+                offset: from,
+                reason: format!("read beyond the end of the log ({published})"),
+            });
+        }
+        // Find record boundaries in place (headers only), then copy once.
+        let mut end = from;
+        let mut head = [0u8; HEADER_LEN];
+        while end < published && (end == from || ((end - from) as usize) < max_bytes) {
+            self.mem.read(end, &mut head);
+            let h = Header::parse(&head);
+            if h.offset != end || h.len as usize > self.max_payload() {
+                self.check_not_lapped(from)?;
+                return Err(LogError::Corrupt {
+                    offset: end,
+                    reason: "bad record header".into(),
+                });
+            }
+            end += record::record_len(h.len as usize);
+        }
+        let mut bytes = vec![0u8; (end - from) as usize];
+        self.mem.read(from, &mut bytes);
+        std::sync::atomic::fence(Ordering::Acquire);
+        self.check_not_lapped(from)?;
+        let records = validate_stream(from, &bytes, self.max_payload())?.len();
+        Ok(RawBatch {
+            start: from,
+            bytes,
+            records,
+        })
+    }
+
+    /// Appends raw stream bytes received from a primary at the same offsets
+    /// (a follower's ring is byte-identical to its primary's). `bytes` must
+    /// be whole records starting at `start` (checked with
+    /// [`validate_stream`]). Bytes below [`published`](Self::published)
+    /// must equal this ring's, else [`LogError::Divergent`]; a start beyond
+    /// it is [`LogError::Gap`]. Returns the new end of the stream. Meant for
+    /// a single appender (a follower's replication task); local appends
+    /// must not run meanwhile.
+    pub fn append_stream(&self, start: u64, bytes: &[u8]) -> Result<u64, LogError> {
+        if self.poisoned.load(Ordering::Acquire) {
+            return Err(LogError::Poisoned);
+        }
+        let offsets = validate_stream(start, bytes, self.max_payload())?;
+        let end = self.published();
+        if start > end {
+            return Err(LogError::Gap { start, end });
+        }
+        // The part this ring already holds must be identical.
+        let overlap = ((end - start) as usize).min(bytes.len());
+        if overlap > 0 {
+            if start < self.oldest() {
+                return Err(LogError::Lagged { oldest: self.oldest() });
+            }
+            let mut mine = vec![0u8; overlap];
+            self.read_raw(start, &mut mine)?;
+            if let Some(i) = mine.iter().zip(bytes).position(|(a, b)| a != b) {
+                return Err(LogError::Divergent { offset: start + i as u64 });
+            }
+            if overlap == bytes.len() {
+                return Ok(end);
+            }
+            if !offsets.contains(&end) {
+                return Err(LogError::Divergent { offset: end });
+            }
+        }
+        let new = &bytes[overlap..];
+        let len = new.len() as u64;
+        if len > self.capacity() {
+            return Err(LogError::RecordTooLarge {
+                len: new.len(),
+                max: self.capacity() as usize,
+            });
+        }
+        if self.retention == Retention::KeepHistory {
+            let oldest = self.oldest.load(Ordering::Acquire);
+            if end + len - oldest > self.capacity() {
+                return Err(LogError::Full {
+                    needed: len,
+                    free: (self.capacity() + oldest).saturating_sub(end),
+                });
+            }
+        }
+        if self
+            .reserved
+            .compare_exchange(end, end + len, Ordering::AcqRel, Ordering::Relaxed)
+            .is_err()
+        {
+            return Err(LogError::Corrupt {
+                offset: end,
+                reason: "a local append raced a replicated one".into(),
+            });
+        }
+        // Everything but the commit words first, then the commit words in
+        // order (each record becomes valid only when its word is stored).
+        let mut rest = new;
+        let mut at = end;
+        let starts: Vec<u64> = offsets.into_iter().filter(|&o| o >= end).collect();
+        for (i, &o) in starts.iter().enumerate() {
+            let next = starts.get(i + 1).copied().unwrap_or(end + len);
+            let n = (next - o) as usize;
+            self.mem.write(o + 8, &rest[8..n]);
+            rest = &rest[n..];
+            at = next;
+        }
+        debug_assert_eq!(at, end + len);
+        for &o in &starts {
+            self.mem.store_commit(o);
+        }
+        self.published.store(end + len, Ordering::Release);
+        self.notify_published();
+        Ok(end + len)
+    }
+
+    /// Starts the stream over at `offset` with an empty ring and this
+    /// history (a follower's full resync: its ring then continues the
+    /// primary's stream from the snapshot's offset). Bytes this ring held at
+    /// offsets from `offset` on are wiped first, so a crash cannot revive
+    /// them as part of the new history. Not for use while other threads
+    /// append.
+    pub fn reset_to(&self, offset: u64, replid: &str, prev_replid: &str, switch_offset: u64) -> Result<(), LogError> {
+        if !offset.is_multiple_of(record::ALIGN) {
+            return Err(LogError::Config(format!("reset offset {offset} is not a record boundary")));
+        }
+        let old_end = self.reserved.load(Ordering::Acquire);
+        if old_end > offset {
+            let span = (old_end - offset).min(self.capacity());
+            let zeros = vec![0u8; span.min(1 << 20) as usize];
+            let mut done = 0;
+            while done < span {
+                let n = (span - done).min(zeros.len() as u64);
+                self.mem.write(offset + done, &zeros[..n as usize]);
+                done += n;
+            }
+            self.mem
+                .flush_data(offset, offset + span)
+                .map_err(|e| LogError::io("msync of the wiped ring", e))?;
+        }
+        self.write_header(|h| {
+            h.replid = replid.to_string();
+            h.prev_replid = prev_replid.to_string();
+            h.switch_offset = switch_offset;
+            h.oldest = offset;
+            h.synced = offset;
+        })?;
+        self.file_sync()?;
+        self.oldest.store(offset, Ordering::Release);
+        self.reserved.store(offset, Ordering::Release);
+        self.published.store(offset, Ordering::Release);
+        self.synced.store(offset, Ordering::Release);
+        Ok(())
+    }
+
+    /// Records this ring's replication history: its id, and the previous id
+    /// with the offset where the history switched (after a promotion, or
+    /// when a follower continues a promoted primary's stream).
+    pub fn set_history(&self, replid: &str, prev_replid: &str, switch_offset: u64) -> Result<(), LogError> {
+        self.write_header(|h| {
+            h.replid = replid.to_string();
+            h.prev_replid = prev_replid.to_string();
+            h.switch_offset = switch_offset;
+        })?;
+        self.file_sync()
     }
 
     /// Copies the raw stream bytes `[from, from + buf.len())` (must be

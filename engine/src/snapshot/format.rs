@@ -73,6 +73,9 @@ pub enum SnapshotError {
     /// Another snapshot is running.
     #[error("a snapshot is already in progress")]
     InProgress,
+    /// A follower in a full sync serves stale data and takes no snapshot.
+    #[error("no snapshot during a full sync (the data is stale)")]
+    Stale,
     /// Applying a loaded item failed.
     #[error("cannot load snapshot item: {0}")]
     Load(String),

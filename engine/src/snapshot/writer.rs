@@ -165,6 +165,9 @@ impl Engine {
     /// ```
     pub fn snapshot_to<W: Write + Send>(&self, out: W) -> Result<(W, SnapshotInfo)> {
         let inner = &*self.inner;
+        if inner.replica.syncing.load(Ordering::Acquire) {
+            return Err(Error::Snapshot(SnapshotError::Stale));
+        }
         if inner.snapshot_running.swap(true, Ordering::AcqRel) {
             return Err(Error::Snapshot(SnapshotError::InProgress));
         }
@@ -192,7 +195,13 @@ impl Engine {
         // The cut: every shard locked at once, O(shards).
         let mut guards: Vec<_> = inner.shards.iter().map(|s| s.write()).collect();
         let version = inner.generation.fetch_add(1, Ordering::AcqRel) + 1;
-        let offset = inner.log.as_ref().map_or(0, |l| l.published());
+        // A follower's keyspace reflects its applied offset (which moves
+        // under the shard locks held here), a primary's its whole log.
+        let offset = if inner.replica.is_follower() {
+            inner.replica.applied()
+        } else {
+            inner.log.as_ref().map_or(0, |l| l.published())
+        };
         let mut keys = 0;
         let mut changes = 0;
         for g in guards.iter_mut() {
@@ -322,6 +331,8 @@ impl Engine {
         }
         // The ring keeps history from the previous snapshot on, so that a
         // damaged newest snapshot can fall back to the previous one.
+        // A follower's first snapshot after a full sync completes it on disk.
+        crate::recovery::remove_full_sync_marker(dir)?;
         let previous = self.inner.newest_snapshot.swap(info.offset, Ordering::AcqRel);
         if let Some(log) = &self.inner.log {
             let oldest_kept = all.iter().rev().nth(1).map_or(previous, |(o, _)| *o).min(info.offset);
