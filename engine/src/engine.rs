@@ -1360,7 +1360,6 @@ impl Engine {
         self.inner.apply_locked(m, |_| {})
     }
 
-
     /// Current statistics.
     pub fn stats(&self) -> Stats {
         let mut stats = Stats {

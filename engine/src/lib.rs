@@ -59,8 +59,8 @@ pub use engine::{Engine, EngineBuilder, KeyType, SetCondition, SetExpiry, SetOpt
 pub use error::{Error, Result, SinkError};
 pub use glob::glob_match;
 pub use log::{Durability, LogConfig, RingLog};
-pub use replica::{Promotion, Role, WriteGate};
 pub use mutation::{DeleteReason, MemorySink, Mutation, MutationSink, NullSink};
+pub use replica::{Promotion, Role, WriteGate};
 pub use scan::{HScanIter, ScanIter, ScanOptions, ScanPage};
 pub use snapshot::{SnapshotConfig, SnapshotInfo, SnapshotStats};
 pub use stats::{LogStats, Op, Stats};

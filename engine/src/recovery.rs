@@ -91,12 +91,10 @@ fn sync_dir(dir: &Path) -> Result<()> {
 /// Marks `dir` as in a full sync (durably, before the ring restarts).
 pub(crate) fn write_full_sync_marker(dir: &Path) -> Result<()> {
     let path = dir.join(FULL_SYNC_MARKER);
-    File::create(&path)
-        .and_then(|f| f.sync_all())
-        .map_err(|e| Error::Io {
-            context: format!("creating {}", path.display()),
-            source: e,
-        })?;
+    File::create(&path).and_then(|f| f.sync_all()).map_err(|e| Error::Io {
+        context: format!("creating {}", path.display()),
+        source: e,
+    })?;
     sync_dir(dir)
 }
 

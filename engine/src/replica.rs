@@ -254,7 +254,13 @@ impl Engine {
         let mut pos = state.applied();
         while pos < upto {
             let batch = log.read(pos, 1 << 20)?;
-            let ends: Vec<u64> = batch.records.iter().skip(1).map(|(o, _)| *o).chain([batch.next]).collect();
+            let ends: Vec<u64> = batch
+                .records
+                .iter()
+                .skip(1)
+                .map(|(o, _)| *o)
+                .chain([batch.next])
+                .collect();
             for ((offset, payload), end) in batch.records.into_iter().zip(ends) {
                 let m = record::decode_mutation(payload).map_err(|e| Error::Recovery {
                     offset,
@@ -335,7 +341,9 @@ impl Engine {
         if staging.inner.shards.len() != self.inner.shards.len()
             || staging.inner.hashing.seed() != self.inner.hashing.seed()
         {
-            return Err(Error::Replication("staging engine does not match (use Engine::staging)".into()));
+            return Err(Error::Replication(
+                "staging engine does not match (use Engine::staging)".into(),
+            ));
         }
         // Catch the staging keyspace up with the ring.
         let end = log.published();
@@ -387,7 +395,9 @@ impl Engine {
     pub fn promote(&self) -> Result<Promotion> {
         let log = self.require_log()?;
         if self.is_stale() {
-            return Err(Error::Replication("cannot promote during a full sync (the data is stale)".into()));
+            return Err(Error::Replication(
+                "cannot promote during a full sync (the data is stale)".into(),
+            ));
         }
         let old = log.header();
         let switch_offset = log.published();

@@ -7,12 +7,18 @@ use ringkv::log::LogError;
 use ringkv::{Config, Engine, Error, LogConfig, Role};
 
 fn engine_with_log(capacity: u64) -> Engine {
-    let mut config = Config::default();
-    config.log = LogConfig {
-        capacity,
-        ..LogConfig::default()
+    let config = Config {
+        log: LogConfig {
+            capacity,
+            ..LogConfig::default()
+        },
+        ..Config::default()
     };
-    Engine::builder().config(config).anonymous_log().build().expect("engine")
+    Engine::builder()
+        .config(config)
+        .anonymous_log()
+        .build()
+        .expect("engine")
 }
 
 fn follower(dir: &std::path::Path) -> Engine {
@@ -38,7 +44,9 @@ fn writes(engine: &Engine, round: u32) {
     for i in 0..200u32 {
         engine.set(format!("k{i}"), format!("v{round}-{i}")).expect("set");
         engine.incr(format!("c{}", i % 7)).expect("incr");
-        engine.hset(format!("h{}", i % 5), [(format!("f{i}"), "x")]).expect("hset");
+        engine
+            .hset(format!("h{}", i % 5), [(format!("f{i}"), "x")])
+            .expect("hset");
         if i % 9 == 0 {
             engine.del([format!("k{}", i / 2)]).expect("del");
         }
@@ -109,7 +117,10 @@ fn divergent_and_gapped_bytes_are_refused() {
     primary.set("more", "1").expect("set");
     let next = primary.log().expect("log").read_stream(end, 1 << 30).expect("read");
     let err = f.replica_append(end + 8, &next.bytes).expect_err("gap or corrupt");
-    assert!(matches!(err, Error::Log(LogError::Corrupt { .. } | LogError::Gap { .. })), "{err}");
+    assert!(
+        matches!(err, Error::Log(LogError::Corrupt { .. } | LogError::Gap { .. })),
+        "{err}"
+    );
     // Garbage is refused and changes nothing.
     let before = f.digest();
     let err = f.replica_append(end, &[7u8; 64]).expect_err("garbage");
@@ -126,7 +137,9 @@ fn full_sync_swaps_in_while_serving_and_promotion_keeps_history() {
     // Old data on the follower (a previous history) keeps being served.
     f.replica_begin_full_sync(0, "old-history", "", 0).expect("reset");
     let staging = f.staging().expect("staging");
-    staging.load_snapshot(&engine_with_data().snapshot_to(Vec::new()).expect("snap").0[..]).expect("load");
+    staging
+        .load_snapshot(&engine_with_data().snapshot_to(Vec::new()).expect("snap").0[..])
+        .expect("load");
     f.swap_in(&staging, 0).expect("swap");
     assert_eq!(f.get("old").expect("get").expect("v"), "data");
 
@@ -134,7 +147,8 @@ fn full_sync_swaps_in_while_serving_and_promotion_keeps_history() {
     // reaches the follower's ring before the snapshot is loaded.
     let (snap, info) = primary.snapshot_to(Vec::new()).expect("snapshot");
     let p = primary.log().expect("log");
-    f.replica_begin_full_sync(info.offset, &p.replid(), "", 0).expect("begin");
+    f.replica_begin_full_sync(info.offset, &p.replid(), "", 0)
+        .expect("begin");
     assert!(f.is_stale());
     writes(&primary, 1);
     let batch = p.read_stream(info.offset, 1 << 30).expect("read");

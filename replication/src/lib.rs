@@ -1,1 +1,113 @@
-//! placeholder
+//! ringkv replication over QUIC.
+//!
+//! A [`Primary`] serves its engine's ring log to followers; a [`Follower`]
+//! keeps a byte-identical ring (same offsets) and an identical keyspace.
+//! Followers are only offsets into the primary's ring: nothing is buffered
+//! per follower, and one that falls off the ring is resynced with a
+//! snapshot streamed beside the log. See `DESIGN.md`, "Replication over
+//! QUIC", and [`protocol`] for the wire format.
+//!
+//! ```no_run
+//! use ringkv::{Config, Engine};
+//! use ringkv_replication::{blocking, tls::DevCerts, FollowerConfig, PrimaryConfig};
+//!
+//! let ca = DevCerts::new("dev CA")?;
+//! let server = ca.material(&ca.server(&["localhost"])?)?;
+//! let client = ca.material(&ca.client("follower-1")?)?;
+//!
+//! let primary_engine = Engine::builder().anonymous_log().build()?;
+//! let primary = blocking::Primary::start(primary_engine.clone(), PrimaryConfig::default(), server)?;
+//!
+//! let follower_engine = Engine::builder().anonymous_log().build()?;
+//! let follower = blocking::Follower::start(
+//!     follower_engine.clone(),
+//!     FollowerConfig::new(primary.local_addr()),
+//!     client,
+//! )?;
+//! primary_engine.set("k", "v")?;
+//! let at = primary_engine.last_write_offset().expect("logged");
+//! assert!(follower_engine.wait_applied(at, std::time::Duration::from_secs(5)));
+//! assert_eq!(follower_engine.get("k")?.expect("replicated"), "v");
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! ```
+
+pub mod blocking;
+pub mod compress;
+mod config;
+mod follower;
+mod io;
+mod primary;
+pub mod protocol;
+mod stats;
+pub mod tls;
+
+pub use config::{FollowerConfig, GateMode, PrimaryConfig, WriteGateConfig};
+pub use follower::Follower;
+pub use primary::Primary;
+pub use stats::{FollowerLink, FollowerState, LinkStatus, PrimaryStats, ReplicaInfo};
+
+/// Replication errors.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum ReplError {
+    /// The engine refused an operation.
+    #[error(transparent)]
+    Engine(#[from] ringkv::Error),
+    /// TLS material or configuration.
+    #[error("TLS: {0}")]
+    Tls(String),
+    /// A malformed frame from the peer.
+    #[error("protocol: {0}")]
+    Protocol(#[from] protocol::ProtocolError),
+    /// Compressed data that does not decompress.
+    #[error(transparent)]
+    Compress(#[from] compress::CompressError),
+    /// QUIC connection failures.
+    #[error("connection: {0}")]
+    Connection(String),
+    /// The peer refused or misbehaved.
+    #[error("peer: {0}")]
+    Peer(String),
+    /// The bytes received contradict this follower's ring.
+    #[error("divergent stream: {0}")]
+    Divergent(String),
+    /// Invalid configuration.
+    #[error("configuration: {0}")]
+    Config(String),
+    /// Timed out.
+    #[error("timed out: {0}")]
+    Timeout(String),
+    /// I/O.
+    #[error("I/O: {0}")]
+    Io(#[from] std::io::Error),
+}
+
+impl From<quinn::ConnectionError> for ReplError {
+    fn from(e: quinn::ConnectionError) -> Self {
+        ReplError::Connection(e.to_string())
+    }
+}
+
+impl From<quinn::WriteError> for ReplError {
+    fn from(e: quinn::WriteError) -> Self {
+        ReplError::Connection(e.to_string())
+    }
+}
+
+impl From<quinn::ReadExactError> for ReplError {
+    fn from(e: quinn::ReadExactError) -> Self {
+        ReplError::Connection(e.to_string())
+    }
+}
+
+impl From<quinn::ConnectError> for ReplError {
+    fn from(e: quinn::ConnectError) -> Self {
+        ReplError::Connection(e.to_string())
+    }
+}
+
+pub(crate) fn now_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64)
+}

@@ -47,7 +47,8 @@ use std::time::Duration;
 
 pub use record::DecodeError;
 pub use ring::{
-    new_replid, validate_stream, Durability, LogConfig, RawBatch, ReadBatch, Retention, RingHeader, RingLog, RING_FORMAT,
+    new_replid, validate_stream, Durability, LogConfig, RawBatch, ReadBatch, Retention, RingHeader, RingLog,
+    RING_FORMAT,
 };
 pub use tail::TailReader;
 

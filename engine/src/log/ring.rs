@@ -768,7 +768,9 @@ impl RingLog {
             let mut mine = vec![0u8; overlap];
             self.read_raw(start, &mut mine)?;
             if let Some(i) = mine.iter().zip(bytes).position(|(a, b)| a != b) {
-                return Err(LogError::Divergent { offset: start + i as u64 });
+                return Err(LogError::Divergent {
+                    offset: start + i as u64,
+                });
             }
             if overlap == bytes.len() {
                 return Ok(end);
@@ -833,7 +835,9 @@ impl RingLog {
     /// append.
     pub fn reset_to(&self, offset: u64, replid: &str, prev_replid: &str, switch_offset: u64) -> Result<(), LogError> {
         if !offset.is_multiple_of(record::ALIGN) {
-            return Err(LogError::Config(format!("reset offset {offset} is not a record boundary")));
+            return Err(LogError::Config(format!(
+                "reset offset {offset} is not a record boundary"
+            )));
         }
         let old_end = self.reserved.load(Ordering::Acquire);
         if old_end > offset {

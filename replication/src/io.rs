@@ -1,0 +1,64 @@
+//! Frames over quinn streams.
+
+use crate::protocol::{decode_body, encode_frame, frame_len, Message, LEN_PREFIX};
+use crate::ReplError;
+
+/// Reads one frame; `Ok(None)` when the peer finished the stream cleanly
+/// between frames.
+pub(crate) async fn read_frame(recv: &mut quinn::RecvStream, max: usize) -> Result<Option<Message>, ReplError> {
+    let mut prefix = [0u8; LEN_PREFIX];
+    match recv.read_exact(&mut prefix).await {
+        Ok(()) => {}
+        Err(quinn::ReadExactError::FinishedEarly(0)) => return Ok(None),
+        Err(e) => return Err(e.into()),
+    }
+    let len = frame_len(prefix, max)?;
+    let mut body = vec![0u8; len];
+    recv.read_exact(&mut body).await?;
+    Ok(Some(decode_body(&body)?))
+}
+
+/// Writes one frame.
+pub(crate) async fn write_frame(send: &mut quinn::SendStream, msg: &Message) -> Result<(), ReplError> {
+    send.write_all(&encode_frame(msg)).await?;
+    Ok(())
+}
+
+/// Application close codes.
+pub(crate) mod code {
+    /// Orderly shutdown.
+    pub const SHUTDOWN: u32 = 0;
+    /// The peer sent a malformed or unexpected frame.
+    pub const PROTOCOL: u32 = 1;
+    /// The follower must reconnect (it left the ring, or the history changed).
+    pub const RESYNC: u32 = 2;
+    /// The handshake was refused.
+    pub const REJECTED: u32 = 3;
+}
+
+/// Reads frames on a task of its own and hands them over a small channel:
+/// reading a frame is not cancellation-safe (a frame read half-way inside
+/// a `select!` that picks another branch would lose its place), receiving
+/// from a channel is. The channel holds at most two frames, so a slow
+/// consumer still pushes back on the sender through QUIC flow control.
+pub(crate) fn frame_reader(
+    mut recv: quinn::RecvStream,
+    max: usize,
+) -> tokio::sync::mpsc::Receiver<Result<Message, ReplError>> {
+    let (tx, rx) = tokio::sync::mpsc::channel(2);
+    tokio::spawn(async move {
+        loop {
+            let frame = read_frame(&mut recv, max).await;
+            let end = !matches!(frame, Ok(Some(_)));
+            let item = match frame {
+                Ok(Some(m)) => Ok(m),
+                Ok(None) => break,
+                Err(e) => Err(e),
+            };
+            if tx.send(item).await.is_err() || end {
+                break;
+            }
+        }
+    });
+    rx
+}

@@ -1,0 +1,864 @@
+//! The replication protocol, without I/O: messages, their frame codec, and
+//! the handshake decision.
+//!
+//! Every frame is `[len: u32 LE][kind: u8][body]`, where `len` counts the
+//! kind byte and the body, and is refused above a configured maximum before
+//! anything is allocated. Integers are little-endian fixed width, strings
+//! and byte strings are a u32 length and the bytes. A follower opens one
+//! bidirectional control stream (`Hello` → `Continue` | `FullSync` |
+//! `Reject`, then `Ack`s one way and `Ping`s / `Resync` the other); the
+//! primary opens one unidirectional stream per data flow, each starting
+//! with a `Stream` frame naming it (the log, and for a full sync the
+//! snapshot).
+//!
+//! ```
+//! use ringkv_replication::protocol::{decode_frame, encode_frame, Message};
+//! let frame = encode_frame(&Message::Ack { applied: 128, durable: 64 });
+//! let (msg, used) = decode_frame(&frame, 1 << 20)?.expect("a whole frame");
+//! assert_eq!(used, frame.len());
+//! assert_eq!(msg, Message::Ack { applied: 128, durable: 64 });
+//! # Ok::<(), ringkv_replication::protocol::ProtocolError>(())
+//! ```
+
+use serde::{Deserialize, Serialize};
+
+/// Protocol version spoken by this build (sent in `Hello`).
+pub const PROTOCOL_VERSION: u16 = 1;
+
+/// ALPN identifier of the protocol.
+pub const ALPN: &[u8] = b"ringkv-repl/1";
+
+/// Bytes of the frame length prefix.
+pub const LEN_PREFIX: usize = 4;
+
+/// A malformed or oversized frame.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ProtocolError {
+    /// The length prefix exceeds the limit.
+    #[error("frame of {len} bytes exceeds the limit of {max} bytes")]
+    TooLarge {
+        /// Announced length.
+        len: usize,
+        /// The limit.
+        max: usize,
+    },
+    /// An unknown message kind.
+    #[error("unknown message kind {0}")]
+    UnknownKind(u8),
+    /// The body does not decode as its kind.
+    #[error("malformed {kind} message: {reason}")]
+    Malformed {
+        /// Message kind name.
+        kind: &'static str,
+        /// What is wrong.
+        reason: &'static str,
+    },
+    /// A frame of length zero (no kind byte).
+    #[error("empty frame")]
+    Empty,
+}
+
+/// Compression of a data frame's payload.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Hash)]
+#[serde(rename_all = "snake_case")]
+pub enum Codec {
+    /// Raw bytes.
+    None,
+    /// LZ4 block format (fast, modest ratio).
+    Lz4,
+    /// Zstandard, level 1 (better ratio, more CPU).
+    Zstd,
+}
+
+impl Codec {
+    fn to_byte(self) -> u8 {
+        match self {
+            Codec::None => 0,
+            Codec::Lz4 => 1,
+            Codec::Zstd => 2,
+        }
+    }
+
+    fn from_byte(b: u8) -> Option<Codec> {
+        Some(match b {
+            0 => Codec::None,
+            1 => Codec::Lz4,
+            2 => Codec::Zstd,
+            _ => return None,
+        })
+    }
+}
+
+/// Which flow a unidirectional stream carries.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StreamKind {
+    /// Raw ring bytes (`Log` frames).
+    Log,
+    /// A snapshot (`Snapshot` frames, then `SnapshotEnd`).
+    Snapshot,
+}
+
+/// The replication history a primary serves (sent on `Continue` and
+/// `FullSync`, adopted by the follower).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
+pub struct History {
+    /// Current replication id.
+    pub replid: String,
+    /// Previous replication id (empty if none).
+    pub prev_replid: String,
+    /// Offset where `replid` took over from `prev_replid`.
+    pub switch_offset: u64,
+}
+
+/// Every protocol message.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Message {
+    /// Follower → primary, first on the control stream.
+    Hello {
+        /// Protocol version.
+        version: u16,
+        /// The follower's name (for logs and stats).
+        name: String,
+        /// Replication id of the follower's history.
+        replid: String,
+        /// Offset the follower has applied (where it continues).
+        offset: u64,
+        /// Codecs the follower accepts, preferred first.
+        codecs: Vec<Codec>,
+    },
+    /// Primary → follower: the log streams from `offset`.
+    Continue {
+        /// The history to adopt.
+        history: History,
+        /// Where the log stream starts.
+        offset: u64,
+        /// Codec chosen for this connection.
+        codec: Codec,
+    },
+    /// Primary → follower: a snapshot at `offset` follows on its own
+    /// stream, with the log from `offset` on another.
+    FullSync {
+        /// The history to adopt.
+        history: History,
+        /// The snapshot's offset (the log starts there).
+        offset: u64,
+        /// Codec chosen for this connection.
+        codec: Codec,
+        /// Why a partial resync was not possible.
+        reason: String,
+        /// Bytes of the follower's history the primary does not have
+        /// (writes it lost in a failover), 0 if none.
+        lost_bytes: u64,
+    },
+    /// Primary → follower: refused, with the reason.
+    Reject {
+        /// Why.
+        reason: String,
+    },
+    /// Follower → primary: applied and durable offsets.
+    Ack {
+        /// Applied to the keyspace (readable).
+        applied: u64,
+        /// Durable in the follower's ring.
+        durable: u64,
+    },
+    /// Primary → follower: liveness and the primary's log end.
+    Ping {
+        /// End of the primary's log.
+        published: u64,
+        /// Primary's clock, unix milliseconds.
+        time_ms: u64,
+    },
+    /// Primary → follower: the follower left the ring; reconnect for a full sync.
+    Resync {
+        /// Why.
+        reason: String,
+    },
+    /// First frame of a unidirectional stream.
+    Stream {
+        /// What follows.
+        kind: StreamKind,
+    },
+    /// Raw ring bytes from `start`, possibly compressed.
+    Log {
+        /// Stream offset of the first byte.
+        start: u64,
+        /// Compression of `data`.
+        codec: Codec,
+        /// Length after decompression.
+        raw_len: u32,
+        /// The bytes.
+        data: bytes::Bytes,
+    },
+    /// A piece of the snapshot stream, possibly compressed.
+    Snapshot {
+        /// Compression of `data`.
+        codec: Codec,
+        /// Length after decompression.
+        raw_len: u32,
+        /// The bytes.
+        data: bytes::Bytes,
+    },
+    /// The snapshot is complete.
+    SnapshotEnd {
+        /// Total snapshot bytes (uncompressed).
+        bytes: u64,
+    },
+}
+
+const HELLO: u8 = 1;
+const CONTINUE: u8 = 2;
+const FULLSYNC: u8 = 3;
+const REJECT: u8 = 4;
+const ACK: u8 = 5;
+const PING: u8 = 6;
+const RESYNC: u8 = 7;
+const STREAM: u8 = 8;
+const LOG: u8 = 9;
+const SNAPSHOT: u8 = 10;
+const SNAPSHOT_END: u8 = 11;
+
+/// Longest string field accepted (ids, names, reasons).
+const MAX_STRING: usize = 4096;
+
+struct Out(Vec<u8>);
+
+impl Out {
+    fn u8(&mut self, v: u8) {
+        self.0.push(v);
+    }
+    fn u16(&mut self, v: u16) {
+        self.0.extend_from_slice(&v.to_le_bytes());
+    }
+    fn u32(&mut self, v: u32) {
+        self.0.extend_from_slice(&v.to_le_bytes());
+    }
+    fn u64(&mut self, v: u64) {
+        self.0.extend_from_slice(&v.to_le_bytes());
+    }
+    fn bytes(&mut self, b: &[u8]) {
+        self.u32(b.len() as u32);
+        self.0.extend_from_slice(b);
+    }
+    fn str(&mut self, s: &str) {
+        let mut end = s.len().min(MAX_STRING);
+        while !s.is_char_boundary(end) {
+            end -= 1;
+        }
+        self.bytes(&s.as_bytes()[..end]);
+    }
+    fn history(&mut self, h: &History) {
+        self.str(&h.replid);
+        self.str(&h.prev_replid);
+        self.u64(h.switch_offset);
+    }
+}
+
+struct In<'a> {
+    buf: &'a [u8],
+    kind: &'static str,
+}
+
+impl<'a> In<'a> {
+    fn err(&self, reason: &'static str) -> ProtocolError {
+        ProtocolError::Malformed {
+            kind: self.kind,
+            reason,
+        }
+    }
+    fn take(&mut self, n: usize) -> Result<&'a [u8], ProtocolError> {
+        if self.buf.len() < n {
+            return Err(self.err("truncated"));
+        }
+        let (a, b) = self.buf.split_at(n);
+        self.buf = b;
+        Ok(a)
+    }
+    fn u8(&mut self) -> Result<u8, ProtocolError> {
+        Ok(self.take(1)?[0])
+    }
+    fn u16(&mut self) -> Result<u16, ProtocolError> {
+        let b = self.take(2)?;
+        Ok(u16::from_le_bytes([b[0], b[1]]))
+    }
+    fn u32(&mut self) -> Result<u32, ProtocolError> {
+        let b = self.take(4)?;
+        Ok(u32::from_le_bytes([b[0], b[1], b[2], b[3]]))
+    }
+    fn u64(&mut self) -> Result<u64, ProtocolError> {
+        let mut a = [0u8; 8];
+        a.copy_from_slice(self.take(8)?);
+        Ok(u64::from_le_bytes(a))
+    }
+    fn bytes(&mut self) -> Result<&'a [u8], ProtocolError> {
+        let n = self.u32()? as usize;
+        self.take(n)
+    }
+    fn str(&mut self) -> Result<String, ProtocolError> {
+        let b = self.bytes()?;
+        if b.len() > MAX_STRING {
+            return Err(self.err("string too long"));
+        }
+        String::from_utf8(b.to_vec()).map_err(|_| self.err("string is not UTF-8"))
+    }
+    fn codec(&mut self) -> Result<Codec, ProtocolError> {
+        let b = self.u8()?;
+        Codec::from_byte(b).ok_or_else(|| self.err("unknown codec"))
+    }
+    fn history(&mut self) -> Result<History, ProtocolError> {
+        Ok(History {
+            replid: self.str()?,
+            prev_replid: self.str()?,
+            switch_offset: self.u64()?,
+        })
+    }
+    fn end(&self) -> Result<(), ProtocolError> {
+        if self.buf.is_empty() {
+            Ok(())
+        } else {
+            Err(self.err("trailing bytes"))
+        }
+    }
+}
+
+/// Encodes one message as a whole frame (length prefix included).
+pub fn encode_frame(msg: &Message) -> Vec<u8> {
+    let mut o = Out(vec![0; LEN_PREFIX]);
+    match msg {
+        Message::Hello {
+            version,
+            name,
+            replid,
+            offset,
+            codecs,
+        } => {
+            o.u8(HELLO);
+            o.u16(*version);
+            o.str(name);
+            o.str(replid);
+            o.u64(*offset);
+            o.u8(codecs.len().min(16) as u8);
+            for c in codecs.iter().take(16) {
+                o.u8(c.to_byte());
+            }
+        }
+        Message::Continue { history, offset, codec } => {
+            o.u8(CONTINUE);
+            o.history(history);
+            o.u64(*offset);
+            o.u8(codec.to_byte());
+        }
+        Message::FullSync {
+            history,
+            offset,
+            codec,
+            reason,
+            lost_bytes,
+        } => {
+            o.u8(FULLSYNC);
+            o.history(history);
+            o.u64(*offset);
+            o.u8(codec.to_byte());
+            o.str(reason);
+            o.u64(*lost_bytes);
+        }
+        Message::Reject { reason } => {
+            o.u8(REJECT);
+            o.str(reason);
+        }
+        Message::Ack { applied, durable } => {
+            o.u8(ACK);
+            o.u64(*applied);
+            o.u64(*durable);
+        }
+        Message::Ping { published, time_ms } => {
+            o.u8(PING);
+            o.u64(*published);
+            o.u64(*time_ms);
+        }
+        Message::Resync { reason } => {
+            o.u8(RESYNC);
+            o.str(reason);
+        }
+        Message::Stream { kind } => {
+            o.u8(STREAM);
+            o.u8(match kind {
+                StreamKind::Log => 0,
+                StreamKind::Snapshot => 1,
+            });
+        }
+        Message::Log {
+            start,
+            codec,
+            raw_len,
+            data,
+        } => {
+            o.u8(LOG);
+            o.u64(*start);
+            o.u8(codec.to_byte());
+            o.u32(*raw_len);
+            o.bytes(data);
+        }
+        Message::Snapshot { codec, raw_len, data } => {
+            o.u8(SNAPSHOT);
+            o.u8(codec.to_byte());
+            o.u32(*raw_len);
+            o.bytes(data);
+        }
+        Message::SnapshotEnd { bytes } => {
+            o.u8(SNAPSHOT_END);
+            o.u64(*bytes);
+        }
+    }
+    let len = (o.0.len() - LEN_PREFIX) as u32;
+    o.0[..LEN_PREFIX].copy_from_slice(&len.to_le_bytes());
+    o.0
+}
+
+/// Reads a frame's length prefix: the body length that follows, refused
+/// above `max_frame`.
+pub fn frame_len(prefix: [u8; LEN_PREFIX], max_frame: usize) -> Result<usize, ProtocolError> {
+    let len = u32::from_le_bytes(prefix) as usize;
+    if len == 0 {
+        return Err(ProtocolError::Empty);
+    }
+    if len > max_frame {
+        return Err(ProtocolError::TooLarge { len, max: max_frame });
+    }
+    Ok(len)
+}
+
+/// Decodes one frame from the start of `buf`: `Ok(None)` if `buf` does not
+/// hold a whole frame yet, else the message and the bytes it used.
+pub fn decode_frame(buf: &[u8], max_frame: usize) -> Result<Option<(Message, usize)>, ProtocolError> {
+    let Some(prefix) = buf.get(..LEN_PREFIX) else {
+        return Ok(None);
+    };
+    let len = frame_len([prefix[0], prefix[1], prefix[2], prefix[3]], max_frame)?;
+    let Some(body) = buf.get(LEN_PREFIX..LEN_PREFIX + len) else {
+        return Ok(None);
+    };
+    Ok(Some((decode_body(body)?, LEN_PREFIX + len)))
+}
+
+/// Decodes a frame body (kind byte and fields, without the length prefix).
+pub fn decode_body(body: &[u8]) -> Result<Message, ProtocolError> {
+    let (&kind, rest) = body.split_first().ok_or(ProtocolError::Empty)?;
+    let name = match kind {
+        HELLO => "Hello",
+        CONTINUE => "Continue",
+        FULLSYNC => "FullSync",
+        REJECT => "Reject",
+        ACK => "Ack",
+        PING => "Ping",
+        RESYNC => "Resync",
+        STREAM => "Stream",
+        LOG => "Log",
+        SNAPSHOT => "Snapshot",
+        SNAPSHOT_END => "SnapshotEnd",
+        other => return Err(ProtocolError::UnknownKind(other)),
+    };
+    let mut i = In { buf: rest, kind: name };
+    let msg = match kind {
+        HELLO => {
+            let version = i.u16()?;
+            let name = i.str()?;
+            let replid = i.str()?;
+            let offset = i.u64()?;
+            let n = i.u8()? as usize;
+            if n > 16 {
+                return Err(i.err("too many codecs"));
+            }
+            let mut codecs = Vec::with_capacity(n);
+            for _ in 0..n {
+                codecs.push(i.codec()?);
+            }
+            Message::Hello {
+                version,
+                name,
+                replid,
+                offset,
+                codecs,
+            }
+        }
+        CONTINUE => Message::Continue {
+            history: i.history()?,
+            offset: i.u64()?,
+            codec: i.codec()?,
+        },
+        FULLSYNC => Message::FullSync {
+            history: i.history()?,
+            offset: i.u64()?,
+            codec: i.codec()?,
+            reason: i.str()?,
+            lost_bytes: i.u64()?,
+        },
+        REJECT => Message::Reject { reason: i.str()? },
+        ACK => Message::Ack {
+            applied: i.u64()?,
+            durable: i.u64()?,
+        },
+        PING => Message::Ping {
+            published: i.u64()?,
+            time_ms: i.u64()?,
+        },
+        RESYNC => Message::Resync { reason: i.str()? },
+        STREAM => Message::Stream {
+            kind: match i.u8()? {
+                0 => StreamKind::Log,
+                1 => StreamKind::Snapshot,
+                _ => return Err(i.err("unknown stream kind")),
+            },
+        },
+        LOG => Message::Log {
+            start: i.u64()?,
+            codec: i.codec()?,
+            raw_len: i.u32()?,
+            data: bytes::Bytes::copy_from_slice(i.bytes()?),
+        },
+        SNAPSHOT => Message::Snapshot {
+            codec: i.codec()?,
+            raw_len: i.u32()?,
+            data: bytes::Bytes::copy_from_slice(i.bytes()?),
+        },
+        _ => Message::SnapshotEnd { bytes: i.u64()? },
+    };
+    i.end()?;
+    Ok(msg)
+}
+
+/// What the primary knows when a follower says hello.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PrimaryView {
+    /// The primary's history.
+    pub history: History,
+    /// Oldest offset its ring still holds.
+    pub oldest: u64,
+    /// End of its ring.
+    pub published: u64,
+    /// Replaying more than this many bytes costs more than a snapshot:
+    /// choose a full sync instead (`None`: no limit).
+    pub max_replay_bytes: Option<u64>,
+    /// Why the primary cannot serve at all right now (it is itself in a
+    /// full sync, or has no log), if so.
+    pub unavailable: Option<String>,
+}
+
+/// What the follower said in its `Hello`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FollowerView {
+    /// Protocol version.
+    pub version: u16,
+    /// Its history id.
+    pub replid: String,
+    /// The offset it continues from.
+    pub offset: u64,
+}
+
+/// Why a partial resync was not possible.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum FullSyncReason {
+    /// The follower's history is unknown to the primary.
+    UnknownHistory,
+    /// The offset left the primary's ring.
+    OffsetLeftRing,
+    /// The follower holds writes beyond where the histories split (a former
+    /// primary, or a follower ahead of a promoted one).
+    Diverged,
+    /// Replaying from the offset would cost more than a snapshot.
+    ReplayTooLong,
+}
+
+impl std::fmt::Display for FullSyncReason {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            FullSyncReason::UnknownHistory => "the follower's replication id is not this primary's history",
+            FullSyncReason::OffsetLeftRing => "the follower's offset is no longer in the primary's ring",
+            FullSyncReason::Diverged => "the follower has writes beyond the point where the histories split",
+            FullSyncReason::ReplayTooLong => "replaying the ring from the offset would cost more than a snapshot",
+        })
+    }
+}
+
+/// The handshake's answer.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Decision {
+    /// Stream the log from the follower's offset.
+    Continue,
+    /// Send a snapshot and the log from its offset.
+    FullSync {
+        /// Why.
+        reason: FullSyncReason,
+        /// Bytes of the follower's history the primary does not have.
+        lost_bytes: u64,
+    },
+    /// Refuse the follower.
+    Reject(String),
+}
+
+/// The handshake decision (PSYNC2's rules over ring offsets): continue when
+/// the follower's history is the primary's (or its previous one, up to the
+/// switch offset) and its offset is still in the ring.
+///
+/// ```
+/// use ringkv_replication::protocol::*;
+/// let primary = PrimaryView {
+///     history: History { replid: "B".into(), prev_replid: "A".into(), switch_offset: 1000 },
+///     oldest: 0,
+///     published: 5000,
+///     max_replay_bytes: None,
+///     unavailable: None,
+/// };
+/// let follower = |replid: &str, offset| FollowerView { version: PROTOCOL_VERSION, replid: replid.into(), offset };
+/// assert_eq!(decide(&primary, &follower("B", 4000)), Decision::Continue);
+/// assert_eq!(decide(&primary, &follower("A", 800)), Decision::Continue);
+/// assert_eq!(
+///     decide(&primary, &follower("A", 1200)),
+///     Decision::FullSync { reason: FullSyncReason::Diverged, lost_bytes: 200 }
+/// );
+/// ```
+pub fn decide(primary: &PrimaryView, follower: &FollowerView) -> Decision {
+    if follower.version != PROTOCOL_VERSION {
+        return Decision::Reject(format!(
+            "protocol version {} is not supported (this primary speaks {PROTOCOL_VERSION})",
+            follower.version
+        ));
+    }
+    if let Some(why) = &primary.unavailable {
+        return Decision::Reject(why.clone());
+    }
+    let h = &primary.history;
+    let known_until = if follower.replid == h.replid {
+        Some(primary.published)
+    } else if !h.prev_replid.is_empty() && follower.replid == h.prev_replid {
+        Some(h.switch_offset.min(primary.published))
+    } else {
+        None
+    };
+    let Some(limit) = known_until else {
+        return Decision::FullSync {
+            reason: FullSyncReason::UnknownHistory,
+            lost_bytes: 0,
+        };
+    };
+    if follower.offset > limit {
+        return Decision::FullSync {
+            reason: FullSyncReason::Diverged,
+            lost_bytes: follower.offset - limit,
+        };
+    }
+    if follower.offset < primary.oldest {
+        return Decision::FullSync {
+            reason: FullSyncReason::OffsetLeftRing,
+            lost_bytes: 0,
+        };
+    }
+    if primary
+        .max_replay_bytes
+        .is_some_and(|max| primary.published - follower.offset > max)
+    {
+        return Decision::FullSync {
+            reason: FullSyncReason::ReplayTooLong,
+            lost_bytes: 0,
+        };
+    }
+    Decision::Continue
+}
+
+/// The first codec in the follower's preference that the primary allows.
+pub fn choose_codec(follower: &[Codec], allowed: &[Codec]) -> Codec {
+    follower
+        .iter()
+        .copied()
+        .find(|c| allowed.contains(c))
+        .unwrap_or(Codec::None)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    fn view(replid: &str, prev: &str, switch: u64, oldest: u64, published: u64) -> PrimaryView {
+        PrimaryView {
+            history: History {
+                replid: replid.into(),
+                prev_replid: prev.into(),
+                switch_offset: switch,
+            },
+            oldest,
+            published,
+            max_replay_bytes: None,
+            unavailable: None,
+        }
+    }
+
+    fn hello(replid: &str, offset: u64) -> FollowerView {
+        FollowerView {
+            version: PROTOCOL_VERSION,
+            replid: replid.into(),
+            offset,
+        }
+    }
+
+    #[test]
+    fn handshake_rules() {
+        let p = view("B", "A", 1000, 200, 5000);
+        assert_eq!(decide(&p, &hello("B", 200)), Decision::Continue);
+        assert_eq!(decide(&p, &hello("B", 5000)), Decision::Continue);
+        assert_eq!(
+            decide(&p, &hello("B", 100)),
+            Decision::FullSync {
+                reason: FullSyncReason::OffsetLeftRing,
+                lost_bytes: 0
+            }
+        );
+        assert_eq!(
+            decide(&p, &hello("B", 5008)),
+            Decision::FullSync {
+                reason: FullSyncReason::Diverged,
+                lost_bytes: 8
+            }
+        );
+        assert_eq!(decide(&p, &hello("A", 1000)), Decision::Continue);
+        assert_eq!(
+            decide(&p, &hello("A", 1500)),
+            Decision::FullSync {
+                reason: FullSyncReason::Diverged,
+                lost_bytes: 500
+            }
+        );
+        assert_eq!(
+            decide(&p, &hello("C", 10)),
+            Decision::FullSync {
+                reason: FullSyncReason::UnknownHistory,
+                lost_bytes: 0
+            }
+        );
+        // No previous history: an empty replid never matches it.
+        let fresh = view("B", "", 0, 0, 10);
+        assert!(matches!(decide(&fresh, &hello("", 0)), Decision::FullSync { .. }));
+        let mut limited = p.clone();
+        limited.max_replay_bytes = Some(1000);
+        assert_eq!(
+            decide(&limited, &hello("B", 3000)),
+            Decision::FullSync {
+                reason: FullSyncReason::ReplayTooLong,
+                lost_bytes: 0
+            }
+        );
+        assert_eq!(decide(&limited, &hello("B", 4000)), Decision::Continue);
+        let mut old = hello("B", 300);
+        old.version = 99;
+        assert!(matches!(decide(&p, &old), Decision::Reject(_)));
+        let mut busy = p;
+        busy.unavailable = Some("syncing".into());
+        assert_eq!(decide(&busy, &hello("B", 300)), Decision::Reject("syncing".into()));
+    }
+
+    #[test]
+    fn codec_choice() {
+        assert_eq!(choose_codec(&[Codec::Zstd, Codec::Lz4], &[Codec::Lz4]), Codec::Lz4);
+        assert_eq!(choose_codec(&[Codec::Zstd], &[Codec::Lz4]), Codec::None);
+        assert_eq!(choose_codec(&[], &[Codec::Lz4]), Codec::None);
+    }
+
+    fn codec() -> impl Strategy<Value = Codec> {
+        prop_oneof![Just(Codec::None), Just(Codec::Lz4), Just(Codec::Zstd)]
+    }
+
+    fn history() -> impl Strategy<Value = History> {
+        ("[a-f0-9]{0,40}", "[a-f0-9]{0,40}", any::<u64>()).prop_map(|(replid, prev_replid, switch_offset)| History {
+            replid,
+            prev_replid,
+            switch_offset,
+        })
+    }
+
+    fn message() -> impl Strategy<Value = Message> {
+        let data = proptest::collection::vec(any::<u8>(), 0..300).prop_map(bytes::Bytes::from);
+        prop_oneof![
+            (
+                any::<u16>(),
+                ".{0,20}",
+                "[a-f0-9]{0,40}",
+                any::<u64>(),
+                proptest::collection::vec(codec(), 0..4)
+            )
+                .prop_map(|(version, name, replid, offset, codecs)| Message::Hello {
+                    version,
+                    name,
+                    replid,
+                    offset,
+                    codecs
+                }),
+            (history(), any::<u64>(), codec()).prop_map(|(history, offset, codec)| Message::Continue {
+                history,
+                offset,
+                codec
+            }),
+            (history(), any::<u64>(), codec(), ".{0,30}", any::<u64>()).prop_map(
+                |(history, offset, codec, reason, lost_bytes)| Message::FullSync {
+                    history,
+                    offset,
+                    codec,
+                    reason,
+                    lost_bytes
+                }
+            ),
+            ".{0,30}".prop_map(|reason| Message::Reject { reason }),
+            (any::<u64>(), any::<u64>()).prop_map(|(applied, durable)| Message::Ack { applied, durable }),
+            (any::<u64>(), any::<u64>()).prop_map(|(published, time_ms)| Message::Ping { published, time_ms }),
+            ".{0,30}".prop_map(|reason| Message::Resync { reason }),
+            prop_oneof![Just(StreamKind::Log), Just(StreamKind::Snapshot)].prop_map(|kind| Message::Stream { kind }),
+            (any::<u64>(), codec(), any::<u32>(), data.clone()).prop_map(|(start, codec, raw_len, data)| {
+                Message::Log {
+                    start,
+                    codec,
+                    raw_len,
+                    data,
+                }
+            }),
+            (codec(), any::<u32>(), data).prop_map(|(codec, raw_len, data)| Message::Snapshot { codec, raw_len, data }),
+            any::<u64>().prop_map(|bytes| Message::SnapshotEnd { bytes }),
+        ]
+    }
+
+    proptest! {
+        #[test]
+        fn frames_round_trip_and_every_prefix_is_incomplete(msg in message()) {
+            let frame = encode_frame(&msg);
+            let (back, used) = decode_frame(&frame, 1 << 20).expect("decodes").expect("whole");
+            prop_assert_eq!(used, frame.len());
+            prop_assert_eq!(back, msg);
+            for cut in 0..frame.len() {
+                prop_assert_eq!(decode_frame(&frame[..cut], 1 << 20).expect("prefix is fine"), None);
+            }
+        }
+
+        #[test]
+        fn garbage_never_panics(bytes in proptest::collection::vec(any::<u8>(), 0..200)) {
+            let _ = decode_frame(&bytes, 1 << 16);
+            let _ = decode_body(&bytes);
+        }
+    }
+
+    #[test]
+    fn oversized_and_trailing_frames_are_refused() {
+        let mut frame = encode_frame(&Message::Ack { applied: 1, durable: 2 });
+        assert!(matches!(
+            decode_frame(&frame, 8),
+            Err(ProtocolError::TooLarge { len: 17, max: 8 })
+        ));
+        frame.push(0);
+        let len = (frame.len() - LEN_PREFIX) as u32;
+        frame[..4].copy_from_slice(&len.to_le_bytes());
+        assert!(matches!(
+            decode_frame(&frame, 1 << 20),
+            Err(ProtocolError::Malformed { .. })
+        ));
+        assert_eq!(decode_frame(&[0, 0, 0, 0], 10), Err(ProtocolError::Empty));
+        assert_eq!(decode_body(&[200]), Err(ProtocolError::UnknownKind(200)));
+    }
+}

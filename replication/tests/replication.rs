@@ -1,0 +1,391 @@
+//! Replication over QUIC on 127.0.0.1: partial and full resyncs, chains,
+//! promotion, rejoining, security, garbage, write gate.
+
+mod common;
+
+use std::time::Duration;
+
+use common::*;
+use ringkv::{Error, Role};
+use ringkv_replication::protocol::{encode_frame, Message};
+use ringkv_replication::{Follower, GateMode, LinkStatus, Primary, PrimaryConfig, WriteGateConfig};
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn partial_resync_after_disconnect_needs_no_full_sync() {
+    init_tracing();
+    let c = certs();
+    let primary = anonymous(8 << 20);
+    let server = Primary::start(primary.clone(), primary_config(), c.server.clone())
+        .await
+        .expect("primary");
+    workload(&primary, 0, 500);
+    let replica = anonymous(8 << 20);
+    let f = Follower::start(
+        replica.clone(),
+        follower_config(server.local_addr(), "f1"),
+        c.client.clone(),
+    )
+    .await
+    .expect("follower");
+    converged(&primary, &replica, 20).await;
+    assert_eq!(replica.role(), Role::Follower);
+    assert!(matches!(replica.set("x", "1"), Err(Error::ReadOnly)));
+    let first = f.info();
+    eprintln!("FIRST {first:?}");
+    assert_eq!(first.full_syncs, 1, "a fresh follower starts with a full sync");
+    assert_eq!(first.master_link_status, LinkStatus::Up);
+    let stats = server.stats();
+    assert_eq!((stats.sync_full, stats.sync_partial_ok), (1, 0));
+    assert_eq!(stats.connected_slaves, 1);
+    assert_eq!(stats.followers[0].name, "f1");
+    assert!(!stats.followers[0].identity.is_empty());
+
+    // Disconnect; the primary goes on writing; reconnect: a partial resync.
+    f.stop().await;
+    workload(&primary, 1, 500);
+    let f = Follower::start(
+        replica.clone(),
+        follower_config(server.local_addr(), "f1"),
+        c.client.clone(),
+    )
+    .await
+    .expect("follower");
+    converged(&primary, &replica, 20).await;
+    let stats = server.stats();
+    assert_eq!(stats.sync_full, 1, "no second full sync: {stats:?} {:?}", f.info());
+    assert_eq!(stats.sync_partial_ok, 1, "{stats:?} {:?}", f.info());
+    let info = f.info();
+    assert_eq!((info.full_syncs, info.partial_syncs), (0, 1));
+    // Byte-identical rings at the same offsets.
+    let (p, r) = (primary.log().expect("log"), replica.log().expect("log"));
+    let from = r.oldest().max(p.oldest());
+    let a = p.read_stream(from, 1 << 30).expect("read");
+    let b = r.read_stream(from, 1 << 30).expect("read");
+    assert_eq!(a.bytes, b.bytes);
+    // Compression of telemetry-like records pays.
+    let link = &server.stats().followers[0];
+    assert!(link.bytes_wire < link.bytes_raw, "{link:?}");
+    assert!(info.bytes_wire < info.bytes_raw, "{info:?}");
+
+    // Acks: wait_for_followers and read-after-write.
+    primary.set("raw", "v").expect("set");
+    let at = primary.last_write_offset().expect("offset");
+    assert_eq!(server.wait_for_followers(at, 1, Duration::from_secs(10)).await, 1);
+    assert!(replica.wait_applied(at, Duration::from_secs(1)));
+    assert_eq!(replica.get("raw").expect("get").expect("value"), "v");
+    assert_eq!(
+        server
+            .wait_for_followers(at + (1 << 40), 1, Duration::from_millis(50))
+            .await,
+        0
+    );
+    f.stop().await;
+    server.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn full_sync_when_the_offset_left_the_ring_while_writes_continue() {
+    let c = certs();
+    let dir = tempfile::tempdir().expect("dir");
+    // A data directory with a small ring: snapshots release history, so an
+    // absent follower's offset leaves the ring.
+    let primary = ringkv::Engine::open(dir.path().join("p"), config_with_ring(1 << 20)).expect("primary");
+    let server = Primary::start(primary.clone(), primary_config(), c.server.clone())
+        .await
+        .expect("primary");
+    let replica = ringkv::Engine::open(dir.path().join("f"), config_with_ring(4 << 20)).expect("follower");
+    workload(&primary, 0, 200);
+    let f = Follower::start(
+        replica.clone(),
+        follower_config(server.local_addr(), "f"),
+        c.client.clone(),
+    )
+    .await
+    .expect("follower");
+    converged(&primary, &replica, 20).await;
+    f.stop().await;
+    let left_at = replica.applied_offset();
+    let mut round = 1;
+    while primary.log().expect("log").oldest() <= left_at {
+        workload(&primary, round, 2000);
+        round += 1;
+        assert!(round < 200, "the ring never moved past the follower");
+    }
+    // Reconnect while a writer keeps going.
+    let writer = {
+        let p = primary.clone();
+        std::thread::spawn(move || {
+            for r in 0..20 {
+                workload(&p, 1000 + r, 300);
+            }
+        })
+    };
+    let f = Follower::start(
+        replica.clone(),
+        follower_config(server.local_addr(), "f"),
+        c.client.clone(),
+    )
+    .await
+    .expect("follower");
+    writer.join().expect("writer");
+    converged(&primary, &replica, 30).await;
+    let info = f.info();
+    assert_eq!(info.full_syncs, 1, "{info:?}");
+    assert!(
+        info.last_full_sync_reason
+            .as_deref()
+            .is_some_and(|r| r.contains("no longer in the primary's ring")),
+        "{info:?}"
+    );
+    let stats = server.stats();
+    assert_eq!(stats.sync_partial_err, 1);
+    assert_eq!(stats.sync_full, 2);
+    assert_eq!(info.sync_loops, 0);
+    f.stop().await;
+    // The follower's directory reopens to the same state (its save after the swap).
+    let digest = replica.digest();
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    while replica.stats().snapshot.completed == 0 {
+        assert!(std::time::Instant::now() < deadline, "no snapshot after the full sync");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    replica.close();
+    let reopened = ringkv::Engine::open(dir.path().join("f"), config_with_ring(4 << 20)).expect("reopen");
+    assert_eq!(reopened.digest(), digest);
+    server.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn chained_followers_then_promotion_and_rejoin() {
+    let c = certs();
+    // A → B → C.
+    let a = anonymous(8 << 20);
+    let sa = Primary::start(a.clone(), primary_config(), c.server.clone())
+        .await
+        .expect("A");
+    let b = anonymous(8 << 20);
+    let fb = Follower::start(b.clone(), follower_config(sa.local_addr(), "B"), c.client.clone())
+        .await
+        .expect("B");
+    let sb = Primary::start(b.clone(), primary_config(), c.server.clone())
+        .await
+        .expect("B serves");
+    let cc = anonymous(8 << 20);
+    let fc = Follower::start(cc.clone(), follower_config(sb.local_addr(), "C"), c.client.clone())
+        .await
+        .expect("C");
+    workload(&a, 0, 1000);
+    converged(&a, &b, 20).await;
+    converged(&a, &cc, 20).await;
+    assert_eq!(cc.log().expect("log").replid(), a.log().expect("log").replid());
+
+    // C moves to A directly (same history, partial), then B is promoted and
+    // C re-parents to B with a partial resync.
+    fc.stop().await;
+    let fc = Follower::start(cc.clone(), follower_config(sa.local_addr(), "C"), c.client.clone())
+        .await
+        .expect("C");
+    workload(&a, 1, 300);
+    converged(&a, &b, 20).await;
+    converged(&a, &cc, 20).await;
+    assert_eq!(fc.info().partial_syncs, 1);
+    fc.stop().await;
+    let promotion = fb.promote().await.expect("promote B");
+    assert_eq!(b.role(), Role::Primary);
+    assert_eq!(promotion.prev_replid, a.log().expect("log").replid());
+    let fc = Follower::start(cc.clone(), follower_config(sb.local_addr(), "C"), c.client.clone())
+        .await
+        .expect("C");
+    b.set("written on B", "after promotion").expect("B takes writes");
+    workload(&b, 2, 300);
+    converged(&b, &cc, 20).await;
+    let info = fc.info();
+    assert_eq!((info.full_syncs, info.partial_syncs), (0, 1), "{info:?}");
+    assert_eq!(cc.log().expect("log").header().prev_replid, promotion.prev_replid);
+
+    // The old primary A took writes after the switch: it rejoins as B's
+    // follower with a full sync, and the bytes it loses are reported.
+    workload(&a, 3, 100);
+    let lost = a.log().expect("log").published() - promotion.switch_offset;
+    sa.shutdown().await;
+    let fa = Follower::start(a.clone(), follower_config(sb.local_addr(), "A"), c.client.clone())
+        .await
+        .expect("A rejoins");
+    converged(&b, &a, 20).await;
+    let info = fa.info();
+    assert_eq!(info.full_syncs, 1);
+    assert_eq!(info.lost_bytes, lost, "{info:?}");
+    assert!(info
+        .last_full_sync_reason
+        .as_deref()
+        .is_some_and(|r| r.contains("histories split")));
+    assert_eq!(a.get("written on B").expect("get").expect("value"), "after promotion");
+    fa.stop().await;
+    fc.stop().await;
+    sb.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn certificates_from_another_ca_or_none_are_rejected() {
+    let c = certs();
+    let primary = anonymous(1 << 20);
+    let server = Primary::start(primary.clone(), primary_config(), c.server.clone())
+        .await
+        .expect("primary");
+    // A client certificate from another CA (trusting the right CA for the server).
+    let other = ringkv_replication::tls::DevCerts::new("another CA").expect("ca");
+    let mut foreign = other
+        .material(&other.client("intruder").expect("client"))
+        .expect("material");
+    foreign.ca = c.server.ca.clone();
+    let replica = anonymous(1 << 20);
+    let f = Follower::start(
+        replica.clone(),
+        follower_config(server.local_addr(), "intruder"),
+        foreign,
+    )
+    .await
+    .expect("starts");
+    let s = &server;
+    eventually(10, "the primary refused the foreign certificate", || {
+        s.stats().rejected_connections >= 1
+    })
+    .await;
+    primary.set("secret", "1").expect("set");
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    assert_eq!(replica.dbsize(), 0);
+    let info = f.info();
+    assert_eq!(info.master_link_status, LinkStatus::Down);
+    assert!(info.last_error.is_some());
+    assert_eq!(server.stats().connected_slaves, 0);
+    f.stop().await;
+
+    // No client certificate at all.
+    let before = server.stats().rejected_connections;
+    let mut roots = rustls::RootCertStore::empty();
+    roots.add(c.server.ca[0].clone()).expect("root");
+    let mut crypto =
+        rustls::ClientConfig::builder_with_provider(std::sync::Arc::new(rustls::crypto::ring::default_provider()))
+            .with_protocol_versions(&[&rustls::version::TLS13])
+            .expect("tls13")
+            .with_root_certificates(roots)
+            .with_no_client_auth();
+    crypto.alpn_protocols = vec![ringkv_replication::protocol::ALPN.to_vec()];
+    let client = quinn::ClientConfig::new(std::sync::Arc::new(
+        quinn::crypto::rustls::QuicClientConfig::try_from(crypto).expect("quic"),
+    ));
+    let mut endpoint = quinn::Endpoint::client("127.0.0.1:0".parse().expect("addr")).expect("endpoint");
+    endpoint.set_default_client_config(client);
+    let result = async {
+        let conn = endpoint
+            .connect(server.local_addr(), "localhost")
+            .map_err(|e| e.to_string())?
+            .await
+            .map_err(|e| e.to_string())?;
+        // The server may only refuse once it reads the (missing) certificate.
+        let (mut send, mut recv) = conn.open_bi().await.map_err(|e| e.to_string())?;
+        send.write_all(b"x").await.map_err(|e| e.to_string())?;
+        let mut buf = [0u8; 1];
+        recv.read_exact(&mut buf).await.map_err(|e| e.to_string())?;
+        Ok::<_, String>(())
+    }
+    .await;
+    assert!(result.is_err(), "a client without a certificate got through");
+    eventually(10, "the refusal is counted", || s.stats().rejected_connections > before).await;
+    server.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn garbage_frames_disconnect_that_peer_only() {
+    let c = certs();
+    let primary = anonymous(4 << 20);
+    let server = Primary::start(primary.clone(), primary_config(), c.server.clone())
+        .await
+        .expect("primary");
+    let replica = anonymous(4 << 20);
+    let f = Follower::start(
+        replica.clone(),
+        follower_config(server.local_addr(), "good"),
+        c.client.clone(),
+    )
+    .await
+    .expect("follower");
+    workload(&primary, 0, 200);
+    converged(&primary, &replica, 20).await;
+
+    let client = ringkv_replication::tls::client_config(&c.client, 1 << 20, Duration::from_secs(5)).expect("client");
+    let mut endpoint = quinn::Endpoint::client("127.0.0.1:0".parse().expect("addr")).expect("endpoint");
+    endpoint.set_default_client_config(client);
+    for garbage in [
+        vec![0xff, 0xff, 0xff, 0xff, 1, 2, 3],                  // oversized frame
+        vec![5, 0, 0, 0, 99, 1, 2, 3, 4],                       // unknown kind
+        encode_frame(&Message::Ack { applied: 1, durable: 1 }), // not a Hello
+    ] {
+        let conn = endpoint
+            .connect(server.local_addr(), "localhost")
+            .expect("connect")
+            .await
+            .expect("handshake");
+        let (mut send, _recv) = conn.open_bi().await.expect("stream");
+        send.write_all(&garbage).await.expect("write");
+        let reason = tokio::time::timeout(Duration::from_secs(10), conn.closed())
+            .await
+            .expect("the primary closes the connection");
+        assert!(
+            matches!(reason, quinn::ConnectionError::ApplicationClosed(ref c) if c.error_code == 1u32.into()),
+            "{reason:?}"
+        );
+    }
+    assert_eq!(server.stats().protocol_errors, 3);
+    // The good follower never noticed.
+    workload(&primary, 1, 200);
+    converged(&primary, &replica, 20).await;
+    assert_eq!(f.info().full_syncs, 1);
+    assert_eq!(server.stats().sync_full, 1);
+    f.stop().await;
+    server.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn write_gate_refuses_or_delays_without_enough_followers() {
+    let c = certs();
+    let primary = anonymous(4 << 20);
+    let config = PrimaryConfig {
+        write_gate: Some(WriteGateConfig {
+            min_followers: 1,
+            max_lag_bytes: 1 << 20,
+            mode: GateMode::Refuse,
+            ..WriteGateConfig::default()
+        }),
+        ..primary_config()
+    };
+    let server = Primary::start(primary.clone(), config, c.server.clone())
+        .await
+        .expect("primary");
+    let err = primary.set("k", "v").expect_err("no follower yet");
+    assert!(matches!(err, Error::NoReplicas(_)), "{err}");
+    assert!(err.to_string().starts_with("NOREPLICAS"));
+    let replica = anonymous(4 << 20);
+    let f = Follower::start(
+        replica.clone(),
+        follower_config(server.local_addr(), "f"),
+        c.client.clone(),
+    )
+    .await
+    .expect("follower");
+    let p = primary.clone();
+    eventually(20, "writes admitted once a follower is online", move || {
+        p.set("k", "v").is_ok()
+    })
+    .await;
+    converged(&primary, &replica, 20).await;
+    f.stop().await;
+    let p = primary.clone();
+    eventually(20, "writes refused again after the follower left", move || {
+        matches!(p.set("k", "w"), Err(Error::NoReplicas(_)))
+    })
+    .await;
+    server.shutdown().await;
+    // Without the server, no gate.
+    primary.set("k", "free").expect("gate removed");
+}
