@@ -31,18 +31,25 @@
 //! # Ok::<(), Box<dyn std::error::Error>>(())
 //! ```
 
+#[cfg(feature = "quic")]
 pub mod blocking;
 pub mod compress;
 mod config;
+#[cfg(feature = "quic")]
 mod follower;
+#[cfg(feature = "quic")]
 mod io;
+#[cfg(feature = "quic")]
 mod primary;
 pub mod protocol;
 mod stats;
+#[cfg(feature = "quic")]
 pub mod tls;
 
 pub use config::{FollowerConfig, GateMode, PrimaryConfig, WriteGateConfig};
+#[cfg(feature = "quic")]
 pub use follower::Follower;
+#[cfg(feature = "quic")]
 pub use primary::Primary;
 pub use stats::{FollowerLink, FollowerState, LinkStatus, PrimaryStats, ReplicaInfo};
 
@@ -82,30 +89,35 @@ pub enum ReplError {
     Io(#[from] std::io::Error),
 }
 
+#[cfg(feature = "quic")]
 impl From<quinn::ConnectionError> for ReplError {
     fn from(e: quinn::ConnectionError) -> Self {
         ReplError::Connection(e.to_string())
     }
 }
 
+#[cfg(feature = "quic")]
 impl From<quinn::WriteError> for ReplError {
     fn from(e: quinn::WriteError) -> Self {
         ReplError::Connection(e.to_string())
     }
 }
 
+#[cfg(feature = "quic")]
 impl From<quinn::ReadExactError> for ReplError {
     fn from(e: quinn::ReadExactError) -> Self {
         ReplError::Connection(e.to_string())
     }
 }
 
+#[cfg(feature = "quic")]
 impl From<quinn::ConnectError> for ReplError {
     fn from(e: quinn::ConnectError) -> Self {
         ReplError::Connection(e.to_string())
     }
 }
 
+#[cfg(feature = "quic")]
 pub(crate) fn now_ms() -> u64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)

@@ -142,6 +142,7 @@ pub struct ReplicaInfo {
 }
 
 impl ReplicaInfo {
+    #[cfg_attr(not(feature = "quic"), allow(dead_code))]
     pub(crate) fn new(host: String) -> ReplicaInfo {
         ReplicaInfo {
             master_link_status: LinkStatus::Down,
