@@ -74,6 +74,13 @@ impl Server {
     /// writes `dump.rdb` and from where it loads one at start), and waits
     /// until the socket accepts a connection.
     pub fn start(bin: &Path, socket: &Path, dir: &Path) -> Result<(Server, UnixStream), String> {
+        Self::start_with(bin, socket, dir, &[])
+    }
+
+    /// As [`Server::start`], with more configuration arguments after the
+    /// defaults (later ones win: `--port 6400 --bind 127.0.0.1` for a TCP
+    /// listener, `--replicaof 127.0.0.1 6400` for a replica).
+    pub fn start_with(bin: &Path, socket: &Path, dir: &Path, extra: &[&str]) -> Result<(Server, UnixStream), String> {
         let _ = std::fs::remove_file(socket);
         let child = Command::new(bin)
             .args(["--port", "0", "--unixsocket"])
@@ -82,6 +89,7 @@ impl Server {
             .args(["--daemonize", "no", "--dir"])
             .arg(dir)
             .args(["--loglevel", "warning"])
+            .args(extra)
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::null())

@@ -28,6 +28,10 @@ const MAX_EVICTIONS_PER_WRITE: usize = 1024;
 impl Inner {
     /// Makes room under `maxmemory` before a write that may add memory.
     pub(crate) fn ensure_memory(&self) -> Result<()> {
+        // A follower's keyspace changes only through its primary's stream:
+        // it never evicts (Redis' replica-ignore-maxmemory), and refuses the
+        // write itself before anything is logged.
+        self.replica.check_writable()?;
         let max = self.config.maxmemory;
         if max == 0 {
             return Ok(());

@@ -140,7 +140,9 @@ impl Engine {
     /// into a primary: it starts a new history.
     pub fn set_role(&self, role: Role) -> Result<()> {
         let log = self.require_log()?;
-        if role == Role::Follower {
+        // A follower in the middle of a full sync keeps its applied offset:
+        // its ring already holds another history (it must sync again).
+        if role == Role::Follower && !self.is_stale() {
             self.inner.replica.set_applied(log.published());
         }
         self.inner.replica.role.store(role as u8, Ordering::Release);
@@ -391,7 +393,9 @@ impl Engine {
     /// Turns this follower into a primary with a new replication id,
     /// keeping the previous id and the switch offset (its applied offset) in
     /// the ring's header: followers of the old primary that are at or below
-    /// that offset continue with a partial resync.
+    /// that offset continue with a partial resync. Stop the replication
+    /// session first (`Follower::promote` does): bytes appended after the
+    /// switch offset is taken would otherwise stay in the ring unapplied.
     pub fn promote(&self) -> Result<Promotion> {
         let log = self.require_log()?;
         if self.is_stale() {

@@ -197,3 +197,28 @@ fn interrupted_full_sync_restarts_empty() {
     assert_eq!(f.dbsize(), 0);
     assert_eq!(f.applied_offset(), 0);
 }
+
+#[test]
+fn a_follower_over_maxmemory_neither_evicts_nor_logs() {
+    let primary = engine_with_log(1 << 20);
+    let dir = tempfile::tempdir().expect("dir");
+    let mut config = Config::default();
+    config.log.capacity = 1 << 20;
+    config.maxmemory = 64 * 1024;
+    config.maxmemory_policy = ringkv::EvictionPolicy::AllkeysLru;
+    let f = Engine::open(dir.path(), config).expect("open");
+    f.set_role(Role::Follower).expect("follower");
+    f.replica_begin_full_sync(0, &primary.log().expect("log").replid(), "", 0)
+        .expect("reset");
+    f.swap_in(&f.staging().expect("staging"), 0).expect("swap");
+    for i in 0..2000 {
+        primary.set(format!("key:{i}"), vec![b'v'; 100]).expect("set");
+    }
+    pump(&primary, &f).expect("pump");
+    assert!(f.used_memory() > 64 * 1024, "the follower holds everything");
+    let end = f.log().expect("log").published();
+    assert!(matches!(f.set("x", "y"), Err(Error::ReadOnly)));
+    assert_eq!(f.log().expect("log").published(), end, "nothing logged locally");
+    assert_eq!(f.dbsize(), 2000);
+    assert_eq!(f.digest(), primary.digest());
+}

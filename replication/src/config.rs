@@ -31,6 +31,9 @@ pub struct PrimaryConfig {
     pub idle_timeout_ms: u64,
     /// A follower that does not say hello within this time is dropped.
     pub handshake_timeout_ms: u64,
+    /// A full sync whose follower takes no snapshot bytes for this long is
+    /// aborted (writes touching keys not yet serialized wait for it).
+    pub snapshot_send_timeout_ms: u64,
     /// Optional write gate (Redis' `min-replicas-to-write`).
     pub write_gate: Option<WriteGateConfig>,
 }
@@ -47,6 +50,7 @@ impl Default for PrimaryConfig {
             ping_interval_ms: 1000,
             idle_timeout_ms: 10_000,
             handshake_timeout_ms: 5_000,
+            snapshot_send_timeout_ms: 30_000,
             write_gate: None,
         }
     }

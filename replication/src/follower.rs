@@ -59,6 +59,11 @@ impl Follower {
         if engine.log().is_none() {
             return Err(ReplError::Config("a follower's engine needs a ring log".into()));
         }
+        if tokio::runtime::Handle::current().runtime_flavor() == tokio::runtime::RuntimeFlavor::CurrentThread {
+            return Err(ReplError::Config(
+                "a follower needs a multi-thread tokio runtime (it applies on blocking sections)".into(),
+            ));
+        }
         engine.set_role(Role::Follower)?;
         let client =
             crate::tls::client_config(&tls, config.window_bytes, Duration::from_millis(config.idle_timeout_ms))?;
@@ -115,7 +120,9 @@ impl Follower {
         let _ = self.stop.send(true);
         self.endpoint.close(code::SHUTDOWN.into(), b"follower stopping");
         if let Some(task) = self.task.take() {
-            let _ = task.await;
+            if let Err(e) = task.await {
+                tracing::error!(error = %e, "the replication task failed");
+            }
         }
     }
 
@@ -219,14 +226,17 @@ async fn session(
     shared.info.lock().connects += 1;
     let (mut csend, mut crecv) = conn.open_bi().await?;
     let offset = engine.applied_offset();
+    // A follower interrupted in a full sync has no history to continue.
+    let replid = if engine.is_stale() { String::new() } else { log.replid() };
     write_frame(
         &mut csend,
         &Message::Hello {
             version: PROTOCOL_VERSION,
             name: config.name.clone(),
-            replid: log.replid(),
+            replid,
             offset,
             codecs: config.codecs.clone(),
+            max_frame: config.max_frame_bytes.min(u32::MAX as usize) as u32,
         },
     )
     .await?;
@@ -332,6 +342,9 @@ async fn session(
     let mut control = frame_reader(crecv, max);
     let mut ack_tick = tokio::time::interval(Duration::from_millis(config.ack_interval_ms.max(10)));
     let mut last_ack = (u64::MAX, u64::MAX);
+    if full.is_none() {
+        send_ack(engine, &mut csend, &mut last_ack, true).await?;
+    }
     loop {
         tokio::select! {
             frame = log_frames.recv() => {
@@ -355,7 +368,7 @@ async fn session(
                             Ok(())
                         })?;
                         if live {
-                            send_ack(engine, &mut csend, &mut last_ack).await?;
+                            send_ack(engine, &mut csend, &mut last_ack, false).await?;
                         }
                     }
                     Some(other) => return Err(ReplError::Peer(format!("unexpected {other:?} on the log stream"))),
@@ -375,7 +388,7 @@ async fn session(
                     info.master_sync_in_progress = false;
                 }
                 tracing::info!(applied, "full sync complete: new data swapped in");
-                send_ack(engine, &mut csend, &mut last_ack).await?;
+                send_ack(engine, &mut csend, &mut last_ack, true).await?;
             }
             frame = control.recv() => {
                 *shared.last_io.lock() = Instant::now();
@@ -389,8 +402,9 @@ async fn session(
                 }
             }
             _ = ack_tick.tick() => {
+                // Also while idle: the primary's write gate counts recent acks.
                 if full.is_none() {
-                    send_ack(engine, &mut csend, &mut last_ack).await?;
+                    send_ack(engine, &mut csend, &mut last_ack, true).await?;
                 }
             }
             _ = stop.changed() => {
@@ -420,10 +434,17 @@ fn adopt_history(log: &ringkv::RingLog, history: &History) -> Result<(), ReplErr
     Ok(())
 }
 
-async fn send_ack(engine: &Engine, csend: &mut quinn::SendStream, last: &mut (u64, u64)) -> Result<(), ReplError> {
+/// Acks the applied and durable offsets: when they changed, or always
+/// with `force` (the periodic ack that keeps the link counted as fresh).
+async fn send_ack(
+    engine: &Engine,
+    csend: &mut quinn::SendStream,
+    last: &mut (u64, u64),
+    force: bool,
+) -> Result<(), ReplError> {
     let applied = engine.applied_offset();
     let durable = engine.log().map_or(0, |l| l.synced().min(applied));
-    if (applied, durable) != *last {
+    if force || (applied, durable) != *last {
         write_frame(csend, &Message::Ack { applied, durable }).await?;
         *last = (applied, durable);
     }

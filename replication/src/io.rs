@@ -62,3 +62,12 @@ pub(crate) fn frame_reader(
     });
     rx
 }
+
+/// Finishes a stream and waits (briefly) until the peer has read it, so a
+/// last message (a refusal, a resync reason) is not lost to the connection
+/// close that follows.
+pub(crate) async fn finish_and_wait(send: &mut quinn::SendStream) {
+    if send.finish().is_ok() {
+        let _ = tokio::time::timeout(std::time::Duration::from_secs(1), send.stopped()).await;
+    }
+}

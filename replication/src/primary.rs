@@ -20,7 +20,7 @@ use tokio::sync::{mpsc, watch, Notify};
 
 use crate::compress::Compressor;
 use crate::config::{GateMode, PrimaryConfig, WriteGateConfig};
-use crate::io::{code, frame_reader, read_frame, write_frame};
+use crate::io::{code, finish_and_wait, frame_reader, read_frame, write_frame};
 use crate::protocol::{
     choose_codec, decide, Codec, Decision, FollowerView, FullSyncReason, History, Message, PrimaryView, StreamKind,
 };
@@ -48,6 +48,8 @@ struct Slot {
     codec: Codec,
     bytes_raw: u64,
     bytes_wire: u64,
+    snapshot_bytes: u64,
+    snapshot_wire: u64,
 }
 
 #[derive(Default)]
@@ -210,7 +212,11 @@ impl Drop for Primary {
 
 impl Shared {
     fn count_acked(&self, offset: u64) -> usize {
-        self.followers.lock().values().filter(|s| s.applied >= offset).count()
+        self.followers
+            .lock()
+            .values()
+            .filter(|s| s.state == FollowerState::Online && s.applied >= offset)
+            .count()
     }
 
     fn lag_ms(&self, applied: u64, published: u64) -> u64 {
@@ -246,6 +252,8 @@ impl Shared {
                 codec: s.codec,
                 bytes_raw: s.bytes_raw,
                 bytes_wire: s.bytes_wire,
+                snapshot_bytes: s.snapshot_bytes,
+                snapshot_wire: s.snapshot_wire,
             })
             .collect();
         let followers = followers
@@ -421,6 +429,7 @@ async fn serve(
         replid,
         offset,
         codecs,
+        max_frame,
     }) = hello
     else {
         return Err(Closed::Protocol(ReplError::Peer(
@@ -435,33 +444,43 @@ async fn serve(
             identity,
             addr: conn.remote_address(),
             state: FollowerState::Handshake,
-            applied: offset,
+            applied: 0,
             durable: 0,
             sent: offset,
             last_ack: Instant::now(),
             codec,
             bytes_raw: 0,
             bytes_wire: 0,
+            snapshot_bytes: 0,
+            snapshot_wire: 0,
         },
     );
     let view = shared.view();
-    let decision = decide(
-        &view,
-        &FollowerView {
-            version,
-            replid,
-            offset,
-        },
-    );
+    // The largest Log frame carries one whole record of the largest size.
+    let needed = shared.log.max_payload() + 64;
+    let decision = if (max_frame as usize) < needed.min(shared.config.max_frame_bytes) {
+        Decision::Reject(format!(
+            "this ring's records can need frames of {needed} bytes; the follower accepts {max_frame}"
+        ))
+    } else {
+        decide(
+            &view,
+            &FollowerView {
+                version,
+                replid,
+                offset,
+            },
+        )
+    };
     tracing::info!(id, %name, offset, ?decision, "follower handshake");
     let c = &shared.counters;
-    let (start, snapshot) = match decision {
+    let (start, snapshot, history_sent) = match decision {
         Decision::Reject(reason) => {
             c.rejected.fetch_add(1, Ordering::Relaxed);
             write_frame(&mut csend, &Message::Reject { reason: reason.clone() })
                 .await
                 .map_err(other)?;
-            let _ = csend.finish();
+            finish_and_wait(&mut csend).await;
             conn.close(code::REJECTED.into(), reason.as_bytes());
             return Ok(());
         }
@@ -478,7 +497,7 @@ async fn serve(
             .await
             .map_err(other)?;
             shared.update(id, |s| s.state = FollowerState::Online);
-            (offset, None)
+            (offset, None, view.history.replid)
         }
         Decision::FullSync { reason, lost_bytes } => {
             if reason != FullSyncReason::UnknownHistory {
@@ -486,7 +505,10 @@ async fn serve(
             }
             c.sync_full.fetch_add(1, Ordering::Relaxed);
             shared.update(id, |s| s.state = FollowerState::FullSync);
-            let (snap_offset, chunks) = start_snapshot(shared.engine.clone()).await.map_err(other)?;
+            let snapshot_timeout = Duration::from_millis(shared.config.snapshot_send_timeout_ms);
+            let (snap_offset, snap_replid, chunks) = start_snapshot(shared.engine.clone(), snapshot_timeout)
+                .await
+                .map_err(other)?;
             let history = {
                 let h = shared.log.header();
                 History {
@@ -495,6 +517,11 @@ async fn serve(
                     switch_offset: h.switch_offset,
                 }
             };
+            if history.replid != snap_replid {
+                return Err(other(ReplError::Peer(
+                    "the history changed during the snapshot's start".into(),
+                )));
+            }
             write_frame(
                 &mut csend,
                 &Message::FullSync {
@@ -507,16 +534,12 @@ async fn serve(
             )
             .await
             .map_err(other)?;
-            shared.update(id, |s| {
-                s.applied = snap_offset;
-                s.sent = snap_offset;
-            });
-            (snap_offset, Some(chunks))
+            shared.update(id, |s| s.sent = snap_offset);
+            (snap_offset, Some(chunks), snap_replid)
         }
     };
-    let history_sent = shared.log.replid();
     let mut control = frame_reader(crecv, max);
-    let log_task = send_log(shared, conn, id, start, codec);
+    let log_task = send_log(shared, conn, id, start, codec, &history_sent);
     tokio::pin!(log_task);
     let mut snapshot_running = snapshot.is_some();
     let snap_task = async {
@@ -554,7 +577,13 @@ async fn serve(
                         let reason = format!("the follower's offset left the ring (oldest is now {oldest})");
                         tracing::warn!(id, %reason, "follower must resync");
                         let _ = write_frame(&mut csend, &Message::Resync { reason: reason.clone() }).await;
-                        let _ = csend.finish();
+                        finish_and_wait(&mut csend).await;
+                        conn.close(code::RESYNC.into(), reason.as_bytes());
+                        return Ok(());
+                    }
+                    Err(ReplError::Peer(reason)) if reason == HISTORY_CHANGED => {
+                        let _ = write_frame(&mut csend, &Message::Resync { reason: reason.clone() }).await;
+                        finish_and_wait(&mut csend).await;
                         conn.close(code::RESYNC.into(), reason.as_bytes());
                         return Ok(());
                     }
@@ -568,10 +597,11 @@ async fn serve(
                 shared.update(id, |s| s.state = FollowerState::Online);
             }
             _ = ping.tick() => {
-                if shared.log.replid() != history_sent {
+                if shared.log.replid() != history_sent || shared.engine.is_stale() {
                     // Promoted (or re-parented): the follower must adopt the new history.
-                    let _ = write_frame(&mut csend, &Message::Resync { reason: "the primary's history changed".into() }).await;
-                    conn.close(code::RESYNC.into(), b"history changed");
+                    let _ = write_frame(&mut csend, &Message::Resync { reason: HISTORY_CHANGED.into() }).await;
+                    finish_and_wait(&mut csend).await;
+                    conn.close(code::RESYNC.into(), HISTORY_CHANGED.as_bytes());
                     return Ok(());
                 }
                 let ping = Message::Ping { published: shared.log.published(), time_ms: now_ms() };
@@ -582,6 +612,11 @@ async fn serve(
     }
 }
 
+/// Why a log stream stops when the served history is no longer the one
+/// the follower was told about (a promotion, or an upstream full sync on a
+/// chained node).
+const HISTORY_CHANGED: &str = "the primary's history changed";
+
 /// Streams raw ring bytes from `from`; returns only on error.
 async fn send_log(
     shared: &Shared,
@@ -589,25 +624,39 @@ async fn send_log(
     id: u64,
     from: u64,
     codec: Codec,
+    replid: &str,
 ) -> Result<(), ReplError> {
     let mut send = conn.open_uni().await?;
     write_frame(&mut send, &Message::Stream { kind: StreamKind::Log }).await?;
     let mut pos = from;
     let mut compressor = Compressor::new(codec);
+    let same_history = || shared.log.replid() == replid && !shared.engine.is_stale();
     loop {
+        if !same_history() {
+            return Err(ReplError::Peer(HISTORY_CHANGED.into()));
+        }
         // On a follower serving others, only what it has applied is offered.
-        let limit = match shared.engine.role() {
-            Role::Primary => shared.log.published(),
-            Role::Follower => shared.engine.applied_offset(),
+        let (limit, chained) = match shared.engine.role() {
+            Role::Primary => (shared.log.published(), false),
+            Role::Follower => (shared.engine.applied_offset(), true),
         };
         if limit <= pos {
-            shared.wait_published(pos, Duration::from_millis(20)).await;
+            if chained {
+                // Applied moves after published: poll it (bounded extra lag).
+                tokio::time::sleep(Duration::from_millis(1)).await;
+            } else {
+                shared.wait_published(pos, Duration::from_millis(20)).await;
+            }
             continue;
         }
         let batch = shared
             .log
             .read_stream(pos, shared.config.batch_bytes)
             .map_err(ringkv::Error::Log)?;
+        // Read, then check: a reset that raced the read shows here.
+        if !same_history() {
+            return Err(ReplError::Peer(HISTORY_CHANGED.into()));
+        }
         let mut bytes = batch.bytes;
         if batch.start + bytes.len() as u64 > limit {
             // Cut at the applied offset (a record boundary).
@@ -644,6 +693,9 @@ async fn send_log(
 struct ChannelWriter {
     tx: mpsc::Sender<Vec<u8>>,
     buf: Vec<u8>,
+    /// A chunk the follower does not take within this time aborts the
+    /// snapshot (writers touching unserialized keys wait for it).
+    timeout: Duration,
 }
 
 const SNAPSHOT_CHUNK: usize = 256 * 1024;
@@ -659,10 +711,26 @@ impl std::io::Write for ChannelWriter {
 
     fn flush(&mut self) -> std::io::Result<()> {
         if !self.buf.is_empty() {
-            let chunk = std::mem::take(&mut self.buf);
-            self.tx
-                .blocking_send(chunk)
-                .map_err(|_| std::io::Error::new(std::io::ErrorKind::BrokenPipe, "follower gone"))?;
+            let mut chunk = std::mem::take(&mut self.buf);
+            let deadline = Instant::now() + self.timeout;
+            loop {
+                match self.tx.try_send(chunk) {
+                    Ok(()) => break,
+                    Err(mpsc::error::TrySendError::Closed(_)) => {
+                        return Err(std::io::Error::new(std::io::ErrorKind::BrokenPipe, "follower gone"))
+                    }
+                    Err(mpsc::error::TrySendError::Full(back)) => {
+                        if Instant::now() > deadline {
+                            return Err(std::io::Error::new(
+                                std::io::ErrorKind::TimedOut,
+                                "the follower stopped reading the snapshot",
+                            ));
+                        }
+                        chunk = back;
+                        std::thread::sleep(Duration::from_micros(200));
+                    }
+                }
+            }
         }
         Ok(())
     }
@@ -670,12 +738,16 @@ impl std::io::Write for ChannelWriter {
 
 /// Starts a snapshot on a blocking thread; returns its offset (read from
 /// the stream's header) and the receiver of its bytes (header included).
-async fn start_snapshot(engine: Engine) -> Result<(u64, mpsc::Receiver<Vec<u8>>), ReplError> {
+async fn start_snapshot(
+    engine: Engine,
+    timeout: Duration,
+) -> Result<(u64, String, mpsc::Receiver<Vec<u8>>), ReplError> {
     let (tx, mut rx) = mpsc::channel::<Vec<u8>>(4);
     tokio::task::spawn_blocking(move || {
         let mut out = ChannelWriter {
             tx,
             buf: Vec::with_capacity(SNAPSHOT_CHUNK),
+            timeout,
         };
         // Another snapshot (a save, another follower's sync) may be running:
         // wait for it rather than fail the follower.
@@ -721,7 +793,7 @@ async fn start_snapshot(engine: Engine) -> Result<(u64, mpsc::Receiver<Vec<u8>>)
             }
         }
     });
-    Ok((header.offset, rx2))
+    Ok((header.offset, header.replid, rx2))
 }
 
 async fn send_snapshot(
@@ -743,18 +815,24 @@ async fn send_snapshot(
     let mut total = 0u64;
     while let Some(chunk) = chunks.recv().await {
         total += chunk.len() as u64;
-        let (used, data) = compressor.compress(&chunk);
-        write_frame(
-            &mut send,
-            &Message::Snapshot {
-                codec: used,
-                raw_len: chunk.len() as u32,
-                data: data.into(),
-            },
-        )
-        .await?;
-        let wire = compressor.bytes_wire;
-        shared.update(id, |s| s.bytes_wire = s.bytes_wire.max(wire));
+        // A chunk can hold one large value in one piece: frames stay small.
+        for piece in chunk.chunks(SNAPSHOT_CHUNK) {
+            let (used, data) = compressor.compress(piece);
+            write_frame(
+                &mut send,
+                &Message::Snapshot {
+                    codec: used,
+                    raw_len: piece.len() as u32,
+                    data: data.into(),
+                },
+            )
+            .await?;
+        }
+        let (raw, wire) = (compressor.bytes_raw, compressor.bytes_wire);
+        shared.update(id, |s| {
+            s.snapshot_bytes = raw;
+            s.snapshot_wire = wire;
+        });
     }
     write_frame(&mut send, &Message::SnapshotEnd { bytes: total }).await?;
     send.finish().map_err(|e| ReplError::Connection(e.to_string()))?;
@@ -798,6 +876,8 @@ impl ringkv::WriteGate for Gate {
         if self.config.mode == GateMode::Delay {
             let deadline = Instant::now() + Duration::from_millis(self.config.max_delay_ms);
             let mut guard = shared.ack_lock.lock();
+            // Again under the lock: an ack that landed meanwhile is not missed.
+            good = self.good(&shared);
             while good < need {
                 if shared.ack_cv.wait_until(&mut guard, deadline).timed_out() {
                     good = self.good(&shared);

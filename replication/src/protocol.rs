@@ -125,6 +125,9 @@ pub enum Message {
         offset: u64,
         /// Codecs the follower accepts, preferred first.
         codecs: Vec<Codec>,
+        /// Largest frame the follower accepts (the primary refuses a
+        /// follower that could not take its largest record).
+        max_frame: u32,
     },
     /// Primary → follower: the log streams from `offset`.
     Continue {
@@ -331,6 +334,7 @@ pub fn encode_frame(msg: &Message) -> Vec<u8> {
             replid,
             offset,
             codecs,
+            max_frame,
         } => {
             o.u8(HELLO);
             o.u16(*version);
@@ -341,6 +345,7 @@ pub fn encode_frame(msg: &Message) -> Vec<u8> {
             for c in codecs.iter().take(16) {
                 o.u8(c.to_byte());
             }
+            o.u32(*max_frame);
         }
         Message::Continue { history, offset, codec } => {
             o.u8(CONTINUE);
@@ -479,6 +484,7 @@ pub fn decode_body(body: &[u8]) -> Result<Message, ProtocolError> {
                 replid,
                 offset,
                 codecs,
+                max_frame: i.u32()?,
             }
         }
         CONTINUE => Message::Continue {
@@ -784,14 +790,16 @@ mod tests {
                 ".{0,20}",
                 "[a-f0-9]{0,40}",
                 any::<u64>(),
-                proptest::collection::vec(codec(), 0..4)
+                proptest::collection::vec(codec(), 0..4),
+                any::<u32>(),
             )
-                .prop_map(|(version, name, replid, offset, codecs)| Message::Hello {
+                .prop_map(|(version, name, replid, offset, codecs, max_frame)| Message::Hello {
                     version,
                     name,
                     replid,
                     offset,
-                    codecs
+                    codecs,
+                    max_frame
                 }),
             (history(), any::<u64>(), codec()).prop_map(|(history, offset, codec)| Message::Continue {
                 history,

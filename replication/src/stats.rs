@@ -45,10 +45,14 @@ pub struct FollowerLink {
     pub last_ack_ms: u64,
     /// Codec in use.
     pub codec: Codec,
-    /// Bytes before compression.
+    /// Log bytes before compression.
     pub bytes_raw: u64,
-    /// Bytes sent.
+    /// Log bytes sent.
     pub bytes_wire: u64,
+    /// Snapshot bytes of its full sync, if it had one (before compression).
+    pub snapshot_bytes: u64,
+    /// Snapshot bytes sent.
+    pub snapshot_wire: u64,
 }
 
 /// A primary's replication stats.

@@ -144,13 +144,22 @@ async fn a_full_sync_right_after_another_is_reported_as_a_sync_loop() {
     // The primary restarts on the same address; writes happened meanwhile.
     server.shutdown().await;
     workload(&primary, 1, 200);
-    let server = Primary::start(
-        primary.clone(),
-        PrimaryConfig { listen: addr, ..config },
-        c.server.clone(),
-    )
-    .await
-    .expect("primary again");
+    // The old endpoint's socket closes once its connections are gone.
+    let mut again = None;
+    for _ in 0..200 {
+        let config = PrimaryConfig {
+            listen: addr,
+            ..config.clone()
+        };
+        match Primary::start(primary.clone(), config, c.server.clone()).await {
+            Ok(s) => {
+                again = Some(s);
+                break;
+            }
+            Err(_) => tokio::time::sleep(Duration::from_millis(20)).await,
+        }
+    }
+    let server = again.expect("primary again on the same address");
     converged(&primary, &replica, 30).await;
     let info = f.info();
     assert_eq!(info.full_syncs, 2, "{info:?}");

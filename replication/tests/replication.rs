@@ -354,6 +354,7 @@ async fn write_gate_refuses_or_delays_without_enough_followers() {
         write_gate: Some(WriteGateConfig {
             min_followers: 1,
             max_lag_bytes: 1 << 20,
+            max_ack_age_ms: 300,
             mode: GateMode::Refuse,
             ..WriteGateConfig::default()
         }),
@@ -388,4 +389,55 @@ async fn write_gate_refuses_or_delays_without_enough_followers() {
     server.shutdown().await;
     // Without the server, no gate.
     primary.set("k", "free").expect("gate removed");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_interrupted_full_sync_syncs_again_and_a_too_small_frame_limit_is_refused() {
+    let c = certs();
+    let primary = anonymous(4 << 20);
+    let server = Primary::start(primary.clone(), primary_config(), c.server.clone())
+        .await
+        .expect("primary");
+    workload(&primary, 0, 300);
+    let replica = anonymous(4 << 20);
+    replica.set_role(Role::Follower).expect("follower");
+    replica.set("old", "data").expect_err("read-only");
+    // A full sync that began (the ring restarted in the primary's history)
+    // but never swapped in: the data is stale, the history is not ours.
+    let p = primary.log().expect("log");
+    replica
+        .replica_begin_full_sync(p.published(), &p.replid(), "", 0)
+        .expect("begin");
+    assert!(replica.is_stale());
+    let f = Follower::start(
+        replica.clone(),
+        follower_config(server.local_addr(), "f"),
+        c.client.clone(),
+    )
+    .await
+    .expect("follower");
+    converged(&primary, &replica, 20).await;
+    let r = replica.clone();
+    eventually(10, "the follower is no longer stale", move || !r.is_stale()).await;
+    let info = f.info();
+    assert_eq!(info.full_syncs, 1, "{info:?}");
+    f.stop().await;
+
+    // A follower whose frame limit is below the primary's largest record.
+    let small = anonymous(4 << 20);
+    let config = ringkv_replication::FollowerConfig {
+        max_frame_bytes: 4096,
+        ..follower_config(server.local_addr(), "small")
+    };
+    let f = Follower::start(small.clone(), config, c.client.clone())
+        .await
+        .expect("starts");
+    let fr = &f;
+    eventually(10, "refused", || {
+        fr.info().last_error.is_some_and(|e| e.contains("frames of"))
+    })
+    .await;
+    assert_eq!(small.dbsize(), 0);
+    f.stop().await;
+    server.shutdown().await;
 }

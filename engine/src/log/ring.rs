@@ -263,7 +263,15 @@ pub fn validate_stream(start: u64, bytes: &[u8], max_payload: usize) -> Result<V
         });
     }
     while pos < bytes.len() {
-        let at = start + pos as u64;
+        let Some(at) = start
+            .checked_add(pos as u64)
+            .filter(|at| at.checked_add(bytes.len() as u64).is_some())
+        else {
+            return Err(LogError::Corrupt {
+                offset: start,
+                reason: "offsets overflow".into(),
+            });
+        };
         let Some(head) = bytes.get(pos..pos + HEADER_LEN) else {
             return Err(LogError::Corrupt {
                 offset: at,
