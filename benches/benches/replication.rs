@@ -167,6 +167,73 @@ fn throughput_ringkv(certs: &Certs, n: u64) -> (f64, f64, Duration) {
     (n as f64 / took.as_secs_f64(), mib(bytes) / took.as_secs_f64(), took)
 }
 
+/// The follower away while the primary writes `n` records; then the time
+/// from its reconnect until it has applied them all (a partial resync
+/// reading the ring as fast as the path allows).
+fn catchup_ringkv(certs: &Certs, n: u64) -> (Duration, Duration, u64) {
+    let p = pair(certs, 4 << 30, vec![Codec::Lz4]);
+    let config = follower_config(p.server.local_addr(), vec![Codec::Lz4]);
+    p.follower.stop();
+    let from = p.replica.applied_offset();
+    let started = Instant::now();
+    for i in 0..n {
+        let (k, f, v) = telemetry(i);
+        p.primary.hset(k, [(f, v)]).expect("hset");
+    }
+    let wrote = started.elapsed();
+    let end = p.primary.log().expect("log").published();
+    let started = Instant::now();
+    let follower = blocking::Follower::start(p.replica.clone(), config, certs.client.clone()).expect("follower");
+    wait("follower caught up", 300, || p.replica.applied_offset() >= end);
+    let took = started.elapsed();
+    assert_eq!(follower.info().full_syncs, 0, "a partial resync");
+    drop(follower);
+    drop(p.server);
+    (wrote, took, end - from)
+}
+
+/// Redis' equivalent: the replica blocked by `DEBUG SLEEP` while the
+/// primary takes `n` pipelined HSETs (kept in the replica's output buffer
+/// and socket); then the time from the end of the sleep until the replica's
+/// offset equals the primary's.
+fn catchup_redis(bin: &Path, dir: &Path, n: u64) -> Result<(Duration, Duration, u64), String> {
+    let mut rp = redis_pair(bin, dir, &["--enable-debug-command", "yes"])?;
+    let before = redis::field_u64(&rp.p.info("replication")?, "master_repl_offset")?;
+    let sleep_s = 2 + n / 100_000;
+    let secs = sleep_s.to_string();
+    rp.r.queue(&[b"DEBUG", b"SLEEP", secs.as_bytes()]);
+    rp.r.flush().map_err(|e| e.to_string())?;
+    let started = Instant::now();
+    pipeline_hsets(&mut rp.p, n)?;
+    let wrote = started.elapsed();
+    if wrote.as_secs() >= sleep_s {
+        return Err(format!("the writes took {wrote:?}, longer than the replica's sleep"));
+    }
+    rp.r.reply().map_err(|e| e.to_string())?;
+    let t = Instant::now();
+    redis_caught_up(&mut rp)?;
+    let took = t.elapsed();
+    let after = redis::field_u64(&rp.p.info("replication")?, "master_repl_offset")?;
+    Ok((wrote, took, after - before))
+}
+
+fn pipeline_hsets(conn: &mut Conn, n: u64) -> Result<(), String> {
+    let mut queued = 0;
+    for i in 0..n {
+        let (k, f, v) = telemetry(i);
+        conn.queue(&[b"HSET", k.as_bytes(), f.as_bytes(), v.as_bytes()]);
+        queued += 1;
+        if queued == 1000 || i + 1 == n {
+            conn.flush().map_err(|e| e.to_string())?;
+            for _ in 0..queued {
+                conn.reply().map_err(|e| e.to_string())?;
+            }
+            queued = 0;
+        }
+    }
+    Ok(())
+}
+
 struct RedisPair {
     _primary: redis::Server,
     _replica: redis::Server,
@@ -181,7 +248,7 @@ fn free_port() -> u16 {
         .expect("a free port")
 }
 
-fn redis_pair(bin: &Path, dir: &Path) -> Result<RedisPair, String> {
+fn redis_pair(bin: &Path, dir: &Path, replica_args: &[&str]) -> Result<RedisPair, String> {
     let port = free_port().to_string();
     let pdir = dir.join("primary");
     let rdir = dir.join("replica");
@@ -193,12 +260,9 @@ fn redis_pair(bin: &Path, dir: &Path) -> Result<RedisPair, String> {
         &pdir,
         &["--port", &port, "--bind", "127.0.0.1", "--repl-backlog-size", "1gb"],
     )?;
-    let (replica, rs) = redis::Server::start_with(
-        bin,
-        &dir.join("r.sock"),
-        &rdir,
-        &["--replicaof", "127.0.0.1", &port, "--repl-diskless-load", "disabled"],
-    )?;
+    let mut args = vec!["--replicaof", "127.0.0.1", &port, "--repl-diskless-load", "disabled"];
+    args.extend_from_slice(replica_args);
+    let (replica, rs) = redis::Server::start_with(bin, &dir.join("r.sock"), &rdir, &args)?;
     let mut r = Conn::new(rs).map_err(|e| e.to_string())?;
     let p = Conn::new(ps).map_err(|e| e.to_string())?;
     let deadline = Instant::now() + Duration::from_secs(30);
@@ -234,22 +298,10 @@ fn redis_caught_up(rp: &mut RedisPair) -> Result<(), String> {
 }
 
 fn throughput_redis(bin: &Path, dir: &Path, n: u64) -> Result<(f64, f64, Duration), String> {
-    let mut rp = redis_pair(bin, dir)?;
+    let mut rp = redis_pair(bin, dir, &[])?;
     let before = redis::field_u64(&rp.p.info("replication")?, "master_repl_offset")?;
     let started = Instant::now();
-    let mut queued = 0;
-    for i in 0..n {
-        let (k, f, v) = telemetry(i);
-        rp.p.queue(&[b"HSET", k.as_bytes(), f.as_bytes(), v.as_bytes()]);
-        queued += 1;
-        if queued == 1000 || i + 1 == n {
-            rp.p.flush().map_err(|e| e.to_string())?;
-            for _ in 0..queued {
-                rp.p.reply().map_err(|e| e.to_string())?;
-            }
-            queued = 0;
-        }
-    }
+    pipeline_hsets(&mut rp.p, n)?;
     redis_caught_up(&mut rp)?;
     let took = started.elapsed();
     let after = redis::field_u64(&rp.p.info("replication")?, "master_repl_offset")?;
@@ -297,9 +349,9 @@ fn lag_ringkv(certs: &Certs, secs: f64) -> Vec<u64> {
         p.primary.set("marker", i.to_string()).expect("set");
         let at = p.primary.last_write_offset().expect("offset");
         let t = Instant::now();
-        while p.replica.applied_offset() < at {
-            std::hint::spin_loop();
-        }
+        // Read-after-write as a user does it (a condition variable, not a spin
+        // that would take a core from the replication threads).
+        assert!(p.replica.wait_applied(at, Duration::from_secs(10)));
         t.elapsed().as_nanos() as u64
     });
     drop(p.follower);
@@ -308,7 +360,7 @@ fn lag_ringkv(certs: &Certs, secs: f64) -> Vec<u64> {
 }
 
 fn lag_redis(bin: &Path, dir: &Path, secs: f64) -> Result<Vec<u64>, String> {
-    let mut rp = redis_pair(bin, dir)?;
+    let mut rp = redis_pair(bin, dir, &[])?;
     let mut err = None;
     let lags = paced(secs, |i, probe| {
         if !probe {
@@ -422,7 +474,7 @@ fn full_sync_ringkv(certs: &Certs, keys: u64, dir: &Path) -> FullSync {
     let link = format!(
         "snapshot {:.1} MB raw, {:.1} MB sent; snapshot buffer peak {:.1} MB",
         snap.bytes as f64 / 1e6,
-        stats.followers.first().map_or(0, |f| f.snapshot_wire) as f64 / 1e6,
+        stats.snapshot_wire_sent as f64 / 1e6,
         snap.peak_buffer_bytes as f64 / 1e6
     );
     FullSync {
@@ -440,11 +492,19 @@ fn full_sync_redis(bin: &Path, dir: &Path, keys: u64) -> Result<FullSync, String
     let rdir = dir.join("fs-replica");
     std::fs::create_dir_all(&pdir).map_err(|e| e.to_string())?;
     std::fs::create_dir_all(&rdir).map_err(|e| e.to_string())?;
+    // No 5 s wait for more replicas before a diskless transfer.
     let (primary, ps) = redis::Server::start_with(
         bin,
         &dir.join("fp.sock"),
         &pdir,
-        &["--port", &port, "--bind", "127.0.0.1"],
+        &[
+            "--port",
+            &port,
+            "--bind",
+            "127.0.0.1",
+            "--repl-diskless-sync-delay",
+            "0",
+        ],
     )?;
     let mut p = Conn::new(ps).map_err(|e| e.to_string())?;
     let value = vec![b'x'; 100];
@@ -506,6 +566,8 @@ fn full_sync_redis(bin: &Path, dir: &Path, keys: u64) -> Result<FullSync, String
     let ((took, _replica), peak) = (result.0?, result.1);
     let persistence = p.info("persistence")?;
     let cow = redis::field_u64(&persistence, "rdb_last_cow_size").unwrap_or(0);
+    // The transfer was diskless; the same RDB, saved afterwards, gives its size.
+    p.command(&[b"SAVE"])?;
     let rdb = std::fs::metadata(pdir.join("dump.rdb")).map_or(0, |m| m.len());
     drop(primary);
     Ok(FullSync {
@@ -514,7 +576,7 @@ fn full_sync_redis(bin: &Path, dir: &Path, keys: u64) -> Result<FullSync, String
         rss_before,
         rss_peak: peak,
         extra: format!(
-            "RDB {:.1} MB; fork copy-on-write {:.1} MB",
+            "RDB {:.1} MB; forked child's RSS counts shared pages, its copy-on-write was {:.1} MB",
             rdb as f64 / 1e6,
             cow as f64 / 1e6
         ),
@@ -605,6 +667,49 @@ fn main() {
             "1.00".into(),
         ]),
         Some(Err(e)) => println!("Redis throughput failed: {e}"),
+        None => {}
+    }
+    t.print();
+
+    println!(
+        "\n## Catch-up after a pause: {} telemetry HSETs written while the follower was away\n",
+        args.records
+    );
+    let mut t = Table::new([
+        "store",
+        "primary wrote in",
+        "caught up in",
+        "records/s",
+        "MiB/s of stream",
+        "ratio to Redis",
+    ]);
+    let (wrote, took, bytes) = catchup_ringkv(&certs, args.records);
+    let redis_cu = redis_bin
+        .as_deref()
+        .map(|b| catchup_redis(b, &tmp.path().join("catchup"), args.records));
+    let rate = args.records as f64 / took.as_secs_f64();
+    let ratio = match &redis_cu {
+        Some(Ok((_, rtook, _))) => format!("{:.2}", rtook.as_secs_f64() / took.as_secs_f64()),
+        _ => "-".into(),
+    };
+    t.row([
+        "ringkv (partial resync from the ring)".to_string(),
+        fmt_duration(wrote),
+        fmt_duration(took),
+        format!("{rate:.0}"),
+        format!("{:.1}", mib(bytes) / took.as_secs_f64()),
+        ratio,
+    ]);
+    match redis_cu {
+        Some(Ok((wrote, took, bytes))) => t.row([
+            "redis-server + replica (after DEBUG SLEEP)".to_string(),
+            fmt_duration(wrote),
+            fmt_duration(took),
+            format!("{:.0}", args.records as f64 / took.as_secs_f64()),
+            format!("{:.1}", mib(bytes) / took.as_secs_f64()),
+            "1.00".into(),
+        ]),
+        Some(Err(e)) => println!("Redis catch-up failed: {e}"),
         None => {}
     }
     t.print();

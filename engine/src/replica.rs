@@ -282,6 +282,54 @@ impl Engine {
         Ok(pos)
     }
 
+    /// Follower: applies records given as raw stream bytes (whole records
+    /// starting at `start`, as just passed to [`Engine::replica_append`]),
+    /// without reading them back from the ring: the payloads are sliced
+    /// out of `bytes` without copying. Records below the applied offset are
+    /// skipped; `start` beyond it is an error (apply from the ring with
+    /// [`Engine::replica_apply`] first). Returns the new applied offset.
+    pub fn replica_apply_stream(&self, start: u64, bytes: bytes::Bytes) -> Result<u64> {
+        let state = &self.inner.replica;
+        if !state.is_follower() {
+            return Err(Error::Replication("replica_apply_stream on a primary".into()));
+        }
+        let applied = state.applied();
+        if start > applied {
+            return Err(Error::Replication(format!(
+                "bytes start at {start} but the keyspace reflects {applied}"
+            )));
+        }
+        let mut pos = 0usize;
+        while pos + record::HEADER_LEN <= bytes.len() {
+            let mut head = [0u8; record::HEADER_LEN];
+            head.copy_from_slice(&bytes[pos..pos + record::HEADER_LEN]);
+            let h = record::Header::parse(&head);
+            let len = h.len as usize;
+            let end_pos = pos + record::record_len(len) as usize;
+            if h.offset != start + pos as u64 || end_pos > bytes.len() {
+                return Err(Error::Log(LogError::Corrupt {
+                    offset: start + pos as u64,
+                    reason: "not a whole record at its offset".into(),
+                }));
+            }
+            let end = start + end_pos as u64;
+            if end > applied {
+                let payload = bytes.slice(pos + record::HEADER_LEN..pos + record::HEADER_LEN + len);
+                let m = record::decode_mutation(payload).map_err(|e| Error::Recovery {
+                    offset: h.offset,
+                    reason: format!("record does not decode: {e}"),
+                })?;
+                self.apply_at(&m, Some(end)).map_err(|e| Error::Recovery {
+                    offset: h.offset,
+                    reason: e.to_string(),
+                })?;
+            }
+            pos = end_pos;
+        }
+        state.notify_applied();
+        Ok(state.applied())
+    }
+
     /// Follower, full sync: starts this engine's ring over at `offset` (the
     /// primary's snapshot offset) with the primary's history, keeping the
     /// keyspace as it is (served, stale, until [`Engine::swap_in`]). In a data

@@ -363,7 +363,8 @@ async fn session(
                         blocking(move || -> Result<(), ReplError> {
                             e.replica_append(start, &raw).map_err(stream_error)?;
                             if live {
-                                e.replica_apply(u64::MAX).map_err(stream_error)?;
+                                // Applied straight from the received bytes (checked by the append).
+                                e.replica_apply_stream(start, raw.into()).map_err(stream_error)?;
                             }
                             Ok(())
                         })?;

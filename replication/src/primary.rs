@@ -60,6 +60,8 @@ struct Counters {
     rejected: AtomicU64,
     protocol_errors: AtomicU64,
     resyncs_lagged: AtomicU64,
+    snapshot_bytes: AtomicU64,
+    snapshot_wire: AtomicU64,
 }
 
 pub(crate) struct Shared {
@@ -278,6 +280,8 @@ impl Shared {
             rejected_connections: c.rejected.load(Ordering::Relaxed),
             protocol_errors: c.protocol_errors.load(Ordering::Relaxed),
             resyncs_lagged: c.resyncs_lagged.load(Ordering::Relaxed),
+            snapshot_bytes_sent: c.snapshot_bytes.load(Ordering::Relaxed),
+            snapshot_wire_sent: c.snapshot_wire.load(Ordering::Relaxed),
             followers,
         }
     }
@@ -834,6 +838,9 @@ async fn send_snapshot(
             s.snapshot_wire = wire;
         });
     }
+    let c = &shared.counters;
+    c.snapshot_bytes.fetch_add(compressor.bytes_raw, Ordering::Relaxed);
+    c.snapshot_wire.fetch_add(compressor.bytes_wire, Ordering::Relaxed);
     write_frame(&mut send, &Message::SnapshotEnd { bytes: total }).await?;
     send.finish().map_err(|e| ReplError::Connection(e.to_string()))?;
     tracing::info!(id, bytes = total, "snapshot sent to follower");

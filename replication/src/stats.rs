@@ -84,6 +84,10 @@ pub struct PrimaryStats {
     pub protocol_errors: u64,
     /// Followers told to resync because they left the ring.
     pub resyncs_lagged: u64,
+    /// Snapshot bytes streamed for full syncs, before compression.
+    pub snapshot_bytes_sent: u64,
+    /// Snapshot bytes streamed for full syncs, on the wire.
+    pub snapshot_wire_sent: u64,
     /// Each follower.
     pub followers: Vec<FollowerLink>,
 }
