@@ -4,7 +4,7 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use ringkv_replication::compress::decompress;
+use ringkv_replication::compress::{decompress, Decompressor};
 use ringkv_replication::protocol::{decode_body, decode_frame, encode_frame, Codec};
 
 fuzz_target!(|data: &[u8]| {
@@ -25,6 +25,14 @@ fuzz_target!(|data: &[u8]| {
         let raw_len = u16::from_le_bytes([*a, *b]) as usize;
         if let Ok(out) = decompress(codec, rest, raw_len, 1 << 16) {
             assert_eq!(out.len(), raw_len);
+        }
+        // A stream's decoder with history: two frames from the same bytes.
+        let (first, second) = rest.split_at(rest.len() / 2);
+        let mut d = Decompressor::new(codec);
+        for (used, frame) in [(Codec::None, first), (codec, second)] {
+            if let Ok(out) = d.decompress(used, frame, raw_len, 1 << 16) {
+                assert_eq!(out.len(), raw_len);
+            }
         }
     }
 });

@@ -9,10 +9,10 @@ use std::time::{Duration, Instant};
 use ringkv::{Engine, Promotion, Role};
 use tokio::sync::{oneshot, watch};
 
-use crate::compress::decompress;
+use crate::compress::Decompressor;
 use crate::config::FollowerConfig;
 use crate::io::{code, frame_reader, read_frame, write_frame};
-use crate::protocol::{History, Message, StreamKind, PROTOCOL_VERSION};
+use crate::protocol::{Codec, History, Message, StreamKind, PROTOCOL_VERSION};
 use crate::stats::{LinkStatus, ReplicaInfo};
 use crate::tls::TlsMaterial;
 use crate::ReplError;
@@ -247,10 +247,14 @@ async fn session(
     *shared.last_io.lock() = Instant::now();
     // Full sync state: the snapshot's offset and the keyspace it loads into.
     let mut full: Option<(u64, Engine)> = None;
+    let codec;
     match reply {
         Some(Message::Continue {
-            history, offset: from, ..
+            history,
+            offset: from,
+            codec: chosen,
         }) => {
+            codec = chosen;
             if from != offset {
                 return Err(ReplError::Peer(format!(
                     "continue at {from}, but this follower is at {offset}"
@@ -268,8 +272,9 @@ async fn session(
             offset: snap_offset,
             reason,
             lost_bytes,
-            ..
+            codec: chosen,
         }) => {
+            codec = chosen;
             {
                 let mut info = shared.info.lock();
                 if lost_bytes > 0 {
@@ -328,7 +333,7 @@ async fn session(
                 let Some((_, staging)) = &full else {
                     return Err(ReplError::Peer("a snapshot stream without a full sync".into()));
                 };
-                loader = Some(spawn_loader(shared.clone(), recv, staging.clone()));
+                loader = Some(spawn_loader(shared.clone(), recv, staging.clone(), codec));
             }
             other => {
                 return Err(ReplError::Peer(format!(
@@ -342,6 +347,7 @@ async fn session(
     let mut control = frame_reader(crecv, max);
     let mut ack_tick = tokio::time::interval(Duration::from_millis(config.ack_interval_ms.max(10)));
     let mut last_ack = (u64::MAX, u64::MAX);
+    let mut log_decoder = Decompressor::new(codec);
     if full.is_none() {
         send_ack(engine, &mut csend, &mut last_ack, true).await?;
     }
@@ -352,7 +358,7 @@ async fn session(
                 *shared.last_io.lock() = Instant::now();
                 match frame {
                     Some(Message::Log { start, codec, raw_len, data }) => {
-                        let raw = decompress(codec, &data, raw_len as usize, max)?;
+                        let raw = log_decoder.decompress(codec, &data, raw_len as usize, max)?;
                         {
                             let mut info = shared.info.lock();
                             info.bytes_raw += raw.len() as u64;
@@ -457,6 +463,7 @@ fn spawn_loader(
     shared: Arc<Shared>,
     mut recv: quinn::RecvStream,
     staging: Engine,
+    codec: Codec,
 ) -> oneshot::Receiver<Result<(), ReplError>> {
     let (done_tx, done_rx) = oneshot::channel();
     let (tx, rx) = std::sync::mpsc::sync_channel::<Vec<u8>>(8);
@@ -473,10 +480,11 @@ fn spawn_loader(
     tokio::spawn(async move {
         let feed = async {
             let mut total = 0u64;
+            let mut decoder = Decompressor::new(codec);
             loop {
                 match read_frame(&mut recv, max).await? {
                     Some(Message::Snapshot { codec, raw_len, data }) => {
-                        let raw = decompress(codec, &data, raw_len as usize, max)?;
+                        let raw = decoder.decompress(codec, &data, raw_len as usize, max)?;
                         total += raw.len() as u64;
                         shared.info.lock().bytes_wire += data.len() as u64;
                         *shared.last_io.lock() = Instant::now();

@@ -389,6 +389,40 @@ async fn write_gate_refuses_or_delays_without_enough_followers() {
     server.shutdown().await;
     // Without the server, no gate.
     primary.set("k", "free").expect("gate removed");
+
+    // Delay mode: a write waits (bounded) for a follower, then is refused.
+    let config = PrimaryConfig {
+        write_gate: Some(WriteGateConfig {
+            min_followers: 1,
+            mode: GateMode::Delay,
+            max_delay_ms: 50,
+            ..WriteGateConfig::default()
+        }),
+        ..primary_config()
+    };
+    let server = Primary::start(primary.clone(), config, c.server.clone())
+        .await
+        .expect("primary");
+    let p = primary.clone();
+    let refused = tokio::task::spawn_blocking(move || p.set("k", "delayed"))
+        .await
+        .expect("join");
+    assert!(matches!(refused, Err(Error::NoReplicas(_))), "{refused:?}");
+    let f = Follower::start(
+        replica.clone(),
+        follower_config(server.local_addr(), "f"),
+        c.client.clone(),
+    )
+    .await
+    .expect("follower");
+    let p = primary.clone();
+    eventually(20, "a delayed write admitted once the follower is online", move || {
+        p.set("k", "delayed").is_ok()
+    })
+    .await;
+    converged(&primary, &replica, 20).await;
+    f.stop().await;
+    server.shutdown().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
