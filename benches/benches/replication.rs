@@ -436,11 +436,17 @@ fn sample_rss(pid: &str, stop: &std::sync::atomic::AtomicBool) -> u64 {
     peak
 }
 
+/// 1024 random 100-byte values: neither Redis' LZF nor lz4 gains much.
+fn value_pool() -> Vec<Vec<u8>> {
+    let mut rng = Rng::new(11);
+    (0..1024).map(|_| (0..100).map(|_| rng.next_u64() as u8).collect()).collect()
+}
+
 fn full_sync_ringkv(certs: &Certs, keys: u64, dir: &Path) -> FullSync {
     let primary = engine(1 << 30);
-    let value = vec![b'x'; 100];
+    let pool = value_pool();
     for i in 0..keys {
-        primary.set(format!("key:{i:08}"), value.clone()).expect("set");
+        primary.set(format!("key:{i:08}"), pool[i as usize % pool.len()].clone()).expect("set");
     }
     let server =
         blocking::Primary::start(primary.clone(), PrimaryConfig::default(), certs.server.clone()).expect("primary");
@@ -507,11 +513,11 @@ fn full_sync_redis(bin: &Path, dir: &Path, keys: u64) -> Result<FullSync, String
         ],
     )?;
     let mut p = Conn::new(ps).map_err(|e| e.to_string())?;
-    let value = vec![b'x'; 100];
+    let pool = value_pool();
     let mut queued = 0;
     for i in 0..keys {
         let k = format!("key:{i:08}");
-        p.queue(&[b"SET", k.as_bytes(), &value]);
+        p.queue(&[b"SET", k.as_bytes(), &pool[i as usize % pool.len()]]);
         queued += 1;
         if queued == 1000 || i + 1 == keys {
             p.flush().map_err(|e| e.to_string())?;
@@ -743,11 +749,21 @@ fn main() {
     t.print();
 
     println!("\n## Full sync of {} keys with 100-byte values\n", args.keys);
-    let mut t = Table::new(["store", "time", "MB/s", "primary RSS before", "peak increase", "notes"]);
+    let mut t = Table::new([
+        "store",
+        "time",
+        "keys+values MB/s",
+        "stream MB/s",
+        "primary RSS before",
+        "peak increase",
+        "notes",
+    ]);
+    let dataset = args.keys as f64 * (12.0 + 100.0);
     let mut row = |name: &str, f: &FullSync| {
         t.row([
             name.to_string(),
             fmt_duration(f.took),
+            format!("{:.1}", dataset / 1e6 / f.took.as_secs_f64()),
             format!("{:.1}", f.bytes as f64 / 1e6 / f.took.as_secs_f64()),
             format!("{:.0} MB", f.rss_before as f64 / 1e6),
             format!("{:.0} MB", f.rss_peak.saturating_sub(f.rss_before) as f64 / 1e6),
