@@ -439,14 +439,18 @@ fn sample_rss(pid: &str, stop: &std::sync::atomic::AtomicBool) -> u64 {
 /// 1024 random 100-byte values: neither Redis' LZF nor lz4 gains much.
 fn value_pool() -> Vec<Vec<u8>> {
     let mut rng = Rng::new(11);
-    (0..1024).map(|_| (0..100).map(|_| rng.next_u64() as u8).collect()).collect()
+    (0..1024)
+        .map(|_| (0..100).map(|_| rng.next_u64() as u8).collect())
+        .collect()
 }
 
 fn full_sync_ringkv(certs: &Certs, keys: u64, dir: &Path) -> FullSync {
     let primary = engine(1 << 30);
     let pool = value_pool();
     for i in 0..keys {
-        primary.set(format!("key:{i:08}"), pool[i as usize % pool.len()].clone()).expect("set");
+        primary
+            .set(format!("key:{i:08}"), pool[i as usize % pool.len()].clone())
+            .expect("set");
     }
     let server =
         blocking::Primary::start(primary.clone(), PrimaryConfig::default(), certs.server.clone()).expect("primary");
