@@ -63,6 +63,8 @@ pub enum GateMode {
     /// Refuse the write at once (`NOREPLICAS`).
     Refuse,
     /// Wait up to `max_delay_ms` for followers to catch up, then refuse.
+    /// The wait blocks the writing thread: do not write from tasks running
+    /// on the primary's own tokio runtime in this mode.
     Delay,
 }
 

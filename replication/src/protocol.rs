@@ -708,40 +708,20 @@ mod tests {
         }
     }
 
+    fn full(reason: FullSyncReason, lost_bytes: u64) -> Decision {
+        Decision::FullSync { reason, lost_bytes }
+    }
+
     #[test]
     fn handshake_rules() {
         let p = view("B", "A", 1000, 200, 5000);
         assert_eq!(decide(&p, &hello("B", 200)), Decision::Continue);
         assert_eq!(decide(&p, &hello("B", 5000)), Decision::Continue);
-        assert_eq!(
-            decide(&p, &hello("B", 100)),
-            Decision::FullSync {
-                reason: FullSyncReason::OffsetLeftRing,
-                lost_bytes: 0
-            }
-        );
-        assert_eq!(
-            decide(&p, &hello("B", 5008)),
-            Decision::FullSync {
-                reason: FullSyncReason::Diverged,
-                lost_bytes: 8
-            }
-        );
+        assert_eq!(decide(&p, &hello("B", 100)), full(FullSyncReason::OffsetLeftRing, 0));
+        assert_eq!(decide(&p, &hello("B", 5008)), full(FullSyncReason::Diverged, 8));
         assert_eq!(decide(&p, &hello("A", 1000)), Decision::Continue);
-        assert_eq!(
-            decide(&p, &hello("A", 1500)),
-            Decision::FullSync {
-                reason: FullSyncReason::Diverged,
-                lost_bytes: 500
-            }
-        );
-        assert_eq!(
-            decide(&p, &hello("C", 10)),
-            Decision::FullSync {
-                reason: FullSyncReason::UnknownHistory,
-                lost_bytes: 0
-            }
-        );
+        assert_eq!(decide(&p, &hello("A", 1500)), full(FullSyncReason::Diverged, 500));
+        assert_eq!(decide(&p, &hello("C", 10)), full(FullSyncReason::UnknownHistory, 0));
         // No previous history: an empty replid never matches it.
         let fresh = view("B", "", 0, 0, 10);
         assert!(matches!(decide(&fresh, &hello("", 0)), Decision::FullSync { .. }));
@@ -749,10 +729,7 @@ mod tests {
         limited.max_replay_bytes = Some(1000);
         assert_eq!(
             decide(&limited, &hello("B", 3000)),
-            Decision::FullSync {
-                reason: FullSyncReason::ReplayTooLong,
-                lost_bytes: 0
-            }
+            full(FullSyncReason::ReplayTooLong, 0)
         );
         assert_eq!(decide(&limited, &hello("B", 4000)), Decision::Continue);
         let mut old = hello("B", 300);

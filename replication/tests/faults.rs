@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 use common::*;
 use proptest::prelude::*;
 use ringkv_replication::tls::TlsConfig;
-use ringkv_replication::{blocking, Follower, Primary, PrimaryConfig};
+use ringkv_replication::{blocking, Primary, PrimaryConfig};
 
 const CHILD_ENV: &str = "RINGKV_REPL_CHILD";
 
@@ -102,13 +102,7 @@ async fn killed_follower_process_resumes_by_offset() {
     let replica = ringkv::Engine::open(&fdir, config_with_ring(4 << 20)).expect("reopen");
     let resumed_at = replica.applied_offset();
     assert!(resumed_at > 0);
-    let f = Follower::start(
-        replica.clone(),
-        follower_config(server.local_addr(), "child"),
-        c.client.clone(),
-    )
-    .await
-    .expect("follower");
+    let f = follow(&replica, server.local_addr(), "child", &c.client).await;
     converged(&primary, &replica, 30).await;
     eventually(30, "the restarted follower continued by offset", || {
         f.info().partial_syncs == 1
@@ -137,9 +131,7 @@ async fn a_full_sync_right_after_another_is_reported_as_a_sync_loop() {
     let addr = server.local_addr();
     workload(&primary, 0, 200);
     let replica = anonymous(4 << 20);
-    let f = Follower::start(replica.clone(), follower_config(addr, "f"), c.client.clone())
-        .await
-        .expect("follower");
+    let f = follow(&replica, addr, "f", &c.client).await;
     converged(&primary, &replica, 20).await;
     // The primary restarts on the same address; writes happened meanwhile.
     server.shutdown().await;
@@ -273,9 +265,7 @@ async fn lossy_reordering_path_still_converges() {
     let proxy = LossyProxy::start(server.local_addr(), 50, 0x5eed).await;
     workload(&primary, 0, 500);
     let replica = anonymous(16 << 20);
-    let f = Follower::start(replica.clone(), follower_config(proxy.addr, "lossy"), c.client.clone())
-        .await
-        .expect("follower");
+    let f = follow(&replica, proxy.addr, "lossy", &c.client).await;
     let writer = {
         let p = primary.clone();
         std::thread::spawn(move || {
@@ -324,9 +314,7 @@ proptest! {
             let server = Primary::start(primary.clone(), primary_config(), c.server.clone()).await.expect("primary");
             let replica = anonymous(16 << 20);
             let mut follower = Some(
-                Follower::start(replica.clone(), follower_config(server.local_addr(), "p"), c.client.clone())
-                    .await
-                    .expect("follower"),
+                follow(&replica, server.local_addr(), "p", &c.client).await,
             );
             // The first sync (a full one: the follower starts with its own history).
             let first = follower.as_ref().expect("started");
@@ -340,9 +328,7 @@ proptest! {
                         Some(f) => f.stop().await,
                         None => {
                             follower = Some(
-                                Follower::start(replica.clone(), follower_config(server.local_addr(), "p"), c.client.clone())
-                                    .await
-                                    .expect("follower"),
+                                follow(&replica, server.local_addr(), "p", &c.client).await,
                             );
                             connects += 1;
                         }
@@ -351,9 +337,7 @@ proptest! {
             }
             if follower.is_none() {
                 follower = Some(
-                    Follower::start(replica.clone(), follower_config(server.local_addr(), "p"), c.client.clone())
-                        .await
-                        .expect("follower"),
+                    follow(&replica, server.local_addr(), "p", &c.client).await,
                 );
                 connects += 1;
             }

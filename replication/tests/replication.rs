@@ -20,13 +20,7 @@ async fn partial_resync_after_disconnect_needs_no_full_sync() {
         .expect("primary");
     workload(&primary, 0, 500);
     let replica = anonymous(8 << 20);
-    let f = Follower::start(
-        replica.clone(),
-        follower_config(server.local_addr(), "f1"),
-        c.client.clone(),
-    )
-    .await
-    .expect("follower");
+    let f = follow(&replica, server.local_addr(), "f1", &c.client).await;
     converged(&primary, &replica, 20).await;
     assert_eq!(replica.role(), Role::Follower);
     assert!(matches!(replica.set("x", "1"), Err(Error::ReadOnly)));
@@ -43,13 +37,7 @@ async fn partial_resync_after_disconnect_needs_no_full_sync() {
     // Disconnect; the primary goes on writing; reconnect: a partial resync.
     f.stop().await;
     workload(&primary, 1, 500);
-    let f = Follower::start(
-        replica.clone(),
-        follower_config(server.local_addr(), "f1"),
-        c.client.clone(),
-    )
-    .await
-    .expect("follower");
+    let f = follow(&replica, server.local_addr(), "f1", &c.client).await;
     converged(&primary, &replica, 20).await;
     let stats = server.stats();
     assert_eq!(stats.sync_full, 1, "no second full sync: {stats:?} {:?}", f.info());
@@ -95,13 +83,7 @@ async fn full_sync_when_the_offset_left_the_ring_while_writes_continue() {
         .expect("primary");
     let replica = ringkv::Engine::open(dir.path().join("f"), config_with_ring(4 << 20)).expect("follower");
     workload(&primary, 0, 200);
-    let f = Follower::start(
-        replica.clone(),
-        follower_config(server.local_addr(), "f"),
-        c.client.clone(),
-    )
-    .await
-    .expect("follower");
+    let f = follow(&replica, server.local_addr(), "f", &c.client).await;
     converged(&primary, &replica, 20).await;
     f.stop().await;
     let left_at = replica.applied_offset();
@@ -120,13 +102,7 @@ async fn full_sync_when_the_offset_left_the_ring_while_writes_continue() {
             }
         })
     };
-    let f = Follower::start(
-        replica.clone(),
-        follower_config(server.local_addr(), "f"),
-        c.client.clone(),
-    )
-    .await
-    .expect("follower");
+    let f = follow(&replica, server.local_addr(), "f", &c.client).await;
     writer.join().expect("writer");
     converged(&primary, &replica, 30).await;
     let info = f.info();
@@ -164,16 +140,12 @@ async fn chained_followers_then_promotion_and_rejoin() {
         .await
         .expect("A");
     let b = anonymous(8 << 20);
-    let fb = Follower::start(b.clone(), follower_config(sa.local_addr(), "B"), c.client.clone())
-        .await
-        .expect("B");
+    let fb = follow(&b, sa.local_addr(), "B", &c.client).await;
     let sb = Primary::start(b.clone(), primary_config(), c.server.clone())
         .await
         .expect("B serves");
     let cc = anonymous(8 << 20);
-    let fc = Follower::start(cc.clone(), follower_config(sb.local_addr(), "C"), c.client.clone())
-        .await
-        .expect("C");
+    let fc = follow(&cc, sb.local_addr(), "C", &c.client).await;
     workload(&a, 0, 1000);
     converged(&a, &b, 20).await;
     converged(&a, &cc, 20).await;
@@ -182,9 +154,7 @@ async fn chained_followers_then_promotion_and_rejoin() {
     // C moves to A directly (same history, partial), then B is promoted and
     // C re-parents to B with a partial resync.
     fc.stop().await;
-    let fc = Follower::start(cc.clone(), follower_config(sa.local_addr(), "C"), c.client.clone())
-        .await
-        .expect("C");
+    let fc = follow(&cc, sa.local_addr(), "C", &c.client).await;
     workload(&a, 1, 300);
     converged(&a, &b, 20).await;
     converged(&a, &cc, 20).await;
@@ -193,9 +163,7 @@ async fn chained_followers_then_promotion_and_rejoin() {
     let promotion = fb.promote().await.expect("promote B");
     assert_eq!(b.role(), Role::Primary);
     assert_eq!(promotion.prev_replid, a.log().expect("log").replid());
-    let fc = Follower::start(cc.clone(), follower_config(sb.local_addr(), "C"), c.client.clone())
-        .await
-        .expect("C");
+    let fc = follow(&cc, sb.local_addr(), "C", &c.client).await;
     b.set("written on B", "after promotion").expect("B takes writes");
     workload(&b, 2, 300);
     converged(&b, &cc, 20).await;
@@ -208,9 +176,7 @@ async fn chained_followers_then_promotion_and_rejoin() {
     workload(&a, 3, 100);
     let lost = a.log().expect("log").published() - promotion.switch_offset;
     sa.shutdown().await;
-    let fa = Follower::start(a.clone(), follower_config(sb.local_addr(), "A"), c.client.clone())
-        .await
-        .expect("A rejoins");
+    let fa = follow(&a, sb.local_addr(), "A", &c.client).await;
     converged(&b, &a, 20).await;
     let info = fa.info();
     assert_eq!(info.full_syncs, 1);
@@ -303,13 +269,7 @@ async fn garbage_frames_disconnect_that_peer_only() {
         .await
         .expect("primary");
     let replica = anonymous(4 << 20);
-    let f = Follower::start(
-        replica.clone(),
-        follower_config(server.local_addr(), "good"),
-        c.client.clone(),
-    )
-    .await
-    .expect("follower");
+    let f = follow(&replica, server.local_addr(), "good", &c.client).await;
     workload(&primary, 0, 200);
     converged(&primary, &replica, 20).await;
 
@@ -367,13 +327,7 @@ async fn write_gate_refuses_or_delays_without_enough_followers() {
     assert!(matches!(err, Error::NoReplicas(_)), "{err}");
     assert!(err.to_string().starts_with("NOREPLICAS"));
     let replica = anonymous(4 << 20);
-    let f = Follower::start(
-        replica.clone(),
-        follower_config(server.local_addr(), "f"),
-        c.client.clone(),
-    )
-    .await
-    .expect("follower");
+    let f = follow(&replica, server.local_addr(), "f", &c.client).await;
     let p = primary.clone();
     eventually(20, "writes admitted once a follower is online", move || {
         p.set("k", "v").is_ok()
@@ -408,13 +362,7 @@ async fn write_gate_refuses_or_delays_without_enough_followers() {
         .await
         .expect("join");
     assert!(matches!(refused, Err(Error::NoReplicas(_))), "{refused:?}");
-    let f = Follower::start(
-        replica.clone(),
-        follower_config(server.local_addr(), "f"),
-        c.client.clone(),
-    )
-    .await
-    .expect("follower");
+    let f = follow(&replica, server.local_addr(), "f", &c.client).await;
     let p = primary.clone();
     eventually(20, "a delayed write admitted once the follower is online", move || {
         p.set("k", "delayed").is_ok()
@@ -443,13 +391,7 @@ async fn an_interrupted_full_sync_syncs_again_and_a_too_small_frame_limit_is_ref
         .replica_begin_full_sync(p.published(), &p.replid(), "", 0)
         .expect("begin");
     assert!(replica.is_stale());
-    let f = Follower::start(
-        replica.clone(),
-        follower_config(server.local_addr(), "f"),
-        c.client.clone(),
-    )
-    .await
-    .expect("follower");
+    let f = follow(&replica, server.local_addr(), "f", &c.client).await;
     converged(&primary, &replica, 20).await;
     let r = replica.clone();
     eventually(10, "the follower is no longer stale", move || !r.is_stale()).await;

@@ -5,7 +5,7 @@ use std::time::{Duration, Instant};
 
 use ringkv::{Config, Engine, LogConfig};
 use ringkv_replication::tls::{DevCerts, TlsMaterial};
-use ringkv_replication::{FollowerConfig, PrimaryConfig};
+use ringkv_replication::{Follower, FollowerConfig, PrimaryConfig};
 
 pub struct Certs {
     pub ca: DevCerts,
@@ -112,4 +112,11 @@ pub fn init_tracing() {
         .with_env_filter(filter)
         .with_test_writer()
         .try_init();
+}
+
+/// Starts a follower of `primary` into `engine` with the test settings.
+pub async fn follow(engine: &Engine, primary: std::net::SocketAddr, name: &str, tls: &TlsMaterial) -> Follower {
+    Follower::start(engine.clone(), follower_config(primary, name), tls.clone())
+        .await
+        .expect("follower starts")
 }
