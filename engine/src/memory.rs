@@ -31,7 +31,9 @@ impl Inner {
         // A follower's keyspace changes only through its primary's stream:
         // it never evicts (Redis' replica-ignore-maxmemory), and refuses the
         // write itself before anything is logged.
-        self.replica.check_writable()?;
+        if self.replica.is_follower() {
+            return Err(Error::ReadOnly);
+        }
         let max = self.config.maxmemory;
         if max == 0 {
             return Ok(());
