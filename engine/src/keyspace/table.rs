@@ -245,6 +245,18 @@ impl<E: TableEntry> Table<E> {
         self.slab.len
     }
 
+    /// Sizes an empty table's bucket array for `n` entries at once, so that
+    /// loading them does no resizing (a snapshot load knows its key count).
+    pub(crate) fn reserve_empty(&mut self, n: usize) {
+        if self.len() > 0 || self.is_rehashing() {
+            return;
+        }
+        let buckets = n.max(MIN_BUCKETS).next_power_of_two().min(u32::MAX as usize + 1);
+        if buckets > self.old.len() {
+            self.old = Buckets::zeroed(buckets);
+        }
+    }
+
     pub(crate) fn is_rehashing(&self) -> bool {
         !self.new.is_empty()
     }

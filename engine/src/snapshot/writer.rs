@@ -410,6 +410,14 @@ impl Engine {
     /// stream fails with [`SnapshotError::Corrupt`] naming the byte position.
     pub fn load_snapshot(&self, input: impl Read) -> Result<SnapshotHeader> {
         let mut reader = SnapshotReader::new(input)?;
+        // An empty engine sizes its tables for the keys at the cut up front
+        // (no incremental resizes while loading). The count comes from the
+        // input: it is capped, and a wrong one only costs memory or resizes.
+        let keys = reader.header().keys.min(1 << 26) as usize;
+        let per_shard = keys / self.inner.shards.len() + keys / self.inner.shards.len() / 8;
+        for shard in self.inner.shards.iter() {
+            shard.write().table.reserve_empty(per_shard);
+        }
         while let Some(items) = reader.next_chunk()? {
             for item in items {
                 let r = match item {
