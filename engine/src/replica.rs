@@ -9,6 +9,31 @@
 //! deletion does that), and no active expiry or eviction runs. So the
 //! follower's state is always the primary's state at some offset of the
 //! same stream, and its ring is byte-identical to the primary's.
+//!
+//! Without a network (what the replication crate does over QUIC):
+//!
+//! ```
+//! use ringkv::{Engine, Role};
+//! let primary = Engine::builder().anonymous_log().build()?;
+//! let follower = Engine::builder().anonymous_log().build()?;
+//! follower.set_role(Role::Follower)?;
+//! // Adopt the primary's history from offset 0 (an empty full sync).
+//! let replid = primary.log().unwrap().replid();
+//! follower.replica_begin_full_sync(0, &replid, "", 0)?;
+//! follower.swap_in(&follower.staging()?, 0)?;
+//!
+//! primary.hset("telemetry:host-1", [("cpu", "0.93")])?;
+//! let batch = primary.log().unwrap().read_stream(follower.applied_offset(), 1 << 20)?;
+//! follower.replica_append(batch.start, &batch.bytes)?;
+//! follower.replica_apply_stream(batch.start, batch.bytes.into())?;
+//! assert_eq!(follower.digest(), primary.digest());
+//! assert!(follower.set("k", "v").is_err()); // READONLY
+//!
+//! let promotion = follower.promote()?;
+//! assert_eq!(promotion.prev_replid, replid);
+//! follower.set("k", "v")?;
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! ```
 
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicU8, Ordering};
 use std::sync::Arc;

@@ -84,6 +84,41 @@ pub(crate) struct Shared {
 ///
 /// The engine may itself be a follower: it then serves its own followers
 /// from its ring (chained replication).
+///
+/// ```
+/// use std::time::Duration;
+/// use ringkv::Engine;
+/// use ringkv_replication::{tls::DevCerts, Follower, FollowerConfig, Primary, PrimaryConfig};
+///
+/// # #[tokio::main(flavor = "multi_thread", worker_threads = 2)]
+/// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+/// let ca = DevCerts::new("dev CA")?;
+/// let primary_engine = Engine::builder().anonymous_log().build()?;
+/// let primary = Primary::start(
+///     primary_engine.clone(),
+///     PrimaryConfig::default(), // 127.0.0.1, any port
+///     ca.material(&ca.server(&["localhost"])?)?,
+/// )
+/// .await?;
+/// let replica = Engine::builder().anonymous_log().build()?;
+/// let follower = Follower::start(
+///     replica.clone(),
+///     FollowerConfig::new(primary.local_addr()),
+///     ca.material(&ca.client("follower-1")?)?,
+/// )
+/// .await?;
+///
+/// primary_engine.incr("counter:api")?;
+/// let at = primary_engine.last_write_offset().expect("logged");
+/// // Redis' WAIT: one follower applied it.
+/// assert_eq!(primary.wait_for_followers(at, 1, Duration::from_secs(10)).await, 1);
+/// assert_eq!(replica.get("counter:api")?.expect("replicated"), "1");
+/// assert_eq!(primary.stats().connected_slaves, 1);
+/// follower.stop().await;
+/// primary.shutdown().await;
+/// # Ok(())
+/// # }
+/// ```
 pub struct Primary {
     shared: Arc<Shared>,
     endpoint: quinn::Endpoint,
