@@ -20,7 +20,9 @@
 //!    follower (a child process, so the primary's RSS is its own) joins; timed
 //!    until it has loaded and swapped in the data. The primary's RSS is
 //!    sampled every 5 ms; reported with the peak increase over the value
-//!    before. Redis: a replica started against the loaded primary (a forked
+//!    before; then, in this process, the snapshot walk alone (into memory)
+//!    and a load of it alone (into an empty engine). Redis: a replica started
+//!    against the loaded primary (a forked
 //!    RDB transfer), timed until `master_link_status:up` and not syncing;
 //!    RSS of the server and its forked child, and `rdb_last_cow_size`.
 //! 4. Wire bytes: the same number of records as telemetry (repetitive) and as
@@ -481,11 +483,22 @@ fn full_sync_ringkv(certs: &Certs, keys: u64, dir: &Path) -> FullSync {
     assert_eq!(loaded, keys);
     let stats = server.stats();
     let snap = primary.stats().snapshot.last.expect("a snapshot was taken");
+    // The two ends alone, in this process, after the sync: the snapshot
+    // walk into memory, and a load of it into an empty engine.
+    let t = Instant::now();
+    let (image, _) = primary.snapshot_to(Vec::new()).expect("snapshot");
+    let walk = t.elapsed();
+    let fresh = Engine::new(Config::default()).expect("engine");
+    let t = Instant::now();
+    fresh.load_snapshot(&image[..]).expect("load");
+    let load = t.elapsed();
     let link = format!(
-        "snapshot {:.1} MB raw, {:.1} MB sent; snapshot buffer peak {:.1} MB",
+        "snapshot {:.1} MB raw, {:.1} MB sent; snapshot buffer peak {:.1} MB; alone: walk {}, load {}",
         snap.bytes as f64 / 1e6,
         stats.snapshot_wire_sent as f64 / 1e6,
-        snap.peak_buffer_bytes as f64 / 1e6
+        snap.peak_buffer_bytes as f64 / 1e6,
+        fmt_duration(walk),
+        fmt_duration(load)
     );
     FullSync {
         took: Duration::from_micros(us),

@@ -9,7 +9,7 @@ use std::time::Instant;
 
 use crate::engine::Engine;
 use crate::error::{Error, Result};
-use crate::log::{record, LogConfig, LogError, RingLog};
+use crate::log::{LogConfig, LogError, RingLog};
 
 /// Name of the ring log file in a data directory.
 pub(crate) const RING_FILE: &str = "ring.log";
@@ -166,7 +166,24 @@ pub(crate) fn restore(engine: &Engine, ring: &RingLog, dir: &Path) -> Result<()>
 /// applies).
 pub(crate) fn replay(engine: &Engine, ring: &RingLog, from: u64) -> Result<()> {
     let started = Instant::now();
-    let (mut pos, end) = (from, ring.published());
+    let end = ring.published();
+    let (records, bytes) = replay_range(engine, ring, from, end)?;
+    *engine.inner.recovered.lock() = crate::stats::RecoveryStats { records, bytes };
+    tracing::info!(
+        records,
+        bytes,
+        torn_bytes = ring.torn_bytes(),
+        offset = end,
+        elapsed_ms = started.elapsed().as_millis() as u64,
+        "replayed the ring log"
+    );
+    Ok(())
+}
+
+/// Applies the ring's records in `[from, end)` to `engine` (without
+/// logging them); returns the records and payload bytes applied.
+pub(crate) fn replay_range(engine: &Engine, ring: &RingLog, from: u64, end: u64) -> Result<(u64, u64)> {
+    let mut pos = from;
     let (mut records, mut bytes) = (0u64, 0u64);
     while pos < end {
         let batch = ring.read(pos, 4 << 20).map_err(|e| match e {
@@ -178,26 +195,10 @@ pub(crate) fn replay(engine: &Engine, ring: &RingLog, from: u64) -> Result<()> {
         })?;
         for (offset, payload) in batch.records {
             bytes += payload.len() as u64;
-            let m = record::decode_mutation(payload).map_err(|e| Error::Recovery {
-                offset,
-                reason: format!("record does not decode: {e}"),
-            })?;
-            engine.apply(&m).map_err(|e| Error::Recovery {
-                offset,
-                reason: e.to_string(),
-            })?;
+            engine.apply_record(offset, payload, None)?;
             records += 1;
         }
         pos = batch.next;
     }
-    *engine.inner.recovered.lock() = crate::stats::RecoveryStats { records, bytes };
-    tracing::info!(
-        records,
-        bytes,
-        torn_bytes = ring.torn_bytes(),
-        offset = end,
-        elapsed_ms = started.elapsed().as_millis() as u64,
-        "replayed the ring log"
-    );
-    Ok(())
+    Ok((records, bytes))
 }

@@ -25,7 +25,7 @@
 //! primary.hset("telemetry:host-1", [("cpu", "0.93")])?;
 //! let batch = primary.log().unwrap().read_stream(follower.applied_offset(), 1 << 20)?;
 //! follower.replica_append(batch.start, &batch.bytes)?;
-//! follower.replica_apply_stream(batch.start, batch.bytes.into())?;
+//! follower.replica_apply_stream(batch.start, &batch.bytes)?;
 //! assert_eq!(follower.digest(), primary.digest());
 //! assert!(follower.set("k", "v").is_err()); // READONLY
 //!
@@ -289,14 +289,7 @@ impl Engine {
                 .chain([batch.next])
                 .collect();
             for ((offset, payload), end) in batch.records.into_iter().zip(ends) {
-                let m = record::decode_mutation(payload).map_err(|e| Error::Recovery {
-                    offset,
-                    reason: format!("record does not decode: {e}"),
-                })?;
-                self.apply_at(&m, Some(end)).map_err(|e| Error::Recovery {
-                    offset,
-                    reason: e.to_string(),
-                })?;
+                self.apply_record(offset, payload, Some(end))?;
                 pos = end;
                 if pos >= upto {
                     break;
@@ -309,11 +302,13 @@ impl Engine {
 
     /// Follower: applies records given as raw stream bytes (whole records
     /// starting at `start`, as just passed to [`Engine::replica_append`]),
-    /// without reading them back from the ring: the payloads are sliced
-    /// out of `bytes` without copying. Records below the applied offset are
-    /// skipped; `start` beyond it is an error (apply from the ring with
-    /// [`Engine::replica_apply`] first). Returns the new applied offset.
-    pub fn replica_apply_stream(&self, start: u64, bytes: bytes::Bytes) -> Result<u64> {
+    /// without reading them back from the ring. Each payload is copied out
+    /// on its own, as [`RingLog::read`](crate::log::RingLog::read) does: a
+    /// value kept in the keyspace must not pin the whole received buffer.
+    /// Records below the applied offset are skipped; `start` beyond it is
+    /// an error (apply from the ring with [`Engine::replica_apply`] first).
+    /// Returns the new applied offset.
+    pub fn replica_apply_stream(&self, start: u64, bytes: &[u8]) -> Result<u64> {
         let state = &self.inner.replica;
         if !state.is_follower() {
             return Err(Error::Replication("replica_apply_stream on a primary".into()));
@@ -339,15 +334,9 @@ impl Engine {
             }
             let end = start + end_pos as u64;
             if end > applied {
-                let payload = bytes.slice(pos + record::HEADER_LEN..pos + record::HEADER_LEN + len);
-                let m = record::decode_mutation(payload).map_err(|e| Error::Recovery {
-                    offset: h.offset,
-                    reason: format!("record does not decode: {e}"),
-                })?;
-                self.apply_at(&m, Some(end)).map_err(|e| Error::Recovery {
-                    offset: h.offset,
-                    reason: e.to_string(),
-                })?;
+                let payload =
+                    bytes::Bytes::copy_from_slice(&bytes[pos + record::HEADER_LEN..pos + record::HEADER_LEN + len]);
+                self.apply_record(h.offset, payload, Some(end))?;
             }
             pos = end_pos;
         }
@@ -421,22 +410,8 @@ impl Engine {
             ));
         }
         // Catch the staging keyspace up with the ring.
-        let end = log.published();
-        let mut pos = snapshot_offset;
-        while pos < end {
-            let batch = log.read(pos, 1 << 20)?;
-            for (offset, payload) in batch.records {
-                let m = record::decode_mutation(payload).map_err(|e| Error::Recovery {
-                    offset,
-                    reason: format!("record does not decode: {e}"),
-                })?;
-                staging.apply(&m).map_err(|e| Error::Recovery {
-                    offset,
-                    reason: e.to_string(),
-                })?;
-            }
-            pos = batch.next;
-        }
+        let pos = log.published();
+        crate::recovery::replay_range(staging, log, snapshot_offset, pos)?;
         let inner = &self.inner;
         let mut mine: Vec<_> = inner.shards.iter().map(|s| s.write()).collect();
         let mut theirs: Vec<_> = staging.inner.shards.iter().map(|s| s.write()).collect();
@@ -492,12 +467,25 @@ impl Engine {
         })
     }
 
-    fn apply_at(&self, m: &crate::Mutation, end: Option<u64>) -> Result<()> {
-        self.inner.apply_locked(m, |inner| {
-            if let Some(end) = end {
-                inner.replica.set_applied(end);
-            }
-        })
+    /// Decodes the log record at `offset` and applies it without logging;
+    /// with `end`, the follower's applied offset moves to it under the same
+    /// shard locks. Every replay of log records goes through here
+    /// (recovery, a follower's apply, a full sync's catch-up).
+    pub(crate) fn apply_record(&self, offset: u64, payload: bytes::Bytes, end: Option<u64>) -> Result<()> {
+        let m = record::decode_mutation(payload).map_err(|e| Error::Recovery {
+            offset,
+            reason: format!("record does not decode: {e}"),
+        })?;
+        self.inner
+            .apply_locked(&m, |inner| {
+                if let Some(end) = end {
+                    inner.replica.set_applied(end);
+                }
+            })
+            .map_err(|e| Error::Recovery {
+                offset,
+                reason: e.to_string(),
+            })
     }
 }
 

@@ -315,3 +315,36 @@ fn concurrent_saves_never_mix_their_files() {
     let e = Engine::open(dir.path(), config(64 << 20, 1 << 20)).expect("reopen");
     assert_eq!(e.digest(), digest);
 }
+
+/// Loaded values must not keep their snapshot chunk alive: each decoded
+/// byte string longer than the inline size is its own allocation.
+#[test]
+fn decoded_values_do_not_share_their_chunk() {
+    let e = Engine::new(Config::default()).expect("engine");
+    for i in 0..200 {
+        e.set(format!("key:{i:04}"), vec![b'v'; 100]).expect("set");
+    }
+    e.hset("h", [("field-longer-than-fourteen", vec![b'f'; 100])])
+        .expect("hset");
+    let (bytes, _) = e.snapshot_to(Vec::new()).expect("snapshot");
+    let mut reader = SnapshotReader::new(&bytes[..]).expect("reader");
+    let mut checked = 0;
+    while let Some(items) = reader.next_chunk().expect("chunk") {
+        for item in &items {
+            match item {
+                ringkv::snapshot::Item::String { value, .. } => {
+                    assert!(value.is_unique(), "a value shares its chunk");
+                    checked += 1;
+                }
+                ringkv::snapshot::Item::HashFields { fields, .. } => {
+                    for (f, v) in fields {
+                        assert!(f.is_unique() && v.is_unique(), "a field shares its chunk");
+                        checked += 1;
+                    }
+                }
+                ringkv::snapshot::Item::HashHead { .. } => {}
+            }
+        }
+    }
+    assert_eq!(checked, 201);
+}

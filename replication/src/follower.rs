@@ -370,7 +370,7 @@ async fn session(
                             e.replica_append(start, &raw).map_err(stream_error)?;
                             if live {
                                 // Applied straight from the received bytes (checked by the append).
-                                e.replica_apply_stream(start, raw.into()).map_err(stream_error)?;
+                                e.replica_apply_stream(start, &raw).map_err(stream_error)?;
                             }
                             Ok(())
                         })?;

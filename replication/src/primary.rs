@@ -150,12 +150,17 @@ impl Primary {
             notify: Notify::new(),
             waiting: AtomicBool::new(false),
         });
-        let weak: Weak<PublishSignal> = Arc::downgrade(&publish);
+        // Runs on every append: a fence and a load of a line no one writes
+        // while senders are busy (no shared read-modify-write per append).
+        // The fence pairs with the one in `wait_published` (store `waiting`,
+        // fence, load `published`), so a wake-up is not missed. The hook
+        // keeps this small signal alive (ring hooks cannot be removed),
+        // which costs a few bytes per primary started on the engine.
+        let signal = publish.clone();
         log.on_publish(move || {
-            if let Some(s) = weak.upgrade() {
-                if s.waiting.swap(false, Ordering::SeqCst) {
-                    s.notify.notify_waiters();
-                }
+            std::sync::atomic::fence(Ordering::SeqCst);
+            if signal.waiting.load(Ordering::Relaxed) && signal.waiting.swap(false, Ordering::SeqCst) {
+                signal.notify.notify_waiters();
             }
         });
         let shared = Arc::new(Shared {

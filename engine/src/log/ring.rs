@@ -679,17 +679,8 @@ impl RingLog {
                 reason: format!("read beyond the end of the log ({published})"),
             });
         }
-        let mut head = [0u8; HEADER_LEN];
         while pos < published && (records.is_empty() || total < max_bytes) {
-            self.mem.read(pos, &mut head);
-            let h = Header::parse(&head);
-            if h.offset != pos || h.len as usize > self.max_payload() {
-                self.check_not_lapped(from)?;
-                return Err(LogError::Corrupt {
-                    offset: pos,
-                    reason: "bad record header".into(),
-                });
-            }
+            let h = self.header_at(from, pos)?;
             let mut payload = vec![0u8; h.len as usize];
             self.mem.read(pos + HEADER_LEN as u64, &mut payload);
             // Seqlock-style validation: the copy is good only if no writer
@@ -710,6 +701,23 @@ impl RingLog {
         Ok(ReadBatch { records, next: pos })
     }
 
+    /// The header of the published record at `pos`, for a reader that
+    /// started at `from`: a header that does not name `pos` or is too long
+    /// is `Lagged` if a writer lapped `from` meanwhile, else `Corrupt`.
+    fn header_at(&self, from: u64, pos: u64) -> Result<Header, LogError> {
+        let mut head = [0u8; HEADER_LEN];
+        self.mem.read(pos, &mut head);
+        let h = Header::parse(&head);
+        if h.offset != pos || h.len as usize > self.max_payload() {
+            self.check_not_lapped(from)?;
+            return Err(LogError::Corrupt {
+                offset: pos,
+                reason: "bad record header".into(),
+            });
+        }
+        Ok(h)
+    }
+
     /// Reads whole records from `from` (a record boundary) as raw stream
     /// bytes, up to about `max_bytes` (at least one record if one is
     /// published): what a primary sends to its followers. The copy is
@@ -725,18 +733,8 @@ impl RingLog {
         }
         // Find record boundaries in place (headers only), then copy once.
         let mut end = from;
-        let mut head = [0u8; HEADER_LEN];
         while end < published && (end == from || ((end - from) as usize) < max_bytes) {
-            self.mem.read(end, &mut head);
-            let h = Header::parse(&head);
-            if h.offset != end || h.len as usize > self.max_payload() {
-                self.check_not_lapped(from)?;
-                return Err(LogError::Corrupt {
-                    offset: end,
-                    reason: "bad record header".into(),
-                });
-            }
-            end += record::record_len(h.len as usize);
+            end += record::record_len(self.header_at(from, end)?.len as usize);
         }
         let mut bytes = vec![0u8; (end - from) as usize];
         self.mem.read(from, &mut bytes);

@@ -210,28 +210,41 @@ pub(crate) fn put_hash_fields<'a>(
     }
 }
 
-/// Decodes the items of one chunk payload.
+/// A byte string decoded from a chunk, detached from it: values loaded into
+/// the keyspace must not keep their whole 64 KiB chunk alive (a value that
+/// outlives its neighbours would pin the chunk, beyond what the memory
+/// accounting counts). Short ones are inlined by `Blob` anyway.
+fn detach(b: Bytes) -> Bytes {
+    if b.len() <= crate::INLINE_CAPACITY {
+        b
+    } else {
+        Bytes::copy_from_slice(&b)
+    }
+}
+
+/// Decodes the items of one chunk payload. The byte strings of the items
+/// are copies, not slices of `payload`.
 pub fn decode_items(payload: Bytes) -> Result<Vec<Item>, String> {
     let mut r = Reader { buf: payload };
     let mut items = Vec::new();
     while !r.buf.is_empty() {
         let item = match r.u8("item tag").map_err(|e| e.to_string())? {
             1 => Item::String {
-                key: r.bytes("key").map_err(|e| e.to_string())?,
-                value: r.bytes("value").map_err(|e| e.to_string())?,
+                key: detach(r.bytes("key").map_err(|e| e.to_string())?),
+                value: detach(r.bytes("value").map_err(|e| e.to_string())?),
                 expire_at: r.expire().map_err(|e| e.to_string())?,
             },
             2 => Item::HashHead {
-                key: r.bytes("key").map_err(|e| e.to_string())?,
+                key: detach(r.bytes("key").map_err(|e| e.to_string())?),
                 expire_at: r.expire().map_err(|e| e.to_string())?,
             },
             3 => {
-                let key = r.bytes("key").map_err(|e| e.to_string())?;
+                let key = detach(r.bytes("key").map_err(|e| e.to_string())?);
                 let n = r.count("field count", 2).map_err(|e| e.to_string())?;
                 let mut fields = Vec::with_capacity(n);
                 for _ in 0..n {
-                    let f = r.bytes("field").map_err(|e| e.to_string())?;
-                    let v = r.bytes("value").map_err(|e| e.to_string())?;
+                    let f = detach(r.bytes("field").map_err(|e| e.to_string())?);
+                    let v = detach(r.bytes("value").map_err(|e| e.to_string())?);
                     fields.push((f, v));
                 }
                 Item::HashFields { key, fields }
