@@ -176,6 +176,16 @@ fn attribute(o: &Outcome, events: &[(usize, i64)]) {
 }
 
 /// Prints the worst inserts and returns the table row of one store.
+/// The row for a store, then the store dropped with the time that takes
+/// (freeing 10M entries is part of what a user of the store pays).
+fn summarize_and_drop<T>(name: &str, o: Outcome, during: &CpuMonitor, store: T) -> Vec<String> {
+    let row = summarize(name, o, during);
+    let t = Instant::now();
+    drop(store);
+    println!("    dropped in {}", fmt_duration(t.elapsed()));
+    row
+}
+
 fn summarize(name: &str, o: Outcome, during: &CpuMonitor) -> Vec<String> {
     let worst: Vec<String> = o
         .worst(5)
@@ -244,11 +254,7 @@ fn run_store(store: &str, n: u64, attribute_resizes: bool) -> Vec<String> {
             } else {
                 format!("ringkv::Engine ({shards} shards, active_expire off)")
             };
-            let row = summarize(&label, o, &during);
-            let t = Instant::now();
-            drop(engine);
-            println!("    dropped in {}", fmt_duration(t.elapsed()));
-            row
+            summarize_and_drop(&label, o, &during, engine)
         }
         "hashbrown" => {
             let mut map: hashbrown::HashMap<Bytes, Bytes> = hashbrown::HashMap::new();
@@ -261,11 +267,7 @@ fn run_store(store: &str, n: u64, attribute_resizes: bool) -> Vec<String> {
                 |_| {},
             );
             assert_eq!(map.len() as u64, n);
-            let row = summarize("hashbrown::HashMap (1 thread)", o, &during);
-            let t = Instant::now();
-            drop(map);
-            println!("    dropped in {}", fmt_duration(t.elapsed()));
-            row
+            summarize_and_drop("hashbrown::HashMap (1 thread)", o, &during, map)
         }
         "dashmap" => {
             let map: DashMap<Bytes, Bytes, ahash::RandomState> = DashMap::with_hasher(ahash::RandomState::new());
@@ -278,11 +280,7 @@ fn run_store(store: &str, n: u64, attribute_resizes: bool) -> Vec<String> {
                 |_| {},
             );
             assert_eq!(map.len() as u64, n);
-            let row = summarize("dashmap::DashMap", o, &during);
-            let t = Instant::now();
-            drop(map);
-            println!("    dropped in {}", fmt_duration(t.elapsed()));
-            row
+            summarize_and_drop("dashmap::DashMap", o, &during, map)
         }
         other => panic!("unknown store {other:?}; known: {STORES:?}"),
     }
