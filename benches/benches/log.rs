@@ -23,6 +23,7 @@ use ahash::RandomState;
 use bytes::Bytes;
 use clap::Parser;
 use dashmap::DashMap;
+use ringkv::internals::RingLogWriter;
 use ringkv::log::{LogConfig, RingLog, TailReader};
 use ringkv::{Config, Durability, Engine};
 use ringkv_benches::{fmt_ns, is_bench_run, percentile, CpuMonitor, KeyFmt, Rng, Table};

@@ -84,14 +84,13 @@ impl Blob {
     pub(crate) fn heap_size(&self) -> usize {
         match &self.0 {
             Repr::Inline { .. } => 0,
-            Repr::Heap(_) => self.copied_heap_size() + crate::keyspace::alloc_size(24),
+            Repr::Heap(_) => self.copied_heap_size() + alloc_size(24),
         }
     }
 
     /// Heap bytes of a string made by [`Blob::copy_from_slice`] and never
     /// shared (keys and hash fields): the boxed header and the buffer.
     pub(crate) fn copied_heap_size(&self) -> usize {
-        use crate::keyspace::alloc_size;
         match &self.0 {
             Repr::Inline { .. } => 0,
             Repr::Heap(b) => alloc_size(std::mem::size_of::<Bytes>()) + alloc_size(b.len()),
@@ -223,6 +222,17 @@ impl PartialEq<Vec<u8>> for Blob {
 impl fmt::Debug for Blob {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "b\"{}\"", self.as_slice().escape_ascii())
+    }
+}
+
+/// Bytes the allocator really takes for an allocation of `n` bytes: glibc
+/// malloc adds an 8-byte header, rounds to 16 and never hands out less than
+/// 32 (jemalloc and mimalloc size classes land close to this).
+pub(crate) fn alloc_size(n: usize) -> usize {
+    if n == 0 {
+        0
+    } else {
+        ((n + 8 + 15) & !15).max(32)
     }
 }
 

@@ -2,7 +2,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::error::{Error, Result};
+use crate::error::{Error, LogError, Result};
 
 /// What to do when memory use reaches [`Config::maxmemory`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
@@ -55,9 +55,9 @@ pub struct Config {
     pub rng_seed: Option<u64>,
     /// The ring log, used when the engine has a data directory (or an
     /// anonymous log, see `EngineBuilder::anonymous_log`).
-    pub log: crate::log::LogConfig,
+    pub log: LogConfig,
     /// Snapshots (used with a data directory, or `Engine::snapshot_to`).
-    pub snapshot: crate::snapshot::SnapshotConfig,
+    pub snapshot: SnapshotConfig,
 }
 
 impl Default for Config {
@@ -75,8 +75,8 @@ impl Default for Config {
             background_rehash_buckets: 1000,
             hash_seed: None,
             rng_seed: None,
-            log: crate::log::LogConfig::default(),
-            snapshot: crate::snapshot::SnapshotConfig::default(),
+            log: LogConfig::default(),
+            snapshot: SnapshotConfig::default(),
         }
     }
 }
@@ -114,5 +114,116 @@ impl Config {
             return Err(Error::Config("active_expire_interval_ms must be at least 1".into()));
         }
         Ok(shards)
+    }
+}
+
+/// When appended records reach the disk.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Durability {
+    /// Page cache only: survives a crash of the process (the kernel owns the
+    /// mapped pages), not of the machine.
+    #[default]
+    None,
+    /// msync once a second on a background thread.
+    Everysec,
+    /// Group commit: a write returns only after its record is msynced;
+    /// concurrent writers share syncs.
+    Always,
+}
+
+/// Ring log configuration.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct LogConfig {
+    /// Bytes of the data region: a multiple of 8, at least 64 KiB.
+    pub capacity: u64,
+    /// When writes reach the disk.
+    pub durability: Durability,
+    /// A record larger than `capacity / max_record_fraction` is refused
+    /// (a 3 MB value must not make a follower loop, Redis #11666).
+    pub max_record_fraction: u64,
+}
+
+impl Default for LogConfig {
+    fn default() -> Self {
+        LogConfig {
+            capacity: 256 * 1024 * 1024,
+            durability: Durability::None,
+            max_record_fraction: 8,
+        }
+    }
+}
+
+impl LogConfig {
+    pub(crate) fn validate(&self) -> Result<(), LogError> {
+        if self.capacity < 64 * 1024 || !self.capacity.is_multiple_of(8) {
+            return Err(LogError::Config(format!(
+                "capacity must be a multiple of 8 of at least 64 KiB, not {}",
+                self.capacity
+            )));
+        }
+        if self.max_record_fraction < 2 {
+            return Err(LogError::Config("max_record_fraction must be at least 2".into()));
+        }
+        Ok(())
+    }
+}
+
+/// Snapshot settings.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct SnapshotConfig {
+    /// Bytes of serialized data that may wait for the output (disk or a
+    /// follower's connection) before writers wait: the bound on a
+    /// snapshot's extra memory, with one 64 KiB buffer per shard.
+    pub buffer_bytes: usize,
+    /// Snapshot files kept in the data directory.
+    pub keep: usize,
+    /// Start a snapshot when history not covered by one exceeds this share
+    /// of the ring (so the ring never has to overwrite what recovery needs).
+    pub auto_share: f64,
+    /// How long a write waits for a snapshot to free ring space before it
+    /// fails with `LogFull`.
+    pub log_full_wait_ms: u64,
+    /// Periodic snapshots, like Redis' `save <seconds> <changes>`: a
+    /// background save starts when, for some rule, at least `seconds` have
+    /// passed since the last snapshot and at least `changes` mutations were
+    /// applied since. Checked by the background thread (`active_expire`).
+    pub save: Vec<SaveRule>,
+}
+
+/// One `save <seconds> <changes>` rule.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SaveRule {
+    /// Seconds since the last snapshot.
+    pub seconds: u64,
+    /// Mutations since the last snapshot.
+    pub changes: u64,
+}
+
+impl Default for SnapshotConfig {
+    fn default() -> Self {
+        SnapshotConfig {
+            buffer_bytes: 8 << 20,
+            keep: 2,
+            auto_share: 0.5,
+            log_full_wait_ms: 2000,
+            // Redis' defaults.
+            save: vec![
+                SaveRule {
+                    seconds: 3600,
+                    changes: 1,
+                },
+                SaveRule {
+                    seconds: 300,
+                    changes: 100,
+                },
+                SaveRule {
+                    seconds: 60,
+                    changes: 10_000,
+                },
+            ],
+        }
     }
 }

@@ -58,10 +58,10 @@ pub enum Error {
     /// The ring log refused or failed (full, record too large, I/O, corrupt
     /// file, ...); for a refused append nothing was applied.
     #[error(transparent)]
-    Log(#[from] crate::log::LogError),
+    Log(#[from] LogError),
     /// Taking or loading a snapshot failed.
     #[error(transparent)]
-    Snapshot(#[from] crate::snapshot::SnapshotError),
+    Snapshot(#[from] SnapshotError),
     /// Another process holds the data directory.
     #[error("data directory {0} is locked by another process")]
     Locked(std::path::PathBuf),
@@ -74,7 +74,7 @@ pub enum Error {
         #[source]
         source: std::io::Error,
     },
-    /// Replaying the log failed at this record.
+    /// Recovery cannot go on: the history it needs is missing here.
     #[error("recovery failed at offset {offset}: {reason}")]
     Recovery {
         /// Offset of the record.
@@ -82,7 +82,25 @@ pub enum Error {
         /// What went wrong.
         reason: String,
     },
-    /// A mutation given to `Engine::apply` does not fit the current state
+    /// A log record (in recovery, or from a primary) does not decode.
+    #[error("log record at offset {offset} does not decode")]
+    BadRecord {
+        /// Offset of the record.
+        offset: u64,
+        /// Why.
+        #[source]
+        source: DecodeError,
+    },
+    /// A log record decoded but does not apply to the state it is replayed onto.
+    #[error("log record at offset {offset} does not apply")]
+    RecordRejected {
+        /// Offset of the record.
+        offset: u64,
+        /// Why.
+        #[source]
+        source: Box<Error>,
+    },
+    /// A mutation given to `Engine::replay` does not fit the current state
     /// (the stream being replayed diverges from this engine's state).
     #[error("cannot apply mutation: {0}")]
     Apply(&'static str),
@@ -103,7 +121,7 @@ pub use crate::mutation::SinkError;
 impl Error {
     /// Converts a sink's error, keeping the ring log's errors typed.
     pub(crate) fn from_sink(e: SinkError) -> Error {
-        match e.downcast::<crate::log::LogError>() {
+        match e.downcast::<LogError>() {
             Ok(log) => Error::Log(*log),
             Err(other) => Error::Sink(other),
         }
@@ -112,9 +130,162 @@ impl Error {
     /// True for the ring log's "full" error (history not yet covered by a
     /// snapshot would be overwritten).
     pub fn is_log_full(&self) -> bool {
-        matches!(self, Error::Log(crate::log::LogError::Full { .. }))
+        matches!(self, Error::Log(LogError::Full { .. }))
     }
 }
 
 /// Result of engine operations.
 pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// Errors of the ring log.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum LogError {
+    /// An I/O call failed.
+    #[error("ring log I/O error while {context}: {source}")]
+    Io {
+        /// What was being done.
+        context: String,
+        /// The error.
+        #[source]
+        source: std::io::Error,
+    },
+    /// The header page is not a valid ringkv header.
+    #[error("bad ring header: {0}")]
+    BadHeader(String),
+    /// The file was written by a newer (or unknown) format.
+    #[error("ring format version {found} is not supported (this build reads {supported})")]
+    UnsupportedFormat {
+        /// Version in the file.
+        found: u32,
+        /// Version this build supports.
+        supported: u32,
+    },
+    /// Damage in the middle of the stream (not a torn tail).
+    #[error("ring log corrupt at offset {offset}: {reason}")]
+    Corrupt {
+        /// Offset of the first bad record.
+        offset: u64,
+        /// What is wrong.
+        reason: String,
+    },
+    /// Appending would overwrite history the ring must keep (until a
+    /// snapshot covers it).
+    #[error("ring log full: a record of {needed} bytes does not fit in the {free} free bytes")]
+    Full {
+        /// Bytes the record needs.
+        needed: u64,
+        /// Bytes free before the oldest kept offset.
+        free: u64,
+    },
+    /// A record larger than the configured fraction of the ring.
+    #[error("record of {len} bytes exceeds the limit of {max} bytes (capacity / max_record_fraction)")]
+    RecordTooLarge {
+        /// Payload length.
+        len: usize,
+        /// The limit.
+        max: usize,
+    },
+    /// The reader's offset has been overwritten.
+    #[error("reader lagged behind the ring: oldest readable offset is {oldest}")]
+    Lagged {
+        /// The oldest offset still readable.
+        oldest: u64,
+    },
+    /// An earlier msync failed; the log refuses writes (nothing is lost silently).
+    #[error("ring log poisoned by an earlier sync failure")]
+    Poisoned,
+    /// Invalid configuration.
+    #[error("invalid ring log configuration: {0}")]
+    Config(String),
+    /// Replicated bytes contradict what this ring already holds at that
+    /// offset: the two streams have different histories.
+    #[error("divergent stream at offset {offset}: the bytes received differ from this ring's")]
+    Divergent {
+        /// First offset where the streams differ.
+        offset: u64,
+    },
+    /// Replicated bytes do not continue this ring's stream.
+    #[error("stream gap: bytes start at {start} but this ring ends at {end}")]
+    Gap {
+        /// Where the received bytes start.
+        start: u64,
+        /// Where this ring's stream ends.
+        end: u64,
+    },
+}
+
+impl LogError {
+    pub(crate) fn io(context: impl Into<String>, source: std::io::Error) -> LogError {
+        LogError::Io {
+            context: context.into(),
+            source,
+        }
+    }
+}
+
+/// Errors reading or writing snapshots.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum SnapshotError {
+    /// An I/O call failed.
+    #[error("snapshot I/O error while {context}: {source}")]
+    Io {
+        /// What was being done.
+        context: String,
+        /// The error.
+        #[source]
+        source: std::io::Error,
+    },
+    /// Not a snapshot, or a damaged one.
+    #[error("snapshot damaged at byte {position}: {reason}")]
+    Corrupt {
+        /// Byte position in the file or stream.
+        position: u64,
+        /// What is wrong.
+        reason: String,
+    },
+    /// Written by a newer format.
+    #[error("snapshot format version {found} is not supported (this build reads {supported})")]
+    UnsupportedFormat {
+        /// Version in the file.
+        found: u32,
+        /// Version this build reads.
+        supported: u32,
+    },
+    /// Another snapshot is running.
+    #[error("a snapshot is already in progress")]
+    InProgress,
+    /// A follower in a full sync serves stale data and takes no snapshot.
+    #[error("no snapshot during a full sync (the data is stale)")]
+    Stale,
+    /// Applying a loaded item failed.
+    #[error("cannot load snapshot item: {0}")]
+    Load(String),
+}
+
+/// Why bytes do not decode.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum DecodeError {
+    /// The input ends inside a field.
+    #[error("truncated: {0}")]
+    Truncated(&'static str),
+    /// A tag or kind byte is unknown.
+    #[error("unknown {what} {value}")]
+    Unknown {
+        /// What was being decoded.
+        what: &'static str,
+        /// The byte found.
+        value: u8,
+    },
+    /// A length or count does not fit the input.
+    #[error("invalid length: {0}")]
+    Length(&'static str),
+    /// A batch inside a batch.
+    #[error("nested batch")]
+    NestedBatch,
+    /// Bytes left after the mutation.
+    #[error("{0} trailing bytes")]
+    Trailing(usize),
+}

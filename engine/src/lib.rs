@@ -32,38 +32,54 @@
 //! contract, [`scan`] for the cursor guarantees; the README for the table,
 //! the write path, expiry and memory accounting.
 
-pub mod batch;
+//!
+//! ARCHITECTURE.md at the repository root is the map of the layers below;
+//! `engine/tests/layers.rs` checks that every module imports only from its
+//! own layer or lower ones.
+
+// L0 vocabulary: no imports from any other layer.
 mod blob;
 mod clock;
+mod codec;
 mod config;
-mod engine;
 mod error;
-mod expire;
 mod glob;
-mod keyspace;
-pub mod log;
-mod memory;
 pub mod mutation;
-mod recovery;
-pub mod replica;
-pub mod scan;
-pub mod snapshot;
 mod stats;
+// L1 formats: the ring log and the snapshot stream, usable without an engine.
+pub mod log;
+pub mod snapshot;
+// L2 keyspace: shards, tables, locking, the one apply path, copy-on-write hooks.
+mod keyspace;
+// L3 core: the engine's state and the commit protocol.
+mod core;
+// L4 ops: each command's checks and plan.
+mod ops;
+// L5 services: expiry, snapshots, recovery, replication primitives, threads.
+mod services;
+// L6 facade.
+mod builder;
+mod engine;
+#[cfg(feature = "internals")]
+pub mod internals;
 
-pub use batch::{BatchReply, WriteBatch};
 pub use blob::{Blob, INLINE_CAPACITY};
+pub use builder::EngineBuilder;
 pub use bytes::Bytes;
 pub use clock::{Clock, ManualClock, SystemClock};
-pub use config::{Config, EvictionPolicy, MAX_SHARDS};
-pub use engine::{Engine, EngineBuilder, KeyType, SetCondition, SetExpiry, SetOptions, SetOutcome, Ttl};
+pub use config::{Config, Durability, EvictionPolicy, LogConfig, SaveRule, SnapshotConfig, MAX_SHARDS};
+pub use core::{Promotion, Role, WriteGate};
+pub use engine::Engine;
 pub use error::{Error, Result, SinkError};
 pub use glob::glob_match;
-pub use log::{Durability, LogConfig, RingLog};
+pub use log::{LogView, RingLog};
 pub use mutation::{DeleteReason, MemorySink, Mutation, MutationSink, NullSink};
-pub use replica::{Promotion, Role, WriteGate};
-pub use scan::{HScanIter, ScanIter, ScanOptions, ScanPage};
-pub use snapshot::{SnapshotConfig, SnapshotInfo, SnapshotStats};
-pub use stats::{LogStats, Op, Stats};
+pub use ops::batch::{BatchReply, WriteBatch};
+pub use ops::keys::{KeyType, Ttl};
+pub use ops::scan;
+pub use ops::scan::{HScanIter, ScanIter, ScanOptions, ScanPage};
+pub use ops::strings::{SetCondition, SetExpiry, SetOptions, SetOutcome};
+pub use stats::{LogStats, Op, SnapshotInfo, SnapshotStats, Stats};
 
 /// The README's examples, compiled and run as doctests.
 #[doc = include_str!("../../README.md")]

@@ -96,7 +96,7 @@ pub struct Stats {
     /// The ring log, when the engine has one.
     pub log: Option<LogStats>,
     /// Snapshots.
-    pub snapshot: crate::snapshot::SnapshotStats,
+    pub snapshot: SnapshotStats,
 }
 
 /// Ring log figures in [`Stats`].
@@ -112,7 +112,7 @@ pub struct LogStats {
     /// Offset up to which the log is known durable.
     pub synced_offset: u64,
     /// The durability mode.
-    pub durability: crate::log::Durability,
+    pub durability: crate::config::Durability,
     /// Replication id of the stream.
     pub replid: String,
     /// Records replayed when the data directory was opened.
@@ -192,4 +192,42 @@ impl OpCounters {
         }
         totals
     }
+}
+
+/// What a snapshot did.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[non_exhaustive]
+pub struct SnapshotInfo {
+    /// Log offset of the cut.
+    pub offset: u64,
+    /// Keys at the cut.
+    pub keys: u64,
+    /// Items written (strings, hash heads, hash field chunks).
+    pub items: u64,
+    /// Bytes written.
+    pub bytes: u64,
+    /// Time all shards were locked to take the cut, microseconds.
+    pub start_pause_us: u64,
+    /// Wall time, milliseconds.
+    pub duration_ms: u64,
+    /// Time writers (and the walk) waited for a full output buffer, milliseconds.
+    pub writer_wait_ms: u64,
+    /// Largest amount of serialized data waiting for the output, bytes.
+    pub peak_buffer_bytes: u64,
+    /// Creation time, unix ms.
+    pub created_ms: u64,
+}
+
+/// Snapshot figures in [`Stats`](crate::Stats).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[non_exhaustive]
+pub struct SnapshotStats {
+    /// A snapshot is running.
+    pub in_progress: bool,
+    /// Snapshots completed since start.
+    pub completed: u64,
+    /// The last completed snapshot.
+    pub last: Option<SnapshotInfo>,
+    /// The last error, if the last attempt failed.
+    pub last_error: Option<String>,
 }

@@ -162,7 +162,7 @@ fn replica_applying_the_stream_never_expires_on_its_own() {
         .build()
         .expect("replica");
     for m in sink.take() {
-        replica.apply(&m).expect("apply");
+        replica.replay(&m).expect("apply");
     }
     clock.advance(200);
     // Logically expired on both; the replica keeps it until the primary's
@@ -170,7 +170,7 @@ fn replica_applying_the_stream_never_expires_on_its_own() {
     assert_eq!(replica.dbsize(), 1);
     assert_eq!(e.active_expire_cycle(), 1);
     for m in sink.take() {
-        replica.apply(&m).expect("apply");
+        replica.replay(&m).expect("apply");
     }
     assert_eq!(replica.dbsize(), 0);
     assert_eq!(replica.digest(), e.digest());

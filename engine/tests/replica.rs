@@ -35,7 +35,7 @@ fn pump(primary: &Engine, follower: &Engine) -> ringkv::Result<u64> {
     while f.published() < p.published() {
         let batch = p.read_stream(f.published(), 4096)?;
         follower.replica_append(batch.start, &batch.bytes)?;
-        follower.replica_apply(u64::MAX)?;
+        follower.replica_replay_ring(u64::MAX)?;
     }
     Ok(follower.applied_offset())
 }

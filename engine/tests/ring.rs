@@ -7,6 +7,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
+use ringkv::internals::RingLogWriter;
 use ringkv::log::{record, LogConfig, LogError, RingLog, TailReader};
 
 fn small(capacity: u64) -> LogConfig {

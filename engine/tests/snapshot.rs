@@ -7,7 +7,6 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use ringkv::log::TailReader;
 use ringkv::snapshot::{SnapshotError, SnapshotReader};
 use ringkv::{Config, Engine, Error, LogConfig, SetOptions, SnapshotConfig, WriteBatch};
 
@@ -83,10 +82,10 @@ fn preload(e: &Engine) {
 /// Replays the engine's log from `offset` into `target`.
 fn replay(from: &Engine, target: &Engine, offset: u64) {
     let log = from.log().expect("log").clone();
-    let mut reader = TailReader::new(log.clone(), offset);
+    let mut reader = log.tail(offset);
     while reader.offset() < log.published() {
         for (_, m) in reader.next_mutations(Duration::ZERO, 1 << 20).expect("read the log") {
-            target.apply(&m).expect("replay");
+            target.replay(&m).expect("replay");
         }
     }
 }

@@ -4,6 +4,7 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
+use ringkv::internals::RingLogWriter;
 use ringkv::log::{LogConfig, RingLog};
 
 fuzz_target!(|data: &[u8]| {

@@ -214,10 +214,7 @@ async fn session(
 ) -> Result<End, ReplError> {
     let config = &shared.config;
     let engine = &shared.engine;
-    let log = engine
-        .log()
-        .cloned()
-        .ok_or_else(|| ReplError::Config("no ring log".into()))?;
+    let log = engine.log().ok_or_else(|| ReplError::Config("no ring log".into()))?;
     let max = config.max_frame_bytes;
     let conn = tokio::select! {
         c = endpoint.connect(config.primary, &config.server_name)? => c?,
@@ -260,7 +257,7 @@ async fn session(
                     "continue at {from}, but this follower is at {offset}"
                 )));
             }
-            adopt_history(&log, &history)?;
+            adopt_history(&engine, &log, &history)?;
             let mut info = shared.info.lock();
             info.partial_syncs += 1;
             info.master_link_status = LinkStatus::Up;
@@ -370,7 +367,7 @@ async fn session(
                             e.replica_append(start, &raw).map_err(stream_error)?;
                             if live {
                                 // Applied straight from the received bytes (checked by the append).
-                                e.replica_apply_stream(start, &raw).map_err(stream_error)?;
+                                e.replica_replay_stream(start, &raw).map_err(stream_error)?;
                             }
                             Ok(())
                         })?;
@@ -432,11 +429,10 @@ fn stream_error(e: ringkv::Error) -> ReplError {
     }
 }
 
-fn adopt_history(log: &ringkv::RingLog, history: &History) -> Result<(), ReplError> {
+fn adopt_history(engine: &Engine, log: &ringkv::LogView, history: &History) -> Result<(), ReplError> {
     let h = log.header();
     if h.replid != history.replid || h.prev_replid != history.prev_replid || h.switch_offset != history.switch_offset {
-        log.set_history(&history.replid, &history.prev_replid, history.switch_offset)
-            .map_err(ringkv::Error::Log)?;
+        engine.replica_adopt_history(&history.replid, &history.prev_replid, history.switch_offset)?;
     }
     Ok(())
 }

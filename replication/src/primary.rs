@@ -13,7 +13,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Weak};
 use std::time::{Duration, Instant};
 
-use ringkv::log::{LogError, RingLog};
+use ringkv::log::{LogError, LogView};
 use ringkv::snapshot::{SnapshotError, SnapshotHeader};
 use ringkv::{Engine, Role};
 use tokio::sync::{mpsc, watch, Notify};
@@ -66,7 +66,7 @@ struct Counters {
 
 pub(crate) struct Shared {
     engine: Engine,
-    log: Arc<RingLog>,
+    log: LogView,
     config: PrimaryConfig,
     followers: parking_lot::Mutex<BTreeMap<u64, Slot>>,
     next_id: AtomicU64,
@@ -140,7 +140,6 @@ impl Primary {
     pub async fn start(engine: Engine, config: PrimaryConfig, tls: TlsMaterial) -> Result<Primary, ReplError> {
         let log = engine
             .log()
-            .cloned()
             .ok_or_else(|| ReplError::Config("the primary's engine needs a ring log".into()))?;
         let server =
             crate::tls::server_config(&tls, config.window_bytes, Duration::from_millis(config.idle_timeout_ms))?;

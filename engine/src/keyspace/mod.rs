@@ -3,28 +3,19 @@
 //! right).
 
 pub(crate) mod apply;
+pub(crate) mod cow;
+mod shards;
 pub(crate) mod table;
+
+pub(crate) use shards::{Keyspace, Locked};
 
 use std::collections::BTreeSet;
 use std::mem;
 use std::sync::atomic::AtomicU32;
 
-use parking_lot::RwLockWriteGuard;
-
-use crate::blob::Blob;
-use crate::snapshot::generation::{touch_entry, HashMut, ShardSnap};
+use crate::blob::{alloc_size, Blob};
+use crate::keyspace::cow::{touch_entry, HashMut, ShardSnap};
 use table::{Table, TableEntry};
-
-/// Bytes the allocator really takes for an allocation of `n` bytes: glibc
-/// malloc adds an 8-byte header, rounds to 16 and never hands out less than
-/// 32 (jemalloc and mimalloc size classes land close to this).
-pub(crate) fn alloc_size(n: usize) -> usize {
-    if n == 0 {
-        0
-    } else {
-        ((n + 8 + 15) & !15).max(32)
-    }
-}
 
 /// Estimated heap bytes of one expiry-index entry (a `(u64, u32)` in a
 /// B-tree node of 11, about two-thirds full, plus node headers).
@@ -389,39 +380,6 @@ impl Shard {
 
 fn slot(idx: usize) -> u32 {
     idx as u32
-}
-
-/// Write guards on a set of shards, taken in index order (one for most
-/// operations, several for batches, renames and multi-key writes).
-pub(crate) enum Locked<'a> {
-    One(usize, RwLockWriteGuard<'a, Shard>),
-    Many(Vec<(usize, RwLockWriteGuard<'a, Shard>)>),
-}
-
-impl Locked<'_> {
-    /// The shard `idx`, which must be locked.
-    pub(crate) fn shard(&mut self, idx: usize) -> &mut Shard {
-        match self {
-            Locked::One(i, g) => {
-                assert_eq!(*i, idx, "shard {idx} is not locked");
-                g
-            }
-            Locked::Many(gs) => {
-                let pos = gs
-                    .binary_search_by_key(&idx, |(i, _)| *i)
-                    .unwrap_or_else(|_| panic!("shard {idx} is not locked"));
-                &mut gs[pos].1
-            }
-        }
-    }
-
-    /// Every locked shard.
-    pub(crate) fn for_each(&mut self, mut f: impl FnMut(usize, &mut Shard)) {
-        match self {
-            Locked::One(i, g) => f(*i, g),
-            Locked::Many(gs) => gs.iter_mut().for_each(|(i, g)| f(*i, g)),
-        }
-    }
 }
 
 #[cfg(test)]

@@ -31,8 +31,10 @@
 //!                                  9 Batch   count mutation*   (not nested)
 //! ```
 
-use bytes::{Buf, BufMut, Bytes};
+use bytes::{Buf, Bytes};
 
+use crate::codec::{put_bytes, put_expire, put_varint, Reader};
+pub use crate::error::DecodeError;
 use crate::mutation::{DeleteReason, Mutation};
 
 /// Size of a record header.
@@ -43,32 +45,6 @@ pub const ALIGN: u64 = 8;
 pub const KIND_MUTATION: u8 = 1;
 /// Version of the mutation body encoding (stored in the ring's header).
 pub const MUTATION_FORMAT: u32 = 1;
-
-/// Why bytes do not decode.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[non_exhaustive]
-pub enum DecodeError {
-    /// The input ends inside a field.
-    #[error("truncated: {0}")]
-    Truncated(&'static str),
-    /// A tag or kind byte is unknown.
-    #[error("unknown {what} {value}")]
-    Unknown {
-        /// What was being decoded.
-        what: &'static str,
-        /// The byte found.
-        value: u8,
-    },
-    /// A length or count does not fit the input.
-    #[error("invalid length: {0}")]
-    Length(&'static str),
-    /// A batch inside a batch.
-    #[error("nested batch")]
-    NestedBatch,
-    /// Bytes left after the mutation.
-    #[error("{0} trailing bytes")]
-    Trailing(usize),
-}
 
 /// Total bytes a record with `payload_len` payload bytes takes in the stream.
 pub fn record_len(payload_len: usize) -> u64 {
@@ -118,29 +94,6 @@ impl Header {
             offset: word(0..8),
             len: word(8..12) as u32,
             crc: word(12..16) as u32,
-        }
-    }
-}
-
-pub(crate) fn put_varint(out: &mut Vec<u8>, mut v: u64) {
-    while v >= 0x80 {
-        out.push((v as u8) | 0x80);
-        v >>= 7;
-    }
-    out.push(v as u8);
-}
-
-pub(crate) fn put_bytes(out: &mut Vec<u8>, b: &[u8]) {
-    put_varint(out, b.len() as u64);
-    out.extend_from_slice(b);
-}
-
-pub(crate) fn put_expire(out: &mut Vec<u8>, e: Option<u64>) {
-    match e {
-        None => out.push(0),
-        Some(t) => {
-            out.push(1);
-            out.put_u64_le(t);
         }
     }
 }
@@ -208,138 +161,71 @@ fn encode_body(m: &Mutation, out: &mut Vec<u8>) {
     }
 }
 
-pub(crate) struct Reader {
-    pub(crate) buf: Bytes,
-}
-
-impl Reader {
-    pub(crate) fn u8(&mut self, what: &'static str) -> Result<u8, DecodeError> {
-        if self.buf.remaining() < 1 {
-            return Err(DecodeError::Truncated(what));
-        }
-        Ok(self.buf.get_u8())
-    }
-
-    /// A LEB128 integer in its one canonical encoding (no redundant zero
-    /// bytes, no bits beyond 64), so every stream decodes and re-encodes to
-    /// the same bytes.
-    pub(crate) fn varint(&mut self, what: &'static str) -> Result<u64, DecodeError> {
-        let mut v = 0u64;
-        for shift in (0..64).step_by(7) {
-            let b = self.u8(what)?;
-            if shift == 63 && b > 1 {
-                return Err(DecodeError::Length(what));
-            }
-            v |= u64::from(b & 0x7f) << shift;
-            if b & 0x80 == 0 {
-                if b == 0 && shift > 0 {
-                    return Err(DecodeError::Length(what));
+fn read_mutation(r: &mut Reader, in_batch: bool) -> Result<Mutation, DecodeError> {
+    Ok(match r.u8("mutation tag")? {
+        1 => Mutation::Set {
+            key: r.bytes("key")?,
+            value: r.bytes("value")?,
+            expire_at: r.expire()?,
+        },
+        2 => Mutation::Append {
+            key: r.bytes("key")?,
+            suffix: r.bytes("suffix")?,
+        },
+        3 => {
+            let reason = match r.u8("delete reason")? {
+                0 => DeleteReason::User,
+                1 => DeleteReason::Expired,
+                2 => DeleteReason::Evicted,
+                value => {
+                    return Err(DecodeError::Unknown {
+                        what: "delete reason",
+                        value,
+                    })
                 }
-                return Ok(v);
+            };
+            let n = r.count("key count", 1)?;
+            let keys = (0..n).map(|_| r.bytes("key")).collect::<Result<_, _>>()?;
+            Mutation::Delete { keys, reason }
+        }
+        4 => Mutation::Expire {
+            key: r.bytes("key")?,
+            expire_at: r.expire()?,
+        },
+        5 => Mutation::Rename {
+            from: r.bytes("from")?,
+            to: r.bytes("to")?,
+        },
+        6 => {
+            let key = r.bytes("key")?;
+            let n = r.count("field count", 2)?;
+            let fields = (0..n)
+                .map(|_| Ok((r.bytes("field")?, r.bytes("value")?)))
+                .collect::<Result<_, DecodeError>>()?;
+            Mutation::HSet { key, fields }
+        }
+        7 => {
+            let key = r.bytes("key")?;
+            let n = r.count("field count", 1)?;
+            let fields = (0..n).map(|_| r.bytes("field")).collect::<Result<_, _>>()?;
+            Mutation::HDel { key, fields }
+        }
+        8 => Mutation::Flush,
+        9 => {
+            if in_batch {
+                return Err(DecodeError::NestedBatch);
             }
+            let n = r.count("batch length", 1)?;
+            let ms = (0..n).map(|_| read_mutation(r, true)).collect::<Result<_, _>>()?;
+            Mutation::Batch(ms)
         }
-        Err(DecodeError::Length(what))
-    }
-
-    pub(crate) fn bytes(&mut self, what: &'static str) -> Result<Bytes, DecodeError> {
-        let len = self.varint(what)?;
-        if len > self.buf.remaining() as u64 {
-            return Err(DecodeError::Truncated(what));
-        }
-        Ok(self.buf.split_to(len as usize))
-    }
-
-    /// A count of items that each take at least `min_item` bytes.
-    pub(crate) fn count(&mut self, what: &'static str, min_item: usize) -> Result<usize, DecodeError> {
-        let n = self.varint(what)?;
-        if n.saturating_mul(min_item as u64) > self.buf.remaining() as u64 {
-            return Err(DecodeError::Length(what));
-        }
-        Ok(n as usize)
-    }
-
-    pub(crate) fn expire(&mut self) -> Result<Option<u64>, DecodeError> {
-        match self.u8("expire flag")? {
-            0 => Ok(None),
-            1 => {
-                if self.buf.remaining() < 8 {
-                    return Err(DecodeError::Truncated("expire"));
-                }
-                Ok(Some(self.buf.get_u64_le()))
-            }
-            value => Err(DecodeError::Unknown {
-                what: "expire flag",
+        value => {
+            return Err(DecodeError::Unknown {
+                what: "mutation tag",
                 value,
-            }),
+            })
         }
-    }
-
-    fn mutation(&mut self, in_batch: bool) -> Result<Mutation, DecodeError> {
-        Ok(match self.u8("mutation tag")? {
-            1 => Mutation::Set {
-                key: self.bytes("key")?,
-                value: self.bytes("value")?,
-                expire_at: self.expire()?,
-            },
-            2 => Mutation::Append {
-                key: self.bytes("key")?,
-                suffix: self.bytes("suffix")?,
-            },
-            3 => {
-                let reason = match self.u8("delete reason")? {
-                    0 => DeleteReason::User,
-                    1 => DeleteReason::Expired,
-                    2 => DeleteReason::Evicted,
-                    value => {
-                        return Err(DecodeError::Unknown {
-                            what: "delete reason",
-                            value,
-                        })
-                    }
-                };
-                let n = self.count("key count", 1)?;
-                let keys = (0..n).map(|_| self.bytes("key")).collect::<Result<_, _>>()?;
-                Mutation::Delete { keys, reason }
-            }
-            4 => Mutation::Expire {
-                key: self.bytes("key")?,
-                expire_at: self.expire()?,
-            },
-            5 => Mutation::Rename {
-                from: self.bytes("from")?,
-                to: self.bytes("to")?,
-            },
-            6 => {
-                let key = self.bytes("key")?;
-                let n = self.count("field count", 2)?;
-                let fields = (0..n)
-                    .map(|_| Ok((self.bytes("field")?, self.bytes("value")?)))
-                    .collect::<Result<_, DecodeError>>()?;
-                Mutation::HSet { key, fields }
-            }
-            7 => {
-                let key = self.bytes("key")?;
-                let n = self.count("field count", 1)?;
-                let fields = (0..n).map(|_| self.bytes("field")).collect::<Result<_, _>>()?;
-                Mutation::HDel { key, fields }
-            }
-            8 => Mutation::Flush,
-            9 => {
-                if in_batch {
-                    return Err(DecodeError::NestedBatch);
-                }
-                let n = self.count("batch length", 1)?;
-                let ms = (0..n).map(|_| self.mutation(true)).collect::<Result<_, _>>()?;
-                Mutation::Batch(ms)
-            }
-            value => {
-                return Err(DecodeError::Unknown {
-                    what: "mutation tag",
-                    value,
-                })
-            }
-        })
-    }
+    })
 }
 
 /// Decodes a record payload (kind byte and body) into a mutation. The
@@ -355,7 +241,7 @@ pub fn decode_mutation(payload: Bytes) -> Result<Mutation, DecodeError> {
             })
         }
     }
-    let m = r.mutation(false)?;
+    let m = read_mutation(&mut r, false)?;
     if r.buf.has_remaining() {
         return Err(DecodeError::Trailing(r.buf.remaining()));
     }

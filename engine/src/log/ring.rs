@@ -23,11 +23,11 @@ use std::time::{Duration, Instant};
 
 use crossbeam::utils::Backoff;
 use parking_lot::{Condvar, Mutex, RwLock};
-use serde::{Deserialize, Serialize};
 
 use super::memory::{RingMemory, HEADER_PAGE};
 use super::record::{self, Header, HEADER_LEN, MUTATION_FORMAT};
-use super::LogError;
+use crate::config::{Durability, LogConfig};
+use crate::error::LogError;
 
 /// Magic bytes at the start of each header slot.
 const MAGIC: &[u8; 8] = b"RKVRING\0";
@@ -36,59 +36,6 @@ pub const RING_FORMAT: u32 = 1;
 /// Header slots: two copies, written alternately, the newest valid one wins.
 const SLOT_LEN: usize = 2048;
 const SLOT_FIELDS: usize = 140;
-
-/// When appended records reach the disk.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Durability {
-    /// Page cache only: survives a crash of the process (the kernel owns the
-    /// mapped pages), not of the machine.
-    #[default]
-    None,
-    /// msync once a second on a background thread.
-    Everysec,
-    /// Group commit: a write returns only after its record is msynced;
-    /// concurrent writers share syncs.
-    Always,
-}
-
-/// Ring log configuration.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(default, deny_unknown_fields)]
-pub struct LogConfig {
-    /// Bytes of the data region: a multiple of 8, at least 64 KiB.
-    pub capacity: u64,
-    /// When writes reach the disk.
-    pub durability: Durability,
-    /// A record larger than `capacity / max_record_fraction` is refused
-    /// (a 3 MB value must not make a follower loop, Redis #11666).
-    pub max_record_fraction: u64,
-}
-
-impl Default for LogConfig {
-    fn default() -> Self {
-        LogConfig {
-            capacity: 256 * 1024 * 1024,
-            durability: Durability::None,
-            max_record_fraction: 8,
-        }
-    }
-}
-
-impl LogConfig {
-    pub(crate) fn validate(&self) -> Result<(), LogError> {
-        if self.capacity < 64 * 1024 || !self.capacity.is_multiple_of(8) {
-            return Err(LogError::Config(format!(
-                "capacity must be a multiple of 8 of at least 64 KiB, not {}",
-                self.capacity
-            )));
-        }
-        if self.max_record_fraction < 2 {
-            return Err(LogError::Config("max_record_fraction must be at least 2".into()));
-        }
-        Ok(())
-    }
-}
 
 /// What the header page says (see the format in `log/mod.rs`).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -406,13 +353,19 @@ impl RingLog {
 
     /// A ring in anonymous memory (no persistence), overwriting old laps.
     ///
+    /// An engine's own anonymous ring (`EngineBuilder::anonymous_log`) is
+    /// one of these; its records are the engine's mutations:
+    ///
     /// ```
-    /// use ringkv::log::{LogConfig, RingLog};
-    /// let ring = RingLog::anonymous(LogConfig { capacity: 1 << 16, ..LogConfig::default() })?;
-    /// let at = ring.append(b"\x01hello")?;
-    /// let batch = ring.read(at, 1 << 20)?;
-    /// assert_eq!(&batch.records[0].1[..], b"\x01hello");
-    /// # Ok::<(), ringkv::log::LogError>(())
+    /// use ringkv::log::record::decode_mutation;
+    /// use ringkv::{Engine, Mutation};
+    /// let engine = Engine::builder().anonymous_log().build()?;
+    /// engine.set("k", "v")?;
+    /// let log = engine.log().expect("an anonymous ring");
+    /// let batch = log.read(0, 1 << 20)?;
+    /// let m = decode_mutation(batch.records[0].1.clone())?;
+    /// assert!(matches!(m, Mutation::Set { .. }));
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
     /// ```
     pub fn anonymous(config: LogConfig) -> Result<RingLog, LogError> {
         Self::anonymous_with(config, Retention::Overwrite)
@@ -539,7 +492,7 @@ impl RingLog {
 
     /// Lets the ring drop history below `offset` (a record boundary, once a
     /// snapshot covers it).
-    pub fn set_oldest(&self, offset: u64) -> Result<(), LogError> {
+    pub(crate) fn set_oldest(&self, offset: u64) -> Result<(), LogError> {
         let offset = offset.min(self.published());
         // The header goes to disk before any byte below `offset` may be
         // overwritten: recovery starts reading at the header's oldest.
@@ -555,8 +508,10 @@ impl RingLog {
     }
 
     /// Appends one record with this payload (kind byte and body); returns its
-    /// offset. Safe to call from many threads at once.
-    pub fn append(&self, payload: &[u8]) -> Result<u64, LogError> {
+    /// offset. Safe to call from many threads at once. (The engine appends
+    /// encoded mutations; raw payloads come from tests and benches.)
+    #[cfg_attr(not(any(test, feature = "internals")), allow(dead_code))]
+    pub(crate) fn append(&self, payload: &[u8]) -> Result<u64, LogError> {
         self.append_with(payload.len(), |buf| buf.extend_from_slice(payload))
     }
 
@@ -575,6 +530,7 @@ impl RingLog {
         })
     }
 
+    #[cfg_attr(not(any(test, feature = "internals")), allow(dead_code))]
     fn append_with(&self, len: usize, fill: impl FnOnce(&mut Vec<u8>)) -> Result<u64, LogError> {
         ENCODE_BUF.with(|cell| {
             let mut buf = cell.borrow_mut();
@@ -756,7 +712,7 @@ impl RingLog {
     /// it is [`LogError::Gap`]. Returns the new end of the stream. Meant for
     /// a single appender (a follower's replication task); local appends
     /// must not run meanwhile.
-    pub fn append_stream(&self, start: u64, bytes: &[u8]) -> Result<u64, LogError> {
+    pub(crate) fn append_stream(&self, start: u64, bytes: &[u8]) -> Result<u64, LogError> {
         if self.poisoned.load(Ordering::Acquire) {
             return Err(LogError::Poisoned);
         }
@@ -839,7 +795,13 @@ impl RingLog {
     /// offsets from `offset` on are wiped first, so a crash cannot revive
     /// them as part of the new history. Not for use while other threads
     /// append.
-    pub fn reset_to(&self, offset: u64, replid: &str, prev_replid: &str, switch_offset: u64) -> Result<(), LogError> {
+    pub(crate) fn reset_to(
+        &self,
+        offset: u64,
+        replid: &str,
+        prev_replid: &str,
+        switch_offset: u64,
+    ) -> Result<(), LogError> {
         if !offset.is_multiple_of(record::ALIGN) {
             return Err(LogError::Config(format!(
                 "reset offset {offset} is not a record boundary"
@@ -877,7 +839,7 @@ impl RingLog {
     /// Records this ring's replication history: its id, and the previous id
     /// with the offset where the history switched (after a promotion, or
     /// when a follower continues a promoted primary's stream).
-    pub fn set_history(&self, replid: &str, prev_replid: &str, switch_offset: u64) -> Result<(), LogError> {
+    pub(crate) fn set_history(&self, replid: &str, prev_replid: &str, switch_offset: u64) -> Result<(), LogError> {
         self.write_header(|h| {
             h.replid = replid.to_string();
             h.prev_replid = prev_replid.to_string();

@@ -4,23 +4,24 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use super::record::decode_mutation;
-use super::{LogError, ReadBatch, RingLog};
+use super::{ReadBatch, RingLog};
+use crate::error::LogError;
 use crate::mutation::Mutation;
 
 /// A cursor into a [`RingLog`]: reads records from its offset on, waits for
 /// new ones without spinning. Any number of readers can tail one ring.
 ///
 /// ```
-/// use std::sync::Arc;
 /// use std::time::Duration;
-/// use ringkv::log::{LogConfig, RingLog, TailReader};
-/// let ring = Arc::new(RingLog::anonymous(LogConfig { capacity: 1 << 16, ..LogConfig::default() })?);
-/// let mut reader = TailReader::new(ring.clone(), ring.published());
-/// ring.append(b"\x01one")?;
+/// use ringkv::Engine;
+/// let engine = Engine::builder().anonymous_log().build()?;
+/// let log = engine.log().expect("an anonymous ring");
+/// let mut reader = log.tail(log.published());
+/// engine.set("one", "1")?;
 /// let batch = reader.next_batch(Duration::from_millis(100), 1 << 20)?;
 /// assert_eq!(batch.records.len(), 1);
-/// assert_eq!(reader.offset(), ring.published());
-/// # Ok::<(), ringkv::log::LogError>(())
+/// assert_eq!(reader.offset(), log.published());
+/// # Ok::<(), Box<dyn std::error::Error>>(())
 /// ```
 #[derive(Debug, Clone)]
 pub struct TailReader {

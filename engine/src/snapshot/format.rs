@@ -30,7 +30,8 @@ use std::io::{self, Read, Write};
 
 use bytes::Bytes;
 
-use crate::log::record::{put_bytes, put_expire, Reader};
+use crate::codec::{put_bytes, put_expire, put_varint, Reader};
+use crate::error::SnapshotError;
 
 /// Magic bytes at the start of a snapshot.
 pub const MAGIC: &[u8; 8] = b"RKVSNAP\0";
@@ -40,46 +41,6 @@ pub const SNAPSHOT_FORMAT: u32 = 1;
 pub const HEADER_LEN: usize = 88;
 /// Largest chunk accepted when reading (a chunk holds at least one item).
 pub const MAX_CHUNK: u32 = 1 << 30;
-
-/// Errors reading or writing snapshots.
-#[derive(Debug, thiserror::Error)]
-#[non_exhaustive]
-pub enum SnapshotError {
-    /// An I/O call failed.
-    #[error("snapshot I/O error while {context}: {source}")]
-    Io {
-        /// What was being done.
-        context: String,
-        /// The error.
-        #[source]
-        source: io::Error,
-    },
-    /// Not a snapshot, or a damaged one.
-    #[error("snapshot damaged at byte {position}: {reason}")]
-    Corrupt {
-        /// Byte position in the file or stream.
-        position: u64,
-        /// What is wrong.
-        reason: String,
-    },
-    /// Written by a newer format.
-    #[error("snapshot format version {found} is not supported (this build reads {supported})")]
-    UnsupportedFormat {
-        /// Version in the file.
-        found: u32,
-        /// Version this build reads.
-        supported: u32,
-    },
-    /// Another snapshot is running.
-    #[error("a snapshot is already in progress")]
-    InProgress,
-    /// A follower in a full sync serves stale data and takes no snapshot.
-    #[error("no snapshot during a full sync (the data is stale)")]
-    Stale,
-    /// Applying a loaded item failed.
-    #[error("cannot load snapshot item: {0}")]
-    Load(String),
-}
 
 /// The snapshot header.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -203,7 +164,7 @@ pub(crate) fn put_hash_fields<'a>(
 ) {
     out.push(3);
     put_bytes(out, key);
-    crate::log::record::put_varint(out, fields.len() as u64);
+    put_varint(out, fields.len() as u64);
     for (f, v) in fields {
         put_bytes(out, f);
         put_bytes(out, v);

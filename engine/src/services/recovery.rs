@@ -7,7 +7,9 @@ use std::path::Path;
 use std::sync::Arc;
 use std::time::Instant;
 
-use crate::engine::Engine;
+use super::data_dir::{remove, remove_full_sync_marker, FULL_SYNC_MARKER};
+use super::snapshot::load_snapshot;
+use crate::core::Inner;
 use crate::error::{Error, Result};
 use crate::log::{LogConfig, LogError, RingLog};
 
@@ -71,47 +73,10 @@ pub(crate) fn open_dir(dir: &Path, config: &LogConfig) -> Result<(Arc<RingLog>, 
     Ok((Arc::new(ring), lock))
 }
 
-/// Present in a data directory while a follower's full sync is loading.
-const FULL_SYNC_MARKER: &str = "FULLSYNC";
-
-fn remove(path: &Path) -> Result<()> {
-    std::fs::remove_file(path).map_err(|e| Error::Io {
-        context: format!("removing {}", path.display()),
-        source: e,
-    })
-}
-
-fn sync_dir(dir: &Path) -> Result<()> {
-    File::open(dir).and_then(|d| d.sync_all()).map_err(|e| Error::Io {
-        context: format!("fsync of {}", dir.display()),
-        source: e,
-    })
-}
-
-/// Marks `dir` as in a full sync (durably, before the ring restarts).
-pub(crate) fn write_full_sync_marker(dir: &Path) -> Result<()> {
-    let path = dir.join(FULL_SYNC_MARKER);
-    File::create(&path).and_then(|f| f.sync_all()).map_err(|e| Error::Io {
-        context: format!("creating {}", path.display()),
-        source: e,
-    })?;
-    sync_dir(dir)
-}
-
-/// Clears the full-sync mark (the swapped-in data is complete).
-pub(crate) fn remove_full_sync_marker(dir: &Path) -> Result<()> {
-    let path = dir.join(FULL_SYNC_MARKER);
-    if path.exists() {
-        remove(&path)?;
-        sync_dir(dir)?;
-    }
-    Ok(())
-}
-
-/// Restores a data directory's state into `engine` (empty): loads the
+/// Restores a data directory's state into `inner` (empty): loads the
 /// newest snapshot that loads cleanly (an older one if the newest is
 /// damaged, saying so), then replays the ring from that snapshot's offset.
-pub(crate) fn restore(engine: &Engine, ring: &RingLog, dir: &Path) -> Result<()> {
+pub(crate) fn restore(inner: &Inner, ring: &RingLog, dir: &Path) -> Result<()> {
     let mut from = ring.oldest();
     let mut loaded_any = false;
     for (offset, path) in crate::snapshot::list_snapshots(dir).into_iter().rev() {
@@ -120,25 +85,22 @@ pub(crate) fn restore(engine: &Engine, ring: &RingLog, dir: &Path) -> Result<()>
                 context: format!("opening {}", path.display()),
                 source: e,
             })
-            .and_then(|f| engine.load_snapshot(std::io::BufReader::with_capacity(1 << 20, f)));
+            .and_then(|f| load_snapshot(inner, std::io::BufReader::with_capacity(1 << 20, f)));
         match loaded {
             Ok(header) if header.offset == offset => {
                 tracing::info!(path = %path.display(), offset, "loaded snapshot");
                 from = offset;
                 loaded_any = true;
-                engine
-                    .inner
-                    .newest_snapshot
-                    .store(offset, std::sync::atomic::Ordering::Release);
+                inner.snapshot.set_newest_durable(offset);
                 break;
             }
             Ok(header) => {
                 tracing::error!(path = %path.display(), header = header.offset, "snapshot file name and header disagree; skipped");
-                engine.inner.clear_unlogged();
+                inner.clear_unlogged();
             }
             Err(e) => {
                 tracing::error!(path = %path.display(), error = %e, "snapshot damaged; trying an older one");
-                engine.inner.clear_unlogged();
+                inner.clear_unlogged();
             }
         }
     }
@@ -159,16 +121,16 @@ pub(crate) fn restore(engine: &Engine, ring: &RingLog, dir: &Path) -> Result<()>
             ),
         });
     }
-    replay(engine, ring, from)
+    replay(inner, ring, from)
 }
 
-/// Replays the ring from `from` into `engine` (which must not log what it
+/// Replays the ring from `from` into `inner` (which must not log what it
 /// applies).
-pub(crate) fn replay(engine: &Engine, ring: &RingLog, from: u64) -> Result<()> {
+pub(crate) fn replay(inner: &Inner, ring: &RingLog, from: u64) -> Result<()> {
     let started = Instant::now();
     let end = ring.published();
-    let (records, bytes) = replay_range(engine, ring, from, end)?;
-    *engine.inner.recovered.lock() = crate::stats::RecoveryStats { records, bytes };
+    let (records, bytes) = replay_range(inner, ring, from, end)?;
+    *inner.recovered.lock() = crate::stats::RecoveryStats { records, bytes };
     tracing::info!(
         records,
         bytes,
@@ -180,9 +142,9 @@ pub(crate) fn replay(engine: &Engine, ring: &RingLog, from: u64) -> Result<()> {
     Ok(())
 }
 
-/// Applies the ring's records in `[from, end)` to `engine` (without
+/// Applies the ring's records in `[from, end)` to `inner` (without
 /// logging them); returns the records and payload bytes applied.
-pub(crate) fn replay_range(engine: &Engine, ring: &RingLog, from: u64, end: u64) -> Result<(u64, u64)> {
+pub(crate) fn replay_range(inner: &Inner, ring: &RingLog, from: u64, end: u64) -> Result<(u64, u64)> {
     let mut pos = from;
     let (mut records, mut bytes) = (0u64, 0u64);
     while pos < end {
@@ -195,7 +157,7 @@ pub(crate) fn replay_range(engine: &Engine, ring: &RingLog, from: u64, end: u64)
         })?;
         for (offset, payload) in batch.records {
             bytes += payload.len() as u64;
-            engine.apply_record(offset, payload, None)?;
+            inner.replay_record(offset, payload, None)?;
             records += 1;
         }
         pos = batch.next;

@@ -2,8 +2,12 @@
 
 use bytes::Bytes;
 
-use crate::engine::{self, Inner, SetExpiry, SetOptions, SetOutcome, Writer};
+use super::{check_key, check_value};
+use super::{hashes, keys, strings};
+use crate::core::{Inner, Writer};
 use crate::error::{Error, Result};
+use crate::ops::strings::{SetExpiry, SetOptions, SetOutcome};
+use crate::stats::Op;
 
 /// Operations to apply atomically with [`Engine::write_batch`](crate::Engine::write_batch).
 ///
@@ -171,10 +175,10 @@ impl BatchOp {
 
     /// Argument checks that need no state.
     pub(crate) fn check(&self, inner: &Inner) -> Result<()> {
-        inner.check_key(self.key())?;
+        check_key(inner, self.key())?;
         match self {
             BatchOp::Set { value, opts, .. } => {
-                inner.check_value(value.len())?;
+                check_value(inner, value.len())?;
                 if matches!(opts.expiry, SetExpiry::Seconds(0) | SetExpiry::Millis(0)) {
                     return Err(Error::InvalidExpire);
                 }
@@ -184,11 +188,11 @@ impl BatchOp {
                     return Err(Error::InvalidArgument("wrong number of arguments for 'hset' command"));
                 }
                 for (f, v) in fields {
-                    inner.check_key(f)?;
-                    inner.check_value(v.len())?;
+                    check_key(inner, f)?;
+                    check_value(inner, v.len())?;
                 }
             }
-            BatchOp::HIncrBy { field, .. } => inner.check_key(field)?,
+            BatchOp::HIncrBy { field, .. } => check_key(inner, field)?,
             _ => {}
         }
         Ok(())
@@ -196,21 +200,35 @@ impl BatchOp {
 
     pub(crate) fn run(self, w: &mut Writer<'_>, h: u64) -> Result<BatchReply> {
         Ok(match self {
-            BatchOp::Set { key, value, opts } => BatchReply::Set(engine::plan_set(w, &key, h, value, opts)?),
-            BatchOp::Del { key } => BatchReply::Bool(engine::plan_del(w, &key, h)?),
-            BatchOp::IncrBy { key, delta } => BatchReply::Int(engine::plan_incr(w, &key, h, delta)?),
-            BatchOp::Append { key, value } => BatchReply::Count(engine::plan_append(w, &key, h, value)?),
+            BatchOp::Set { key, value, opts } => BatchReply::Set(strings::plan_set(w, &key, h, value, opts)?),
+            BatchOp::Del { key } => BatchReply::Bool(keys::plan_del(w, &key, h)?),
+            BatchOp::IncrBy { key, delta } => BatchReply::Int(strings::plan_incr(w, &key, h, delta)?),
+            BatchOp::Append { key, value } => BatchReply::Count(strings::plan_append(w, &key, h, value)?),
             BatchOp::PExpire { key, millis } => {
                 let at = (w.now() as i64).checked_add(millis).ok_or(Error::InvalidExpire)?;
-                BatchReply::Bool(engine::plan_expire_at(w, &key, h, at)?)
+                BatchReply::Bool(keys::plan_expire_at(w, &key, h, at)?)
             }
-            BatchOp::PExpireAt { key, unix_millis } => {
-                BatchReply::Bool(engine::plan_expire_at(w, &key, h, unix_millis)?)
-            }
-            BatchOp::Persist { key } => BatchReply::Bool(engine::plan_persist(w, &key, h)?),
-            BatchOp::HSet { key, fields } => BatchReply::Count(engine::plan_hset(w, &key, h, fields)?),
-            BatchOp::HDel { key, fields } => BatchReply::Count(engine::plan_hdel(w, &key, h, &fields)?),
-            BatchOp::HIncrBy { key, field, delta } => BatchReply::Int(engine::plan_hincr(w, &key, h, &field, delta)?),
+            BatchOp::PExpireAt { key, unix_millis } => BatchReply::Bool(keys::plan_expire_at(w, &key, h, unix_millis)?),
+            BatchOp::Persist { key } => BatchReply::Bool(keys::plan_persist(w, &key, h)?),
+            BatchOp::HSet { key, fields } => BatchReply::Count(hashes::plan_hset(w, &key, h, fields)?),
+            BatchOp::HDel { key, fields } => BatchReply::Count(hashes::plan_hdel(w, &key, h, &fields)?),
+            BatchOp::HIncrBy { key, field, delta } => BatchReply::Int(hashes::plan_hincr(w, &key, h, &field, delta)?),
         })
     }
+}
+
+pub(crate) fn write_batch(inner: &Inner, batch: WriteBatch) -> Result<Vec<BatchReply>> {
+    let ops = batch.into_ops();
+    for op in &ops {
+        op.check(inner)?;
+    }
+    if ops.is_empty() {
+        return Ok(Vec::new());
+    }
+    inner.ensure_memory()?;
+    let hashes: Vec<u64> = ops.iter().map(|op| inner.keyspace.hash(op.key())).collect();
+    inner.write(&hashes, true, |w| {
+        w.inner.ops.count(Op::Batch);
+        ops.into_iter().zip(&hashes).map(|(op, &h)| op.run(w, h)).collect()
+    })
 }

@@ -14,9 +14,14 @@ use std::sync::atomic::Ordering;
 
 use bytes::Bytes;
 
+use std::sync::atomic::{AtomicI64, AtomicU64};
+
+use parking_lot::Mutex;
+
+use super::Inner;
 use crate::config::EvictionPolicy;
-use crate::engine::Inner;
 use crate::error::{Error, Result};
+use crate::keyspace::Shard;
 use crate::mutation::{DeleteReason, Mutation};
 
 /// Candidates kept between evictions (Redis: `EVPOOL_SIZE`).
@@ -25,7 +30,79 @@ pub(crate) const EVICTION_POOL_SIZE: usize = 16;
 /// Most evictions one write may trigger before it gives up with an error.
 const MAX_EVICTIONS_PER_WRITE: usize = 1024;
 
+/// The engine-wide memory figures and the eviction sampler's state.
+pub(crate) struct MemoryState {
+    /// Approximate engine-wide accounted memory (each shard reports changes
+    /// larger than `slack`).
+    total: AtomicI64,
+    slack: usize,
+    rng: AtomicU64,
+    /// Eviction candidates: (LRU clock when sampled, key).
+    eviction_pool: Mutex<Vec<(u32, Bytes)>>,
+}
+
+impl MemoryState {
+    /// `maxmemory` 0 is no limit; `shards` is the shard count; `rng_seed`
+    /// seeds eviction sampling.
+    pub(crate) fn new(maxmemory: u64, shards: usize, rng_seed: u64) -> MemoryState {
+        // Each shard may be off by this much in the engine-wide total, so the
+        // total stays within ~1% of maxmemory (and within 64 KiB per shard).
+        let slack = if maxmemory == 0 {
+            64 * 1024
+        } else {
+            (maxmemory as usize / (shards * 100)).clamp(64, 64 * 1024)
+        };
+        MemoryState {
+            total: AtomicI64::new(0),
+            slack,
+            rng: AtomicU64::new(rng_seed | 1),
+            eviction_pool: Mutex::new(Vec::new()),
+        }
+    }
+
+    /// Adds the shard's memory change to the engine-wide total if it is
+    /// larger than the slack (or at all, with `force`).
+    pub(crate) fn publish(&self, shard: &mut Shard, force: bool) {
+        let now = shard.memory();
+        let diff = now.abs_diff(shard.memory_reported);
+        if diff > self.slack || (force && diff > 0) {
+            self.total
+                .fetch_add(now as i64 - shard.memory_reported as i64, Ordering::Relaxed);
+            shard.memory_reported = now;
+        }
+    }
+
+    /// Adds `delta` to the engine-wide accounted memory (a keyspace swap).
+    pub(crate) fn add(&self, delta: i64) {
+        self.total.fetch_add(delta, Ordering::Relaxed);
+    }
+
+    /// The engine-wide total, as the check before a write sees it.
+    pub(crate) fn used_approx(&self) -> u64 {
+        self.total.load(Ordering::Relaxed).max(0) as u64
+    }
+
+    /// A pseudo-random number (xorshift; only eviction sampling uses it).
+    fn random(&self) -> u64 {
+        let mut x = self.rng.load(Ordering::Relaxed);
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        self.rng.store(x, Ordering::Relaxed);
+        x
+    }
+}
+
 impl Inner {
+    /// The LRU clock (seconds) when the policy needs one, else 0.
+    pub(crate) fn lru_now(&self) -> u32 {
+        if self.config.maxmemory_policy == EvictionPolicy::AllkeysLru {
+            (self.clock.now_ms() / 1000) as u32
+        } else {
+            0
+        }
+    }
+
     /// Makes room under `maxmemory` before a write that may add memory.
     pub(crate) fn ensure_memory(&self) -> Result<()> {
         // A follower's keyspace changes only through its primary's stream:
@@ -40,7 +117,7 @@ impl Inner {
         }
         let mut evictions = 0;
         loop {
-            let used = self.used_memory_approx();
+            let used = self.memory.used_approx();
             if used <= max {
                 return Ok(());
             }
@@ -63,21 +140,21 @@ impl Inner {
     /// pool), then takes the oldest candidate whose access time has not
     /// changed since it was sampled.
     fn lru_candidate(&self) -> Option<Bytes> {
-        let shards = self.shards.len() as u64;
+        let shards = self.keyspace.shard_count() as u64;
         let samples = self.config.maxmemory_samples;
-        let mut pool = self.eviction_pool.lock();
+        let mut pool = self.memory.eviction_pool.lock();
         let mut taken = 0;
         for _ in 0..samples * 8 {
             if taken == samples {
                 break;
             }
-            let shard = self.shards[(self.random() % shards) as usize].read();
+            let shard = self.keyspace.shard((self.memory.random() % shards) as usize).read();
             let len = shard.table.len();
             if len == 0 {
                 continue;
             }
             taken += 1;
-            let e = shard.entry((self.random() % len as u64) as usize);
+            let e = shard.entry((self.memory.random() % len as u64) as usize);
             if pool.iter().any(|(_, k)| k[..] == e.key[..]) {
                 continue;
             }
@@ -88,8 +165,8 @@ impl Inner {
         let excess = pool.len().saturating_sub(EVICTION_POOL_SIZE);
         pool.drain(..excess);
         while let Some((lru, key)) = pool.pop() {
-            let h = self.hashing.hash(&key);
-            let shard = self.shards[self.hashing.shard_of(h)].read();
+            let h = self.keyspace.hash(&key);
+            let shard = self.keyspace.shard_for(h).read();
             // Still there and not used since it was sampled?
             if let Some(idx) = shard.find(h, &key) {
                 if shard.entry(idx).lru.load(Ordering::Relaxed) == lru {
@@ -99,7 +176,7 @@ impl Inner {
         }
         if taken == 0 {
             // Sampling found only empty shards: take any key at all.
-            for shard in self.shards.iter() {
+            for shard in self.keyspace.iter() {
                 let shard = shard.read();
                 if let Some(idx) = shard.table.last_index() {
                     return Some(Bytes::copy_from_slice(&shard.entry(idx).key));
@@ -113,7 +190,7 @@ impl Inner {
     /// (exact per shard; shards are all looked at, O(shards)).
     fn ttl_candidate(&self) -> Option<Bytes> {
         let mut best: Option<(u64, Bytes)> = None;
-        for shard in self.shards.iter() {
+        for shard in self.keyspace.iter() {
             let shard = shard.read();
             if let Some((t, slot)) = shard.next_expiry() {
                 if best.as_ref().is_none_or(|(b, _)| t < *b) {
@@ -127,8 +204,8 @@ impl Inner {
     /// Deletes `key` as an eviction; false if there was nothing to evict.
     fn evict(&self, key: Option<Bytes>) -> bool {
         let Some(key) = key else { return false };
-        let h = self.hashing.hash(&key);
-        let result = self.write_unchecked(&[h], false, |w| {
+        let h = self.keyspace.hash(&key);
+        let result = self.write_internal(&[h], false, |w| {
             if w.shard(h).find(h, &key).is_none() {
                 // Gone meanwhile: that freed memory too.
                 return Ok(());

@@ -27,9 +27,9 @@ use std::time::Instant;
 use bytes::Bytes;
 use crossbeam::channel::{Sender, TrySendError};
 
-use super::format::{put_hash_fields, put_hash_head, put_string};
 use crate::keyspace::table::Table;
 use crate::keyspace::{FieldEntry, HashValue, Hashing, KeyEntry, Shard, Value};
+use crate::snapshot::format::{put_hash_fields, put_hash_head, put_string};
 
 /// A buffer is handed to the snapshot's writer once it holds this much.
 pub(crate) const FLUSH_BYTES: usize = 64 * 1024;

@@ -1,0 +1,295 @@
+//! The commit protocol. Every write follows one path: lock the shards of
+//! its keys in index order ([`Keyspace::lock_hashes`]), remove lazily
+//! expired keys with their own logged deletion ([`Writer::live`]), *plan*
+//! the change by reading the current state (in `ops/`), then
+//! [`Writer::commit`]: hand the mutation to the sink, and apply it with the
+//! keyspace's one apply path ([`Applier::apply`]), the same code that
+//! replays mutations from a log or a primary. Live state and replayed state
+//! therefore cannot differ. A batch applies at once with undo records and
+//! reaches the sink as one `Mutation::Batch` when it completes (or rolls
+//! back). Durability waits (group commit) happen after the locks are
+//! released.
+//!
+//! Invariant: a mutation reaches the sink while the locks of every shard
+//! it touches are held, so the log's order of records agrees with the
+//! order of changes to each key.
+
+use bytes::Bytes;
+
+use super::{replica_state, Inner};
+use crate::error::{Error, Result};
+use crate::keyspace::apply::{Applier, Undo};
+use crate::keyspace::{KeyEntry, Locked, Shard};
+use crate::log::record;
+use crate::mutation::{DeleteReason, Mutation};
+
+/// How a [`Writer`] hands over mutations.
+enum Mode {
+    /// Each mutation goes to the sink, then is applied.
+    Direct,
+    /// Mutations are applied at once (with undo records) and sent to the sink
+    /// together, as one `Batch`, when the batch completes.
+    Batch { mutations: Vec<Mutation>, undo: Vec<Undo> },
+}
+
+/// The shards a write holds, and how its mutations are committed.
+pub(crate) struct Writer<'e> {
+    pub(crate) inner: &'e Inner,
+    pub(crate) locked: Locked<'e>,
+    mode: Mode,
+    now: Option<u64>,
+    /// Offset after the last record this write appended (for group commit).
+    last_end: Option<u64>,
+}
+
+impl<'e> Writer<'e> {
+    fn new(inner: &'e Inner, locked: Locked<'e>, batch: bool) -> Writer<'e> {
+        let mode = if batch {
+            Mode::Batch {
+                mutations: Vec::new(),
+                undo: Vec::new(),
+            }
+        } else {
+            Mode::Direct
+        };
+        Writer {
+            inner,
+            locked,
+            mode,
+            now: None,
+            last_end: None,
+        }
+    }
+
+    pub(crate) fn now(&mut self) -> u64 {
+        *self.now.get_or_insert_with(|| self.inner.clock.now_ms())
+    }
+
+    pub(crate) fn shard(&mut self, hash: u64) -> &mut Shard {
+        let s = self.inner.keyspace.hashing().shard_of(hash);
+        self.locked.shard(s)
+    }
+
+    /// Commits one mutation: sink then apply (direct), or apply and keep it
+    /// for the batch. Returns the count [`Applier::apply`] reports.
+    pub(crate) fn commit(&mut self, m: Mutation) -> Result<usize> {
+        let lru = self.inner.lru_now();
+        let mut applier = Applier {
+            locked: &mut self.locked,
+            hashing: self.inner.keyspace.hashing(),
+            lru,
+        };
+        match &mut self.mode {
+            Mode::Direct => {
+                if let Some(end) = self.inner.sink.sink().record(&m).map_err(Error::from_sink)? {
+                    self.last_end = Some(end);
+                }
+                let r = applier.apply(&m, None);
+                debug_assert!(r.is_ok(), "a planned mutation failed to apply: {r:?}");
+                r
+            }
+            Mode::Batch { mutations, undo } => {
+                let n = applier.apply(&m, Some(undo))?;
+                mutations.push(m);
+                Ok(n)
+            }
+        }
+    }
+
+    /// The entry of `key` if it exists and has not expired; an expired one is
+    /// deleted first (a logged `Delete { reason: Expired }`).
+    pub(crate) fn live(&mut self, key: &[u8], hash: u64) -> Result<Option<usize>> {
+        let Some(idx) = self.shard(hash).find(hash, key) else {
+            return Ok(None);
+        };
+        if self.shard(hash).entry(idx).expire_at == 0 {
+            return Ok(Some(idx));
+        }
+        let now = self.now();
+        if !self.shard(hash).entry(idx).is_expired(now) {
+            return Ok(Some(idx));
+        }
+        self.commit(Mutation::Delete {
+            keys: vec![Bytes::copy_from_slice(key)],
+            reason: DeleteReason::Expired,
+        })?;
+        Ok(None)
+    }
+
+    pub(crate) fn entry(&mut self, hash: u64, idx: usize) -> &KeyEntry {
+        self.shard(hash).entry(idx)
+    }
+
+    /// Ends the write: for a batch, sends its mutation to the sink (rolling
+    /// everything back if the sink refuses it); then reports memory changes.
+    fn finish(mut self, ok: bool) -> Result<Option<u64>> {
+        let mut result = Ok(());
+        if let Mode::Batch { mutations, undo } = std::mem::replace(&mut self.mode, Mode::Direct) {
+            let recorded = if !ok || mutations.is_empty() {
+                Ok(())
+            } else {
+                match self.inner.sink.sink().record(&Mutation::Batch(mutations)) {
+                    Ok(end) => {
+                        self.last_end = end.or(self.last_end);
+                        Ok(())
+                    }
+                    Err(e) => Err(Error::from_sink(e)),
+                }
+            };
+            if !ok || recorded.is_err() {
+                let mut applier = Applier {
+                    locked: &mut self.locked,
+                    hashing: self.inner.keyspace.hashing(),
+                    lru: self.inner.lru_now(),
+                };
+                applier.rollback(undo);
+            }
+            result = recorded;
+        }
+        let inner = self.inner;
+        self.locked.for_each(|_, shard| inner.memory.publish(shard, false));
+        result.map(|()| self.last_end)
+    }
+
+    /// Reports the memory change of the shard of `hash` to the engine-wide
+    /// total now, however small (eviction needs to see its effect).
+    pub(crate) fn publish_memory_now(&mut self, hash: u64) {
+        let inner = self.inner;
+        inner.memory.publish(self.shard(hash), true);
+    }
+}
+
+impl Inner {
+    /// Replays one mutation produced elsewhere (another engine, a log
+    /// record) under the locks of the shards it touches, without the clock
+    /// and without the sink; `on_locked` runs after a successful apply,
+    /// before the locks are released (a follower moves its applied offset
+    /// there).
+    pub(crate) fn replay_mutation(&self, m: &Mutation, on_locked: impl FnOnce(&Inner)) -> Result<()> {
+        let locked = if m.touches_all_keys() {
+            self.keyspace.lock_all()
+        } else {
+            let mut idx = Vec::new();
+            m.for_each_key(&mut |k| idx.push(self.keyspace.hashing().shard_of(self.keyspace.hash(k))));
+            if idx.is_empty() {
+                on_locked(self);
+                return Ok(());
+            }
+            self.keyspace.lock_indices(idx)
+        };
+        let mut w = Writer::new(self, locked, false);
+        let mut applier = Applier {
+            locked: &mut w.locked,
+            hashing: self.keyspace.hashing(),
+            lru: self.lru_now(),
+        };
+        let r = applier.apply(m, None).map(|_| ());
+        if r.is_ok() {
+            on_locked(self);
+        }
+        w.finish(true)?;
+        r
+    }
+
+    /// Decodes the log record at `offset` and replays it; with `end`, the
+    /// follower's applied offset moves to it under the same shard locks.
+    /// Every replay of log records goes through here (recovery, a
+    /// follower's stream, a full sync's catch-up).
+    pub(crate) fn replay_record(&self, offset: u64, payload: Bytes, end: Option<u64>) -> Result<()> {
+        let m = record::decode_mutation(payload).map_err(|source| Error::BadRecord { offset, source })?;
+        self.replay_mutation(&m, |inner| {
+            if let Some(end) = end {
+                inner.replica.set_applied(end);
+            }
+        })
+        .map_err(|e| Error::RecordRejected {
+            offset,
+            source: Box::new(e),
+        })
+    }
+
+    /// Keeps the write-ahead ring from filling: asks for a background
+    /// snapshot once uncovered history passes `snapshot.auto_share` of the
+    /// ring, and when the ring is nearly full waits (bounded, holding no
+    /// lock) for the running snapshot to release space.
+    fn ensure_log_room(&self) {
+        let (Some(log), Some(_)) = (self.log(), &self.data_dir) else {
+            return;
+        };
+        let cap = log.capacity();
+        // The ring keeps history from the previous snapshot on (so a damaged
+        // newest snapshot can fall back to it); a new snapshot releases the
+        // span before the current newest one.
+        let used = log.published().saturating_sub(log.oldest());
+        if (used as f64) < cap as f64 * self.config.snapshot.auto_share {
+            return;
+        }
+        if !self.snapshot.is_running() {
+            self.hooks.start_save();
+        }
+        if cap - used < cap / 16 {
+            let deadline =
+                std::time::Instant::now() + std::time::Duration::from_millis(self.config.snapshot.log_full_wait_ms);
+            while log.capacity() - log.published().saturating_sub(log.oldest()) < cap / 16
+                && std::time::Instant::now() < deadline
+            {
+                if !self.snapshot.is_running() {
+                    self.hooks.start_save();
+                }
+                std::thread::sleep(std::time::Duration::from_millis(1));
+            }
+        }
+    }
+
+    /// A write from the public API: refused on a follower or by the write
+    /// gate, then as [`Inner::write_internal`].
+    pub(crate) fn write<R>(
+        &self,
+        hashes: &[u64],
+        batch: bool,
+        f: impl FnOnce(&mut Writer<'_>) -> Result<R>,
+    ) -> Result<R> {
+        self.replica.check_writable()?;
+        self.write_internal(hashes, batch, f)
+    }
+
+    /// Locks the shards of `hashes` in index order and runs `f` as one
+    /// write, without the role and write-gate checks (the engine's own
+    /// writes: lazy expiry, eviction). Makes room in the log first.
+    pub(crate) fn write_internal<R>(
+        &self,
+        hashes: &[u64],
+        batch: bool,
+        f: impl FnOnce(&mut Writer<'_>) -> Result<R>,
+    ) -> Result<R> {
+        self.ensure_log_room();
+        self.run_locked(self.keyspace.lock_hashes(hashes), batch, f)
+    }
+
+    /// Locks every shard in index order and runs `f` as one public write.
+    pub(crate) fn write_all<R>(&self, f: impl FnOnce(&mut Writer<'_>) -> Result<R>) -> Result<R> {
+        self.replica.check_writable()?;
+        self.run_locked(self.keyspace.lock_all(), false, f)
+    }
+
+    /// Runs `f` as one write over shards already locked, then commits: a
+    /// batch reaches the sink (or rolls back), memory changes are reported,
+    /// the locks are released, and only then does the write wait for
+    /// durability (group commit).
+    pub(crate) fn run_locked<'e, R>(
+        &'e self,
+        locked: Locked<'e>,
+        batch: bool,
+        f: impl FnOnce(&mut Writer<'e>) -> Result<R>,
+    ) -> Result<R> {
+        let mut w = Writer::new(self, locked, batch);
+        let r = f(&mut w);
+        let finished = w.finish(r.is_ok());
+        if let Ok(Some(end)) = finished {
+            replica_state::note_write_end(self.id, end);
+            self.sink.sink().flush_to(end).map_err(Error::from_sink)?;
+        }
+        let r = r?;
+        finished.map(|_| r)
+    }
+}

@@ -1,0 +1,330 @@
+//! String commands: GET, SET (NX/XX, EX/PX/EXAT/PXAT/KEEPTTL, GET),
+//! INCRBY, APPEND, MGET, MSET. Each command checks its arguments, then
+//! *plans* its mutation under the shard lock (`plan_*`, shared with
+//! [`WriteBatch`](crate::WriteBatch)) and commits it through the [`Writer`].
+
+use bytes::Bytes;
+
+use super::{check_key, check_value};
+use crate::blob::Blob;
+use crate::codec::parse_i64;
+use crate::core::{Inner, Writer};
+use crate::error::{Error, Result};
+use crate::keyspace::Value;
+use crate::mutation::Mutation;
+use crate::stats::Op;
+
+/// When SET applies.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum SetCondition {
+    /// Always.
+    #[default]
+    Always,
+    /// Only if the key does not exist (NX).
+    IfMissing,
+    /// Only if the key exists (XX).
+    IfExists,
+}
+
+/// The expiry SET gives the key.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum SetExpiry {
+    /// No expiry (a previous one is removed).
+    #[default]
+    None,
+    /// Keep the key's current expiry (KEEPTTL).
+    Keep,
+    /// Expire after this many seconds (EX).
+    Seconds(u64),
+    /// Expire after this many milliseconds (PX).
+    Millis(u64),
+    /// Expire at this unix time in seconds (EXAT).
+    AtSeconds(u64),
+    /// Expire at this unix time in milliseconds (PXAT).
+    AtMillis(u64),
+}
+
+/// Options of [`Engine::set_with`] (Redis' SET flags).
+///
+/// ```
+/// use ringkv::SetOptions;
+/// let opts = SetOptions::new().nx().px(1500).get();
+/// ```
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct SetOptions {
+    /// NX / XX.
+    pub condition: SetCondition,
+    /// EX / PX / EXAT / PXAT / KEEPTTL.
+    pub expiry: SetExpiry,
+    /// GET: return the previous value.
+    pub get: bool,
+}
+
+impl SetOptions {
+    /// Plain SET.
+    pub fn new() -> SetOptions {
+        SetOptions::default()
+    }
+    /// NX.
+    pub fn nx(mut self) -> Self {
+        self.condition = SetCondition::IfMissing;
+        self
+    }
+    /// XX.
+    pub fn xx(mut self) -> Self {
+        self.condition = SetCondition::IfExists;
+        self
+    }
+    /// EX seconds.
+    pub fn ex(mut self, seconds: u64) -> Self {
+        self.expiry = SetExpiry::Seconds(seconds);
+        self
+    }
+    /// PX milliseconds.
+    pub fn px(mut self, millis: u64) -> Self {
+        self.expiry = SetExpiry::Millis(millis);
+        self
+    }
+    /// EXAT unix seconds.
+    pub fn exat(mut self, unix_seconds: u64) -> Self {
+        self.expiry = SetExpiry::AtSeconds(unix_seconds);
+        self
+    }
+    /// PXAT unix milliseconds.
+    pub fn pxat(mut self, unix_millis: u64) -> Self {
+        self.expiry = SetExpiry::AtMillis(unix_millis);
+        self
+    }
+    /// KEEPTTL.
+    pub fn keepttl(mut self) -> Self {
+        self.expiry = SetExpiry::Keep;
+        self
+    }
+    /// GET.
+    pub fn get(mut self) -> Self {
+        self.get = true;
+        self
+    }
+}
+
+/// What [`Engine::set_with`] did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SetOutcome {
+    /// False when NX/XX prevented the write.
+    pub applied: bool,
+    /// The previous string value, when `get` was asked for.
+    pub previous: Option<Blob>,
+}
+
+pub(crate) fn get(inner: &Inner, key: impl AsRef<[u8]>) -> Result<Option<Blob>> {
+    inner
+        .read(key.as_ref(), Op::Get, |e| match &e.value {
+            Value::Str(b) => Ok(b.clone()),
+            Value::Hash(_) => Err(Error::WrongType),
+        })
+        .transpose()
+}
+
+pub(crate) fn set_with(
+    inner: &Inner,
+    key: impl AsRef<[u8]>,
+    value: impl Into<Bytes>,
+    opts: SetOptions,
+) -> Result<SetOutcome> {
+    let key = key.as_ref();
+    let value = value.into();
+    check_key(inner, key)?;
+    check_value(inner, value.len())?;
+    if matches!(opts.expiry, SetExpiry::Seconds(0) | SetExpiry::Millis(0)) {
+        return Err(Error::InvalidExpire);
+    }
+    inner.ensure_memory()?;
+    let h = inner.keyspace.hash(key);
+    inner.write(&[h], false, |w| {
+        w.inner.ops.count(Op::Set);
+        plan_set(w, key, h, value, opts)
+    })
+}
+
+pub(crate) fn incr_by(inner: &Inner, key: impl AsRef<[u8]>, delta: i64) -> Result<i64> {
+    let key = key.as_ref();
+    check_key(inner, key)?;
+    inner.ensure_memory()?;
+    let h = inner.keyspace.hash(key);
+    inner.write(&[h], false, |w| {
+        w.inner.ops.count(Op::IncrBy);
+        plan_incr(w, key, h, delta)
+    })
+}
+
+pub(crate) fn append(inner: &Inner, key: impl AsRef<[u8]>, value: impl Into<Bytes>) -> Result<usize> {
+    let key = key.as_ref();
+    let value = value.into();
+    check_key(inner, key)?;
+    inner.ensure_memory()?;
+    let h = inner.keyspace.hash(key);
+    inner.write(&[h], false, |w| {
+        w.inner.ops.count(Op::Append);
+        plan_append(w, key, h, value)
+    })
+}
+
+pub(crate) fn mget<K: AsRef<[u8]>>(inner: &Inner, keys: impl IntoIterator<Item = K>) -> Vec<Option<Blob>> {
+    let keys: Vec<K> = keys.into_iter().collect();
+    let hashes: Vec<u64> = keys.iter().map(|k| inner.keyspace.hash(k.as_ref())).collect();
+    let mut shards: Vec<usize> = hashes.iter().map(|h| inner.keyspace.hashing().shard_of(*h)).collect();
+    shards.sort_unstable();
+    shards.dedup();
+    let guards: Vec<_> = shards.iter().map(|&s| (s, inner.keyspace.shard(s).read())).collect();
+    inner.ops.count(Op::MGet);
+    let mut now = None;
+    keys.iter()
+        .zip(&hashes)
+        .map(|(k, &h)| {
+            let s = inner.keyspace.hashing().shard_of(h);
+            let g = &guards[guards.binary_search_by_key(&s, |(i, _)| *i).ok()?].1;
+            let e = g.entry(g.find(h, k.as_ref())?);
+            if e.expire_at != 0 && e.is_expired(*now.get_or_insert_with(|| inner.clock.now_ms())) {
+                return None;
+            }
+            match &e.value {
+                Value::Str(b) => Some(b.clone()),
+                Value::Hash(_) => None,
+            }
+        })
+        .collect()
+}
+
+pub(crate) fn mset<K: AsRef<[u8]>, V: Into<Bytes>>(
+    inner: &Inner,
+    pairs: impl IntoIterator<Item = (K, V)>,
+) -> Result<()> {
+    let mut sets = Vec::new();
+    let mut hashes = Vec::new();
+    for (k, v) in pairs {
+        let (k, v) = (k.as_ref(), v.into());
+        check_key(inner, k)?;
+        check_value(inner, v.len())?;
+        hashes.push(inner.keyspace.hash(k));
+        sets.push(Mutation::Set {
+            key: Bytes::copy_from_slice(k),
+            value: v,
+            expire_at: None,
+        });
+    }
+    if sets.is_empty() {
+        return Err(Error::InvalidArgument("wrong number of arguments for 'mset' command"));
+    }
+    inner.ensure_memory()?;
+    inner.write(&hashes, false, |w| {
+        w.inner.ops.count(Op::MSet);
+        w.commit(Mutation::Batch(sets)).map(|_| ())
+    })
+}
+
+pub(crate) fn plan_set(w: &mut Writer<'_>, key: &[u8], h: u64, value: Bytes, opts: SetOptions) -> Result<SetOutcome> {
+    if opts == SetOptions::default() {
+        // A plain SET depends on nothing the key holds (not even whether it
+        // expired: it replaces it either way), so it skips the lookup.
+        w.commit(Mutation::Set {
+            key: Bytes::copy_from_slice(key),
+            value,
+            expire_at: None,
+        })?;
+        return Ok(SetOutcome {
+            applied: true,
+            previous: None,
+        });
+    }
+    let existing = w.live(key, h)?;
+    let mut previous = None;
+    let mut keep_expire = 0;
+    if let Some(idx) = existing {
+        let e = w.entry(h, idx);
+        if opts.get {
+            match &e.value {
+                Value::Str(b) => previous = Some(b.clone()),
+                Value::Hash(_) => return Err(Error::WrongType),
+            }
+        }
+        keep_expire = e.expire_at;
+    }
+    let applies = match opts.condition {
+        SetCondition::Always => true,
+        SetCondition::IfMissing => existing.is_none(),
+        SetCondition::IfExists => existing.is_some(),
+    };
+    if !applies {
+        return Ok(SetOutcome {
+            applied: false,
+            previous,
+        });
+    }
+    let expire_at = match opts.expiry {
+        SetExpiry::None => None,
+        SetExpiry::Keep => (keep_expire != 0).then_some(keep_expire),
+        SetExpiry::Seconds(s) => Some(relative(w.now(), s.checked_mul(1000))?),
+        SetExpiry::Millis(ms) => Some(relative(w.now(), Some(ms))?),
+        SetExpiry::AtSeconds(s) => Some(s.checked_mul(1000).ok_or(Error::InvalidExpire)?),
+        SetExpiry::AtMillis(ms) => Some(ms),
+    };
+    w.commit(Mutation::Set {
+        key: Bytes::copy_from_slice(key),
+        value,
+        expire_at,
+    })?;
+    Ok(SetOutcome {
+        applied: true,
+        previous,
+    })
+}
+
+fn relative(now: u64, ms: Option<u64>) -> Result<u64> {
+    ms.and_then(|ms| now.checked_add(ms))
+        .filter(|t| *t <= i64::MAX as u64)
+        .ok_or(Error::InvalidExpire)
+}
+
+pub(crate) fn plan_incr(w: &mut Writer<'_>, key: &[u8], h: u64, delta: i64) -> Result<i64> {
+    let (current, expire) = match w.live(key, h)? {
+        None => (0, None),
+        Some(idx) => {
+            let e = w.entry(h, idx);
+            match &e.value {
+                Value::Str(b) => (parse_i64(b).ok_or(Error::NotAnInteger)?, e.expire()),
+                Value::Hash(_) => return Err(Error::WrongType),
+            }
+        }
+    };
+    let new = current.checked_add(delta).ok_or(Error::Overflow)?;
+    w.commit(Mutation::Set {
+        key: Bytes::copy_from_slice(key),
+        value: int_bytes(new),
+        expire_at: expire,
+    })?;
+    Ok(new)
+}
+
+pub(crate) fn plan_append(w: &mut Writer<'_>, key: &[u8], h: u64, value: Bytes) -> Result<usize> {
+    let old_len = match w.live(key, h)? {
+        None => 0,
+        Some(idx) => match &w.entry(h, idx).value {
+            Value::Str(b) => b.len(),
+            Value::Hash(_) => return Err(Error::WrongType),
+        },
+    };
+    let new_len = old_len.checked_add(value.len()).ok_or(Error::ValueTooLarge {
+        len: usize::MAX,
+        max: w.inner.config.max_value_len,
+    })?;
+    check_value(w.inner, new_len)?;
+    w.commit(Mutation::Append {
+        key: Bytes::copy_from_slice(key),
+        suffix: value,
+    })?;
+    Ok(new_len)
+}
+
+pub(crate) fn int_bytes(v: i64) -> Bytes {
+    Bytes::from(v.to_string())
+}

@@ -1,0 +1,312 @@
+//! Taking snapshots: the cut, the walk, the output stream, snapshot files,
+//! and loading a snapshot back.
+
+use std::fs::File;
+use std::io::{BufWriter, Read, Write};
+use std::sync::Arc;
+use std::time::Instant;
+
+use super::data_dir;
+use crate::blob::Blob;
+use crate::core::Inner;
+use crate::error::{Error, Result, SnapshotError};
+use crate::keyspace::cow::{walk_step, ShardSnap, FLUSH_BYTES};
+use crate::keyspace::{encode_expire, HashValue, Value};
+use crate::mutation::Mutation;
+use crate::snapshot::format::{ChunkWriter, Item, SnapshotHeader, SnapshotReader};
+use crate::snapshot::{list_snapshots, snapshot_path};
+use crate::stats::SnapshotInfo;
+
+fn io(context: &str, e: std::io::Error) -> Error {
+    Error::Snapshot(SnapshotError::Io {
+        context: context.into(),
+        source: e,
+    })
+}
+
+/// Takes a snapshot into `out` while writers go on (one at a time; none
+/// while a follower's data is stale).
+pub(crate) fn snapshot_to<W: Write + Send>(inner: &Inner, out: W) -> Result<(W, SnapshotInfo)> {
+    if inner.replica.is_syncing() {
+        return Err(Error::Snapshot(SnapshotError::Stale));
+    }
+    let Some(_running) = inner.snapshot.try_begin() else {
+        return Err(Error::Snapshot(SnapshotError::InProgress));
+    };
+    inner.snapshot.update_stats(|s| s.in_progress = true);
+    let result = take(inner, out);
+    inner.snapshot.update_stats(|stats| {
+        stats.in_progress = false;
+        match &result {
+            Ok((_, info)) => {
+                stats.completed += 1;
+                stats.last = Some(info.clone());
+                stats.last_error = None;
+            }
+            Err(e) => stats.last_error = Some(e.to_string()),
+        }
+    });
+    result
+}
+
+/// The cut (every shard locked at once, O(shards)), the walk on its own
+/// thread, and the output drained here.
+fn take<W: Write + Send>(inner: &Inner, out: W) -> Result<(W, SnapshotInfo)> {
+    let started = Instant::now();
+    let capacity = (inner.config.snapshot.buffer_bytes / FLUSH_BYTES).max(2);
+    let (tx, rx) = crossbeam::channel::bounded(capacity);
+    // The cut: every shard locked at once, O(shards).
+    let mut guards: Vec<_> = inner.keyspace.iter().map(|s| s.write()).collect();
+    let version = inner.snapshot.next_generation();
+    // A follower's keyspace reflects its applied offset (which moves
+    // under the shard locks held here), a primary's its whole log.
+    let offset = if inner.replica.is_follower() {
+        inner.replica.applied()
+    } else {
+        inner.log().map_or(0, |l| l.published())
+    };
+    let mut keys = 0;
+    let mut changes = 0;
+    for g in guards.iter_mut() {
+        g.generation = version;
+        keys += g.table.len() as u64;
+        changes += g.changes;
+        g.snap = Some(ShardSnap::new(version, tx.clone(), g.table.len()));
+    }
+    drop(guards);
+    let start_pause = started.elapsed();
+    let cut_changes = changes;
+    let header = SnapshotHeader {
+        offset,
+        created_ms: inner.clock.now_ms(),
+        keys,
+        replid: inner.log().map(|l| l.replid()).unwrap_or_default(),
+    };
+    let (written, wait_ns, peak) = std::thread::scope(|s| {
+        let walker = std::thread::Builder::new()
+            .name("ringkv-snapshot".into())
+            .spawn_scoped(s, move || {
+                let mut wait_ns = 0;
+                for shard in inner.keyspace.iter() {
+                    loop {
+                        let mut g = shard.write();
+                        if walk_step(&mut g, inner.keyspace.hashing()) {
+                            if let Some(snap) = g.snap.take() {
+                                wait_ns += snap.wait_ns;
+                            }
+                            break;
+                        }
+                        // Hand the lock to a waiting writer rather than
+                        // re-taking it at once (writers otherwise wait for
+                        // parking_lot's eventual fairness, up to ~1 ms).
+                        parking_lot::RwLockWriteGuard::unlock_fair(g);
+                    }
+                }
+                drop(tx);
+                wait_ns
+            });
+        let mut writer = ChunkWriter::new(out, &header);
+        let mut peak = 0usize;
+        loop {
+            match rx.recv_timeout(std::time::Duration::from_millis(100)) {
+                Ok((buf, items)) => {
+                    peak = peak.max((rx.len() + 1) * FLUSH_BYTES);
+                    if let Ok(w) = &mut writer {
+                        if let Err(e) = w.chunk(&buf, items) {
+                            // Keep draining so writers never block on a dead output.
+                            writer = Err(e);
+                        }
+                    }
+                }
+                Err(crossbeam::channel::RecvTimeoutError::Timeout) => {
+                    // A walk that died must not leave writers serializing
+                    // into a snapshot nobody finishes.
+                    if walker.as_ref().map_or(true, |w| w.is_finished()) {
+                        for shard in inner.keyspace.iter() {
+                            shard.write().snap = None;
+                        }
+                    }
+                }
+                Err(crossbeam::channel::RecvTimeoutError::Disconnected) => break,
+            }
+        }
+        let wait_ns = match walker {
+            Ok(handle) => handle.join().map_err(|_| ()),
+            Err(_) => Err(()),
+        };
+        let writer = match wait_ns {
+            Ok(_) => writer,
+            Err(()) => Err(std::io::Error::other("the snapshot walk failed")),
+        };
+        (writer, wait_ns.unwrap_or(0), peak)
+    });
+    let writer = written.map_err(|e| io("writing the snapshot", e))?;
+    let (items, bytes) = (writer.items, writer.payload_bytes);
+    let out = writer.finish().map_err(|e| io("finishing the snapshot", e))?;
+    let info = SnapshotInfo {
+        offset,
+        keys,
+        items,
+        bytes,
+        start_pause_us: start_pause.as_micros() as u64,
+        duration_ms: started.elapsed().as_millis() as u64,
+        writer_wait_ms: wait_ns / 1_000_000,
+        peak_buffer_bytes: peak as u64,
+        created_ms: header.created_ms,
+    };
+    tracing::info!(?info, "snapshot written");
+    inner.snapshot.set_last_cut(inner.clock.now_ms(), cut_changes);
+    Ok((out, info))
+}
+
+/// SAVE: a snapshot file in the data directory (see `Engine::save`).
+pub(crate) fn save(inner: &Inner) -> Result<SnapshotInfo> {
+    let dir = inner
+        .data_dir
+        .as_ref()
+        .ok_or_else(|| Error::Config("SAVE needs a data directory".into()))?;
+    // One save at a time, from the temporary file to the rename and the
+    // ring trimming (two saves must not share the temporary file).
+    let Some(_saving) = inner.snapshot.try_lock_save() else {
+        return Err(Error::Snapshot(SnapshotError::InProgress));
+    };
+    let tmp = dir.join("snapshot.tmp");
+    let file = File::create(&tmp).map_err(|e| io("creating the snapshot file", e))?;
+    let (out, info) = snapshot_to(inner, BufWriter::with_capacity(1 << 20, file))?;
+    let file = out
+        .into_inner()
+        .map_err(|e| io("flushing the snapshot file", e.into_error()))?;
+    file.sync_all().map_err(|e| io("fsync of the snapshot file", e))?;
+    let path = snapshot_path(dir, info.offset);
+    std::fs::rename(&tmp, &path).map_err(|e| io("renaming the snapshot file", e))?;
+    File::open(dir)
+        .and_then(|d| d.sync_all())
+        .map_err(|e| io("fsync of the data directory", e))?;
+    let all = list_snapshots(dir);
+    let keep = inner.config.snapshot.keep.max(1);
+    for (_, old) in all.iter().take(all.len().saturating_sub(keep)) {
+        if let Err(e) = std::fs::remove_file(old) {
+            tracing::warn!(path = %old.display(), error = %e, "could not remove an old snapshot");
+        }
+    }
+    // The ring keeps history from the previous snapshot on, so that a
+    // damaged newest snapshot can fall back to the previous one.
+    // A follower's first snapshot after a full sync completes it on disk.
+    data_dir::remove_full_sync_marker(dir)?;
+    let previous = inner.snapshot.set_newest_durable(info.offset);
+    if let Some(log) = inner.log() {
+        let oldest_kept = all.iter().rev().nth(1).map_or(previous, |(o, _)| *o).min(info.offset);
+        log.set_oldest(oldest_kept)?;
+    }
+    Ok(info)
+}
+
+/// BGSAVE: [`save`] on a background thread; false if a snapshot runs.
+pub(crate) fn bgsave(inner: &Arc<Inner>) -> Result<bool> {
+    if inner.data_dir.is_none() {
+        return Err(Error::Config("BGSAVE needs a data directory".into()));
+    }
+    if inner.snapshot.is_running() {
+        return Ok(false);
+    }
+    let mut slot = inner.snapshot.bgsave_thread();
+    if slot.as_ref().is_some_and(|h| !h.is_finished()) {
+        return Ok(false);
+    }
+    let engine = Arc::clone(inner);
+    let handle = std::thread::Builder::new()
+        .name("ringkv-bgsave".into())
+        .spawn(move || {
+            if let Err(e) = save(&engine) {
+                if !matches!(e, Error::Snapshot(SnapshotError::InProgress)) {
+                    tracing::error!(error = %e, "background save failed");
+                }
+            }
+        })
+        .map_err(|e| io("starting the bgsave thread", e))?;
+    *slot = Some(handle);
+    Ok(true)
+}
+
+/// Starts a background save if a `save` rule is due (called by the
+/// background thread).
+pub(crate) fn check_save_rules(inner: &Arc<Inner>) {
+    if inner.data_dir.is_none() || inner.config.snapshot.save.is_empty() {
+        return;
+    }
+    let (last_ms, last_changes) = inner.snapshot.last_cut();
+    let changes = inner
+        .keyspace
+        .iter()
+        .map(|s| s.read().changes)
+        .sum::<u64>()
+        .saturating_sub(last_changes);
+    let elapsed_s = inner.clock.now_ms().saturating_sub(last_ms) / 1000;
+    let due = inner
+        .config
+        .snapshot
+        .save
+        .iter()
+        .any(|r| elapsed_s >= r.seconds && changes >= r.changes.max(1));
+    if due {
+        let _ = bgsave(inner);
+    }
+}
+
+/// Waits for a running background save to finish.
+pub(crate) fn wait_for_bgsave(inner: &Inner) {
+    let handle = inner.snapshot.bgsave_thread().take();
+    if let Some(handle) = handle {
+        let _ = handle.join();
+    }
+}
+
+/// Loads a snapshot into an empty engine without logging it.
+pub(crate) fn load_snapshot(inner: &Inner, input: impl Read) -> Result<SnapshotHeader> {
+    let mut reader = SnapshotReader::new(input)?;
+    // An empty engine sizes its tables for the keys at the cut up front
+    // (no incremental resizes while loading). The count comes from the
+    // input: it is capped, and a wrong one only costs memory or resizes.
+    let keys = reader.header().keys.min(1 << 26) as usize;
+    let per_shard = keys / inner.keyspace.shard_count() + keys / inner.keyspace.shard_count() / 8;
+    for shard in inner.keyspace.iter() {
+        shard.write().table.reserve_empty(per_shard);
+    }
+    while let Some(items) = reader.next_chunk()? {
+        for item in items {
+            let r = match item {
+                Item::String { key, value, expire_at } => {
+                    inner.replay_mutation(&Mutation::Set { key, value, expire_at }, |_| {})
+                }
+                Item::HashFields { key, fields } => inner.replay_mutation(&Mutation::HSet { key, fields }, |_| {}),
+                Item::HashHead { key, expire_at } => load_hash_head(inner, &key, expire_at),
+            };
+            r.map_err(|e| Error::Snapshot(SnapshotError::Load(e.to_string())))?;
+        }
+    }
+    Ok(reader.header().clone())
+}
+
+/// SNAPSHOT loading: makes `key` a hash (empty if new) with this expiry.
+fn load_hash_head(inner: &Inner, key: &[u8], expire_at: Option<u64>) -> Result<()> {
+    let h = inner.keyspace.hash(key);
+    let mut shard = inner.keyspace.shard_for(h).write();
+    match shard.find(h, key) {
+        None => {
+            shard.insert(
+                h,
+                Blob::copy_from_slice(key),
+                Value::Hash(Box::new(HashValue::new())),
+                encode_expire(expire_at),
+                0,
+            );
+        }
+        Some(idx) => {
+            if !matches!(shard.entry(idx).value, Value::Hash(_)) {
+                return Err(Error::Apply("hash head for a key that holds a string"));
+            }
+            shard.set_expire(idx, encode_expire(expire_at));
+        }
+    }
+    Ok(())
+}
