@@ -42,6 +42,7 @@ mod io;
 #[cfg(feature = "quic")]
 mod primary;
 pub mod protocol;
+pub mod session;
 mod stats;
 #[cfg(feature = "quic")]
 pub mod tls;
