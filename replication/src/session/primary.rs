@@ -107,7 +107,10 @@ pub enum PrimaryAction {
     },
     /// Open the snapshot stream and stream the started snapshot (a
     /// [`SnapshotSender`]); report [`PrimarySession::handle_snapshot_sent`].
-    OpenSnapshot,
+    OpenSnapshot {
+        /// The connection's codec.
+        codec: Codec,
+    },
     /// Add one to this counter.
     Count(PrimaryCounter),
     /// The follower acknowledged offsets: wake whoever waits for acks.
@@ -440,7 +443,7 @@ impl PrimarySession {
                 codec,
                 replid: snap_replid,
             },
-            PrimaryAction::OpenSnapshot,
+            PrimaryAction::OpenSnapshot { codec },
         ]
     }
 
@@ -698,21 +701,20 @@ impl SnapshotSender {
         }
     }
 
-    /// The frames carrying one chunk of snapshot bytes (a chunk can hold
-    /// one large value in one piece: frames stay small).
-    pub fn chunk(&mut self, chunk: &[u8]) -> Vec<Message> {
+    /// The frames carrying one chunk of snapshot bytes, compressed one at
+    /// a time as they are taken (a chunk can hold one large value in one
+    /// piece: frames stay small).
+    pub fn chunk<'a>(&'a mut self, chunk: &'a [u8]) -> impl Iterator<Item = Message> + 'a {
         self.total += chunk.len() as u64;
-        chunk
-            .chunks(SNAPSHOT_FRAME)
-            .map(|piece| {
-                let (codec, data) = self.compressor.compress(piece);
-                Message::Snapshot {
-                    codec,
-                    raw_len: piece.len() as u32,
-                    data: data.into(),
-                }
-            })
-            .collect()
+        let compressor = &mut self.compressor;
+        chunk.chunks(SNAPSHOT_FRAME).map(move |piece| {
+            let (codec, data) = compressor.compress(piece);
+            Message::Snapshot {
+                codec,
+                raw_len: piece.len() as u32,
+                data: data.into(),
+            }
+        })
     }
 
     /// Snapshot bytes so far, before compression and on the wire.
@@ -885,7 +887,7 @@ mod tests {
                     codec: Codec::Lz4,
                     replid: "B".into()
                 },
-                PrimaryAction::OpenSnapshot,
+                PrimaryAction::OpenSnapshot { codec: Codec::Lz4 },
             ]
         );
         assert_eq!(s.phase(), PrimaryPhase::FullSync);
@@ -1215,7 +1217,8 @@ mod tests {
                 kind: StreamKind::Snapshot
             }
         );
-        let frames = s.chunk(&vec![3u8; SNAPSHOT_FRAME + 10]);
+        let data = vec![3u8; SNAPSHOT_FRAME + 10];
+        let frames: Vec<Message> = s.chunk(&data).collect();
         assert_eq!(frames.len(), 2, "a large chunk goes in small frames");
         assert_eq!(
             s.end(),
