@@ -48,3 +48,6 @@ pub use primary::{
     CloseCode, LinkProgress, LogCursor, LogEnd, LogStep, PrimaryAction, PrimaryCounter, PrimaryPhase, PrimarySession,
     Served, SnapshotSender, SnapshotStall, HISTORY_CHANGED,
 };
+
+#[cfg(test)]
+mod sim;
