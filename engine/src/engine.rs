@@ -461,7 +461,7 @@ impl Engine {
 
     /// Loads a snapshot into this engine (meant to be empty), without
     /// logging what it loads; returns the snapshot's header. A damaged
-    /// stream fails with [`SnapshotError::Corrupt`] naming the byte position.
+    /// stream fails with [`SnapshotError::Corrupt`](crate::snapshot::SnapshotError::Corrupt) naming the byte position.
     pub fn load_snapshot(&self, input: impl Read) -> Result<SnapshotHeader> {
         services::snapshot::load_snapshot(&self.inner, input)
     }
@@ -532,7 +532,7 @@ impl Engine {
     /// Follower: appends a primary's raw stream bytes (whole records
     /// starting at `start`) to this engine's ring at the same offsets, after
     /// checking them; bytes this ring already holds must be identical
-    /// ([`LogError::Divergent`] otherwise). When the ring is full, starts a
+    /// ([`LogError::Divergent`](crate::log::LogError::Divergent) otherwise). When the ring is full, starts a
     /// snapshot to release history and waits for it (bounded by
     /// `snapshot.log_full_wait_ms`). Returns the ring's new end. Does not
     /// apply: see [`Engine::replica_replay_ring`].

@@ -6,7 +6,7 @@
 //! the stream equals the order in which changes were applied. Mutations are
 //! deterministic: relative TTLs are made absolute, counters carry their
 //! result, expiry and eviction are explicit deletions, a batch is one
-//! mutation. Feeding a stream to [`Engine::apply`](crate::Engine::apply) on
+//! mutation. Feeding a stream to [`Engine::replay`](crate::Engine::replay) on
 //! an engine that started from the same state reproduces the same state; this
 //! is how recovery and followers rebuild it.
 //!

@@ -1,30 +1,35 @@
-//! The follower: connects to a primary, continues from its applied offset
-//! (or loads a full sync beside the data it serves), appends the received
-//! bytes verbatim to its own ring and applies them, and acks.
+//! The follower's driver: connects to a primary, continues from its
+//! applied offset (or loads a full sync beside the data it serves), appends
+//! the received bytes verbatim to its own ring and applies them, and acks.
+//!
+//! What to send, when, and what a frame means is the
+//! [`FollowerSession`]'s (sans-IO, in `session/follower.rs`); this driver
+//! owns the QUIC connection, the tokio timers and tasks, and the engine
+//! calls the session asks for (on blocking sections), and reports their
+//! results back to the session.
 
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::collections::VecDeque;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use ringkv::{Engine, Promotion, Role};
 use tokio::sync::{oneshot, watch};
 
-use crate::compress::Decompressor;
 use crate::config::FollowerConfig;
 use crate::io::{code, frame_reader, read_frame, write_frame};
-use crate::protocol::{Codec, History, Message, StreamKind, PROTOCOL_VERSION};
-use crate::stats::{LinkStatus, ReplicaInfo};
+use crate::protocol::History;
+use crate::session::{
+    DataStream, FollowerAction, FollowerSession, LinkEnd, Progress, ReplicaState, SnapshotIntake, SnapshotStep,
+};
+use crate::stats::ReplicaInfo;
 use crate::tls::TlsMaterial;
 use crate::ReplError;
 
 struct Shared {
     engine: Engine,
     config: FollowerConfig,
-    info: parking_lot::Mutex<ReplicaInfo>,
-    last_io: parking_lot::Mutex<Instant>,
-    last_full_sync: parking_lot::Mutex<Option<Instant>>,
-    /// Set after a sync loop: the next reconnect waits the longest backoff.
-    slow_down: AtomicBool,
+    /// Locked for each event, never across an await.
+    session: parking_lot::Mutex<FollowerSession>,
 }
 
 /// A follower replicating a primary into `engine` (async API; see
@@ -42,12 +47,6 @@ impl std::fmt::Debug for Follower {
             .field("primary", &self.shared.config.primary)
             .finish()
     }
-}
-
-/// How a session ended without an error.
-enum End {
-    Stopped,
-    Reconnect(String),
 }
 
 impl Follower {
@@ -77,12 +76,9 @@ impl Follower {
         let mut endpoint = quinn::Endpoint::client(bind)?;
         endpoint.set_default_client_config(client);
         let shared = Arc::new(Shared {
-            info: parking_lot::Mutex::new(ReplicaInfo::new(config.primary.to_string())),
+            session: parking_lot::Mutex::new(FollowerSession::new(config.clone(), Instant::now(), crate::now_ms())),
             engine,
             config,
-            last_io: parking_lot::Mutex::new(Instant::now()),
-            last_full_sync: parking_lot::Mutex::new(None),
-            slow_down: AtomicBool::new(false),
         });
         let (stop, stop_rx) = watch::channel(false);
         let task = tokio::spawn(run(shared.clone(), endpoint.clone(), stop_rx));
@@ -101,12 +97,12 @@ impl Follower {
 
     /// Replication stats (Redis INFO names where one exists).
     pub fn info(&self) -> ReplicaInfo {
-        let mut info = self.shared.info.lock().clone();
+        let mut info = self.shared.session.lock().info(Instant::now());
         let engine = &self.shared.engine;
-        info.slave_repl_offset = engine.applied_offset();
-        info.durable_offset = engine.log().map_or(0, |l| l.synced().min(info.slave_repl_offset));
+        let p = progress(engine);
+        info.slave_repl_offset = p.applied;
+        info.durable_offset = p.durable;
         info.stale = engine.is_stale();
-        info.master_last_io_ms = self.shared.last_io.lock().elapsed().as_millis() as u64;
         info.lag_bytes = info.master_repl_offset.saturating_sub(info.slave_repl_offset);
         info
     }
@@ -145,56 +141,14 @@ impl Drop for Follower {
     }
 }
 
-/// A small xorshift for jitter (no shared RNG needed).
-fn jitter(seed: &mut u64, base: Duration) -> Duration {
-    *seed ^= *seed << 13;
-    *seed ^= *seed >> 7;
-    *seed ^= *seed << 17;
-    // 50% to 150% of the base.
-    let frac = 0.5 + (*seed % 1000) as f64 / 1000.0;
-    base.mul_f64(frac)
-}
-
 async fn run(shared: Arc<Shared>, endpoint: quinn::Endpoint, mut stop: watch::Receiver<bool>) {
-    let min = Duration::from_millis(shared.config.min_backoff_ms.max(1));
-    let max = Duration::from_millis(shared.config.max_backoff_ms.max(shared.config.min_backoff_ms));
-    let mut backoff = min;
-    let mut seed = crate::now_ms() | 1;
     loop {
         if *stop.borrow() {
             return;
         }
-        let result = session(&shared, &endpoint, &mut stop).await;
-        {
-            let mut info = shared.info.lock();
-            info.master_link_status = LinkStatus::Down;
-        }
-        let wait = match result {
-            Ok(End::Stopped) => return,
-            Ok(End::Reconnect(reason)) => {
-                tracing::info!(%reason, "reconnecting to the primary");
-                backoff = min;
-                Duration::ZERO
-            }
-            Err(ReplError::Divergent(e)) => {
-                tracing::error!(error = %e, "divergent stream: replication stopped");
-                let mut info = shared.info.lock();
-                info.last_error = Some(format!("divergent stream: {e}"));
-                info.halted = true;
-                return;
-            }
-            Err(e) => {
-                tracing::warn!(error = %e, backoff_ms = backoff.as_millis() as u64, "replication link down");
-                shared.info.lock().last_error = Some(e.to_string());
-                let w = jitter(&mut seed, backoff);
-                backoff = (backoff * 2).min(max);
-                w
-            }
-        };
-        let wait = if shared.slow_down.swap(false, Ordering::AcqRel) {
-            wait.max(max)
-        } else {
-            wait
+        let end = link(&shared, &endpoint, &mut stop).await;
+        let Some(wait) = shared.session.lock().handle_link_end(Instant::now(), end) else {
+            return;
         };
         tokio::select! {
             _ = tokio::time::sleep(wait) => {}
@@ -207,216 +161,31 @@ fn blocking<T>(f: impl FnOnce() -> T) -> T {
     tokio::task::block_in_place(f)
 }
 
-async fn session(
-    shared: &Arc<Shared>,
-    endpoint: &quinn::Endpoint,
-    stop: &mut watch::Receiver<bool>,
-) -> Result<End, ReplError> {
-    let config = &shared.config;
-    let engine = &shared.engine;
+// The engine adapter: the follower's only reads of the engine's ring.
+
+/// The engine's offsets for the session.
+fn progress(engine: &Engine) -> Progress {
+    let applied = engine.applied_offset();
+    let durable = engine.log().map_or(0, |l| l.synced().min(applied));
+    Progress { applied, durable }
+}
+
+/// The engine's state when a link starts.
+fn replica_state(engine: &Engine) -> ReplicaState {
+    ReplicaState {
+        applied: engine.applied_offset(),
+        replid: engine.log().map_or_else(String::new, |l| l.replid()),
+        stale: engine.is_stale(),
+    }
+}
+
+fn adopt_history(engine: &Engine, history: &History) -> Result<(), ReplError> {
     let log = engine.log().ok_or_else(|| ReplError::Config("no ring log".into()))?;
-    let max = config.max_frame_bytes;
-    let conn = tokio::select! {
-        c = endpoint.connect(config.primary, &config.server_name)? => c?,
-        _ = stop.changed() => return Ok(End::Stopped),
-    };
-    shared.info.lock().connects += 1;
-    let (mut csend, mut crecv) = conn.open_bi().await?;
-    let offset = engine.applied_offset();
-    // A follower interrupted in a full sync has no history to continue.
-    let replid = if engine.is_stale() { String::new() } else { log.replid() };
-    write_frame(
-        &mut csend,
-        &Message::Hello {
-            version: PROTOCOL_VERSION,
-            name: config.name.clone(),
-            replid,
-            offset,
-            codecs: config.codecs.clone(),
-            max_frame: config.max_frame_bytes.min(u32::MAX as usize) as u32,
-        },
-    )
-    .await?;
-    let reply = tokio::select! {
-        r = read_frame(&mut crecv, max) => r?,
-        _ = stop.changed() => return Ok(End::Stopped),
-    };
-    *shared.last_io.lock() = Instant::now();
-    // Full sync state: the snapshot's offset and the keyspace it loads into.
-    let mut full: Option<(u64, Engine)> = None;
-    let codec;
-    match reply {
-        Some(Message::Continue {
-            history,
-            offset: from,
-            codec: chosen,
-        }) => {
-            codec = chosen;
-            if from != offset {
-                return Err(ReplError::Peer(format!(
-                    "continue at {from}, but this follower is at {offset}"
-                )));
-            }
-            adopt_history(&engine, &log, &history)?;
-            let mut info = shared.info.lock();
-            info.partial_syncs += 1;
-            info.master_link_status = LinkStatus::Up;
-            info.last_error = None;
-            tracing::info!(offset, "partial resync: continuing from our offset");
-        }
-        Some(Message::FullSync {
-            history,
-            offset: snap_offset,
-            reason,
-            lost_bytes,
-            codec: chosen,
-        }) => {
-            codec = chosen;
-            {
-                let mut info = shared.info.lock();
-                if lost_bytes > 0 {
-                    info.lost_bytes += lost_bytes;
-                    tracing::warn!(
-                        lost_bytes,
-                        "rejoining: this node's writes past the switch offset are lost"
-                    );
-                }
-                let recent = shared
-                    .last_full_sync
-                    .lock()
-                    .is_some_and(|t| t.elapsed() < Duration::from_millis(config.sync_loop_window_ms));
-                if recent {
-                    info.sync_loops += 1;
-                    let cause = format!("full sync needed again right after one: {reason}");
-                    tracing::error!(%cause, "sync loop");
-                    info.last_sync_loop_cause = Some(cause);
-                    shared.slow_down.store(true, Ordering::Release);
-                }
-                info.last_full_sync_reason = Some(reason.clone());
-                info.master_sync_in_progress = true;
-                info.master_link_status = LinkStatus::Up;
-                info.last_error = None;
-            }
-            tracing::info!(snap_offset, %reason, "full sync");
-            let e = engine.clone();
-            blocking(move || {
-                e.replica_begin_full_sync(
-                    snap_offset,
-                    &history.replid,
-                    &history.prev_replid,
-                    history.switch_offset,
-                )
-            })?;
-            let staging = engine.staging()?;
-            full = Some((snap_offset, staging));
-        }
-        Some(Message::Reject { reason }) => return Err(ReplError::Peer(format!("primary refused: {reason}"))),
-        Some(other) => return Err(ReplError::Peer(format!("unexpected reply {other:?}"))),
-        None => return Err(ReplError::Peer("the primary closed the control stream".into())),
+    let h = log.header();
+    if h.replid != history.replid || h.prev_replid != history.prev_replid || h.switch_offset != history.switch_offset {
+        engine.replica_adopt_history(&history.replid, &history.prev_replid, history.switch_offset)?;
     }
-    // The data streams.
-    let streams = if full.is_some() { 2 } else { 1 };
-    let mut log_stream = None;
-    let mut loader: Option<oneshot::Receiver<Result<(), ReplError>>> = None;
-    for _ in 0..streams {
-        let mut recv = tokio::time::timeout(Duration::from_millis(config.idle_timeout_ms), conn.accept_uni())
-            .await
-            .map_err(|_| ReplError::Timeout("no data stream from the primary".into()))??;
-        match read_frame(&mut recv, max).await? {
-            Some(Message::Stream { kind: StreamKind::Log }) => log_stream = Some(recv),
-            Some(Message::Stream {
-                kind: StreamKind::Snapshot,
-            }) => {
-                let Some((_, staging)) = &full else {
-                    return Err(ReplError::Peer("a snapshot stream without a full sync".into()));
-                };
-                loader = Some(spawn_loader(shared.clone(), recv, staging.clone(), codec));
-            }
-            other => {
-                return Err(ReplError::Peer(format!(
-                    "a data stream must start with Stream, got {other:?}"
-                )))
-            }
-        }
-    }
-    let log_stream = log_stream.ok_or_else(|| ReplError::Peer("no log stream".into()))?;
-    let mut log_frames = frame_reader(log_stream, max);
-    let mut control = frame_reader(crecv, max);
-    let mut ack_tick = tokio::time::interval(Duration::from_millis(config.ack_interval_ms.max(10)));
-    let mut last_ack = (u64::MAX, u64::MAX);
-    let mut log_decoder = Decompressor::new(codec);
-    if full.is_none() {
-        send_ack(engine, &mut csend, &mut last_ack, true).await?;
-    }
-    loop {
-        tokio::select! {
-            frame = log_frames.recv() => {
-                let frame = frame.transpose()?;
-                *shared.last_io.lock() = Instant::now();
-                match frame {
-                    Some(Message::Log { start, codec, raw_len, data }) => {
-                        let raw = log_decoder.decompress(codec, &data, raw_len as usize, max)?;
-                        {
-                            let mut info = shared.info.lock();
-                            info.bytes_raw += raw.len() as u64;
-                            info.bytes_wire += data.len() as u64;
-                        }
-                        let live = full.is_none();
-                        let e = engine.clone();
-                        blocking(move || -> Result<(), ReplError> {
-                            e.replica_append(start, &raw).map_err(stream_error)?;
-                            if live {
-                                // Applied straight from the received bytes (checked by the append).
-                                e.replica_replay_stream(start, &raw).map_err(stream_error)?;
-                            }
-                            Ok(())
-                        })?;
-                        if live {
-                            send_ack(engine, &mut csend, &mut last_ack, false).await?;
-                        }
-                    }
-                    Some(other) => return Err(ReplError::Peer(format!("unexpected {other:?} on the log stream"))),
-                    None => return Ok(End::Reconnect("the primary ended the log stream".into())),
-                }
-            }
-            done = async { loader.as_mut().expect("guarded").await }, if loader.is_some() => {
-                loader = None;
-                done.map_err(|_| ReplError::Peer("snapshot loader stopped".into()))??;
-                let Some((snap_offset, staging)) = full.take() else { continue };
-                let e = engine.clone();
-                let applied = blocking(move || e.swap_in(&staging, snap_offset))?;
-                *shared.last_full_sync.lock() = Some(Instant::now());
-                {
-                    let mut info = shared.info.lock();
-                    info.full_syncs += 1;
-                    info.master_sync_in_progress = false;
-                }
-                tracing::info!(applied, "full sync complete: new data swapped in");
-                send_ack(engine, &mut csend, &mut last_ack, true).await?;
-            }
-            frame = control.recv() => {
-                *shared.last_io.lock() = Instant::now();
-                match frame.transpose()? {
-                    Some(Message::Ping { published, .. }) => {
-                        shared.info.lock().master_repl_offset = published;
-                    }
-                    Some(Message::Resync { reason }) => return Ok(End::Reconnect(reason)),
-                    Some(other) => return Err(ReplError::Peer(format!("unexpected {other:?} on the control stream"))),
-                    None => return Ok(End::Reconnect("the primary closed the control stream".into())),
-                }
-            }
-            _ = ack_tick.tick() => {
-                // Also while idle: the primary's write gate counts recent acks.
-                if full.is_none() {
-                    send_ack(engine, &mut csend, &mut last_ack, true).await?;
-                }
-            }
-            _ = stop.changed() => {
-                conn.close(code::SHUTDOWN.into(), b"follower stopping");
-                return Ok(End::Stopped);
-            }
-        }
-    }
+    Ok(())
 }
 
 /// Divergence is its own error: it stops replication instead of retrying.
@@ -429,29 +198,151 @@ fn stream_error(e: ringkv::Error) -> ReplError {
     }
 }
 
-fn adopt_history(engine: &Engine, log: &ringkv::LogView, history: &History) -> Result<(), ReplError> {
-    let h = log.header();
-    if h.replid != history.replid || h.prev_replid != history.prev_replid || h.switch_offset != history.switch_offset {
-        engine.replica_adopt_history(&history.replid, &history.prev_replid, history.switch_offset)?;
+/// One link to the primary, until it ends.
+async fn link(shared: &Arc<Shared>, endpoint: &quinn::Endpoint, stop: &mut watch::Receiver<bool>) -> LinkEnd {
+    match drive(shared, endpoint, stop).await {
+        Ok(end) | Err(end) => end,
+    }
+}
+
+/// Carries out the session's actions (and the ones that follow from their
+/// results) in order.
+async fn perform(
+    shared: &Shared,
+    csend: &mut quinn::SendStream,
+    staging: &mut Option<Engine>,
+    actions: Vec<FollowerAction>,
+) -> Result<(), LinkEnd> {
+    let engine = &shared.engine;
+    let mut queue = VecDeque::from(actions);
+    while let Some(action) = queue.pop_front() {
+        match action {
+            FollowerAction::Send(msg) => write_frame(csend, &msg).await?,
+            FollowerAction::AdoptHistory(history) => adopt_history(engine, &history)?,
+            FollowerAction::BeginFullSync { offset, history } => {
+                let e = engine.clone();
+                blocking(move || {
+                    e.replica_begin_full_sync(offset, &history.replid, &history.prev_replid, history.switch_offset)
+                })
+                .map_err(ReplError::from)?;
+                *staging = Some(engine.staging().map_err(ReplError::from)?);
+            }
+            FollowerAction::Append { start, bytes, apply } => {
+                let e = engine.clone();
+                blocking(move || -> Result<(), ReplError> {
+                    e.replica_append(start, &bytes).map_err(stream_error)?;
+                    if apply {
+                        // Applied straight from the received bytes (checked by the append).
+                        e.replica_replay_stream(start, &bytes).map_err(stream_error)?;
+                    }
+                    Ok(())
+                })?;
+                let p = progress(engine);
+                queue.extend(shared.session.lock().handle_appended(Instant::now(), p));
+            }
+            FollowerAction::SwapIn { offset } => {
+                let loaded = staging
+                    .take()
+                    .ok_or_else(|| ReplError::Peer("no full sync to swap in".into()))?;
+                let e = engine.clone();
+                blocking(move || e.swap_in(&loaded, offset)).map_err(ReplError::from)?;
+                let p = progress(engine);
+                queue.extend(shared.session.lock().handle_swapped_in(Instant::now(), p));
+            }
+        }
     }
     Ok(())
 }
 
-/// Acks the applied and durable offsets: when they changed, or always
-/// with `force` (the periodic ack that keeps the link counted as fresh).
-async fn send_ack(
-    engine: &Engine,
-    csend: &mut quinn::SendStream,
-    last: &mut (u64, u64),
-    force: bool,
-) -> Result<(), ReplError> {
-    let applied = engine.applied_offset();
-    let durable = engine.log().map_or(0, |l| l.synced().min(applied));
-    if force || (applied, durable) != *last {
-        write_frame(csend, &Message::Ack { applied, durable }).await?;
-        *last = (applied, durable);
+async fn drive(
+    shared: &Arc<Shared>,
+    endpoint: &quinn::Endpoint,
+    stop: &mut watch::Receiver<bool>,
+) -> Result<LinkEnd, LinkEnd> {
+    let config = &shared.config;
+    let engine = &shared.engine;
+    let max = config.max_frame_bytes;
+    let conn = tokio::select! {
+        c = endpoint.connect(config.primary, &config.server_name).map_err(ReplError::from)? => c.map_err(ReplError::from)?,
+        _ = stop.changed() => return Ok(LinkEnd::Stopped),
+    };
+    let hello = shared
+        .session
+        .lock()
+        .handle_connected(Instant::now(), &replica_state(engine));
+    let (mut csend, mut crecv) = conn.open_bi().await.map_err(ReplError::from)?;
+    write_frame(&mut csend, &hello).await?;
+    let reply = tokio::select! {
+        r = read_frame(&mut crecv, max) => r?,
+        _ = stop.changed() => return Ok(LinkEnd::Stopped),
+    };
+    // The staging keyspace a full sync loads into.
+    let mut staging: Option<Engine> = None;
+    let actions = shared.session.lock().handle_reply(Instant::now(), reply)?;
+    perform(shared, &mut csend, &mut staging, actions).await?;
+    // The data streams.
+    let streams = shared.session.lock().expected_streams();
+    let mut log_stream = None;
+    let mut loader: Option<oneshot::Receiver<Result<(), ReplError>>> = None;
+    for _ in 0..streams {
+        let mut recv = tokio::time::timeout(Duration::from_millis(config.idle_timeout_ms), conn.accept_uni())
+            .await
+            .map_err(|_| ReplError::Timeout("no data stream from the primary".into()))?
+            .map_err(ReplError::from)?;
+        let first = read_frame(&mut recv, max).await?;
+        match shared.session.lock().handle_stream(first)? {
+            DataStream::Log => log_stream = Some(recv),
+            DataStream::Snapshot(intake) => {
+                let into = staging
+                    .clone()
+                    .ok_or_else(|| ReplError::Peer("a snapshot stream without a full sync".into()))?;
+                loader = Some(spawn_loader(shared.clone(), recv, into, intake));
+            }
+        }
     }
-    Ok(())
+    let actions = shared
+        .session
+        .lock()
+        .handle_streams_ready(Instant::now(), progress(engine))?;
+    let log_stream = log_stream.ok_or_else(|| ReplError::Peer("no log stream".into()))?;
+    let mut log_frames = frame_reader(log_stream, max);
+    let mut control = frame_reader(crecv, max);
+    perform(shared, &mut csend, &mut staging, actions).await?;
+    loop {
+        let deadline = shared.session.lock().poll_timeout();
+        let timer = async {
+            match deadline {
+                Some(t) => tokio::time::sleep_until(t.into()).await,
+                None => std::future::pending().await,
+            }
+        };
+        tokio::select! {
+            frame = log_frames.recv() => {
+                let frame = frame.transpose()?;
+                let actions = shared.session.lock().handle_log_frame(Instant::now(), frame)?;
+                perform(shared, &mut csend, &mut staging, actions).await?;
+            }
+            done = async { loader.as_mut().expect("guarded").await }, if loader.is_some() => {
+                loader = None;
+                done.map_err(|_| ReplError::Peer("snapshot loader stopped".into()))??;
+                let actions = shared.session.lock().handle_snapshot_loaded(Instant::now());
+                perform(shared, &mut csend, &mut staging, actions).await?;
+            }
+            frame = control.recv() => {
+                let frame = frame.transpose()?;
+                shared.session.lock().handle_control_frame(Instant::now(), frame)?;
+            }
+            _ = timer => {
+                // Also while idle: the primary's write gate counts recent acks.
+                let actions = shared.session.lock().handle_timeout(Instant::now(), progress(engine));
+                perform(shared, &mut csend, &mut staging, actions).await?;
+            }
+            _ = stop.changed() => {
+                conn.close(code::SHUTDOWN.into(), b"follower stopping");
+                return Ok(LinkEnd::Stopped);
+            }
+        }
+    }
 }
 
 /// Reads snapshot frames and feeds them to a blocking loader into `staging`.
@@ -459,7 +350,7 @@ fn spawn_loader(
     shared: Arc<Shared>,
     mut recv: quinn::RecvStream,
     staging: Engine,
-    codec: Codec,
+    mut intake: SnapshotIntake,
 ) -> oneshot::Receiver<Result<(), ReplError>> {
     let (done_tx, done_rx) = oneshot::channel();
     let (tx, rx) = std::sync::mpsc::sync_channel::<Vec<u8>>(8);
@@ -475,15 +366,10 @@ fn spawn_loader(
     let max = shared.config.max_frame_bytes;
     tokio::spawn(async move {
         let feed = async {
-            let mut total = 0u64;
-            let mut decoder = Decompressor::new(codec);
             loop {
-                match read_frame(&mut recv, max).await? {
-                    Some(Message::Snapshot { codec, raw_len, data }) => {
-                        let raw = decoder.decompress(codec, &data, raw_len as usize, max)?;
-                        total += raw.len() as u64;
-                        shared.info.lock().bytes_wire += data.len() as u64;
-                        *shared.last_io.lock() = Instant::now();
+                match intake.handle_frame(read_frame(&mut recv, max).await?)? {
+                    SnapshotStep::Feed { raw, wire } => {
+                        shared.session.lock().handle_snapshot_io(Instant::now(), wire);
                         let tx = tx.clone();
                         // The loader applies as fast as it can; a full channel waits here.
                         tokio::task::spawn_blocking(move || tx.send(raw))
@@ -491,13 +377,7 @@ fn spawn_loader(
                             .map_err(|_| ReplError::Peer("snapshot loader gone".into()))?
                             .map_err(|_| ReplError::Peer("snapshot loader stopped".into()))?;
                     }
-                    Some(Message::SnapshotEnd { bytes }) if bytes == total => return Ok::<(), ReplError>(()),
-                    Some(Message::SnapshotEnd { bytes }) => {
-                        return Err(ReplError::Peer(format!(
-                            "snapshot ended at {total} bytes, announced {bytes}"
-                        )))
-                    }
-                    other => return Err(ReplError::Peer(format!("unexpected {other:?} on the snapshot stream"))),
+                    SnapshotStep::Done => return Ok::<(), ReplError>(()),
                 }
             }
         };

@@ -4,8 +4,9 @@
 //! keeps a byte-identical ring (same offsets) and an identical keyspace.
 //! Followers are only offsets into the primary's ring: nothing is buffered
 //! per follower, and one that falls off the ring is resynced with a
-//! snapshot streamed beside the log. See `DESIGN.md`, "Replication over
-//! QUIC", and [`protocol`] for the wire format.
+//! snapshot streamed beside the log. See [`protocol`] for the wire format,
+//! [`session`] for the sans-IO session state machines the QUIC drivers
+//! run, and ARCHITECTURE.md at the repository root for the map.
 //!
 //! ```no_run
 //! use ringkv::{Config, Engine};
@@ -42,6 +43,7 @@ mod io;
 #[cfg(feature = "quic")]
 mod primary;
 pub mod protocol;
+pub mod session;
 mod stats;
 #[cfg(feature = "quic")]
 pub mod tls;

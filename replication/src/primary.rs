@@ -1,4 +1,4 @@
-//! The primary: serves its engine's ring log to followers over QUIC.
+//! The primary's driver: serves its engine's ring log to followers over QUIC.
 //!
 //! Per follower, one task: the control stream (handshake, acks, pings), the
 //! log stream (raw ring bytes read from the follower's offset, one batch in
@@ -6,6 +6,13 @@
 //! nothing but its offset), and for a full sync the snapshot stream,
 //! produced by a fork-free snapshot while the log stream already runs from
 //! the snapshot's offset.
+//!
+//! The decisions are the sans-IO [`PrimarySession`]'s (in
+//! `session/primary.rs`, one per connection, kept in the followers map so
+//! stats and the write gate read it), the log stream's are a
+//! [`LogCursor`]'s; this driver owns the quinn streams, the tokio timers,
+//! the publish signal and the engine, reads the engine for each event
+//! ([`Served`], [`PrimaryView`]) and carries out the actions.
 
 use std::collections::{BTreeMap, VecDeque};
 use std::net::SocketAddr;
@@ -18,13 +25,14 @@ use ringkv::snapshot::{SnapshotError, SnapshotHeader};
 use ringkv::{Engine, Role};
 use tokio::sync::{mpsc, watch, Notify};
 
-use crate::compress::Compressor;
 use crate::config::{GateMode, PrimaryConfig, WriteGateConfig};
 use crate::io::{code, finish_and_wait, frame_reader, read_frame, write_frame};
-use crate::protocol::{
-    choose_codec, decide, Codec, Decision, FollowerView, FullSyncReason, History, Message, PrimaryView, StreamKind,
+use crate::protocol::{Codec, History, Message, PrimaryView, StreamKind};
+use crate::session::{
+    CloseCode, LogCursor, LogEnd, LogStep, PrimaryAction, PrimaryCounter, PrimarySession, Served, SnapshotSender,
+    SnapshotStall,
 };
-use crate::stats::{FollowerLink, FollowerState, PrimaryStats};
+use crate::stats::{FollowerLink, PrimaryStats};
 use crate::tls::{fingerprint, TlsMaterial};
 use crate::{now_ms, ReplError};
 
@@ -35,21 +43,12 @@ struct PublishSignal {
     waiting: AtomicBool,
 }
 
-#[derive(Debug, Clone)]
+/// One connection; its session says hello-or-not (followers are listed
+/// once they said hello).
 struct Slot {
-    name: String,
     identity: String,
     addr: SocketAddr,
-    state: FollowerState,
-    applied: u64,
-    durable: u64,
-    sent: u64,
-    last_ack: Instant,
-    codec: Codec,
-    bytes_raw: u64,
-    bytes_wire: u64,
-    snapshot_bytes: u64,
-    snapshot_wire: u64,
+    session: PrimarySession,
 }
 
 #[derive(Default)]
@@ -62,6 +61,20 @@ struct Counters {
     resyncs_lagged: AtomicU64,
     snapshot_bytes: AtomicU64,
     snapshot_wire: AtomicU64,
+}
+
+impl Counters {
+    fn count(&self, c: PrimaryCounter) {
+        let counter = match c {
+            PrimaryCounter::Rejected => &self.rejected,
+            PrimaryCounter::PartialOk => &self.sync_partial_ok,
+            PrimaryCounter::PartialErr => &self.sync_partial_err,
+            PrimaryCounter::FullSync => &self.sync_full,
+            PrimaryCounter::ResyncLagged => &self.resyncs_lagged,
+            PrimaryCounter::ProtocolError => &self.protocol_errors,
+        };
+        counter.fetch_add(1, Ordering::Relaxed);
+    }
 }
 
 pub(crate) struct Shared {
@@ -256,7 +269,7 @@ impl Shared {
         self.followers
             .lock()
             .values()
-            .filter(|s| s.state == FollowerState::Online && s.applied >= offset)
+            .filter(|s| s.session.acked(offset))
             .count()
     }
 
@@ -274,30 +287,34 @@ impl Shared {
     fn stats(&self) -> PrimaryStats {
         let header = self.log.header();
         let published = self.log.published();
+        let now = Instant::now();
         let followers: Vec<FollowerLink> = self
             .followers
             .lock()
             .iter()
-            .map(|(&id, s)| FollowerLink {
-                id,
-                name: s.name.clone(),
-                identity: s.identity.clone(),
-                addr: s.addr.to_string(),
-                state: s.state,
-                applied: s.applied,
-                durable: s.durable,
-                sent: s.sent,
-                lag_bytes: published.saturating_sub(s.applied),
-                lag_ms: 0,
-                last_ack_ms: s.last_ack.elapsed().as_millis() as u64,
-                codec: s.codec,
-                bytes_raw: s.bytes_raw,
-                bytes_wire: s.bytes_wire,
-                snapshot_bytes: s.snapshot_bytes,
-                snapshot_wire: s.snapshot_wire,
+            .filter_map(|(&id, s)| {
+                let l = s.session.link()?;
+                Some(FollowerLink {
+                    id,
+                    name: l.name.clone(),
+                    identity: s.identity.clone(),
+                    addr: s.addr.to_string(),
+                    state: l.state,
+                    applied: l.applied,
+                    durable: l.durable,
+                    sent: l.sent,
+                    lag_bytes: published.saturating_sub(l.applied),
+                    lag_ms: 0,
+                    last_ack_ms: now.saturating_duration_since(l.last_ack).as_millis() as u64,
+                    codec: l.codec,
+                    bytes_raw: l.bytes_raw,
+                    bytes_wire: l.bytes_wire,
+                    snapshot_bytes: l.snapshot_bytes,
+                    snapshot_wire: l.snapshot_wire,
+                })
             })
             .collect();
-        let followers = followers
+        let followers: Vec<FollowerLink> = followers
             .into_iter()
             .map(|mut f| {
                 f.lag_ms = self.lag_ms(f.applied, published);
@@ -306,7 +323,7 @@ impl Shared {
             .collect();
         let c = &self.counters;
         PrimaryStats {
-            connected_slaves: self.followers.lock().len(),
+            connected_slaves: followers.len(),
             master_repl_offset: published,
             master_replid: header.replid,
             master_replid2: header.prev_replid,
@@ -325,14 +342,28 @@ impl Shared {
         }
     }
 
-    fn update(&self, id: u64, f: impl FnOnce(&mut Slot)) {
-        if let Some(slot) = self.followers.lock().get_mut(&id) {
-            f(slot);
+    /// Runs `f` on connection `id`'s session (under the followers lock:
+    /// keep it short, never across an await).
+    fn session<R: Default>(&self, id: u64, f: impl FnOnce(&mut PrimarySession) -> R) -> R {
+        self.followers
+            .lock()
+            .get_mut(&id)
+            .map(|slot| f(&mut slot.session))
+            .unwrap_or_default()
+    }
+
+    // The engine adapter: what the sessions learn of the engine.
+
+    fn history(&self) -> History {
+        let header = self.log.header();
+        History {
+            replid: header.replid,
+            prev_replid: header.prev_replid,
+            switch_offset: header.switch_offset,
         }
     }
 
     fn view(&self) -> PrimaryView {
-        let header = self.log.header();
         let unavailable = if self.engine.is_stale() {
             Some("this node is itself in a full sync".to_string())
         } else {
@@ -344,15 +375,29 @@ impl Shared {
             Role::Follower => self.engine.applied_offset(),
         };
         PrimaryView {
-            history: History {
-                replid: header.replid,
-                prev_replid: header.prev_replid,
-                switch_offset: header.switch_offset,
-            },
+            history: self.history(),
             oldest: self.log.oldest(),
             published,
             max_replay_bytes: self.config.max_replay_bytes,
             unavailable,
+        }
+    }
+
+    fn served(&self) -> Served {
+        let replid = self.log.replid();
+        let stale = self.engine.is_stale();
+        let published = self.log.published();
+        // On a follower serving others, only what it has applied is offered.
+        let (limit, chained) = match self.engine.role() {
+            Role::Primary => (published, false),
+            Role::Follower => (self.engine.applied_offset(), true),
+        };
+        Served {
+            replid,
+            stale,
+            published,
+            limit,
+            chained,
         }
     }
 
@@ -397,8 +442,8 @@ async fn accept_loop(shared: Arc<Shared>, endpoint: quinn::Endpoint, mut stop: w
             shared.acks.notify_waiters();
             match result {
                 Ok(()) => tracing::info!(%addr, id, "follower disconnected"),
+                // Closed already when the session said so (closing again is a no-op).
                 Err(Closed::Protocol(e)) => {
-                    shared.counters.protocol_errors.fetch_add(1, Ordering::Relaxed);
                     tracing::warn!(%addr, id, error = %e, "follower sent a bad frame: disconnected");
                     conn.close(code::PROTOCOL.into(), b"protocol error");
                 }
@@ -434,15 +479,87 @@ async fn sample_loop(shared: Arc<Shared>, mut stop: watch::Receiver<bool>) {
     }
 }
 
+/// How a connection ended, for the logs (it is closed by then).
 enum Closed {
     /// The peer misbehaved.
-    Protocol(ReplError),
-    /// Anything else (connection lost, shutdown).
-    Other(ReplError),
+    Protocol(String),
+    /// Anything else (connection lost, a timeout, a failure).
+    Other(String),
 }
 
 fn other(e: impl Into<ReplError>) -> Closed {
-    Closed::Other(e.into())
+    Closed::Other(e.into().to_string())
+}
+
+fn close_code(c: CloseCode) -> u32 {
+    match c {
+        CloseCode::Rejected => code::REJECTED,
+        CloseCode::Resync => code::RESYNC,
+        CloseCode::Protocol => code::PROTOCOL,
+        CloseCode::Shutdown => code::SHUTDOWN,
+    }
+}
+
+/// Carries out a session's actions in order, up to the one that ends the
+/// session (returned, with the connection closed by then). The actions
+/// that open streams are handed back in `opens` for the caller.
+async fn act(
+    shared: &Shared,
+    conn: &quinn::Connection,
+    mut csend: Option<&mut quinn::SendStream>,
+    actions: Vec<PrimaryAction>,
+    opens: &mut Vec<PrimaryAction>,
+) -> Option<Result<(), Closed>> {
+    for action in actions {
+        match action {
+            PrimaryAction::Send(msg) => {
+                let Some(send) = csend.as_deref_mut() else {
+                    conn.close(code::SHUTDOWN.into(), b"");
+                    return Some(Err(Closed::Other("no control stream to send on".into())));
+                };
+                if let Err(e) = write_frame(send, &msg).await {
+                    conn.close(code::SHUTDOWN.into(), b"");
+                    return Some(Err(other(e)));
+                }
+            }
+            PrimaryAction::Count(c) => shared.counters.count(c),
+            PrimaryAction::Acked => {
+                shared.acks.notify_waiters();
+                let _guard = shared.ack_lock.lock();
+                shared.ack_cv.notify_all();
+            }
+            PrimaryAction::Close {
+                last,
+                code,
+                reason,
+                error,
+            } => {
+                if let (Some(msg), Some(send)) = (last, csend.as_deref_mut()) {
+                    let _ = write_frame(send, &msg).await;
+                    finish_and_wait(send).await;
+                }
+                conn.close(close_code(code).into(), reason.as_bytes());
+                return Some(match (code, error) {
+                    (CloseCode::Protocol, e) => Err(Closed::Protocol(e.unwrap_or(reason))),
+                    (_, Some(e)) => Err(Closed::Other(e)),
+                    (_, None) => Ok(()),
+                });
+            }
+            PrimaryAction::Done => return Some(Ok(())),
+            open @ (PrimaryAction::StartSnapshot
+            | PrimaryAction::OpenLog { .. }
+            | PrimaryAction::OpenSnapshot { .. }) => opens.push(open),
+        }
+    }
+    None
+}
+
+/// Until `deadline` (none: forever).
+async fn sleep_until(deadline: Option<Instant>) {
+    match deadline {
+        Some(t) => tokio::time::sleep_until(t.into()).await,
+        None => std::future::pending().await,
+    }
 }
 
 async fn serve(
@@ -457,278 +574,145 @@ async fn serve(
         .and_then(|chain| chain.first().map(fingerprint))
         .unwrap_or_default();
     let max = shared.config.max_frame_bytes;
-    let handshake = Duration::from_millis(shared.config.handshake_timeout_ms);
-    let (mut csend, mut crecv) = tokio::time::timeout(handshake, conn.accept_bi())
-        .await
-        .map_err(|_| other(ReplError::Timeout("no control stream".into())))?
-        .map_err(other)?;
-    let hello = tokio::time::timeout(handshake, read_frame(&mut crecv, max))
-        .await
-        .map_err(|_| other(ReplError::Timeout("no hello".into())))?
-        .map_err(Closed::Protocol)?;
-    let Some(Message::Hello {
-        version,
-        name,
-        replid,
-        offset,
-        codecs,
-        max_frame,
-    }) = hello
-    else {
-        return Err(Closed::Protocol(ReplError::Peer(
-            "the first frame must be Hello".into(),
-        )));
-    };
-    let codec = choose_codec(&codecs, &shared.config.codecs);
     shared.followers.lock().insert(
         id,
         Slot {
-            name: name.clone(),
             identity,
             addr: conn.remote_address(),
-            state: FollowerState::Handshake,
-            applied: 0,
-            durable: 0,
-            sent: offset,
-            last_ack: Instant::now(),
-            codec,
-            bytes_raw: 0,
-            bytes_wire: 0,
-            snapshot_bytes: 0,
-            snapshot_wire: 0,
+            session: PrimarySession::new(id, &shared.config, Instant::now()),
         },
     );
-    let view = shared.view();
-    // The largest Log frame carries one whole record of the largest size.
-    let needed = shared.log.max_payload() + 64;
-    let decision = if (max_frame as usize) < needed.min(shared.config.max_frame_bytes) {
-        Decision::Reject(format!(
-            "this ring's records can need frames of {needed} bytes; the follower accepts {max_frame}"
-        ))
-    } else {
-        decide(
-            &view,
-            &FollowerView {
-                version,
-                replid,
-                offset,
-            },
-        )
+    let timed_out = || async {
+        let served = shared.served();
+        let actions = shared.session(id, |s| s.handle_timeout(Instant::now(), &served, now_ms()));
+        act(shared, conn, None, actions, &mut Vec::new())
+            .await
+            .unwrap_or_else(|| Err(Closed::Other("handshake timed out".into())))
     };
-    tracing::info!(id, %name, offset, ?decision, "follower handshake");
-    let c = &shared.counters;
-    let (start, snapshot, history_sent) = match decision {
-        Decision::Reject(reason) => {
-            c.rejected.fetch_add(1, Ordering::Relaxed);
-            write_frame(&mut csend, &Message::Reject { reason: reason.clone() })
-                .await
-                .map_err(other)?;
-            finish_and_wait(&mut csend).await;
-            conn.close(code::REJECTED.into(), reason.as_bytes());
-            return Ok(());
-        }
-        Decision::Continue => {
-            c.sync_partial_ok.fetch_add(1, Ordering::Relaxed);
-            write_frame(
-                &mut csend,
-                &Message::Continue {
-                    history: view.history.clone(),
-                    offset,
-                    codec,
-                },
-            )
-            .await
-            .map_err(other)?;
-            shared.update(id, |s| s.state = FollowerState::Online);
-            (offset, None, view.history.replid)
-        }
-        Decision::FullSync { reason, lost_bytes } => {
-            if reason != FullSyncReason::UnknownHistory {
-                c.sync_partial_err.fetch_add(1, Ordering::Relaxed);
-            }
-            c.sync_full.fetch_add(1, Ordering::Relaxed);
-            shared.update(id, |s| s.state = FollowerState::FullSync);
-            let snapshot_timeout = Duration::from_millis(shared.config.snapshot_send_timeout_ms);
-            let (snap_offset, snap_replid, chunks) = start_snapshot(shared.engine.clone(), snapshot_timeout)
-                .await
-                .map_err(other)?;
-            let history = {
-                let h = shared.log.header();
-                History {
-                    replid: h.replid,
-                    prev_replid: h.prev_replid,
-                    switch_offset: h.switch_offset,
+    // The handshake, each step within its deadline.
+    let deadline = shared.session(id, |s| s.poll_timeout());
+    let (mut csend, mut crecv) = tokio::select! {
+        bi = conn.accept_bi() => bi.map_err(other)?,
+        _ = sleep_until(deadline) => return timed_out().await,
+    };
+    shared.session(id, |s| s.handle_control_opened(Instant::now()));
+    let deadline = shared.session(id, |s| s.poll_timeout());
+    let hello = tokio::select! {
+        hello = read_frame(&mut crecv, max) => hello,
+        _ = sleep_until(deadline) => return timed_out().await,
+    };
+    let view = shared.view();
+    let max_payload = shared.log.max_payload();
+    let actions = shared.session(id, |s| s.handle_hello(Instant::now(), hello, &view, max_payload));
+    let mut opens = Vec::new();
+    if let Some(end) = act(shared, conn, Some(&mut csend), actions, &mut opens).await {
+        return end;
+    }
+    // The data streams the session asks for (a snapshot first, if any).
+    let mut cursor = None;
+    let mut snapshot = None;
+    let mut chunks = None;
+    let mut queue = VecDeque::from(opens);
+    while let Some(open) = queue.pop_front() {
+        match open {
+            PrimaryAction::StartSnapshot => {
+                let timeout = Duration::from_millis(shared.config.snapshot_send_timeout_ms);
+                let started = match start_snapshot(shared.engine.clone(), timeout).await {
+                    Ok((offset, replid, rx)) => {
+                        chunks = Some(rx);
+                        Ok((offset, replid))
+                    }
+                    Err(e) => Err(e),
+                };
+                let history = shared.history();
+                let actions = shared.session(id, |s| s.handle_snapshot_started(Instant::now(), started, history));
+                let mut more = Vec::new();
+                if let Some(end) = act(shared, conn, Some(&mut csend), actions, &mut more).await {
+                    return end;
                 }
-            };
-            if history.replid != snap_replid {
-                return Err(other(ReplError::Peer(
-                    "the history changed during the snapshot's start".into(),
-                )));
+                queue.extend(more);
             }
-            write_frame(
-                &mut csend,
-                &Message::FullSync {
-                    history,
-                    offset: snap_offset,
-                    codec,
-                    reason: reason.to_string(),
-                    lost_bytes,
-                },
-            )
-            .await
-            .map_err(other)?;
-            shared.update(id, |s| s.sent = snap_offset);
-            (snap_offset, Some(chunks), snap_replid)
+            PrimaryAction::OpenLog { from, codec, replid } => {
+                cursor = Some(LogCursor::new(from, replid, codec, shared.config.batch_bytes));
+            }
+            PrimaryAction::OpenSnapshot { codec } => snapshot = chunks.take().map(|c| (c, codec)),
+            _ => {}
         }
+    }
+    let Some(cursor) = cursor else {
+        conn.close(code::SHUTDOWN.into(), b"");
+        return Err(Closed::Other("the session opened no log stream".into()));
     };
     let mut control = frame_reader(crecv, max);
-    let log_task = send_log(shared, conn, id, start, codec, &history_sent);
+    let log_task = send_log(shared, conn, id, cursor);
     tokio::pin!(log_task);
     let mut snapshot_running = snapshot.is_some();
     let snap_task = async {
         match snapshot {
-            Some(chunks) => send_snapshot(shared, conn, id, chunks, codec).await,
+            Some((chunks, codec)) => send_snapshot(shared, conn, id, chunks, codec).await,
             None => Ok(()),
         }
     };
     tokio::pin!(snap_task);
-    let mut ping = tokio::time::interval(Duration::from_millis(shared.config.ping_interval_ms.max(10)));
     loop {
-        tokio::select! {
-            frame = control.recv() => match frame {
-                Some(Ok(Message::Ack { applied, durable })) => {
-                    shared.update(id, |s| {
-                        s.applied = s.applied.max(applied);
-                        s.durable = s.durable.max(durable);
-                        s.last_ack = Instant::now();
-                    });
-                    shared.acks.notify_waiters();
-                    let _guard = shared.ack_lock.lock();
-                    shared.ack_cv.notify_all();
-                }
-                Some(Ok(other_msg)) => {
-                    return Err(Closed::Protocol(ReplError::Peer(format!("unexpected {other_msg:?} on the control stream"))));
-                }
-                None => return Ok(()),
-                Some(Err(e @ ReplError::Protocol(_))) => return Err(Closed::Protocol(e)),
-                Some(Err(e)) => return Err(other(e)),
-            },
-            r = &mut log_task => {
-                match r {
-                    Err(ReplError::Engine(ringkv::Error::Log(LogError::Lagged { oldest }))) => {
-                        c.resyncs_lagged.fetch_add(1, Ordering::Relaxed);
-                        let reason = format!("the follower's offset left the ring (oldest is now {oldest})");
-                        tracing::warn!(id, %reason, "follower must resync");
-                        let _ = write_frame(&mut csend, &Message::Resync { reason: reason.clone() }).await;
-                        finish_and_wait(&mut csend).await;
-                        conn.close(code::RESYNC.into(), reason.as_bytes());
-                        return Ok(());
-                    }
-                    Err(ReplError::Peer(reason)) if reason == HISTORY_CHANGED => {
-                        let _ = write_frame(&mut csend, &Message::Resync { reason: reason.clone() }).await;
-                        finish_and_wait(&mut csend).await;
-                        conn.close(code::RESYNC.into(), reason.as_bytes());
-                        return Ok(());
-                    }
-                    Err(e) => return Err(other(e)),
-                    Ok(()) => return Ok(()),
-                }
-            }
+        let deadline = shared.session(id, |s| s.poll_timeout());
+        let actions = tokio::select! {
+            frame = control.recv() => shared.session(id, |s| s.handle_control_frame(Instant::now(), frame)),
+            end = &mut log_task => shared.session(id, |s| s.handle_log_end(Instant::now(), end)),
             r = &mut snap_task, if snapshot_running => {
-                r.map_err(other)?;
                 snapshot_running = false;
-                shared.update(id, |s| s.state = FollowerState::Online);
+                shared.session(id, |s| s.handle_snapshot_sent(Instant::now(), r))
             }
-            _ = ping.tick() => {
-                if shared.log.replid() != history_sent || shared.engine.is_stale() {
-                    // Promoted (or re-parented): the follower must adopt the new history.
-                    let _ = write_frame(&mut csend, &Message::Resync { reason: HISTORY_CHANGED.into() }).await;
-                    finish_and_wait(&mut csend).await;
-                    conn.close(code::RESYNC.into(), HISTORY_CHANGED.as_bytes());
-                    return Ok(());
-                }
-                let ping = Message::Ping { published: shared.log.published(), time_ms: now_ms() };
-                write_frame(&mut csend, &ping).await.map_err(other)?;
+            _ = sleep_until(deadline) => {
+                let served = shared.served();
+                shared.session(id, |s| s.handle_timeout(Instant::now(), &served, now_ms()))
             }
             _ = stop.changed() => return Ok(()),
+        };
+        if let Some(end) = act(shared, conn, Some(&mut csend), actions, &mut Vec::new()).await {
+            return end;
         }
     }
 }
 
-/// Why a log stream stops when the served history is no longer the one
-/// the follower was told about (a promotion, or an upstream full sync on a
-/// chained node).
-const HISTORY_CHANGED: &str = "the primary's history changed";
+/// Streams raw ring bytes as the cursor asks; returns only when the stream ends.
+async fn send_log(shared: &Shared, conn: &quinn::Connection, id: u64, mut cursor: LogCursor) -> LogEnd {
+    match stream_log(shared, conn, id, &mut cursor).await {
+        Ok(end) => end,
+        Err(e) => LogEnd::Failed(e),
+    }
+}
 
-/// Streams raw ring bytes from `from`; returns only on error.
-async fn send_log(
+async fn stream_log(
     shared: &Shared,
     conn: &quinn::Connection,
     id: u64,
-    from: u64,
-    codec: Codec,
-    replid: &str,
-) -> Result<(), ReplError> {
+    cursor: &mut LogCursor,
+) -> Result<LogEnd, ReplError> {
     let mut send = conn.open_uni().await?;
     write_frame(&mut send, &Message::Stream { kind: StreamKind::Log }).await?;
-    let mut pos = from;
-    let mut compressor = Compressor::new(codec);
-    let same_history = || shared.log.replid() == replid && !shared.engine.is_stale();
     loop {
-        if !same_history() {
-            return Err(ReplError::Peer(HISTORY_CHANGED.into()));
-        }
-        // On a follower serving others, only what it has applied is offered.
-        let (limit, chained) = match shared.engine.role() {
-            Role::Primary => (shared.log.published(), false),
-            Role::Follower => (shared.engine.applied_offset(), true),
-        };
-        if limit <= pos {
-            if chained {
-                // Applied moves after published: poll it (bounded extra lag).
-                tokio::time::sleep(Duration::from_millis(1)).await;
-            } else {
-                shared.wait_published(pos, Duration::from_millis(20)).await;
-            }
-            continue;
-        }
-        let batch = shared
-            .log
-            .read_stream(pos, shared.config.batch_bytes)
-            .map_err(ringkv::Error::Log)?;
-        // Read, then check: a reset that raced the read shows here.
-        if !same_history() {
-            return Err(ReplError::Peer(HISTORY_CHANGED.into()));
-        }
-        let mut bytes = batch.bytes;
-        if batch.start + bytes.len() as u64 > limit {
-            // Cut at the applied offset (a record boundary).
-            let keep = (limit - batch.start) as usize;
-            bytes.truncate(keep);
-            if bytes.is_empty() {
-                shared.wait_published(pos, Duration::from_millis(20)).await;
-                continue;
-            }
-        }
-        let raw_len = bytes.len();
-        let (used, data) = compressor.compress(&bytes);
-        write_frame(
-            &mut send,
-            &Message::Log {
-                start: pos,
-                codec: used,
-                raw_len: raw_len as u32,
-                data: data.into(),
+        let step = match cursor.poll(&shared.served()) {
+            LogStep::Read { from, max } => match shared.log.read_stream(from, max) {
+                // Read, then check again: a reset that raced the read shows here.
+                Ok(batch) => cursor.handle_batch(batch.start, batch.bytes, &shared.served()),
+                Err(LogError::Lagged { oldest }) => return Ok(LogEnd::Lagged { oldest }),
+                Err(e) => return Err(ringkv::Error::Log(e).into()),
             },
-        )
-        .await?;
-        pos += raw_len as u64;
-        let (raw, wire) = (compressor.bytes_raw, compressor.bytes_wire);
-        shared.update(id, |s| {
-            s.sent = pos;
-            s.bytes_raw = raw;
-            s.bytes_wire = wire;
-        });
+            step => step,
+        };
+        match step {
+            LogStep::Send(frame) => {
+                write_frame(&mut send, &frame).await?;
+                let (pos, (raw, wire)) = (cursor.pos(), cursor.bytes());
+                shared.session(id, |s| s.handle_log_sent(pos, raw, wire));
+            }
+            LogStep::WaitPublished { pos } => shared.wait_published(pos, Duration::from_millis(20)).await,
+            // Applied moves after published: poll it (bounded extra lag).
+            LogStep::PollApplied => tokio::time::sleep(Duration::from_millis(1)).await,
+            LogStep::HistoryChanged => return Ok(LogEnd::HistoryChanged),
+            LogStep::Read { .. } => {}
+        }
     }
 }
 
@@ -736,9 +720,9 @@ async fn send_log(
 struct ChannelWriter {
     tx: mpsc::Sender<Vec<u8>>,
     buf: Vec<u8>,
-    /// A chunk the follower does not take within this time aborts the
+    /// A chunk the follower does not take within the timeout aborts the
     /// snapshot (writers touching unserialized keys wait for it).
-    timeout: Duration,
+    stall: SnapshotStall,
 }
 
 const SNAPSHOT_CHUNK: usize = 256 * 1024;
@@ -755,15 +739,17 @@ impl std::io::Write for ChannelWriter {
     fn flush(&mut self) -> std::io::Result<()> {
         if !self.buf.is_empty() {
             let mut chunk = std::mem::take(&mut self.buf);
-            let deadline = Instant::now() + self.timeout;
             loop {
                 match self.tx.try_send(chunk) {
-                    Ok(()) => break,
+                    Ok(()) => {
+                        self.stall.handle_taken();
+                        break;
+                    }
                     Err(mpsc::error::TrySendError::Closed(_)) => {
                         return Err(std::io::Error::new(std::io::ErrorKind::BrokenPipe, "follower gone"))
                     }
                     Err(mpsc::error::TrySendError::Full(back)) => {
-                        if Instant::now() > deadline {
+                        if self.stall.handle_blocked(Instant::now()) {
                             return Err(std::io::Error::new(
                                 std::io::ErrorKind::TimedOut,
                                 "the follower stopped reading the snapshot",
@@ -790,7 +776,7 @@ async fn start_snapshot(
         let mut out = ChannelWriter {
             tx,
             buf: Vec::with_capacity(SNAPSHOT_CHUNK),
-            timeout,
+            stall: SnapshotStall::new(timeout),
         };
         // Another snapshot (a save, another follower's sync) may be running:
         // wait for it rather than fail the follower.
@@ -847,42 +833,25 @@ async fn send_snapshot(
     codec: Codec,
 ) -> Result<(), ReplError> {
     let mut send = conn.open_uni().await?;
-    write_frame(
-        &mut send,
-        &Message::Stream {
-            kind: StreamKind::Snapshot,
-        },
-    )
-    .await?;
-    let mut compressor = Compressor::new(codec);
-    let mut total = 0u64;
+    let mut sender = SnapshotSender::new(codec);
+    write_frame(&mut send, &sender.start()).await?;
     while let Some(chunk) = chunks.recv().await {
-        total += chunk.len() as u64;
-        // A chunk can hold one large value in one piece: frames stay small.
-        for piece in chunk.chunks(SNAPSHOT_CHUNK) {
-            let (used, data) = compressor.compress(piece);
-            write_frame(
-                &mut send,
-                &Message::Snapshot {
-                    codec: used,
-                    raw_len: piece.len() as u32,
-                    data: data.into(),
-                },
-            )
-            .await?;
+        for frame in sender.chunk(&chunk) {
+            write_frame(&mut send, &frame).await?;
         }
-        let (raw, wire) = (compressor.bytes_raw, compressor.bytes_wire);
-        shared.update(id, |s| {
-            s.snapshot_bytes = raw;
-            s.snapshot_wire = wire;
-        });
+        let (raw, wire) = sender.bytes();
+        shared.session(id, |s| s.handle_snapshot_progress(raw, wire));
     }
+    let (raw, wire) = sender.bytes();
     let c = &shared.counters;
-    c.snapshot_bytes.fetch_add(compressor.bytes_raw, Ordering::Relaxed);
-    c.snapshot_wire.fetch_add(compressor.bytes_wire, Ordering::Relaxed);
-    write_frame(&mut send, &Message::SnapshotEnd { bytes: total }).await?;
+    c.snapshot_bytes.fetch_add(raw, Ordering::Relaxed);
+    c.snapshot_wire.fetch_add(wire, Ordering::Relaxed);
+    let end = sender.end();
+    write_frame(&mut send, &end).await?;
     send.finish().map_err(|e| ReplError::Connection(e.to_string()))?;
-    tracing::info!(id, bytes = total, "snapshot sent to follower");
+    if let Message::SnapshotEnd { bytes } = end {
+        tracing::info!(id, bytes, "snapshot sent to follower");
+    }
     Ok(())
 }
 
@@ -896,15 +865,12 @@ impl Gate {
     fn good(&self, shared: &Shared) -> usize {
         let published = shared.log.published();
         let max_age = Duration::from_millis(self.config.max_ack_age_ms);
+        let now = Instant::now();
         shared
             .followers
             .lock()
             .values()
-            .filter(|s| {
-                s.state == FollowerState::Online
-                    && published.saturating_sub(s.applied) <= self.config.max_lag_bytes
-                    && s.last_ack.elapsed() <= max_age
-            })
+            .filter(|s| s.session.within(now, published, self.config.max_lag_bytes, max_age))
             .count()
     }
 }

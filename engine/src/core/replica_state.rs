@@ -22,7 +22,7 @@ pub enum Role {
 }
 
 /// Decides whether a write may proceed (Redis' `min-replicas-to-write`).
-/// Installed with [`Engine::set_write_gate`]; called before every write
+/// Installed with [`Engine::set_write_gate`](crate::Engine::set_write_gate); called before every write
 /// takes a lock, so it may wait (bounded) but must not call the engine.
 pub trait WriteGate: Send + Sync + 'static {
     /// `Ok` lets the write go on; `Err(reason)` refuses it with
@@ -30,8 +30,9 @@ pub trait WriteGate: Send + Sync + 'static {
     fn admit(&self) -> std::result::Result<(), String>;
 }
 
-/// What [`Engine::promote`] did.
+/// What [`Engine::promote`](crate::Engine::promote) did.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[non_exhaustive]
 pub struct Promotion {
     /// The new replication id.
     pub replid: String,

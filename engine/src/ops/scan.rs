@@ -23,7 +23,7 @@ use crate::keyspace::Value;
 use crate::ops::keys::KeyType;
 use crate::stats::Op;
 
-/// Options of [`Engine::scan`] and [`Engine::hscan`].
+/// Options of [`Engine::scan`](crate::Engine::scan) and [`Engine::hscan`](crate::Engine::hscan).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ScanOptions {
     /// How many elements to aim for per call (Redis' COUNT; default 10).
@@ -212,7 +212,7 @@ pub(crate) fn hscan_iter(inner: &Arc<Inner>, key: impl AsRef<[u8]>, opts: ScanOp
     }
 }
 
-/// Iterator returned by [`Engine::scan_iter`].
+/// Iterator returned by [`Engine::scan_iter`](crate::Engine::scan_iter).
 #[derive(Debug)]
 pub struct ScanIter {
     inner: Arc<Inner>,
@@ -240,7 +240,7 @@ impl Iterator for ScanIter {
     }
 }
 
-/// Iterator returned by [`Engine::hscan_iter`].
+/// Iterator returned by [`Engine::hscan_iter`](crate::Engine::hscan_iter).
 #[derive(Debug)]
 pub struct HScanIter {
     inner: Arc<Inner>,

@@ -44,7 +44,7 @@ pub enum SetExpiry {
     AtMillis(u64),
 }
 
-/// Options of [`Engine::set_with`] (Redis' SET flags).
+/// Options of [`Engine::set_with`](crate::Engine::set_with) (Redis' SET flags).
 ///
 /// ```
 /// use ringkv::SetOptions;
@@ -107,7 +107,7 @@ impl SetOptions {
     }
 }
 
-/// What [`Engine::set_with`] did.
+/// What [`Engine::set_with`](crate::Engine::set_with) did.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SetOutcome {
     /// False when NX/XX prevented the write.

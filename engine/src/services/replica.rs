@@ -38,8 +38,8 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use super::{data_dir, recovery};
 use super::snapshot::bgsave;
+use super::{data_dir, recovery};
 use crate::core::{last_write_end, Inner, Promotion, Role, WriteGate};
 use crate::error::{Error, LogError, Result, SnapshotError};
 use crate::log::record;

@@ -1,5 +1,5 @@
 //! Snapshot formats: the versioned, checksummed stream a snapshot is
-//! ([`format`]), and how snapshot files are named in a data directory.
+//! ([`format`](mod@format)), and how snapshot files are named in a data directory.
 //! Taking a snapshot (the cut, the walk, the writer) is a service over the
 //! engine (`services/snapshot.rs`); the copy-on-write hooks that make it
 //! fork-free live in the keyspace (`keyspace/cow.rs`).

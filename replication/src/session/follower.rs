@@ -1,0 +1,1094 @@
+//! The follower's side of replication, without I/O.
+//!
+//! One [`FollowerSession`] lives as long as the follower and sees every
+//! link to the primary in turn. It owns:
+//!
+//! - the `Hello` of each link (the follower's history, or none while a
+//!   full sync was interrupted and the data is stale; its applied offset);
+//! - the reading of the primary's answer: `Continue` (adopt the history,
+//!   stream from our offset), `FullSync` (begin a full sync: a snapshot
+//!   stream and a log stream), `Reject`;
+//! - the data streams: which ones to expect, what each first frame must
+//!   be, decoding log frames into engine appends (applied at once when
+//!   live, only stored during a full sync), swapping the snapshot in;
+//! - acks: after every applied frame when the offsets moved, and every
+//!   `ack_interval_ms` regardless (the primary's write gate counts fresh
+//!   acks, so an idle follower acks too);
+//! - sync-loop detection: a full sync within `sync_loop_window_ms` of the
+//!   previous one is counted with its cause, and the next reconnect waits
+//!   the longest backoff;
+//! - lost bytes on a rejoin, the reconnect backoff with jitter, and
+//!   halting for good on a divergent stream;
+//! - the stats ([`ReplicaInfo`]) that follow from all this.
+//!
+//! The driver reads the engine for each event ([`ReplicaState`],
+//! [`Progress`]) and carries out the [`FollowerAction`]s on it. The
+//! snapshot stream is decoded by a [`SnapshotIntake`] handed to the task
+//! that feeds the loader, so a slow load never stalls the log and control
+//! streams (as before).
+
+use std::time::{Duration, Instant};
+
+use crate::compress::Decompressor;
+use crate::config::FollowerConfig;
+use crate::protocol::{Codec, History, Message, StreamKind, PROTOCOL_VERSION};
+use crate::stats::{LinkStatus, ReplicaInfo};
+use crate::ReplError;
+
+/// What the follower's engine looks like when a link starts.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ReplicaState {
+    /// Offset applied to the keyspace (where the follower continues).
+    pub applied: u64,
+    /// Replication id of the ring's history.
+    pub replid: String,
+    /// The keyspace is stale (a full sync began and never swapped in).
+    pub stale: bool,
+}
+
+/// The follower engine's offsets, reported after engine calls and on timers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Progress {
+    /// Applied to the keyspace.
+    pub applied: u64,
+    /// Durable in the ring (at most `applied`).
+    pub durable: u64,
+}
+
+/// What a [`FollowerSession`] wants done.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum FollowerAction {
+    /// Send this message on the control stream.
+    Send(Message),
+    /// Make the ring's history this one (if it differs).
+    AdoptHistory(History),
+    /// Begin a full sync at `offset` in `history` (the ring restarts there,
+    /// the keyspace is stale), and prepare the staging keyspace the
+    /// snapshot loads into.
+    BeginFullSync {
+        /// The snapshot's offset.
+        offset: u64,
+        /// The primary's history.
+        history: History,
+    },
+    /// Append these ring bytes at `start`, and apply them to the keyspace
+    /// when `apply` (not during a full sync); then report
+    /// [`FollowerSession::handle_appended`].
+    Append {
+        /// Stream offset of the first byte.
+        start: u64,
+        /// The raw (decompressed) bytes.
+        bytes: Vec<u8>,
+        /// Apply them too.
+        apply: bool,
+    },
+    /// Swap the loaded staging keyspace in at the snapshot's offset; then
+    /// report [`FollowerSession::handle_swapped_in`].
+    SwapIn {
+        /// The snapshot's offset.
+        offset: u64,
+    },
+}
+
+/// Why a link ended.
+#[derive(Debug)]
+pub enum LinkEnd {
+    /// The follower was stopped.
+    Stopped,
+    /// The primary ended the link in order (a resync, a closed stream):
+    /// reconnect at once.
+    Reconnect(String),
+    /// The link failed: reconnect after a backoff, or halt for good on a
+    /// divergent stream.
+    Failed(ReplError),
+}
+
+impl From<ReplError> for LinkEnd {
+    fn from(e: ReplError) -> Self {
+        LinkEnd::Failed(e)
+    }
+}
+
+impl From<crate::protocol::ProtocolError> for LinkEnd {
+    fn from(e: crate::protocol::ProtocolError) -> Self {
+        LinkEnd::Failed(e.into())
+    }
+}
+
+impl From<crate::compress::CompressError> for LinkEnd {
+    fn from(e: crate::compress::CompressError) -> Self {
+        LinkEnd::Failed(e.into())
+    }
+}
+
+/// Where a [`FollowerSession`] is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FollowerPhase {
+    /// No link (between connections).
+    Down,
+    /// `Hello` sent, waiting for the answer.
+    Handshake,
+    /// Answered; waiting for the data streams.
+    Streams,
+    /// Loading a full sync beside the log.
+    FullSync,
+    /// Applying the log as it comes.
+    Live,
+    /// Stopped for good (a divergent stream).
+    Halted,
+}
+
+/// A data stream, as identified by its first frame.
+#[derive(Debug)]
+pub enum DataStream {
+    /// The log stream: feed its frames to [`FollowerSession::handle_log_frame`].
+    Log,
+    /// The snapshot stream: feed its frames to this intake, its bytes to
+    /// the loader, and report [`FollowerSession::handle_snapshot_loaded`].
+    Snapshot(SnapshotIntake),
+}
+
+/// What a snapshot frame asks for.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SnapshotStep {
+    /// Give these snapshot bytes to the loader (`wire` bytes were received).
+    Feed {
+        /// Decompressed bytes.
+        raw: Vec<u8>,
+        /// Bytes on the wire.
+        wire: u64,
+    },
+    /// The snapshot is complete (its announced length matches).
+    Done,
+}
+
+/// Checks and decodes the snapshot stream (after its `Stream` frame).
+#[derive(Debug)]
+pub struct SnapshotIntake {
+    decoder: Decompressor,
+    total: u64,
+    max: usize,
+}
+
+impl SnapshotIntake {
+    fn new(codec: Codec, max: usize) -> SnapshotIntake {
+        SnapshotIntake {
+            decoder: Decompressor::new(codec),
+            total: 0,
+            max,
+        }
+    }
+
+    /// One frame of the snapshot stream (`None`: the stream ended).
+    pub fn handle_frame(&mut self, frame: Option<Message>) -> Result<SnapshotStep, ReplError> {
+        match frame {
+            Some(Message::Snapshot { codec, raw_len, data }) => {
+                let raw = self.decoder.decompress(codec, &data, raw_len as usize, self.max)?;
+                self.total += raw.len() as u64;
+                Ok(SnapshotStep::Feed {
+                    raw,
+                    wire: data.len() as u64,
+                })
+            }
+            Some(Message::SnapshotEnd { bytes }) if bytes == self.total => Ok(SnapshotStep::Done),
+            Some(Message::SnapshotEnd { bytes }) => Err(ReplError::Peer(format!(
+                "snapshot ended at {} bytes, announced {bytes}",
+                self.total
+            ))),
+            other => Err(ReplError::Peer(format!("unexpected {other:?} on the snapshot stream"))),
+        }
+    }
+
+    /// Snapshot bytes received so far (decompressed).
+    pub fn total(&self) -> u64 {
+        self.total
+    }
+}
+
+#[derive(Debug)]
+struct Data {
+    codec: Codec,
+    decoder: Decompressor,
+    /// The snapshot's offset while a full sync loads.
+    full: Option<u64>,
+    log_stream: bool,
+    snapshot_stream: bool,
+    /// All data streams are open.
+    ready: bool,
+    last_ack: Option<(u64, u64)>,
+    next_ack: Option<Instant>,
+}
+
+impl Data {
+    fn live(&self) -> bool {
+        self.ready && self.full.is_none()
+    }
+}
+
+#[derive(Debug)]
+enum Link {
+    Down,
+    Halted,
+    Handshake { offset: u64 },
+    Data(Box<Data>),
+}
+
+/// A follower's replication state machine (see the module docs).
+#[derive(Debug)]
+pub struct FollowerSession {
+    config: FollowerConfig,
+    info: ReplicaInfo,
+    last_io: Instant,
+    last_full_sync: Option<Instant>,
+    /// Set after a sync loop: the next reconnect waits the longest backoff.
+    slow_down: bool,
+    backoff: Duration,
+    seed: u64,
+    link: Link,
+}
+
+impl FollowerSession {
+    /// A session for `config`; `seed` drives the backoff jitter (any value).
+    pub fn new(config: FollowerConfig, now: Instant, seed: u64) -> FollowerSession {
+        let info = ReplicaInfo::new(config.primary.to_string());
+        let backoff = Self::min_backoff(&config);
+        FollowerSession {
+            config,
+            info,
+            last_io: now,
+            last_full_sync: None,
+            slow_down: false,
+            backoff,
+            seed: seed | 1,
+            link: Link::Down,
+        }
+    }
+
+    fn min_backoff(config: &FollowerConfig) -> Duration {
+        Duration::from_millis(config.min_backoff_ms.max(1))
+    }
+
+    fn max_backoff(&self) -> Duration {
+        Duration::from_millis(self.config.max_backoff_ms.max(self.config.min_backoff_ms))
+    }
+
+    fn ack_interval(&self) -> Duration {
+        Duration::from_millis(self.config.ack_interval_ms.max(10))
+    }
+
+    /// The settings.
+    pub fn config(&self) -> &FollowerConfig {
+        &self.config
+    }
+
+    /// Where the session is.
+    pub fn phase(&self) -> FollowerPhase {
+        match &self.link {
+            Link::Down => FollowerPhase::Down,
+            Link::Halted => FollowerPhase::Halted,
+            Link::Handshake { .. } => FollowerPhase::Handshake,
+            Link::Data(d) if !d.ready => FollowerPhase::Streams,
+            Link::Data(d) if d.full.is_some() => FollowerPhase::FullSync,
+            Link::Data(_) => FollowerPhase::Live,
+        }
+    }
+
+    /// The stats this session keeps, as of `now`. The engine's own figures
+    /// (`slave_repl_offset`, `durable_offset`, `stale`, `lag_bytes`) are the
+    /// driver's to fill in.
+    pub fn info(&self, now: Instant) -> ReplicaInfo {
+        let mut info = self.info.clone();
+        info.master_last_io_ms = now.saturating_duration_since(self.last_io).as_millis() as u64;
+        info
+    }
+
+    /// A connection to the primary is up: returns the `Hello` to send first
+    /// on the control stream.
+    pub fn handle_connected(&mut self, _now: Instant, state: &ReplicaState) -> Message {
+        self.info.connects += 1;
+        self.link = Link::Handshake { offset: state.applied };
+        Message::Hello {
+            version: PROTOCOL_VERSION,
+            name: self.config.name.clone(),
+            // A follower interrupted in a full sync has no history to continue.
+            replid: if state.stale {
+                String::new()
+            } else {
+                state.replid.clone()
+            },
+            offset: state.applied,
+            codecs: self.config.codecs.clone(),
+            max_frame: self.config.max_frame_bytes.min(u32::MAX as usize) as u32,
+        }
+    }
+
+    /// The primary's answer to `Hello` (`None`: it closed the control stream).
+    pub fn handle_reply(&mut self, now: Instant, reply: Option<Message>) -> Result<Vec<FollowerAction>, LinkEnd> {
+        self.last_io = now;
+        let Link::Handshake { offset } = self.link else {
+            return Err(ReplError::Peer("a handshake reply outside the handshake".into()).into());
+        };
+        match reply {
+            Some(Message::Continue {
+                history,
+                offset: from,
+                codec,
+            }) => {
+                if from != offset {
+                    return Err(
+                        ReplError::Peer(format!("continue at {from}, but this follower is at {offset}")).into(),
+                    );
+                }
+                let info = &mut self.info;
+                info.partial_syncs += 1;
+                info.master_link_status = LinkStatus::Up;
+                info.last_error = None;
+                tracing::info!(offset, "partial resync: continuing from our offset");
+                self.link = Link::Data(Box::new(Data::new(codec, None)));
+                Ok(vec![FollowerAction::AdoptHistory(history)])
+            }
+            Some(Message::FullSync {
+                history,
+                offset: snap_offset,
+                reason,
+                lost_bytes,
+                codec,
+            }) => {
+                let window = Duration::from_millis(self.config.sync_loop_window_ms);
+                let recent = self
+                    .last_full_sync
+                    .is_some_and(|t| now.saturating_duration_since(t) < window);
+                let info = &mut self.info;
+                if lost_bytes > 0 {
+                    info.lost_bytes += lost_bytes;
+                    tracing::warn!(
+                        lost_bytes,
+                        "rejoining: this node's writes past the switch offset are lost"
+                    );
+                }
+                if recent {
+                    info.sync_loops += 1;
+                    let cause = format!("full sync needed again right after one: {reason}");
+                    tracing::error!(%cause, "sync loop");
+                    info.last_sync_loop_cause = Some(cause);
+                    self.slow_down = true;
+                }
+                tracing::info!(snap_offset, %reason, "full sync");
+                info.last_full_sync_reason = Some(reason);
+                info.master_sync_in_progress = true;
+                info.master_link_status = LinkStatus::Up;
+                info.last_error = None;
+                self.link = Link::Data(Box::new(Data::new(codec, Some(snap_offset))));
+                Ok(vec![FollowerAction::BeginFullSync {
+                    offset: snap_offset,
+                    history,
+                }])
+            }
+            Some(Message::Reject { reason }) => Err(ReplError::Peer(format!("primary refused: {reason}")).into()),
+            Some(other) => Err(ReplError::Peer(format!("unexpected reply {other:?}")).into()),
+            None => Err(ReplError::Peer("the primary closed the control stream".into()).into()),
+        }
+    }
+
+    /// How many data streams the primary opens on this link (the log, and
+    /// the snapshot for a full sync); 0 before the handshake is answered.
+    pub fn expected_streams(&self) -> usize {
+        match &self.link {
+            Link::Data(d) if d.full.is_some() => 2,
+            Link::Data(_) => 1,
+            _ => 0,
+        }
+    }
+
+    /// The first frame of a data stream the primary opened (`None`: it
+    /// ended empty): which stream it is.
+    pub fn handle_stream(&mut self, first: Option<Message>) -> Result<DataStream, LinkEnd> {
+        let max = self.config.max_frame_bytes;
+        let Link::Data(d) = &mut self.link else {
+            return Err(ReplError::Peer("a data stream before the handshake".into()).into());
+        };
+        match first {
+            Some(Message::Stream { kind: StreamKind::Log }) if !d.log_stream => {
+                d.log_stream = true;
+                Ok(DataStream::Log)
+            }
+            Some(Message::Stream {
+                kind: StreamKind::Snapshot,
+            }) if !d.snapshot_stream => {
+                if d.full.is_none() {
+                    return Err(ReplError::Peer("a snapshot stream without a full sync".into()).into());
+                }
+                d.snapshot_stream = true;
+                Ok(DataStream::Snapshot(SnapshotIntake::new(d.codec, max)))
+            }
+            Some(Message::Stream { kind }) => Err(ReplError::Peer(format!("a second {kind:?} stream")).into()),
+            other => Err(ReplError::Peer(format!("a data stream must start with Stream, got {other:?}")).into()),
+        }
+    }
+
+    /// The expected data streams are open: streaming starts (with an ack
+    /// at once unless a full sync is loading).
+    pub fn handle_streams_ready(&mut self, now: Instant, progress: Progress) -> Result<Vec<FollowerAction>, LinkEnd> {
+        let interval = self.ack_interval();
+        let Link::Data(d) = &mut self.link else {
+            return Err(ReplError::Peer("data streams before the handshake".into()).into());
+        };
+        if !d.log_stream {
+            return Err(ReplError::Peer("no log stream".into()).into());
+        }
+        d.ready = true;
+        if d.full.is_some() {
+            return Ok(Vec::new());
+        }
+        d.next_ack = Some(now + interval);
+        Ok(d.ack(progress, true).into_iter().collect())
+    }
+
+    /// A frame of the log stream (`None`: the primary ended it).
+    pub fn handle_log_frame(&mut self, now: Instant, frame: Option<Message>) -> Result<Vec<FollowerAction>, LinkEnd> {
+        self.last_io = now;
+        let max = self.config.max_frame_bytes;
+        let Link::Data(d) = &mut self.link else {
+            return Err(ReplError::Peer("a log frame before the handshake".into()).into());
+        };
+        match frame {
+            Some(Message::Log {
+                start,
+                codec,
+                raw_len,
+                data,
+            }) => {
+                let raw = d.decoder.decompress(codec, &data, raw_len as usize, max)?;
+                self.info.bytes_raw += raw.len() as u64;
+                self.info.bytes_wire += data.len() as u64;
+                Ok(vec![FollowerAction::Append {
+                    start,
+                    bytes: raw,
+                    apply: d.full.is_none(),
+                }])
+            }
+            Some(other) => Err(ReplError::Peer(format!("unexpected {other:?} on the log stream")).into()),
+            None => Err(LinkEnd::Reconnect("the primary ended the log stream".into())),
+        }
+    }
+
+    /// An [`FollowerAction::Append`] was carried out: acks when live and
+    /// the offsets moved.
+    pub fn handle_appended(&mut self, _now: Instant, progress: Progress) -> Vec<FollowerAction> {
+        match &mut self.link {
+            Link::Data(d) if d.live() => d.ack(progress, false).into_iter().collect(),
+            _ => Vec::new(),
+        }
+    }
+
+    /// A frame of the control stream after the handshake (`None`: the
+    /// primary closed it).
+    pub fn handle_control_frame(&mut self, now: Instant, frame: Option<Message>) -> Result<(), LinkEnd> {
+        self.last_io = now;
+        match frame {
+            Some(Message::Ping { published, .. }) => {
+                self.info.master_repl_offset = published;
+                Ok(())
+            }
+            Some(Message::Resync { reason }) => Err(LinkEnd::Reconnect(reason)),
+            Some(other) => Err(ReplError::Peer(format!("unexpected {other:?} on the control stream")).into()),
+            None => Err(LinkEnd::Reconnect("the primary closed the control stream".into())),
+        }
+    }
+
+    /// Snapshot bytes arrived (`wire` bytes on the wire).
+    pub fn handle_snapshot_io(&mut self, now: Instant, wire: u64) {
+        self.info.bytes_wire += wire;
+        self.last_io = now;
+    }
+
+    /// The snapshot loaded into the staging keyspace: swap it in.
+    pub fn handle_snapshot_loaded(&mut self, _now: Instant) -> Vec<FollowerAction> {
+        match &self.link {
+            Link::Data(d) => d
+                .full
+                .map(|offset| FollowerAction::SwapIn { offset })
+                .into_iter()
+                .collect(),
+            _ => Vec::new(),
+        }
+    }
+
+    /// A [`FollowerAction::SwapIn`] was carried out: the full sync is
+    /// complete, the follower is live (and acks at once).
+    pub fn handle_swapped_in(&mut self, now: Instant, progress: Progress) -> Vec<FollowerAction> {
+        let interval = self.ack_interval();
+        let Link::Data(d) = &mut self.link else {
+            return Vec::new();
+        };
+        if d.full.take().is_none() {
+            return Vec::new();
+        }
+        self.last_full_sync = Some(now);
+        self.info.full_syncs += 1;
+        self.info.master_sync_in_progress = false;
+        tracing::info!(applied = progress.applied, "full sync complete: new data swapped in");
+        d.next_ack = Some(now + interval);
+        d.ack(progress, true).into_iter().collect()
+    }
+
+    /// When [`FollowerSession::handle_timeout`] is next due (the periodic ack).
+    pub fn poll_timeout(&self) -> Option<Instant> {
+        match &self.link {
+            Link::Data(d) if d.live() => d.next_ack,
+            _ => None,
+        }
+    }
+
+    /// Timers: the periodic ack (sent while idle too: the primary's write
+    /// gate counts recent acks).
+    pub fn handle_timeout(&mut self, now: Instant, progress: Progress) -> Vec<FollowerAction> {
+        let interval = self.ack_interval();
+        match &mut self.link {
+            Link::Data(d) if d.live() && d.next_ack.is_some_and(|t| t <= now) => {
+                d.next_ack = Some(now + interval);
+                d.ack(progress, true).into_iter().collect()
+            }
+            _ => Vec::new(),
+        }
+    }
+
+    /// The link ended: how long to wait before the next connection, or
+    /// `None` to stop (stopped, or halted for good on a divergent stream).
+    pub fn handle_link_end(&mut self, _now: Instant, end: LinkEnd) -> Option<Duration> {
+        self.info.master_link_status = LinkStatus::Down;
+        let min = Self::min_backoff(&self.config);
+        let max = self.max_backoff();
+        self.link = Link::Down;
+        let wait = match end {
+            LinkEnd::Stopped => return None,
+            LinkEnd::Reconnect(reason) => {
+                tracing::info!(%reason, "reconnecting to the primary");
+                self.backoff = min;
+                Duration::ZERO
+            }
+            LinkEnd::Failed(ReplError::Divergent(e)) => {
+                tracing::error!(error = %e, "divergent stream: replication stopped");
+                self.info.last_error = Some(format!("divergent stream: {e}"));
+                self.info.halted = true;
+                self.link = Link::Halted;
+                return None;
+            }
+            LinkEnd::Failed(e) => {
+                tracing::warn!(error = %e, backoff_ms = self.backoff.as_millis() as u64, "replication link down");
+                self.info.last_error = Some(e.to_string());
+                let w = jitter(&mut self.seed, self.backoff);
+                self.backoff = (self.backoff * 2).min(max);
+                w
+            }
+        };
+        if std::mem::take(&mut self.slow_down) {
+            Some(wait.max(max))
+        } else {
+            Some(wait)
+        }
+    }
+}
+
+impl Data {
+    fn new(codec: Codec, full: Option<u64>) -> Data {
+        Data {
+            codec,
+            decoder: Decompressor::new(codec),
+            full,
+            log_stream: false,
+            snapshot_stream: false,
+            ready: false,
+            last_ack: None,
+            next_ack: None,
+        }
+    }
+
+    /// Acks the applied and durable offsets: when they changed, or always
+    /// with `force` (the periodic ack that keeps the link counted as fresh).
+    fn ack(&mut self, progress: Progress, force: bool) -> Option<FollowerAction> {
+        let now = (progress.applied, progress.durable);
+        if force || self.last_ack != Some(now) {
+            self.last_ack = Some(now);
+            Some(FollowerAction::Send(Message::Ack {
+                applied: progress.applied,
+                durable: progress.durable,
+            }))
+        } else {
+            None
+        }
+    }
+}
+
+/// A small xorshift for jitter (no shared RNG needed).
+fn jitter(seed: &mut u64, base: Duration) -> Duration {
+    *seed ^= *seed << 13;
+    *seed ^= *seed >> 7;
+    *seed ^= *seed << 17;
+    // 50% to 150% of the base.
+    let frac = 0.5 + (*seed % 1000) as f64 / 1000.0;
+    base.mul_f64(frac)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::protocol::Codec;
+
+    fn config() -> FollowerConfig {
+        FollowerConfig {
+            name: "f".into(),
+            codecs: vec![Codec::Lz4],
+            min_backoff_ms: 20,
+            max_backoff_ms: 200,
+            ack_interval_ms: 100,
+            sync_loop_window_ms: 30_000,
+            ..FollowerConfig::default()
+        }
+    }
+
+    fn history(replid: &str) -> History {
+        History {
+            replid: replid.into(),
+            prev_replid: String::new(),
+            switch_offset: 0,
+        }
+    }
+
+    fn state(applied: u64, replid: &str, stale: bool) -> ReplicaState {
+        ReplicaState {
+            applied,
+            replid: replid.into(),
+            stale,
+        }
+    }
+
+    fn progress(applied: u64) -> Progress {
+        Progress {
+            applied,
+            durable: applied,
+        }
+    }
+
+    fn ack(applied: u64) -> FollowerAction {
+        FollowerAction::Send(Message::Ack {
+            applied,
+            durable: applied,
+        })
+    }
+
+    fn log_frame(start: u64, bytes: &[u8]) -> Message {
+        Message::Log {
+            start,
+            codec: Codec::None,
+            raw_len: bytes.len() as u32,
+            data: bytes::Bytes::copy_from_slice(bytes),
+        }
+    }
+
+    fn full_sync(offset: u64, reason: &str, lost_bytes: u64) -> Message {
+        Message::FullSync {
+            history: history("P"),
+            offset,
+            codec: Codec::None,
+            reason: reason.into(),
+            lost_bytes,
+        }
+    }
+
+    fn stream(kind: StreamKind) -> Option<Message> {
+        Some(Message::Stream { kind })
+    }
+
+    /// Connects and has the primary answer `Continue`, streams open.
+    fn live_at(s: &mut FollowerSession, now: Instant, offset: u64) {
+        s.handle_connected(now, &state(offset, "P", false));
+        let actions = s
+            .handle_reply(
+                now,
+                Some(Message::Continue {
+                    history: history("P"),
+                    offset,
+                    codec: Codec::None,
+                }),
+            )
+            .expect("continue");
+        assert_eq!(actions, vec![FollowerAction::AdoptHistory(history("P"))]);
+        assert!(matches!(s.handle_stream(stream(StreamKind::Log)), Ok(DataStream::Log)));
+        assert_eq!(
+            s.handle_streams_ready(now, progress(offset)).expect("ready"),
+            vec![ack(offset)]
+        );
+    }
+
+    /// Runs a whole full sync at `offset`.
+    fn full_sync_at(s: &mut FollowerSession, now: Instant, offset: u64, reason: &str) {
+        s.handle_connected(now, &state(0, "old", false));
+        let actions = s
+            .handle_reply(now, Some(full_sync(offset, reason, 0)))
+            .expect("full sync");
+        assert_eq!(
+            actions,
+            vec![FollowerAction::BeginFullSync {
+                offset,
+                history: history("P")
+            }]
+        );
+        assert!(matches!(s.handle_stream(stream(StreamKind::Log)), Ok(DataStream::Log)));
+        assert!(matches!(
+            s.handle_stream(stream(StreamKind::Snapshot)),
+            Ok(DataStream::Snapshot(_))
+        ));
+        assert_eq!(s.handle_streams_ready(now, progress(0)).expect("ready"), vec![]);
+        assert_eq!(s.handle_snapshot_loaded(now), vec![FollowerAction::SwapIn { offset }]);
+        assert_eq!(s.handle_swapped_in(now, progress(offset)), vec![ack(offset)]);
+    }
+
+    #[test]
+    fn hello_carries_the_history_or_none_when_stale() {
+        let now = Instant::now();
+        let mut s = FollowerSession::new(config(), now, 7);
+        let Message::Hello {
+            replid,
+            offset,
+            codecs,
+            version,
+            ..
+        } = s.handle_connected(now, &state(42, "abc", false))
+        else {
+            panic!("a hello")
+        };
+        assert_eq!((replid.as_str(), offset, version), ("abc", 42, PROTOCOL_VERSION));
+        assert_eq!(codecs, vec![Codec::Lz4]);
+        assert_eq!(s.phase(), FollowerPhase::Handshake);
+        let Message::Hello { replid, .. } = s.handle_connected(now, &state(42, "abc", true)) else {
+            panic!("a hello")
+        };
+        assert_eq!(replid, "", "an interrupted full sync has no history to continue");
+        assert_eq!(s.info(now).connects, 2);
+    }
+
+    #[test]
+    fn continue_goes_live_and_acks_every_applied_frame() {
+        let now = Instant::now();
+        let mut s = FollowerSession::new(config(), now, 7);
+        live_at(&mut s, now, 100);
+        assert_eq!(s.phase(), FollowerPhase::Live);
+        let info = s.info(now);
+        assert_eq!((info.partial_syncs, info.full_syncs), (1, 0));
+        assert_eq!(info.master_link_status, LinkStatus::Up);
+        let actions = s.handle_log_frame(now, Some(log_frame(100, b"abcd"))).expect("log");
+        assert_eq!(
+            actions,
+            vec![FollowerAction::Append {
+                start: 100,
+                bytes: b"abcd".to_vec(),
+                apply: true
+            }]
+        );
+        assert_eq!(s.handle_appended(now, progress(104)), vec![ack(104)]);
+        // Offsets that did not move are not acked again.
+        assert_eq!(s.handle_appended(now, progress(104)), vec![]);
+        let info = s.info(now);
+        assert_eq!((info.bytes_raw, info.bytes_wire), (4, 4));
+    }
+
+    #[test]
+    fn continue_at_another_offset_is_refused() {
+        let now = Instant::now();
+        let mut s = FollowerSession::new(config(), now, 7);
+        s.handle_connected(now, &state(100, "P", false));
+        let end = s.handle_reply(
+            now,
+            Some(Message::Continue {
+                history: history("P"),
+                offset: 90,
+                codec: Codec::None,
+            }),
+        );
+        assert!(matches!(end, Err(LinkEnd::Failed(ReplError::Peer(ref m))) if m.contains("continue at 90")));
+    }
+
+    #[test]
+    fn acks_on_the_interval_while_idle_with_simulated_time() {
+        let t0 = Instant::now();
+        let mut s = FollowerSession::new(config(), t0, 7);
+        live_at(&mut s, t0, 10);
+        let interval = Duration::from_millis(100);
+        assert_eq!(s.poll_timeout(), Some(t0 + interval));
+        // Too early: nothing.
+        assert_eq!(s.handle_timeout(t0 + Duration::from_millis(50), progress(10)), vec![]);
+        // Idle: the same offsets are acked again on each tick.
+        let mut now = t0;
+        for _ in 0..3 {
+            now = s.poll_timeout().expect("armed");
+            assert_eq!(s.handle_timeout(now, progress(10)), vec![ack(10)]);
+        }
+        assert_eq!(now, t0 + 3 * interval);
+        assert_eq!(s.poll_timeout(), Some(t0 + 4 * interval));
+        // The interval has a floor of 10 ms.
+        let mut s = FollowerSession::new(
+            FollowerConfig {
+                ack_interval_ms: 0,
+                ..config()
+            },
+            t0,
+            7,
+        );
+        live_at(&mut s, t0, 0);
+        assert_eq!(s.poll_timeout(), Some(t0 + Duration::from_millis(10)));
+    }
+
+    #[test]
+    fn full_sync_stores_the_log_without_applying_then_swaps_in() {
+        let now = Instant::now();
+        let mut s = FollowerSession::new(config(), now, 7);
+        s.handle_connected(now, &state(0, "old", false));
+        s.handle_reply(now, Some(full_sync(500, "unknown", 0))).expect("full");
+        assert_eq!(s.expected_streams(), 2);
+        assert_eq!(s.phase(), FollowerPhase::Streams);
+        // Either order of the two streams.
+        let Ok(DataStream::Snapshot(mut intake)) = s.handle_stream(stream(StreamKind::Snapshot)) else {
+            panic!("snapshot stream")
+        };
+        assert!(matches!(s.handle_stream(stream(StreamKind::Log)), Ok(DataStream::Log)));
+        assert_eq!(s.handle_streams_ready(now, progress(0)).expect("ready"), vec![]);
+        assert_eq!(s.phase(), FollowerPhase::FullSync);
+        assert!(s.info(now).master_sync_in_progress);
+        // No ack timer while loading.
+        assert_eq!(s.poll_timeout(), None);
+        assert_eq!(
+            s.handle_log_frame(now, Some(log_frame(500, b"xy"))).expect("log"),
+            vec![FollowerAction::Append {
+                start: 500,
+                bytes: b"xy".to_vec(),
+                apply: false
+            }]
+        );
+        assert_eq!(s.handle_appended(now, progress(0)), vec![]);
+        // The snapshot stream.
+        let step = intake
+            .handle_frame(Some(Message::Snapshot {
+                codec: Codec::None,
+                raw_len: 3,
+                data: bytes::Bytes::from_static(b"abc"),
+            }))
+            .expect("feed");
+        assert_eq!(
+            step,
+            SnapshotStep::Feed {
+                raw: b"abc".to_vec(),
+                wire: 3
+            }
+        );
+        s.handle_snapshot_io(now, 3);
+        assert_eq!(
+            intake
+                .handle_frame(Some(Message::SnapshotEnd { bytes: 3 }))
+                .expect("end"),
+            SnapshotStep::Done
+        );
+        assert_eq!(
+            s.handle_snapshot_loaded(now),
+            vec![FollowerAction::SwapIn { offset: 500 }]
+        );
+        assert_eq!(s.handle_swapped_in(now, progress(502)), vec![ack(502)]);
+        assert_eq!(s.phase(), FollowerPhase::Live);
+        let info = s.info(now);
+        assert_eq!(info.full_syncs, 1);
+        assert!(!info.master_sync_in_progress);
+        assert_eq!(info.last_full_sync_reason.as_deref(), Some("unknown"));
+        assert_eq!(info.bytes_wire, 5);
+    }
+
+    #[test]
+    fn a_snapshot_of_the_wrong_length_or_frame_fails() {
+        let mut intake = SnapshotIntake::new(Codec::None, 1 << 20);
+        assert!(intake.handle_frame(Some(Message::SnapshotEnd { bytes: 9 })).is_err());
+        let mut intake = SnapshotIntake::new(Codec::None, 1 << 20);
+        assert!(intake.handle_frame(None).is_err());
+        assert!(intake
+            .handle_frame(Some(Message::Ack { applied: 0, durable: 0 }))
+            .is_err());
+    }
+
+    #[test]
+    fn lost_bytes_on_rejoin_are_summed() {
+        let now = Instant::now();
+        let mut s = FollowerSession::new(config(), now, 7);
+        s.handle_connected(now, &state(1200, "A", false));
+        s.handle_reply(now, Some(full_sync(1000, "diverged", 200)))
+            .expect("full");
+        assert_eq!(s.info(now).lost_bytes, 200);
+    }
+
+    #[test]
+    fn a_full_sync_right_after_another_is_a_sync_loop_with_the_longest_backoff() {
+        let t0 = Instant::now();
+        let mut s = FollowerSession::new(config(), t0, 7);
+        full_sync_at(&mut s, t0, 100, "first");
+        assert_eq!(s.info(t0).sync_loops, 0);
+        // Ordered reconnect: normally immediate.
+        let t1 = t0 + Duration::from_secs(1);
+        assert_eq!(
+            s.handle_link_end(t1, LinkEnd::Reconnect("resync".into())),
+            Some(Duration::ZERO)
+        );
+        full_sync_at(&mut s, t1, 200, "replaying the ring from the offset would cost more");
+        let info = s.info(t1);
+        assert_eq!(info.sync_loops, 1);
+        assert_eq!(info.full_syncs, 2);
+        assert_eq!(
+            info.last_sync_loop_cause.as_deref(),
+            Some("full sync needed again right after one: replaying the ring from the offset would cost more")
+        );
+        // The next reconnect waits the longest backoff, once.
+        assert_eq!(
+            s.handle_link_end(t1, LinkEnd::Reconnect("resync".into())),
+            Some(Duration::from_millis(200))
+        );
+        assert_eq!(
+            s.handle_link_end(t1, LinkEnd::Reconnect("resync".into())),
+            Some(Duration::ZERO)
+        );
+        // Outside the window: no loop.
+        let t2 = t1 + Duration::from_secs(31);
+        full_sync_at(&mut s, t2, 300, "later");
+        assert_eq!(s.info(t2).sync_loops, 1);
+    }
+
+    #[test]
+    fn failures_back_off_with_jitter_up_to_the_maximum_and_reset_on_order() {
+        let now = Instant::now();
+        let mut s = FollowerSession::new(config(), now, 12345);
+        let mut waits = Vec::new();
+        for _ in 0..6 {
+            let w = s
+                .handle_link_end(now, LinkEnd::Failed(ReplError::Timeout("x".into())))
+                .expect("retry");
+            waits.push(w);
+        }
+        // 50%..150% of 20, 40, 80, 160, 200, 200 ms.
+        for (w, base) in waits.iter().zip([20u64, 40, 80, 160, 200, 200]) {
+            let base = Duration::from_millis(base);
+            assert!(*w >= base / 2 && *w <= base * 3 / 2, "{w:?} for {base:?}");
+        }
+        assert_eq!(s.info(now).last_error.as_deref(), Some("timed out: x"));
+        assert_eq!(s.info(now).master_link_status, LinkStatus::Down);
+        // Same seed, same schedule.
+        let mut again = FollowerSession::new(config(), now, 12345);
+        let first = again.handle_link_end(now, LinkEnd::Failed(ReplError::Timeout("x".into())));
+        assert_eq!(first, Some(waits[0]));
+        // An ordered reconnect resets the backoff.
+        assert_eq!(
+            s.handle_link_end(now, LinkEnd::Reconnect("r".into())),
+            Some(Duration::ZERO)
+        );
+        let w = s
+            .handle_link_end(now, LinkEnd::Failed(ReplError::Timeout("x".into())))
+            .expect("retry");
+        assert!(w <= Duration::from_millis(30), "{w:?}");
+        assert_eq!(s.handle_link_end(now, LinkEnd::Stopped), None);
+    }
+
+    #[test]
+    fn a_divergent_stream_halts_for_good() {
+        let now = Instant::now();
+        let mut s = FollowerSession::new(config(), now, 7);
+        live_at(&mut s, now, 0);
+        let end = LinkEnd::Failed(ReplError::Divergent("bytes differ at 7".into()));
+        assert_eq!(s.handle_link_end(now, end), None);
+        assert_eq!(s.phase(), FollowerPhase::Halted);
+        let info = s.info(now);
+        assert!(info.halted);
+        assert_eq!(info.last_error.as_deref(), Some("divergent stream: bytes differ at 7"));
+        assert_eq!(info.master_link_status, LinkStatus::Down);
+    }
+
+    #[test]
+    fn resync_ping_and_unexpected_control_frames() {
+        let t0 = Instant::now();
+        let mut s = FollowerSession::new(config(), t0, 7);
+        live_at(&mut s, t0, 0);
+        let t1 = t0 + Duration::from_millis(30);
+        s.handle_control_frame(
+            t1,
+            Some(Message::Ping {
+                published: 77,
+                time_ms: 1,
+            }),
+        )
+        .expect("ping");
+        assert_eq!(s.info(t1).master_repl_offset, 77);
+        assert_eq!(s.info(t1 + Duration::from_millis(5)).master_last_io_ms, 5);
+        assert!(matches!(
+            s.handle_control_frame(t1, Some(Message::Resync { reason: "left".into() })),
+            Err(LinkEnd::Reconnect(ref r)) if r == "left"
+        ));
+        assert!(matches!(s.handle_control_frame(t1, None), Err(LinkEnd::Reconnect(_))));
+        assert!(matches!(
+            s.handle_control_frame(t1, Some(Message::Ack { applied: 1, durable: 1 })),
+            Err(LinkEnd::Failed(ReplError::Peer(ref m))) if m.contains("control stream")
+        ));
+    }
+
+    #[test]
+    fn malformed_and_unexpected_frames_end_the_link() {
+        let now = Instant::now();
+        let mut s = FollowerSession::new(config(), now, 7);
+        s.handle_connected(now, &state(0, "P", false));
+        assert!(matches!(
+            s.handle_reply(now, Some(Message::Reject { reason: "frames of 9 bytes".into() })),
+            Err(LinkEnd::Failed(ReplError::Peer(ref m))) if m == "primary refused: frames of 9 bytes"
+        ));
+        s.handle_connected(now, &state(0, "P", false));
+        assert!(matches!(
+            s.handle_reply(now, Some(Message::Ping { published: 0, time_ms: 0 })),
+            Err(LinkEnd::Failed(ReplError::Peer(ref m))) if m.starts_with("unexpected reply")
+        ));
+        s.handle_connected(now, &state(0, "P", false));
+        assert!(s.handle_reply(now, None).is_err());
+        // A data stream that does not start with Stream, a snapshot without
+        // a full sync, a second log stream, no log stream.
+        live_at(&mut s, now, 0);
+        assert!(matches!(
+            s.handle_stream(stream(StreamKind::Log)),
+            Err(LinkEnd::Failed(_))
+        ));
+        assert!(matches!(
+            s.handle_stream(stream(StreamKind::Snapshot)),
+            Err(LinkEnd::Failed(ReplError::Peer(ref m))) if m.contains("without a full sync")
+        ));
+        assert!(matches!(
+            s.handle_stream(Some(log_frame(0, b"x"))),
+            Err(LinkEnd::Failed(_))
+        ));
+        s.handle_connected(now, &state(0, "P", false));
+        s.handle_reply(now, Some(full_sync(5, "r", 0))).expect("full");
+        assert!(matches!(
+            s.handle_stream(stream(StreamKind::Snapshot)),
+            Ok(DataStream::Snapshot(_))
+        ));
+        assert!(matches!(
+            s.handle_streams_ready(now, progress(0)),
+            Err(LinkEnd::Failed(ReplError::Peer(ref m))) if m == "no log stream"
+        ));
+        // On the log stream: anything but Log, a bad compressed body, the end.
+        live_at(&mut s, now, 0);
+        assert!(matches!(
+            s.handle_log_frame(now, Some(Message::SnapshotEnd { bytes: 0 })),
+            Err(LinkEnd::Failed(ReplError::Peer(_)))
+        ));
+        let bad = Message::Log {
+            start: 0,
+            codec: Codec::Lz4,
+            raw_len: 100,
+            data: bytes::Bytes::from_static(b"\xff\xff\xff"),
+        };
+        assert!(matches!(
+            s.handle_log_frame(now, Some(bad)),
+            Err(LinkEnd::Failed(ReplError::Compress(_)))
+        ));
+        assert!(matches!(s.handle_log_frame(now, None), Err(LinkEnd::Reconnect(_))));
+    }
+}

@@ -1,0 +1,1242 @@
+//! One follower's connection as its primary sees it, without I/O.
+//!
+//! A [`PrimarySession`] owns:
+//!
+//! - the handshake: the control stream and `Hello` each within
+//!   `handshake_timeout_ms`, the codec, the refusal of a follower whose
+//!   frame limit is below the ring's largest record, and otherwise
+//!   [`decide`] (PSYNC2's rules): `Continue` with the log stream from the
+//!   follower's offset, or a full sync (a snapshot is started; once its
+//!   offset is known, `FullSync`, the log stream from there and the
+//!   snapshot stream), or `Reject`;
+//! - the follower's state (handshake, full sync until the snapshot is
+//!   sent, online) and what it acknowledged (applied, durable, when);
+//! - pings every `ping_interval_ms`, each after checking that the history
+//!   served is still the one the follower was told (else `Resync`);
+//! - how a log stream's end is answered (the follower left the ring, or
+//!   the history changed: `Resync`; anything else ends the connection);
+//! - which errors are the follower's fault (protocol errors) and which
+//!   counters each outcome moves ([`PrimaryCounter`]).
+//!
+//! The log stream runs beside the control stream; its logic is a
+//! [`LogCursor`] (what to read next, when to stop because the history
+//! changed, where to cut a batch on a chained node), driven by the task
+//! that writes the stream. [`SnapshotSender`] frames the snapshot stream
+//! and [`SnapshotStall`] decides when a follower that takes no snapshot
+//! bytes is given up on.
+
+use std::time::{Duration, Instant};
+
+use crate::compress::Compressor;
+use crate::config::PrimaryConfig;
+use crate::protocol::{
+    choose_codec, decide, Codec, Decision, FollowerView, FullSyncReason, History, Message, PrimaryView, StreamKind,
+};
+use crate::stats::FollowerState;
+use crate::ReplError;
+
+/// Why a log stream stops when the served history is no longer the one
+/// the follower was told about (a promotion, or an upstream full sync on a
+/// chained node).
+pub const HISTORY_CHANGED: &str = "the primary's history changed";
+
+/// What the primary serves right now, as the driver reads it from the
+/// engine for each check.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Served {
+    /// Replication id of the ring's history.
+    pub replid: String,
+    /// The engine is itself in a full sync (its data is stale).
+    pub stale: bool,
+    /// End of the ring.
+    pub published: u64,
+    /// How far the log may be sent: the ring's end on a primary, the
+    /// applied offset on a follower serving others.
+    pub limit: u64,
+    /// This node is a follower serving others (its limit moves after the
+    /// ring's end, so it is polled rather than waited for).
+    pub chained: bool,
+}
+
+/// Counters of the primary's stats moved by a session.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PrimaryCounter {
+    /// A handshake was refused.
+    Rejected,
+    /// A partial resync was accepted.
+    PartialOk,
+    /// A partial resync was asked for and refused (a full sync instead).
+    PartialErr,
+    /// A full sync was served.
+    FullSync,
+    /// A follower was told to resync because it left the ring.
+    ResyncLagged,
+    /// The follower sent a malformed or unexpected frame.
+    ProtocolError,
+}
+
+/// Close codes a session asks for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CloseCode {
+    /// The handshake was refused.
+    Rejected,
+    /// The follower must reconnect (it left the ring, or the history changed).
+    Resync,
+    /// The follower sent a malformed or unexpected frame.
+    Protocol,
+    /// Anything else (a failure, a timeout).
+    Shutdown,
+}
+
+/// What a [`PrimarySession`] wants done.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum PrimaryAction {
+    /// Send this message on the control stream.
+    Send(Message),
+    /// Start a snapshot, then report [`PrimarySession::handle_snapshot_started`].
+    StartSnapshot,
+    /// Open the log stream, streaming from `from` with `codec` while the
+    /// served history stays `replid` (a [`LogCursor`]).
+    OpenLog {
+        /// First offset sent.
+        from: u64,
+        /// The connection's codec.
+        codec: Codec,
+        /// The history the follower was told about.
+        replid: String,
+    },
+    /// Open the snapshot stream and stream the started snapshot (a
+    /// [`SnapshotSender`]); report [`PrimarySession::handle_snapshot_sent`].
+    OpenSnapshot {
+        /// The connection's codec.
+        codec: Codec,
+    },
+    /// Add one to this counter.
+    Count(PrimaryCounter),
+    /// The follower acknowledged offsets: wake whoever waits for acks.
+    Acked,
+    /// End the session: send `last` (if any; a failure to send it is not
+    /// an error), finish the control stream and give the follower a moment
+    /// to read it, then close the connection with `code` and `reason`.
+    Close {
+        /// A last message (`Reject`, `Resync`).
+        last: Option<Message>,
+        /// The close code.
+        code: CloseCode,
+        /// The close reason.
+        reason: String,
+        /// What went wrong, for the logs (`None`: an orderly end).
+        error: Option<String>,
+    },
+    /// End the session quietly (the follower closed its control stream).
+    Done,
+}
+
+/// Where a [`PrimarySession`] is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PrimaryPhase {
+    /// Connected; waiting for the follower's control stream.
+    AwaitingControl,
+    /// Waiting for `Hello`.
+    AwaitingHello,
+    /// A full sync was decided; its snapshot is starting.
+    StartingSnapshot,
+    /// The snapshot streams beside the log.
+    FullSync,
+    /// Streaming the log.
+    Online,
+    /// The session ended.
+    Closed,
+}
+
+/// A follower's link, as its primary reports it (once it said hello).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LinkProgress {
+    /// Name the follower gave.
+    pub name: String,
+    /// State.
+    pub state: FollowerState,
+    /// Offset acknowledged as applied.
+    pub applied: u64,
+    /// Offset acknowledged as durable.
+    pub durable: u64,
+    /// Offset sent so far.
+    pub sent: u64,
+    /// When the last ack arrived (the handshake, before any).
+    pub last_ack: Instant,
+    /// Codec in use.
+    pub codec: Codec,
+    /// Log bytes before compression.
+    pub bytes_raw: u64,
+    /// Log bytes sent.
+    pub bytes_wire: u64,
+    /// Snapshot bytes of its full sync (before compression).
+    pub snapshot_bytes: u64,
+    /// Snapshot bytes sent.
+    pub snapshot_wire: u64,
+}
+
+/// How a log stream ended.
+#[derive(Debug)]
+pub enum LogEnd {
+    /// The follower's offset left the ring.
+    Lagged {
+        /// The ring's oldest offset now.
+        oldest: u64,
+    },
+    /// The served history is no longer the one the follower was told.
+    HistoryChanged,
+    /// The stream failed (connection lost, engine error).
+    Failed(ReplError),
+}
+
+/// One follower's connection, as its primary sees it (see the module docs).
+#[derive(Debug)]
+pub struct PrimarySession {
+    id: u64,
+    codecs: Vec<Codec>,
+    max_frame_bytes: usize,
+    handshake_timeout: Duration,
+    ping_interval: Duration,
+    phase: PrimaryPhase,
+    deadline: Option<Instant>,
+    next_ping: Option<Instant>,
+    link: Option<LinkProgress>,
+    /// Why a full sync is served, while its snapshot starts.
+    full: Option<(FullSyncReason, u64)>,
+    /// The history the follower was told about.
+    history_sent: String,
+}
+
+impl PrimarySession {
+    /// Session `id` (for logs) of a follower that connected at `now`.
+    pub fn new(id: u64, config: &PrimaryConfig, now: Instant) -> PrimarySession {
+        let handshake_timeout = Duration::from_millis(config.handshake_timeout_ms);
+        PrimarySession {
+            id,
+            codecs: config.codecs.clone(),
+            max_frame_bytes: config.max_frame_bytes,
+            handshake_timeout,
+            ping_interval: Duration::from_millis(config.ping_interval_ms.max(10)),
+            phase: PrimaryPhase::AwaitingControl,
+            deadline: Some(now + handshake_timeout),
+            next_ping: None,
+            link: None,
+            full: None,
+            history_sent: String::new(),
+        }
+    }
+
+    /// Where the session is.
+    pub fn phase(&self) -> PrimaryPhase {
+        self.phase
+    }
+
+    /// The follower's link, once it said hello.
+    pub fn link(&self) -> Option<&LinkProgress> {
+        self.link.as_ref()
+    }
+
+    /// Online and acknowledged applying `offset`.
+    pub fn acked(&self, offset: u64) -> bool {
+        self.link
+            .as_ref()
+            .is_some_and(|l| l.state == FollowerState::Online && l.applied >= offset)
+    }
+
+    /// Counts for a write gate at `now`: online, within `max_lag` bytes of
+    /// `published`, with an ack no older than `max_ack_age`.
+    pub fn within(&self, now: Instant, published: u64, max_lag: u64, max_ack_age: Duration) -> bool {
+        self.link.as_ref().is_some_and(|l| {
+            l.state == FollowerState::Online
+                && published.saturating_sub(l.applied) <= max_lag
+                && now.saturating_duration_since(l.last_ack) <= max_ack_age
+        })
+    }
+
+    /// When [`PrimarySession::handle_timeout`] is next due.
+    pub fn poll_timeout(&self) -> Option<Instant> {
+        match self.phase {
+            PrimaryPhase::AwaitingControl | PrimaryPhase::AwaitingHello => self.deadline,
+            PrimaryPhase::FullSync | PrimaryPhase::Online => self.next_ping,
+            _ => None,
+        }
+    }
+
+    /// Timers: the handshake deadlines, and pings (each after the history
+    /// check). `time_ms` is the wall clock sent in pings.
+    pub fn handle_timeout(&mut self, now: Instant, served: &Served, time_ms: u64) -> Vec<PrimaryAction> {
+        match self.phase {
+            PrimaryPhase::AwaitingControl | PrimaryPhase::AwaitingHello if self.deadline.is_some_and(|t| t <= now) => {
+                let what = if self.phase == PrimaryPhase::AwaitingControl {
+                    "no control stream"
+                } else {
+                    "no hello"
+                };
+                self.fail(ReplError::Timeout(what.into()))
+            }
+            PrimaryPhase::FullSync | PrimaryPhase::Online if self.next_ping.is_some_and(|t| t <= now) => {
+                self.next_ping = Some(now + self.ping_interval);
+                if served.replid != self.history_sent || served.stale {
+                    // Promoted (or re-parented): the follower must adopt the new history.
+                    return self.resync(HISTORY_CHANGED.into());
+                }
+                vec![PrimaryAction::Send(Message::Ping {
+                    published: served.published,
+                    time_ms,
+                })]
+            }
+            _ => Vec::new(),
+        }
+    }
+
+    /// The follower opened its control stream.
+    pub fn handle_control_opened(&mut self, now: Instant) {
+        if self.phase == PrimaryPhase::AwaitingControl {
+            self.phase = PrimaryPhase::AwaitingHello;
+            self.deadline = Some(now + self.handshake_timeout);
+        }
+    }
+
+    /// The first frame on the control stream (`Ok(None)`: the stream
+    /// ended). `view` is what the engine serves now, `max_payload` the
+    /// ring's largest record.
+    pub fn handle_hello(
+        &mut self,
+        now: Instant,
+        frame: Result<Option<Message>, ReplError>,
+        view: &PrimaryView,
+        max_payload: usize,
+    ) -> Vec<PrimaryAction> {
+        let Ok(Some(Message::Hello {
+            version,
+            name,
+            replid,
+            offset,
+            codecs,
+            max_frame,
+        })) = frame
+        else {
+            // A bad first frame, or none, is the follower's fault.
+            let e = match frame {
+                Err(e) => e,
+                Ok(_) => ReplError::Peer("the first frame must be Hello".into()),
+            };
+            return self.protocol_error(e);
+        };
+        self.deadline = None;
+        let codec = choose_codec(&codecs, &self.codecs);
+        self.link = Some(LinkProgress {
+            name: name.clone(),
+            state: FollowerState::Handshake,
+            applied: 0,
+            durable: 0,
+            sent: offset,
+            last_ack: now,
+            codec,
+            bytes_raw: 0,
+            bytes_wire: 0,
+            snapshot_bytes: 0,
+            snapshot_wire: 0,
+        });
+        // The largest Log frame carries one whole record of the largest size.
+        let needed = max_payload + 64;
+        let decision = if (max_frame as usize) < needed.min(self.max_frame_bytes) {
+            Decision::Reject(format!(
+                "this ring's records can need frames of {needed} bytes; the follower accepts {max_frame}"
+            ))
+        } else {
+            decide(
+                view,
+                &FollowerView {
+                    version,
+                    replid,
+                    offset,
+                },
+            )
+        };
+        tracing::info!(id = self.id, %name, offset, ?decision, "follower handshake");
+        match decision {
+            Decision::Reject(reason) => {
+                self.phase = PrimaryPhase::Closed;
+                vec![
+                    PrimaryAction::Count(PrimaryCounter::Rejected),
+                    PrimaryAction::Close {
+                        last: Some(Message::Reject { reason: reason.clone() }),
+                        code: CloseCode::Rejected,
+                        reason,
+                        error: None,
+                    },
+                ]
+            }
+            Decision::Continue => {
+                self.set_state(FollowerState::Online);
+                self.phase = PrimaryPhase::Online;
+                self.history_sent = view.history.replid.clone();
+                self.next_ping = Some(now);
+                vec![
+                    PrimaryAction::Count(PrimaryCounter::PartialOk),
+                    PrimaryAction::Send(Message::Continue {
+                        history: view.history.clone(),
+                        offset,
+                        codec,
+                    }),
+                    PrimaryAction::OpenLog {
+                        from: offset,
+                        codec,
+                        replid: view.history.replid.clone(),
+                    },
+                ]
+            }
+            Decision::FullSync { reason, lost_bytes } => {
+                let mut actions = Vec::new();
+                if reason != FullSyncReason::UnknownHistory {
+                    actions.push(PrimaryAction::Count(PrimaryCounter::PartialErr));
+                }
+                actions.push(PrimaryAction::Count(PrimaryCounter::FullSync));
+                actions.push(PrimaryAction::StartSnapshot);
+                self.set_state(FollowerState::FullSync);
+                self.phase = PrimaryPhase::StartingSnapshot;
+                self.full = Some((reason, lost_bytes));
+                actions
+            }
+        }
+    }
+
+    /// The snapshot started (its offset and history id, from its header),
+    /// or failed to; `history` is the ring's history now.
+    pub fn handle_snapshot_started(
+        &mut self,
+        now: Instant,
+        started: Result<(u64, String), ReplError>,
+        history: History,
+    ) -> Vec<PrimaryAction> {
+        let Some((reason, lost_bytes)) = self.full.take() else {
+            return self.fail(ReplError::Peer("a snapshot without a full sync".into()));
+        };
+        let (offset, snap_replid) = match started {
+            Ok(s) => s,
+            Err(e) => return self.fail(e),
+        };
+        if history.replid != snap_replid {
+            return self.fail(ReplError::Peer(
+                "the history changed during the snapshot's start".into(),
+            ));
+        }
+        let codec = self.link.as_ref().map_or(Codec::None, |l| l.codec);
+        if let Some(l) = &mut self.link {
+            l.sent = offset;
+        }
+        self.phase = PrimaryPhase::FullSync;
+        self.history_sent = snap_replid.clone();
+        self.next_ping = Some(now);
+        vec![
+            PrimaryAction::Send(Message::FullSync {
+                history,
+                offset,
+                codec,
+                reason: reason.to_string(),
+                lost_bytes,
+            }),
+            PrimaryAction::OpenLog {
+                from: offset,
+                codec,
+                replid: snap_replid,
+            },
+            PrimaryAction::OpenSnapshot { codec },
+        ]
+    }
+
+    /// Snapshot bytes were sent (totals so far, raw and on the wire).
+    pub fn handle_snapshot_progress(&mut self, raw: u64, wire: u64) {
+        if let Some(l) = &mut self.link {
+            l.snapshot_bytes = raw;
+            l.snapshot_wire = wire;
+        }
+    }
+
+    /// The snapshot stream is complete (the follower is online), or failed.
+    pub fn handle_snapshot_sent(&mut self, _now: Instant, result: Result<(), ReplError>) -> Vec<PrimaryAction> {
+        match result {
+            Err(e) => self.fail(e),
+            Ok(()) => {
+                if self.phase == PrimaryPhase::FullSync {
+                    self.phase = PrimaryPhase::Online;
+                    self.set_state(FollowerState::Online);
+                }
+                Vec::new()
+            }
+        }
+    }
+
+    /// Log bytes were sent: up to `sent`, `raw` and `wire` bytes in total.
+    pub fn handle_log_sent(&mut self, sent: u64, raw: u64, wire: u64) {
+        if let Some(l) = &mut self.link {
+            l.sent = sent;
+            l.bytes_raw = raw;
+            l.bytes_wire = wire;
+        }
+    }
+
+    /// The log stream ended.
+    pub fn handle_log_end(&mut self, _now: Instant, end: LogEnd) -> Vec<PrimaryAction> {
+        match end {
+            LogEnd::Lagged { oldest } => {
+                let reason = format!("the follower's offset left the ring (oldest is now {oldest})");
+                tracing::warn!(id = self.id, %reason, "follower must resync");
+                let mut actions = vec![PrimaryAction::Count(PrimaryCounter::ResyncLagged)];
+                actions.extend(self.resync(reason));
+                actions
+            }
+            LogEnd::HistoryChanged => self.resync(HISTORY_CHANGED.into()),
+            LogEnd::Failed(e) => self.fail(e),
+        }
+    }
+
+    /// A frame on the control stream after the handshake (`None`: the
+    /// follower closed it; `Some(Err)`: it could not be read).
+    pub fn handle_control_frame(
+        &mut self,
+        now: Instant,
+        frame: Option<Result<Message, ReplError>>,
+    ) -> Vec<PrimaryAction> {
+        match frame {
+            Some(Ok(Message::Ack { applied, durable })) => {
+                if let Some(l) = &mut self.link {
+                    l.applied = l.applied.max(applied);
+                    l.durable = l.durable.max(durable);
+                    l.last_ack = now;
+                }
+                vec![PrimaryAction::Acked]
+            }
+            Some(Ok(other)) => {
+                self.protocol_error(ReplError::Peer(format!("unexpected {other:?} on the control stream")))
+            }
+            Some(Err(e @ ReplError::Protocol(_))) => self.protocol_error(e),
+            Some(Err(e)) => self.fail(e),
+            None => {
+                self.phase = PrimaryPhase::Closed;
+                vec![PrimaryAction::Done]
+            }
+        }
+    }
+
+    fn set_state(&mut self, state: FollowerState) {
+        if let Some(l) = &mut self.link {
+            l.state = state;
+        }
+    }
+
+    fn resync(&mut self, reason: String) -> Vec<PrimaryAction> {
+        self.phase = PrimaryPhase::Closed;
+        vec![PrimaryAction::Close {
+            last: Some(Message::Resync { reason: reason.clone() }),
+            code: CloseCode::Resync,
+            reason,
+            error: None,
+        }]
+    }
+
+    fn protocol_error(&mut self, e: ReplError) -> Vec<PrimaryAction> {
+        self.phase = PrimaryPhase::Closed;
+        vec![
+            PrimaryAction::Count(PrimaryCounter::ProtocolError),
+            PrimaryAction::Close {
+                last: None,
+                code: CloseCode::Protocol,
+                reason: "protocol error".into(),
+                error: Some(e.to_string()),
+            },
+        ]
+    }
+
+    fn fail(&mut self, e: ReplError) -> Vec<PrimaryAction> {
+        self.phase = PrimaryPhase::Closed;
+        vec![PrimaryAction::Close {
+            last: None,
+            code: CloseCode::Shutdown,
+            reason: String::new(),
+            error: Some(e.to_string()),
+        }]
+    }
+}
+
+/// What the log stream does next.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum LogStep {
+    /// Read up to `max` ring bytes from `from`, then report
+    /// [`LogCursor::handle_batch`].
+    Read {
+        /// Offset to read from.
+        from: u64,
+        /// Most bytes to read.
+        max: usize,
+    },
+    /// Nothing to send: wait until the ring holds bytes past `pos` (or a
+    /// short while), then poll again.
+    WaitPublished {
+        /// The cursor.
+        pos: u64,
+    },
+    /// Nothing to send on a chained node: poll again shortly (its applied
+    /// offset moves after the ring's end, no signal tells).
+    PollApplied,
+    /// Send this frame, then report [`PrimarySession::handle_log_sent`]
+    /// and poll again.
+    Send(Message),
+    /// The served history changed: end the stream ([`LogEnd::HistoryChanged`]).
+    HistoryChanged,
+}
+
+/// The log stream's logic: what to read and send next, while the history
+/// stays the one the follower was told about.
+#[derive(Debug)]
+pub struct LogCursor {
+    pos: u64,
+    replid: String,
+    batch_bytes: usize,
+    compressor: Compressor,
+    /// The limit when the pending read was asked for.
+    limit: u64,
+}
+
+impl LogCursor {
+    /// A stream from `from`, in history `replid`, compressed with `codec`,
+    /// reading up to `batch_bytes` at a time.
+    pub fn new(from: u64, replid: String, codec: Codec, batch_bytes: usize) -> LogCursor {
+        LogCursor {
+            pos: from,
+            replid,
+            batch_bytes,
+            compressor: Compressor::new(codec),
+            limit: from,
+        }
+    }
+
+    /// The next offset to send.
+    pub fn pos(&self) -> u64 {
+        self.pos
+    }
+
+    /// Log bytes sent before compression, and on the wire.
+    pub fn bytes(&self) -> (u64, u64) {
+        (self.compressor.bytes_raw, self.compressor.bytes_wire)
+    }
+
+    fn same_history(&self, served: &Served) -> bool {
+        served.replid == self.replid && !served.stale
+    }
+
+    /// What to do next, given what is served now.
+    pub fn poll(&mut self, served: &Served) -> LogStep {
+        if !self.same_history(served) {
+            return LogStep::HistoryChanged;
+        }
+        // On a follower serving others, only what it has applied is offered.
+        if served.limit <= self.pos {
+            return if served.chained {
+                LogStep::PollApplied
+            } else {
+                LogStep::WaitPublished { pos: self.pos }
+            };
+        }
+        self.limit = served.limit;
+        LogStep::Read {
+            from: self.pos,
+            max: self.batch_bytes,
+        }
+    }
+
+    /// The bytes read from `start` for the last [`LogStep::Read`];
+    /// `served` is read again after the read (a reset that raced it shows
+    /// here).
+    pub fn handle_batch(&mut self, start: u64, mut bytes: Vec<u8>, served: &Served) -> LogStep {
+        if !self.same_history(served) {
+            return LogStep::HistoryChanged;
+        }
+        if start + bytes.len() as u64 > self.limit {
+            // Cut at the applied offset (a record boundary).
+            let keep = self.limit.saturating_sub(start) as usize;
+            bytes.truncate(keep);
+            if bytes.is_empty() {
+                return LogStep::WaitPublished { pos: self.pos };
+            }
+        }
+        let raw_len = bytes.len();
+        let (codec, data) = self.compressor.compress(&bytes);
+        let frame = Message::Log {
+            start: self.pos,
+            codec,
+            raw_len: raw_len as u32,
+            data: data.into(),
+        };
+        self.pos += raw_len as u64;
+        LogStep::Send(frame)
+    }
+}
+
+/// Bytes per snapshot frame (before compression).
+pub const SNAPSHOT_FRAME: usize = 256 * 1024;
+
+/// Frames the snapshot stream.
+#[derive(Debug)]
+pub struct SnapshotSender {
+    compressor: Compressor,
+    total: u64,
+}
+
+impl SnapshotSender {
+    /// A snapshot stream compressed with `codec`.
+    pub fn new(codec: Codec) -> SnapshotSender {
+        SnapshotSender {
+            compressor: Compressor::new(codec),
+            total: 0,
+        }
+    }
+
+    /// The stream's first frame.
+    pub fn start(&self) -> Message {
+        Message::Stream {
+            kind: StreamKind::Snapshot,
+        }
+    }
+
+    /// The frames carrying one chunk of snapshot bytes, compressed one at
+    /// a time as they are taken (a chunk can hold one large value in one
+    /// piece: frames stay small).
+    pub fn chunk<'a>(&'a mut self, chunk: &'a [u8]) -> impl Iterator<Item = Message> + 'a {
+        self.total += chunk.len() as u64;
+        let compressor = &mut self.compressor;
+        chunk.chunks(SNAPSHOT_FRAME).map(move |piece| {
+            let (codec, data) = compressor.compress(piece);
+            Message::Snapshot {
+                codec,
+                raw_len: piece.len() as u32,
+                data: data.into(),
+            }
+        })
+    }
+
+    /// Snapshot bytes so far, before compression and on the wire.
+    pub fn bytes(&self) -> (u64, u64) {
+        (self.compressor.bytes_raw, self.compressor.bytes_wire)
+    }
+
+    /// The last frame.
+    pub fn end(&self) -> Message {
+        Message::SnapshotEnd { bytes: self.total }
+    }
+}
+
+/// Decides when a follower that takes no snapshot bytes is given up on:
+/// a chunk not taken within the timeout aborts the snapshot (writers
+/// touching keys not yet serialized wait for it).
+#[derive(Debug, Clone)]
+pub struct SnapshotStall {
+    timeout: Duration,
+    since: Option<Instant>,
+}
+
+impl SnapshotStall {
+    /// A stall timeout of `timeout`.
+    pub fn new(timeout: Duration) -> SnapshotStall {
+        SnapshotStall { timeout, since: None }
+    }
+
+    /// A chunk could not be handed over at `now`: true when it has waited
+    /// longer than the timeout (abort the snapshot).
+    pub fn handle_blocked(&mut self, now: Instant) -> bool {
+        let since = *self.since.get_or_insert(now);
+        now.saturating_duration_since(since) > self.timeout
+    }
+
+    /// The chunk was handed over.
+    pub fn handle_taken(&mut self) {
+        self.since = None;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::protocol::PROTOCOL_VERSION;
+
+    fn config() -> PrimaryConfig {
+        PrimaryConfig {
+            codecs: vec![Codec::Zstd, Codec::Lz4],
+            ping_interval_ms: 50,
+            handshake_timeout_ms: 1000,
+            max_frame_bytes: 1 << 20,
+            ..PrimaryConfig::default()
+        }
+    }
+
+    fn history() -> History {
+        History {
+            replid: "B".into(),
+            prev_replid: "A".into(),
+            switch_offset: 1000,
+        }
+    }
+
+    fn view(oldest: u64, published: u64) -> PrimaryView {
+        PrimaryView {
+            history: history(),
+            oldest,
+            published,
+            max_replay_bytes: None,
+            unavailable: None,
+        }
+    }
+
+    fn served(replid: &str, published: u64) -> Served {
+        Served {
+            replid: replid.into(),
+            stale: false,
+            published,
+            limit: published,
+            chained: false,
+        }
+    }
+
+    fn hello(replid: &str, offset: u64, max_frame: u32) -> Result<Option<Message>, ReplError> {
+        Ok(Some(Message::Hello {
+            version: PROTOCOL_VERSION,
+            name: "f1".into(),
+            replid: replid.into(),
+            offset,
+            codecs: vec![Codec::Lz4, Codec::None],
+            max_frame,
+        }))
+    }
+
+    fn session(now: Instant) -> PrimarySession {
+        let mut s = PrimarySession::new(1, &config(), now);
+        s.handle_control_opened(now);
+        s
+    }
+
+    fn counts(actions: &[PrimaryAction]) -> Vec<PrimaryCounter> {
+        actions
+            .iter()
+            .filter_map(|a| match a {
+                PrimaryAction::Count(c) => Some(*c),
+                _ => None,
+            })
+            .collect()
+    }
+
+    #[test]
+    fn hello_in_history_continues_with_the_log_stream() {
+        let now = Instant::now();
+        let mut s = session(now);
+        let actions = s.handle_hello(now, hello("B", 4000, 1 << 20), &view(0, 5000), 1024);
+        assert_eq!(
+            actions,
+            vec![
+                PrimaryAction::Count(PrimaryCounter::PartialOk),
+                PrimaryAction::Send(Message::Continue {
+                    history: history(),
+                    offset: 4000,
+                    codec: Codec::Lz4,
+                }),
+                PrimaryAction::OpenLog {
+                    from: 4000,
+                    codec: Codec::Lz4,
+                    replid: "B".into()
+                },
+            ]
+        );
+        assert_eq!(s.phase(), PrimaryPhase::Online);
+        let link = s.link().expect("said hello");
+        assert_eq!(
+            (link.state, link.sent, link.name.as_str()),
+            (FollowerState::Online, 4000, "f1")
+        );
+        // The first ping is due at once.
+        assert_eq!(s.poll_timeout(), Some(now));
+    }
+
+    #[test]
+    fn hello_outside_the_ring_or_history_gets_a_full_sync_with_both_streams() {
+        let now = Instant::now();
+        let mut s = session(now);
+        // The previous history, beyond the switch: diverged, with lost bytes.
+        let actions = s.handle_hello(now, hello("A", 1200, 1 << 20), &view(0, 5000), 1024);
+        assert_eq!(
+            counts(&actions),
+            vec![PrimaryCounter::PartialErr, PrimaryCounter::FullSync]
+        );
+        assert_eq!(actions.last(), Some(&PrimaryAction::StartSnapshot));
+        assert_eq!(s.phase(), PrimaryPhase::StartingSnapshot);
+        assert_eq!(s.link().map(|l| l.state), Some(FollowerState::FullSync));
+        assert_eq!(s.poll_timeout(), None, "no pings before the follower is answered");
+        let actions = s.handle_snapshot_started(now, Ok((5000, "B".into())), history());
+        assert_eq!(
+            actions,
+            vec![
+                PrimaryAction::Send(Message::FullSync {
+                    history: history(),
+                    offset: 5000,
+                    codec: Codec::Lz4,
+                    reason: FullSyncReason::Diverged.to_string(),
+                    lost_bytes: 200,
+                }),
+                PrimaryAction::OpenLog {
+                    from: 5000,
+                    codec: Codec::Lz4,
+                    replid: "B".into()
+                },
+                PrimaryAction::OpenSnapshot { codec: Codec::Lz4 },
+            ]
+        );
+        assert_eq!(s.phase(), PrimaryPhase::FullSync);
+        assert_eq!(s.link().map(|l| l.sent), Some(5000));
+        // Acks during the full sync do not count for WAIT.
+        s.handle_control_frame(
+            now,
+            Some(Ok(Message::Ack {
+                applied: 5000,
+                durable: 0,
+            })),
+        );
+        assert!(!s.acked(5000));
+        s.handle_snapshot_progress(10, 4);
+        assert_eq!(s.handle_snapshot_sent(now, Ok(())), vec![]);
+        assert_eq!(s.phase(), PrimaryPhase::Online);
+        let link = s.link().expect("link");
+        assert_eq!(
+            (link.state, link.snapshot_bytes, link.snapshot_wire),
+            (FollowerState::Online, 10, 4)
+        );
+        assert!(s.acked(5000));
+
+        // An unknown history is a full sync, not a refused partial one.
+        let mut s = session(now);
+        let actions = s.handle_hello(now, hello("Z", 10, 1 << 20), &view(0, 5000), 1024);
+        assert_eq!(counts(&actions), vec![PrimaryCounter::FullSync]);
+        // An offset that left the ring.
+        let mut s = session(now);
+        let actions = s.handle_hello(now, hello("B", 10, 1 << 20), &view(100, 5000), 1024);
+        assert_eq!(
+            counts(&actions),
+            vec![PrimaryCounter::PartialErr, PrimaryCounter::FullSync]
+        );
+    }
+
+    #[test]
+    fn a_history_change_while_the_snapshot_starts_fails_the_session() {
+        let now = Instant::now();
+        let mut s = session(now);
+        s.handle_hello(now, hello("Z", 10, 1 << 20), &view(0, 5000), 1024);
+        let actions = s.handle_snapshot_started(now, Ok((5000, "old".into())), history());
+        assert!(matches!(
+            actions.as_slice(),
+            [PrimaryAction::Close { code: CloseCode::Shutdown, error: Some(e), .. }] if e.contains("changed during")
+        ));
+        assert_eq!(s.phase(), PrimaryPhase::Closed);
+    }
+
+    #[test]
+    fn a_too_small_frame_limit_is_refused_with_the_reason() {
+        let now = Instant::now();
+        let mut s = session(now);
+        let actions = s.handle_hello(now, hello("B", 4000, 4096), &view(0, 5000), 64 << 10);
+        let reason = format!(
+            "this ring's records can need frames of {} bytes; the follower accepts 4096",
+            (64 << 10) + 64
+        );
+        assert_eq!(
+            actions,
+            vec![
+                PrimaryAction::Count(PrimaryCounter::Rejected),
+                PrimaryAction::Close {
+                    last: Some(Message::Reject { reason: reason.clone() }),
+                    code: CloseCode::Rejected,
+                    reason,
+                    error: None,
+                }
+            ]
+        );
+        assert_eq!(s.phase(), PrimaryPhase::Closed);
+        // The limit that matters is the smaller of the record and the primary's own limit.
+        let mut s = session(now);
+        let actions = s.handle_hello(now, hello("B", 4000, 1 << 20), &view(0, 5000), 4 << 20);
+        assert_eq!(counts(&actions), vec![PrimaryCounter::PartialOk]);
+    }
+
+    #[test]
+    fn an_unavailable_primary_or_another_version_rejects() {
+        let now = Instant::now();
+        let mut s = session(now);
+        let mut v = view(0, 5000);
+        v.unavailable = Some("this node is itself in a full sync".into());
+        let actions = s.handle_hello(now, hello("B", 4000, 1 << 20), &v, 1024);
+        assert!(matches!(
+            actions.as_slice(),
+            [PrimaryAction::Count(PrimaryCounter::Rejected), PrimaryAction::Close { code: CloseCode::Rejected, reason, .. }]
+                if reason == "this node is itself in a full sync"
+        ));
+    }
+
+    #[test]
+    fn a_bad_first_frame_is_a_protocol_error() {
+        let now = Instant::now();
+        for frame in [
+            Ok(Some(Message::Ack { applied: 1, durable: 1 })),
+            Ok(None),
+            Err(ReplError::Protocol(crate::protocol::ProtocolError::UnknownKind(99))),
+        ] {
+            let mut s = session(now);
+            let actions = s.handle_hello(now, frame, &view(0, 5000), 1024);
+            assert!(
+                matches!(
+                    actions.as_slice(),
+                    [
+                        PrimaryAction::Count(PrimaryCounter::ProtocolError),
+                        PrimaryAction::Close { code: CloseCode::Protocol, last: None, reason, .. }
+                    ] if reason == "protocol error"
+                ),
+                "{actions:?}"
+            );
+            assert!(s.link().is_none(), "not a follower until it said hello");
+        }
+    }
+
+    #[test]
+    fn handshake_deadlines() {
+        let t0 = Instant::now();
+        let mut s = PrimarySession::new(1, &config(), t0);
+        let second = Duration::from_secs(1);
+        assert_eq!(s.poll_timeout(), Some(t0 + second));
+        assert_eq!(s.handle_timeout(t0 + second / 2, &served("B", 0), 0), vec![]);
+        // The control stream restarts the clock for the hello.
+        s.handle_control_opened(t0 + second / 2);
+        assert_eq!(s.poll_timeout(), Some(t0 + second * 3 / 2));
+        let actions = s.handle_timeout(t0 + second * 3 / 2, &served("B", 0), 0);
+        assert!(matches!(
+            actions.as_slice(),
+            [PrimaryAction::Close { code: CloseCode::Shutdown, error: Some(e), .. }] if e == "timed out: no hello"
+        ));
+        let mut s = PrimarySession::new(1, &config(), t0);
+        let actions = s.handle_timeout(t0 + second, &served("B", 0), 0);
+        assert!(matches!(
+            actions.as_slice(),
+            [PrimaryAction::Close { error: Some(e), .. }] if e == "timed out: no control stream"
+        ));
+    }
+
+    #[test]
+    fn pings_on_schedule_then_resync_when_the_history_changes() {
+        let t0 = Instant::now();
+        let mut s = session(t0);
+        s.handle_hello(t0, hello("B", 4000, 1 << 20), &view(0, 5000), 1024);
+        let interval = Duration::from_millis(50);
+        let mut now = t0;
+        for i in 0..3u64 {
+            assert_eq!(s.poll_timeout(), Some(t0 + interval * i as u32));
+            now = t0 + interval * i as u32;
+            assert_eq!(
+                s.handle_timeout(now, &served("B", 5000 + i), 77 + i),
+                vec![PrimaryAction::Send(Message::Ping {
+                    published: 5000 + i,
+                    time_ms: 77 + i
+                })]
+            );
+        }
+        // Early: nothing.
+        assert_eq!(s.handle_timeout(now + interval / 2, &served("B", 0), 0), vec![]);
+        // Promoted meanwhile: the follower must adopt the new history.
+        let actions = s.handle_timeout(now + interval, &served("C", 6000), 0);
+        assert_eq!(
+            actions,
+            vec![PrimaryAction::Close {
+                last: Some(Message::Resync {
+                    reason: HISTORY_CHANGED.into()
+                }),
+                code: CloseCode::Resync,
+                reason: HISTORY_CHANGED.into(),
+                error: None,
+            }]
+        );
+        assert_eq!(s.poll_timeout(), None);
+        // A node that became stale (an upstream full sync) resyncs too.
+        let mut s = session(t0);
+        s.handle_hello(t0, hello("B", 4000, 1 << 20), &view(0, 5000), 1024);
+        let mut stale = served("B", 5000);
+        stale.stale = true;
+        assert!(matches!(
+            s.handle_timeout(t0, &stale, 0).as_slice(),
+            [PrimaryAction::Close {
+                code: CloseCode::Resync,
+                ..
+            }]
+        ));
+    }
+
+    #[test]
+    fn acks_are_kept_monotonic_and_feed_the_gate() {
+        let t0 = Instant::now();
+        let mut s = session(t0);
+        s.handle_hello(t0, hello("B", 4000, 1 << 20), &view(0, 5000), 1024);
+        let t1 = t0 + Duration::from_millis(100);
+        assert_eq!(
+            s.handle_control_frame(
+                t1,
+                Some(Ok(Message::Ack {
+                    applied: 4500,
+                    durable: 4400
+                }))
+            ),
+            vec![PrimaryAction::Acked]
+        );
+        s.handle_control_frame(
+            t1,
+            Some(Ok(Message::Ack {
+                applied: 4100,
+                durable: 4000,
+            })),
+        );
+        let link = s.link().expect("link");
+        assert_eq!((link.applied, link.durable, link.last_ack), (4500, 4400, t1));
+        assert!(s.acked(4500) && !s.acked(4501));
+        let age = Duration::from_millis(300);
+        assert!(s.within(t1, 5000, 500, age));
+        assert!(!s.within(t1, 5001, 500, age), "lag over budget");
+        assert!(
+            !s.within(t1 + Duration::from_millis(301), 5000, 500, age),
+            "ack too old"
+        );
+    }
+
+    #[test]
+    fn unexpected_or_malformed_control_frames_close_with_a_protocol_error() {
+        let now = Instant::now();
+        let bad: [Option<Result<Message, ReplError>>; 2] = [
+            Some(Ok(Message::Hello {
+                version: 1,
+                name: String::new(),
+                replid: String::new(),
+                offset: 0,
+                codecs: vec![],
+                max_frame: 0,
+            })),
+            Some(Err(ReplError::Protocol(crate::protocol::ProtocolError::Empty))),
+        ];
+        for frame in bad {
+            let mut s = session(now);
+            s.handle_hello(now, hello("B", 4000, 1 << 20), &view(0, 5000), 1024);
+            let actions = s.handle_control_frame(now, frame);
+            assert_eq!(counts(&actions), vec![PrimaryCounter::ProtocolError]);
+            assert!(matches!(
+                actions.last(),
+                Some(PrimaryAction::Close {
+                    code: CloseCode::Protocol,
+                    ..
+                })
+            ));
+        }
+        // A lost connection is no protocol error; a closed stream ends quietly.
+        let mut s = session(now);
+        s.handle_hello(now, hello("B", 4000, 1 << 20), &view(0, 5000), 1024);
+        let actions = s.handle_control_frame(now, Some(Err(ReplError::Connection("lost".into()))));
+        assert!(matches!(
+            actions.as_slice(),
+            [PrimaryAction::Close {
+                code: CloseCode::Shutdown,
+                ..
+            }]
+        ));
+        let mut s = session(now);
+        s.handle_hello(now, hello("B", 4000, 1 << 20), &view(0, 5000), 1024);
+        assert_eq!(s.handle_control_frame(now, None), vec![PrimaryAction::Done]);
+    }
+
+    #[test]
+    fn a_lagged_log_stream_resyncs_and_counts() {
+        let now = Instant::now();
+        let mut s = session(now);
+        s.handle_hello(now, hello("B", 4000, 1 << 20), &view(0, 5000), 1024);
+        let actions = s.handle_log_end(now, LogEnd::Lagged { oldest: 9000 });
+        let reason = "the follower's offset left the ring (oldest is now 9000)".to_string();
+        assert_eq!(
+            actions,
+            vec![
+                PrimaryAction::Count(PrimaryCounter::ResyncLagged),
+                PrimaryAction::Close {
+                    last: Some(Message::Resync { reason: reason.clone() }),
+                    code: CloseCode::Resync,
+                    reason,
+                    error: None
+                }
+            ]
+        );
+    }
+
+    #[test]
+    fn the_log_cursor_reads_cuts_and_stops_on_a_history_change() {
+        let mut c = LogCursor::new(100, "B".into(), Codec::None, 64);
+        // Caught up: wait for the ring to grow.
+        assert_eq!(c.poll(&served("B", 100)), LogStep::WaitPublished { pos: 100 });
+        assert_eq!(c.poll(&served("B", 150)), LogStep::Read { from: 100, max: 64 });
+        let LogStep::Send(Message::Log { start, raw_len, .. }) = c.handle_batch(100, vec![7; 50], &served("B", 150))
+        else {
+            panic!("a frame")
+        };
+        assert_eq!((start, raw_len, c.pos()), (100, 50, 150));
+        assert_eq!(c.bytes().0, 50);
+        // A chained node offers only what it applied: a batch is cut there.
+        let chained = Served {
+            limit: 160,
+            chained: true,
+            ..served("B", 200)
+        };
+        assert_eq!(c.poll(&chained), LogStep::Read { from: 150, max: 64 });
+        let LogStep::Send(Message::Log { raw_len, .. }) = c.handle_batch(150, vec![1; 50], &chained) else {
+            panic!("a frame")
+        };
+        assert_eq!((raw_len, c.pos()), (10, 160));
+        assert_eq!(c.poll(&chained), LogStep::PollApplied);
+        // The history changed between the read and the send.
+        assert_eq!(c.poll(&served("B", 300)), LogStep::Read { from: 160, max: 64 });
+        assert_eq!(
+            c.handle_batch(160, vec![1; 10], &served("C", 300)),
+            LogStep::HistoryChanged
+        );
+        let mut stale = served("B", 300);
+        stale.stale = true;
+        assert_eq!(c.poll(&stale), LogStep::HistoryChanged);
+    }
+
+    #[test]
+    fn snapshot_frames_and_stall() {
+        let mut s = SnapshotSender::new(Codec::None);
+        assert_eq!(
+            s.start(),
+            Message::Stream {
+                kind: StreamKind::Snapshot
+            }
+        );
+        let data = vec![3u8; SNAPSHOT_FRAME + 10];
+        let frames: Vec<Message> = s.chunk(&data).collect();
+        assert_eq!(frames.len(), 2, "a large chunk goes in small frames");
+        assert_eq!(
+            s.end(),
+            Message::SnapshotEnd {
+                bytes: SNAPSHOT_FRAME as u64 + 10
+            }
+        );
+        assert_eq!(s.bytes(), (SNAPSHOT_FRAME as u64 + 10, SNAPSHOT_FRAME as u64 + 10));
+
+        let t0 = Instant::now();
+        let mut stall = SnapshotStall::new(Duration::from_millis(100));
+        assert!(!stall.handle_blocked(t0));
+        assert!(!stall.handle_blocked(t0 + Duration::from_millis(100)));
+        assert!(stall.handle_blocked(t0 + Duration::from_millis(101)));
+        stall.handle_taken();
+        assert!(
+            !stall.handle_blocked(t0 + Duration::from_millis(500)),
+            "each chunk gets the full timeout"
+        );
+    }
+}
