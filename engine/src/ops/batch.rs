@@ -2,11 +2,11 @@
 
 use bytes::Bytes;
 
-use super::{check_key, check_value};
+use super::check_key;
 use super::{hashes, keys, strings};
 use crate::core::{Inner, Writer};
 use crate::error::{Error, Result};
-use crate::ops::strings::{SetExpiry, SetOptions, SetOutcome};
+use crate::ops::strings::{SetOptions, SetOutcome};
 use crate::stats::Op;
 
 /// Operations to apply atomically with [`Engine::write_batch`](crate::Engine::write_batch).
@@ -175,27 +175,12 @@ impl BatchOp {
 
     /// Argument checks that need no state.
     pub(crate) fn check(&self, inner: &Inner) -> Result<()> {
-        check_key(inner, self.key())?;
         match self {
-            BatchOp::Set { value, opts, .. } => {
-                check_value(inner, value.len())?;
-                if matches!(opts.expiry, SetExpiry::Seconds(0) | SetExpiry::Millis(0)) {
-                    return Err(Error::InvalidExpire);
-                }
-            }
-            BatchOp::HSet { fields, .. } => {
-                if fields.is_empty() {
-                    return Err(Error::InvalidArgument("wrong number of arguments for 'hset' command"));
-                }
-                for (f, v) in fields {
-                    check_key(inner, f)?;
-                    check_value(inner, v.len())?;
-                }
-            }
-            BatchOp::HIncrBy { field, .. } => check_key(inner, field)?,
-            _ => {}
+            BatchOp::Set { key, value, opts } => strings::check_set(inner, key, value, *opts),
+            BatchOp::HSet { key, fields } => hashes::check_hset(inner, key, fields),
+            BatchOp::HIncrBy { key, field, .. } => hashes::check_hincr(inner, key, field),
+            other => check_key(inner, other.key()),
         }
-        Ok(())
     }
 
     pub(crate) fn run(self, w: &mut Writer<'_>, h: u64) -> Result<BatchReply> {

@@ -27,23 +27,36 @@ fn field_hash(inner: &Inner, field: &[u8]) -> u32 {
     inner.keyspace.hash(field) as u32
 }
 
+/// HSET's argument checks (the single command and a batch's HSET).
+pub(crate) fn check_hset(inner: &Inner, key: &[u8], fields: &[(Bytes, Bytes)]) -> Result<()> {
+    check_key(inner, key)?;
+    if fields.is_empty() {
+        return Err(Error::InvalidArgument("wrong number of arguments for 'hset' command"));
+    }
+    for (f, v) in fields {
+        check_key(inner, f)?;
+        check_value(inner, v.len())?;
+    }
+    Ok(())
+}
+
+/// HINCRBY's argument checks.
+pub(crate) fn check_hincr(inner: &Inner, key: &[u8], field: &[u8]) -> Result<()> {
+    check_key(inner, key)?;
+    check_key(inner, field)
+}
+
 pub(crate) fn hset<F: AsRef<[u8]>, V: Into<Bytes>>(
     inner: &Inner,
     key: impl AsRef<[u8]>,
     fields: impl IntoIterator<Item = (F, V)>,
 ) -> Result<usize> {
     let key = key.as_ref();
-    check_key(inner, key)?;
-    let mut pairs = Vec::new();
-    for (f, v) in fields {
-        let (f, v) = (f.as_ref(), v.into());
-        check_key(inner, f)?;
-        check_value(inner, v.len())?;
-        pairs.push((Bytes::copy_from_slice(f), v));
-    }
-    if pairs.is_empty() {
-        return Err(Error::InvalidArgument("wrong number of arguments for 'hset' command"));
-    }
+    let pairs: Vec<(Bytes, Bytes)> = fields
+        .into_iter()
+        .map(|(f, v)| (Bytes::copy_from_slice(f.as_ref()), v.into()))
+        .collect();
+    check_hset(inner, key, &pairs)?;
     inner.ensure_memory()?;
     let h = inner.keyspace.hash(key);
     inner.write(&[h], false, |w| {
@@ -102,8 +115,7 @@ pub(crate) fn hexists(inner: &Inner, key: impl AsRef<[u8]>, field: impl AsRef<[u
 
 pub(crate) fn hincr_by(inner: &Inner, key: impl AsRef<[u8]>, field: impl AsRef<[u8]>, delta: i64) -> Result<i64> {
     let (key, field) = (key.as_ref(), field.as_ref());
-    check_key(inner, key)?;
-    check_key(inner, field)?;
+    check_hincr(inner, key, field)?;
     inner.ensure_memory()?;
     let h = inner.keyspace.hash(key);
     inner.write(&[h], false, |w| {

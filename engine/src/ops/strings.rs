@@ -125,6 +125,16 @@ pub(crate) fn get(inner: &Inner, key: impl AsRef<[u8]>) -> Result<Option<Blob>> 
         .transpose()
 }
 
+/// SET's argument checks (the single command and a batch's SET).
+pub(crate) fn check_set(inner: &Inner, key: &[u8], value: &[u8], opts: SetOptions) -> Result<()> {
+    check_key(inner, key)?;
+    check_value(inner, value.len())?;
+    if matches!(opts.expiry, SetExpiry::Seconds(0) | SetExpiry::Millis(0)) {
+        return Err(Error::InvalidExpire);
+    }
+    Ok(())
+}
+
 pub(crate) fn set_with(
     inner: &Inner,
     key: impl AsRef<[u8]>,
@@ -133,11 +143,7 @@ pub(crate) fn set_with(
 ) -> Result<SetOutcome> {
     let key = key.as_ref();
     let value = value.into();
-    check_key(inner, key)?;
-    check_value(inner, value.len())?;
-    if matches!(opts.expiry, SetExpiry::Seconds(0) | SetExpiry::Millis(0)) {
-        return Err(Error::InvalidExpire);
-    }
+    check_set(inner, key, &value, opts)?;
     inner.ensure_memory()?;
     let h = inner.keyspace.hash(key);
     inner.write(&[h], false, |w| {
