@@ -101,8 +101,15 @@ impl Reader {
 }
 
 /// Strict base-10 i64 parsing, as Redis' string2ll: no sign but '-', no
-/// leading zeros or spaces, no "-0".
-pub(crate) fn parse_i64(s: &[u8]) -> Option<i64> {
+/// leading zeros or spaces, no "-0". This is what INCR accepts as an
+/// integer; servers use it to read integer arguments the same way.
+///
+/// ```
+/// assert_eq!(ringkv::parse_i64(b"-42"), Some(-42));
+/// assert_eq!(ringkv::parse_i64(b"042"), None);
+/// assert_eq!(ringkv::parse_i64(b"9223372036854775808"), None);
+/// ```
+pub fn parse_i64(s: &[u8]) -> Option<i64> {
     let (neg, digits) = match s {
         [b'-', rest @ ..] => (true, rest),
         _ => (false, s),

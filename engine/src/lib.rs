@@ -67,6 +67,7 @@ pub use blob::{Blob, INLINE_CAPACITY};
 pub use builder::EngineBuilder;
 pub use bytes::Bytes;
 pub use clock::{Clock, ManualClock, SystemClock};
+pub use codec::parse_i64;
 pub use config::{Config, Durability, EvictionPolicy, LogConfig, SaveRule, SnapshotConfig, MAX_SHARDS};
 pub use core::{Promotion, Role, WriteGate};
 pub use engine::Engine;

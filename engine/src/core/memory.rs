@@ -62,6 +62,7 @@ impl MemoryState {
 
     /// Adds the shard's memory change to the engine-wide total if it is
     /// larger than the slack (or at all, with `force`).
+    #[inline]
     pub(crate) fn publish(&self, shard: &mut Shard, force: bool) {
         let now = shard.memory();
         let diff = now.abs_diff(shard.memory_reported);
@@ -73,11 +74,13 @@ impl MemoryState {
     }
 
     /// Adds `delta` to the engine-wide accounted memory (a keyspace swap).
+    #[inline]
     pub(crate) fn add(&self, delta: i64) {
         self.total.fetch_add(delta, Ordering::Relaxed);
     }
 
     /// The engine-wide total, as the check before a write sees it.
+    #[inline]
     pub(crate) fn used_approx(&self) -> u64 {
         self.total.load(Ordering::Relaxed).max(0) as u64
     }
@@ -95,6 +98,7 @@ impl MemoryState {
 
 impl Inner {
     /// The LRU clock (seconds) when the policy needs one, else 0.
+    #[inline]
     pub(crate) fn lru_now(&self) -> u32 {
         if self.config.maxmemory_policy == EvictionPolicy::AllkeysLru {
             (self.clock.now_ms() / 1000) as u32

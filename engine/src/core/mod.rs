@@ -84,10 +84,12 @@ impl SinkState {
         SinkState { sink, log }
     }
 
+    #[inline]
     pub(crate) fn sink(&self) -> &dyn MutationSink {
         &*self.sink
     }
 
+    #[inline]
     pub(crate) fn log(&self) -> Option<&Arc<RingLog>> {
         self.log.as_ref()
     }
@@ -151,6 +153,7 @@ impl Inner {
     }
 
     /// The ring log, if the engine has one.
+    #[inline]
     pub(crate) fn log(&self) -> Option<&Arc<RingLog>> {
         self.sink.log()
     }

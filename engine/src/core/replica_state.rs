@@ -71,6 +71,7 @@ impl ReplicaState {
         }
     }
 
+    #[inline]
     pub(crate) fn role(&self) -> Role {
         match self.role.load(Ordering::Acquire) {
             0 => Role::Primary,
@@ -78,10 +79,12 @@ impl ReplicaState {
         }
     }
 
+    #[inline]
     pub(crate) fn is_follower(&self) -> bool {
         self.role.load(Ordering::Acquire) != 0
     }
 
+    #[inline]
     pub(crate) fn applied(&self) -> u64 {
         self.applied.load(Ordering::Acquire)
     }
@@ -91,6 +94,7 @@ impl ReplicaState {
     }
 
     /// Refuses a write on a follower, or when the gate says so.
+    #[inline]
     pub(crate) fn check_writable(&self) -> Result<()> {
         if self.is_follower() {
             return Err(Error::ReadOnly);

@@ -58,6 +58,7 @@ impl SnapshotState {
         (!self.running.swap(true, Ordering::AcqRel)).then_some(RunningSnapshot(self))
     }
 
+    #[inline]
     pub(crate) fn is_running(&self) -> bool {
         self.running.load(Ordering::Acquire)
     }

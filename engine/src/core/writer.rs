@@ -43,6 +43,7 @@ pub(crate) struct Writer<'e> {
 }
 
 impl<'e> Writer<'e> {
+    #[inline]
     fn new(inner: &'e Inner, locked: Locked<'e>, batch: bool) -> Writer<'e> {
         let mode = if batch {
             Mode::Batch {
@@ -61,10 +62,12 @@ impl<'e> Writer<'e> {
         }
     }
 
+    #[inline]
     pub(crate) fn now(&mut self) -> u64 {
         *self.now.get_or_insert_with(|| self.inner.clock.now_ms())
     }
 
+    #[inline]
     pub(crate) fn shard(&mut self, hash: u64) -> &mut Shard {
         let s = self.inner.keyspace.hashing().shard_of(hash);
         self.locked.shard(s)
@@ -116,6 +119,7 @@ impl<'e> Writer<'e> {
         Ok(None)
     }
 
+    #[inline]
     pub(crate) fn entry(&mut self, hash: u64, idx: usize) -> &KeyEntry {
         self.shard(hash).entry(idx)
     }

@@ -44,6 +44,7 @@ impl Hashing {
         }
     }
 
+    #[inline]
     pub(crate) fn hash(&self, key: &[u8]) -> u64 {
         self.state.hash_one(key)
     }
@@ -54,6 +55,7 @@ impl Hashing {
         self.seed
     }
 
+    #[inline]
     pub(crate) fn shard_of(&self, hash: u64) -> usize {
         (hash >> 32) as usize & self.shard_mask
     }

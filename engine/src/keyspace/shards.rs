@@ -25,30 +25,36 @@ impl Keyspace {
         }
     }
 
+    #[inline]
     pub(crate) fn hashing(&self) -> &Hashing {
         &self.hashing
     }
 
     /// The 64-bit hash of `key` (shard in the high half, table hash in the low).
+    #[inline]
     pub(crate) fn hash(&self, key: &[u8]) -> u64 {
         self.hashing.hash(key)
     }
 
+    #[inline]
     pub(crate) fn shard_count(&self) -> usize {
         self.shards.len()
     }
 
     /// Shard `s`'s lock.
+    #[inline]
     pub(crate) fn shard(&self, s: usize) -> &RwLock<Shard> {
         &self.shards[s]
     }
 
     /// The lock of the shard that holds keys hashing to `hash`.
+    #[inline]
     pub(crate) fn shard_for(&self, hash: u64) -> &RwLock<Shard> {
         &self.shards[self.hashing.shard_of(hash)]
     }
 
     /// Every shard's lock, in index order.
+    #[inline]
     pub(crate) fn iter(&self) -> impl Iterator<Item = &RwLock<Shard>> {
         self.shards.iter().map(|s| &**s)
     }
@@ -80,6 +86,7 @@ impl Keyspace {
     }
 
     /// Write-locks the shards of `hashes`, in index order.
+    #[inline]
     pub(crate) fn lock_hashes(&self, hashes: &[u64]) -> Locked<'_> {
         if let [h] = hashes {
             let s = self.hashing.shard_of(*h);
@@ -89,6 +96,7 @@ impl Keyspace {
     }
 
     /// Write-locks these shards (in any order, repeats allowed), in index order.
+    #[inline]
     pub(crate) fn lock_indices(&self, mut idx: Vec<usize>) -> Locked<'_> {
         idx.sort_unstable();
         idx.dedup();
@@ -99,6 +107,7 @@ impl Keyspace {
     }
 
     /// Write-locks every shard, in index order.
+    #[inline]
     pub(crate) fn lock_all(&self) -> Locked<'_> {
         Locked::Many(self.shards.iter().enumerate().map(|(s, l)| (s, l.write())).collect())
     }
