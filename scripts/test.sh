@@ -17,6 +17,9 @@ rustfmt --edition 2021 --check fuzz/fuzz_targets/*.rs
 echo "== cargo clippy (all targets, warnings are errors)"
 cargo clippy --workspace --all-targets -- -D warnings
 
+echo "== cargo check of the libraries and binaries as users build them (no internals feature)"
+cargo check --workspace --lib --bins
+
 echo "== cargo doc (warnings are errors)"
 RUSTDOCFLAGS="-D warnings" cargo doc --workspace --no-deps
 

@@ -105,6 +105,9 @@ impl EngineBuilder {
             self.data_dir,
             self.config,
         ));
+        // Dropped in this order with the engine (after its ring): the
+        // directory's lock file first, then the background thread's stop
+        // signal, so the directory is unlocked only once the ring is closed.
         if let Some(lock) = lock {
             inner.own(Box::new(lock));
         }

@@ -47,13 +47,6 @@ pub struct Engine {
     pub(crate) inner: Arc<Inner>,
 }
 
-impl Engine {
-    /// The facade over state the builder assembled.
-    pub(crate) fn from_inner(inner: Arc<Inner>) -> Engine {
-        Engine { inner }
-    }
-}
-
 impl std::fmt::Debug for Engine {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Engine")
@@ -63,6 +56,11 @@ impl std::fmt::Debug for Engine {
 }
 
 impl Engine {
+    /// The facade over state the builder assembled.
+    pub(crate) fn from_inner(inner: Arc<Inner>) -> Engine {
+        Engine { inner }
+    }
+
     /// An engine with this configuration, the system clock and no mutation sink.
     pub fn new(config: Config) -> Result<Engine> {
         Engine::builder().config(config).build()
@@ -215,12 +213,12 @@ impl Engine {
     /// RENAME: moves the value and expiry of `from` to `to` atomically (across
     /// shards), replacing `to`. A missing `from` is [`Error::NoSuchKey`].
     pub fn rename(&self, from: impl AsRef<[u8]>, to: impl AsRef<[u8]>) -> Result<()> {
-        ops::keys::rename_inner(&self.inner, from.as_ref(), to.as_ref(), false).map(|_| ())
+        ops::keys::rename(&self.inner, from.as_ref(), to.as_ref(), false).map(|_| ())
     }
 
     /// RENAMENX: like rename, but only if `to` does not exist; true if renamed.
     pub fn rename_nx(&self, from: impl AsRef<[u8]>, to: impl AsRef<[u8]>) -> Result<bool> {
-        ops::keys::rename_inner(&self.inner, from.as_ref(), to.as_ref(), true)
+        ops::keys::rename(&self.inner, from.as_ref(), to.as_ref(), true)
     }
 
     /// DBSIZE: number of keys (including expired keys not yet removed, as Redis).
@@ -588,11 +586,9 @@ impl Engine {
     /// snapshot while this engine keeps serving. Pass it to
     /// [`Engine::swap_in`] when it is complete.
     pub fn staging(&self) -> Result<Engine> {
-        let mut config = self.inner.config.clone();
-        config.hash_seed = Some(self.inner.keyspace.hashing().seed());
-        config.active_expire = false;
-        config.maxmemory = 0;
-        Engine::builder().config(config).build()
+        Engine::builder()
+            .config(services::replica::staging_config(&self.inner))
+            .build()
     }
 
     /// Follower, end of a full sync: applies this engine's ring from the
@@ -614,5 +610,28 @@ impl Engine {
     /// switch offset is taken would otherwise stay in the ring unapplied.
     pub fn promote(&self) -> Result<Promotion> {
         services::replica::promote(&self.inner)
+    }
+
+    // ----- former names ----------------------------------------------------
+
+    /// Former name of [`Engine::replay`].
+    #[deprecated(
+        since = "0.1.0",
+        note = "renamed to `replay`: `apply` now names only the keyspace's apply path"
+    )]
+    pub fn apply(&self, m: &Mutation) -> Result<()> {
+        self.replay(m)
+    }
+
+    /// Former name of [`Engine::replica_replay_ring`].
+    #[deprecated(since = "0.1.0", note = "renamed to `replica_replay_ring`")]
+    pub fn replica_apply(&self, upto: u64) -> Result<u64> {
+        self.replica_replay_ring(upto)
+    }
+
+    /// Former name of [`Engine::replica_replay_stream`].
+    #[deprecated(since = "0.1.0", note = "renamed to `replica_replay_stream`")]
+    pub fn replica_apply_stream(&self, start: u64, bytes: &[u8]) -> Result<u64> {
+        self.replica_replay_stream(start, bytes)
     }
 }

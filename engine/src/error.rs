@@ -77,13 +77,13 @@ pub enum Error {
     /// Recovery cannot go on: the history it needs is missing here.
     #[error("recovery failed at offset {offset}: {reason}")]
     Recovery {
-        /// Offset of the record.
+        /// Where the missing history starts.
         offset: u64,
         /// What went wrong.
         reason: String,
     },
     /// A log record (in recovery, or from a primary) does not decode.
-    #[error("log record at offset {offset} does not decode")]
+    #[error("log record at offset {offset} does not decode: {source}")]
     BadRecord {
         /// Offset of the record.
         offset: u64,
@@ -92,7 +92,7 @@ pub enum Error {
         source: DecodeError,
     },
     /// A log record decoded but does not apply to the state it is replayed onto.
-    #[error("log record at offset {offset} does not apply")]
+    #[error("log record at offset {offset} does not apply: {source}")]
     RecordRejected {
         /// Offset of the record.
         offset: u64,

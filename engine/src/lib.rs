@@ -31,7 +31,6 @@
 //! The module docs say how it holds together: [`mutation`] for the stream's
 //! contract, [`scan`] for the cursor guarantees; the README for the table,
 //! the write path, expiry and memory accounting.
-
 //!
 //! ARCHITECTURE.md at the repository root is the map of the layers below;
 //! `engine/tests/layers.rs` checks that every module imports only from its
@@ -81,6 +80,56 @@ pub use ops::scan;
 pub use ops::scan::{HScanIter, ScanIter, ScanOptions, ScanPage};
 pub use ops::strings::{SetCondition, SetExpiry, SetOptions, SetOutcome};
 pub use stats::{LogStats, Op, SnapshotInfo, SnapshotStats, Stats};
+
+/// Former module path of [`WriteBatch`] and [`BatchReply`].
+pub mod batch {
+    pub use crate::ops::batch::{BatchReply, WriteBatch};
+}
+
+pub mod replica {
+    //! The engine's side of replication: roles, the applied offset, and the
+    //! primitives the `ringkv-replication` crate drives (appending a primary's
+    //! raw stream bytes at the same offsets, replaying them, starting over for
+    //! a full sync, swapping in a keyspace loaded beside the live one,
+    //! promotion). The primitives are methods of [`Engine`](crate::Engine).
+    //!
+    //! A follower's keyspace changes only through its primary's stream
+    //! ([`Engine::replica_replay_stream`](crate::Engine::replica_replay_stream),
+    //! [`Engine::replica_replay_ring`](crate::Engine::replica_replay_ring),
+    //! [`Engine::swap_in`](crate::Engine::swap_in)):
+    //! writes through the public API fail with [`Error::ReadOnly`](crate::Error::ReadOnly), keys found
+    //! expired are reported missing but not deleted (the primary's logged
+    //! deletion does that), and no active expiry or eviction runs. So the
+    //! follower's state is always the primary's state at some offset of the
+    //! same stream, and its ring is byte-identical to the primary's.
+    //!
+    //! Without a network (what the replication crate does over QUIC):
+    //!
+    //! ```
+    //! use ringkv::{Engine, Role};
+    //! let primary = Engine::builder().anonymous_log().build()?;
+    //! let follower = Engine::builder().anonymous_log().build()?;
+    //! follower.set_role(Role::Follower)?;
+    //! // Adopt the primary's history from offset 0 (an empty full sync).
+    //! let replid = primary.log().unwrap().replid();
+    //! follower.replica_begin_full_sync(0, &replid, "", 0)?;
+    //! follower.swap_in(&follower.staging()?, 0)?;
+    //!
+    //! primary.hset("telemetry:host-1", [("cpu", "0.93")])?;
+    //! let batch = primary.log().unwrap().read_stream(follower.applied_offset(), 1 << 20)?;
+    //! follower.replica_append(batch.start, &batch.bytes)?;
+    //! follower.replica_replay_stream(batch.start, &batch.bytes)?;
+    //! assert_eq!(follower.digest(), primary.digest());
+    //! assert!(follower.set("k", "v").is_err()); // READONLY
+    //!
+    //! let promotion = follower.promote()?;
+    //! assert_eq!(promotion.prev_replid, replid);
+    //! follower.set("k", "v")?;
+    //! # Ok::<(), Box<dyn std::error::Error>>(())
+    //! ```
+
+    pub use crate::core::{Promotion, Role, WriteGate};
+}
 
 /// The README's examples, compiled and run as doctests.
 #[doc = include_str!("../../README.md")]

@@ -4,10 +4,20 @@
 //! change when a module is added (ARCHITECTURE.md explains the layers).
 //!
 //! It reads the sources: every `crate::` path and every `super::` path
-//! outside comments counts as an import, whether in a `use` or inline. A
-//! module's own `mod.rs` re-exporting its children (`pub use ring::...`) is
-//! not an edge for the circle check: that is how a subsystem publishes
-//! what it offers.
+//! outside comments counts as an import, whether in a `use` (groups nested
+//! at any depth) or inline; a path that names no module (`crate::Engine`,
+//! a root re-export) is the crate root, layer 6.
+//!
+//! The circle check treats a directory as one subsystem: edges between a
+//! `mod.rs` and its own children are not counted (the parent publishes its
+//! children, and a child may use the types its parent defines, as
+//! `keyspace/cow.rs` does with `keyspace/mod.rs`'s `Shard`). Circles
+//! between siblings, or across subsystems, fail.
+//!
+//! Imports are not the only way to reach up: an `impl Inner` block in a
+//! service would let the core call it with no import at all, so a third
+//! test keeps the inherent impls of the engine's central types in their
+//! own layer.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
@@ -112,45 +122,80 @@ fn rust_files(dir: &Path, out: &mut Vec<PathBuf>) {
     }
 }
 
-/// The longest known module that `segments` starts with.
-fn resolve(known: &BTreeSet<&str>, segments: &[&str]) -> Option<String> {
+/// The longest known module that `segments` starts with; a path naming no
+/// module (`crate::Engine`, a root re-export) is the crate root itself.
+fn resolve(known: &BTreeSet<&str>, segments: &[&str]) -> String {
     (1..=segments.len())
         .rev()
         .map(|n| segments[..n].join("::"))
         .find(|m| known.contains(m.as_str()))
+        .unwrap_or_default()
 }
 
-/// Identifier segments of a path that starts at `rest` (after `crate::` or
-/// `super::`), following one level of `{a, b::c}` groups.
+/// The paths named by a use tree or inline path starting at `rest` (just
+/// after `crate::` or `super::`): `a::b::C` gives `[a, b, C]`, and groups
+/// `a::{b, c::{d, e}}` expand at any depth. `self` inside a group names
+/// the group's own prefix.
 fn paths_after(rest: &str) -> Vec<Vec<String>> {
-    let ident = |s: &str| -> Vec<String> {
-        s.split("::")
-            .map(|p| {
-                p.trim()
-                    .chars()
-                    .take_while(|c| c.is_alphanumeric() || *c == '_')
-                    .collect::<String>()
-            })
-            .take_while(|p| !p.is_empty())
-            .collect()
-    };
-    let head: String = rest
-        .chars()
-        .take_while(|c| c.is_alphanumeric() || *c == '_' || *c == ':')
-        .collect();
-    let head = head.trim_end_matches(':');
-    let after = &rest[head.len()..];
-    let prefix = ident(head);
-    let after = after.trim_start_matches(':');
-    if let Some(group) = after.strip_prefix('{') {
-        let inner = group.split('}').next().unwrap_or("");
-        inner
-            .split(',')
-            .map(|part| prefix.iter().cloned().chain(ident(part)).collect())
-            .collect()
-    } else {
-        vec![prefix]
+    fn ident(s: &str) -> (String, &str) {
+        let s = s.trim_start();
+        let end = s
+            .char_indices()
+            .find(|(_, c)| !(c.is_alphanumeric() || *c == '_'))
+            .map_or(s.len(), |(i, _)| i);
+        (s[..end].to_string(), &s[end..])
     }
+    /// Parses one tree at `s` with `prefix`; returns the rest of the input.
+    fn tree<'a>(mut s: &'a str, prefix: Vec<String>, out: &mut Vec<Vec<String>>) -> &'a str {
+        let mut path = prefix;
+        loop {
+            s = s.trim_start();
+            if let Some(group) = s.strip_prefix('{') {
+                s = group;
+                loop {
+                    s = tree(s, path.clone(), out);
+                    s = s.trim_start();
+                    if let Some(r) = s.strip_prefix(',') {
+                        s = r;
+                        if s.trim_start().starts_with('}') {
+                            s = s.trim_start();
+                        } else {
+                            continue;
+                        }
+                    }
+                    if let Some(r) = s.strip_prefix('}') {
+                        return r;
+                    }
+                    return s;
+                }
+            }
+            let (id, r) = ident(s);
+            if id.is_empty() {
+                if !path.is_empty() {
+                    out.push(path);
+                }
+                return r;
+            }
+            if id != "self" {
+                path.push(id);
+            }
+            s = r;
+            match s.strip_prefix("::") {
+                Some(r) => s = r,
+                None => {
+                    out.push(path);
+                    return s;
+                }
+            }
+        }
+    }
+    let mut out = Vec::new();
+    tree(rest, Vec::new(), &mut out);
+    if out.is_empty() {
+        // `crate::*` or a bare `crate::`: the crate root.
+        out.push(Vec::new());
+    }
+    out
 }
 
 fn parent(module: &str) -> String {
@@ -177,7 +222,9 @@ fn collect_imports() -> (Vec<Import>, BTreeMap<String, u8>) {
         let mut in_tests = false;
         for (n, raw) in text.lines().enumerate() {
             let code = raw.split("//").next().unwrap_or("");
-            if code.trim_start().starts_with("mod tests") {
+            if code.contains("mod tests")
+                && (code.trim_start().starts_with("mod tests") || code.contains("#[cfg(test)]"))
+            {
                 in_tests = true;
             }
             // A multi-line `use` is joined until its `;`.
@@ -201,7 +248,7 @@ fn collect_imports() -> (Vec<Import>, BTreeMap<String, u8>) {
                 }
                 for segs in paths_after(&line[i + "crate::".len()..]) {
                     let segs: Vec<&str> = segs.iter().map(String::as_str).collect();
-                    targets.extend(resolve(&known, &segs));
+                    targets.push(resolve(&known, &segs));
                 }
             }
             for (i, _) in line.match_indices("super::") {
@@ -226,7 +273,9 @@ fn collect_imports() -> (Vec<Import>, BTreeMap<String, u8>) {
                         .chain(segs)
                         .collect();
                     let full: Vec<&str> = full.iter().map(String::as_str).collect();
-                    targets.extend(resolve(&known, &full).or_else(|| Some(base.clone())));
+                    let found = resolve(&known, &full);
+                    // `super::Item` re-exported by the parent: the parent.
+                    targets.push(if found.is_empty() { base.clone() } else { found });
                 }
             }
             for to in targets {
@@ -271,7 +320,7 @@ fn modules_import_only_from_their_layer_or_below() {
 #[test]
 fn modules_do_not_import_each_other_in_a_circle() {
     let (imports, _) = collect_imports();
-    // A parent's `mod.rs` publishing its children is not an edge.
+    // A subsystem's `mod.rs` and its own children are one unit.
     let is_descendant = |child: &str, of: &str| of.is_empty() || child.starts_with(&format!("{of}::"));
     let mut edges: BTreeMap<&str, Vec<&Import>> = BTreeMap::new();
     for i in &imports {
@@ -335,22 +384,75 @@ fn modules_do_not_import_each_other_in_a_circle() {
 fn the_scanner_sees_an_upward_import() {
     // The checks above are only as good as the scanner: a planted line must
     // be found and classified as upward.
-    let line = "use crate::engine::Engine;";
-    let segs = paths_after(&line["use crate::".len()..]);
     let known: BTreeSet<&str> = LAYERS.iter().map(|(m, _)| *m).collect();
-    let segs: Vec<&str> = segs[0].iter().map(String::as_str).collect();
-    assert_eq!(resolve(&known, &segs).as_deref(), Some("engine"));
-    let grouped = paths_after("{keyspace::cow::walk_step, ops, log::record};");
-    let found: Vec<Option<String>> = grouped
-        .iter()
-        .map(|s| resolve(&known, &s.iter().map(String::as_str).collect::<Vec<_>>()))
-        .collect();
+    let found = |text: &str| -> Vec<String> {
+        paths_after(text)
+            .iter()
+            .map(|s| resolve(&known, &s.iter().map(String::as_str).collect::<Vec<_>>()))
+            .collect()
+    };
+    assert_eq!(found("engine::Engine;"), vec!["engine"]);
     assert_eq!(
-        found,
-        vec![
-            Some("keyspace::cow".into()),
-            Some("ops".into()),
-            Some("log::record".into())
-        ]
+        found("{keyspace::cow::walk_step, ops, log::record};"),
+        vec!["keyspace::cow", "ops", "log::record"]
+    );
+    // Nested groups at any depth, `self`, and root re-exports.
+    assert_eq!(
+        found("{core::{Inner, writer::{self, Writer}}, Engine, stats::Op};"),
+        vec!["core", "core::writer", "core::writer", "", "stats"]
+    );
+    assert_eq!(found("*;"), vec![""]);
+}
+
+#[test]
+fn inherent_impls_stay_in_their_layer() {
+    // (type, modules allowed to hold `impl Type` blocks)
+    const OWNERS: &[(&str, &[&str])] = &[
+        ("Engine", &["engine", "builder"]),
+        ("Inner", &["core", "core::memory", "core::reader", "core::writer"]),
+        ("Writer", &["core::writer"]),
+        ("Keyspace", &["keyspace::shards"]),
+        ("Shard", &["keyspace"]),
+    ];
+    let mut files = Vec::new();
+    rust_files(&src_dir(), &mut files);
+    let mut wrong = Vec::new();
+    for file in files {
+        let rel = file.strip_prefix(src_dir()).expect("under src").to_path_buf();
+        let module = module_of(&rel);
+        let text = std::fs::read_to_string(&file).expect("read source");
+        for (n, line) in text.lines().enumerate() {
+            let t = line.trim_start();
+            let Some(rest) = t.strip_prefix("impl") else { continue };
+            // `impl Type {` or `impl<'a> Type<'a> {`, not `impl Trait for Type`.
+            let rest = if rest.starts_with('<') {
+                rest.split_once('>').map_or("", |(_, r)| r)
+            } else {
+                rest
+            };
+            if line.contains(" for ") {
+                continue;
+            }
+            let ty: String = rest
+                .trim_start()
+                .chars()
+                .take_while(|c| c.is_alphanumeric() || *c == '_')
+                .collect();
+            if let Some((_, owners)) = OWNERS.iter().find(|(name, _)| *name == ty) {
+                if !owners.contains(&module.as_str()) {
+                    wrong.push(format!(
+                        "engine/src/{}:{}: `impl {ty}` in `{module}`: {}",
+                        rel.display(),
+                        n + 1,
+                        t
+                    ));
+                }
+            }
+        }
+    }
+    assert!(
+        wrong.is_empty(),
+        "inherent impls outside their layer:\n{}",
+        wrong.join("\n")
     );
 }

@@ -5,5 +5,5 @@
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {
-    ringkv::log::fuzzing::open_ring_bytes(data);
+    ringkv::internals::fuzz_open_ring_bytes(data);
 });

@@ -10,11 +10,9 @@
 //! Eviction runs before the write takes its shard lock: it never holds one
 //! shard's guard while locking another.
 
-use std::sync::atomic::Ordering;
+use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
 
 use bytes::Bytes;
-
-use std::sync::atomic::{AtomicI64, AtomicU64};
 
 use parking_lot::Mutex;
 

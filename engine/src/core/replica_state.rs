@@ -32,7 +32,6 @@ pub trait WriteGate: Send + Sync + 'static {
 
 /// What [`Engine::promote`](crate::Engine::promote) did.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[non_exhaustive]
 pub struct Promotion {
     /// The new replication id.
     pub replid: String,

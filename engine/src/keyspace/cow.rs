@@ -163,7 +163,7 @@ pub(crate) struct HashMut<'a> {
 
 impl HashMut<'_> {
     /// Sets a field; returns the previous value.
-    pub(crate) fn set(&mut self, hash: u32, field: &[u8], value: crate::Blob) -> Option<crate::Blob> {
+    pub(crate) fn set(&mut self, hash: u32, field: &[u8], value: crate::blob::Blob) -> Option<crate::blob::Blob> {
         if let Some((snap, key)) = &mut self.snap {
             let c = match self.hv.table.find(hash, field) {
                 Some(idx) => Some(Table::<FieldEntry>::chunk_of(idx)),
@@ -177,7 +177,7 @@ impl HashMut<'_> {
     }
 
     /// Removes a field; returns its value.
-    pub(crate) fn remove(&mut self, hash: u32, field: &[u8]) -> Option<crate::Blob> {
+    pub(crate) fn remove(&mut self, hash: u32, field: &[u8]) -> Option<crate::blob::Blob> {
         let idx = self.hv.table.find(hash, field)?;
         if let Some((snap, key)) = &mut self.snap {
             // The field's chunk, and the last chunk (its last field moves into the hole).

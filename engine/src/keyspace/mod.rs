@@ -85,7 +85,7 @@ pub(crate) struct KeyEntry {
     /// Coarse last-access time in seconds (approximated LRU).
     pub(crate) lru: AtomicU32,
     /// Snapshot generation the entry was created or last serialized in
-    /// (`snapshot/generation.rs`); it fits in what was padding.
+    /// (`keyspace/cow.rs`); it fits in what was padding.
     pub(crate) version: u32,
 }
 

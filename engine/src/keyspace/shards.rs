@@ -98,12 +98,19 @@ impl Keyspace {
     /// Write-locks these shards (in any order, repeats allowed), in index order.
     #[inline]
     pub(crate) fn lock_indices(&self, mut idx: Vec<usize>) -> Locked<'_> {
+        debug_assert!(!idx.is_empty(), "a write locks at least one shard");
         idx.sort_unstable();
         idx.dedup();
         match idx[..] {
             [s] => Locked::One(s, self.shards[s].write()),
             _ => Locked::Many(idx.into_iter().map(|s| (s, self.shards[s].write())).collect()),
         }
+    }
+
+    /// Write-locks shard `s` alone.
+    #[inline]
+    pub(crate) fn lock_one(&self, s: usize) -> Locked<'_> {
+        Locked::One(s, self.shards[s].write())
     }
 
     /// Write-locks every shard, in index order.

@@ -352,20 +352,15 @@ impl RingLog {
     }
 
     /// A ring in anonymous memory (no persistence), overwriting old laps.
-    ///
-    /// An engine's own anonymous ring (`EngineBuilder::anonymous_log`) is
-    /// one of these; its records are the engine's mutations:
+    /// Only an engine appends to a ring (`EngineBuilder::anonymous_log`
+    /// makes one of these its sink); a standalone ring can be read.
     ///
     /// ```
-    /// use ringkv::log::record::decode_mutation;
-    /// use ringkv::{Engine, Mutation};
-    /// let engine = Engine::builder().anonymous_log().build()?;
-    /// engine.set("k", "v")?;
-    /// let log = engine.log().expect("an anonymous ring");
-    /// let batch = log.read(0, 1 << 20)?;
-    /// let m = decode_mutation(batch.records[0].1.clone())?;
-    /// assert!(matches!(m, Mutation::Set { .. }));
-    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// use ringkv::log::{LogConfig, RingLog};
+    /// let ring = RingLog::anonymous(LogConfig { capacity: 1 << 16, ..LogConfig::default() })?;
+    /// assert_eq!((ring.oldest(), ring.published()), (0, 0));
+    /// assert!(ring.read(0, 1 << 20)?.records.is_empty());
+    /// # Ok::<(), ringkv::log::LogError>(())
     /// ```
     pub fn anonymous(config: LogConfig) -> Result<RingLog, LogError> {
         Self::anonymous_with(config, Retention::Overwrite)
@@ -516,7 +511,7 @@ impl RingLog {
     }
 
     /// Appends an encoded mutation; returns its offset and the end offset.
-    pub(crate) fn append_mutation(&self, m: &crate::Mutation) -> Result<(u64, u64), LogError> {
+    pub(crate) fn append_mutation(&self, m: &crate::mutation::Mutation) -> Result<(u64, u64), LogError> {
         ENCODE_BUF.with(|cell| {
             let mut buf = cell.borrow_mut();
             buf.clear();

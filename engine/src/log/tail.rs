@@ -41,11 +41,6 @@ impl TailReader {
         self.offset
     }
 
-    /// The ring read.
-    pub fn ring(&self) -> &Arc<RingLog> {
-        &self.ring
-    }
-
     /// Reads what is published from the reader's offset (up to about
     /// `max_bytes`), waiting up to `timeout` if nothing is; an empty batch
     /// means the timeout passed. Fails with [`LogError::Lagged`] if the

@@ -144,7 +144,8 @@ pub(crate) fn persist(inner: &Inner, key: impl AsRef<[u8]>) -> Result<bool> {
     })
 }
 
-pub(crate) fn rename_inner(inner: &Inner, from: &[u8], to: &[u8], nx: bool) -> Result<bool> {
+/// RENAME (`nx` false) and RENAMENX.
+pub(crate) fn rename(inner: &Inner, from: &[u8], to: &[u8], nx: bool) -> Result<bool> {
     check_key(inner, to)?;
     let (hf, ht) = (inner.keyspace.hash(from), inner.keyspace.hash(to));
     inner.write(&[hf, ht], false, |w| {

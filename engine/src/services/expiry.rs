@@ -22,7 +22,7 @@ pub(crate) fn active_expire_cycle(inner: &Inner) -> usize {
         if !due {
             continue;
         }
-        let locked = inner.keyspace.lock_indices(vec![s]);
+        let locked = inner.keyspace.lock_one(s);
         let result = inner.run_locked(locked, false, |w| {
             let mut n = 0;
             while n < budget {

@@ -1,39 +1,9 @@
-//! The engine's side of replication: roles, the applied offset, and the
-//! primitives the `ringkv-replication` crate drives (appending a primary's
-//! raw stream bytes at the same offsets, applying them, starting over for a
-//! full sync, swapping in a keyspace loaded beside the live one, promotion).
-//!
-//! A follower's keyspace changes only through [`Engine::replica_replay_ring`](crate::Engine::replica_replay_ring):
-//! writes through the public API fail with [`Error::ReadOnly`], keys found
-//! expired are reported missing but not deleted (the primary's logged
-//! deletion does that), and no active expiry or eviction runs. So the
-//! follower's state is always the primary's state at some offset of the
-//! same stream, and its ring is byte-identical to the primary's.
-//!
-//! Without a network (what the replication crate does over QUIC):
-//!
-//! ```
-//! use ringkv::{Engine, Role};
-//! let primary = Engine::builder().anonymous_log().build()?;
-//! let follower = Engine::builder().anonymous_log().build()?;
-//! follower.set_role(Role::Follower)?;
-//! // Adopt the primary's history from offset 0 (an empty full sync).
-//! let replid = primary.log().unwrap().replid();
-//! follower.replica_begin_full_sync(0, &replid, "", 0)?;
-//! follower.swap_in(&follower.staging()?, 0)?;
-//!
-//! primary.hset("telemetry:host-1", [("cpu", "0.93")])?;
-//! let batch = primary.log().unwrap().read_stream(follower.applied_offset(), 1 << 20)?;
-//! follower.replica_append(batch.start, &batch.bytes)?;
-//! follower.replica_replay_stream(batch.start, &batch.bytes)?;
-//! assert_eq!(follower.digest(), primary.digest());
-//! assert!(follower.set("k", "v").is_err()); // READONLY
-//!
-//! let promotion = follower.promote()?;
-//! assert_eq!(promotion.prev_replid, replid);
-//! follower.set("k", "v")?;
-//! # Ok::<(), Box<dyn std::error::Error>>(())
-//! ```
+//! The engine's side of replication, as functions over `&Inner`: roles,
+//! the applied offset, and the primitives the `ringkv-replication` crate
+//! drives (appending a primary's raw stream bytes at the same offsets,
+//! replaying them, starting over for a full sync, swapping in a keyspace
+//! loaded beside the live one, promotion). The public documentation, with
+//! a worked example, is the `ringkv::replica` module (`lib.rs`).
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -222,6 +192,17 @@ pub(crate) fn adopt_history(inner: &Inner, replid: &str, prev_replid: &str, swit
     }
     log.set_history(replid, prev_replid, switch_offset)?;
     Ok(())
+}
+
+/// The configuration of a staging engine for a full sync: this engine's,
+/// with the same hash seed (keys land in the same shards), no active expiry
+/// and no memory limit.
+pub(crate) fn staging_config(inner: &Inner) -> crate::config::Config {
+    let mut config = inner.config.clone();
+    config.hash_seed = Some(inner.keyspace.hashing().seed());
+    config.active_expire = false;
+    config.maxmemory = 0;
+    config
 }
 
 /// Follower, end of a full sync: catches `staging` up from the ring, then

@@ -176,7 +176,7 @@ pub(crate) fn put_hash_fields<'a>(
 /// outlives its neighbours would pin the chunk, beyond what the memory
 /// accounting counts). Short ones are inlined by `Blob` anyway.
 fn detach(b: Bytes) -> Bytes {
-    if b.len() <= crate::INLINE_CAPACITY {
+    if b.len() <= crate::blob::INLINE_CAPACITY {
         b
     } else {
         Bytes::copy_from_slice(&b)
