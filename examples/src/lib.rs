@@ -1,0 +1,7 @@
+//! ringkv's standalone servers, as a library: [`resp`] is the Redis
+//! protocol codec, [`server`] the connections, commands and INFO behind
+//! `ringkv-primary` and `ringkv-follower` (whose binaries only parse flags
+//! and call [`server::cli::run`]).
+
+pub mod resp;
+pub mod server;

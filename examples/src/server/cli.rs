@@ -1,0 +1,204 @@
+//! The command line of `ringkv-primary` and `ringkv-follower`: clap flags
+//! over an optional TOML file (a flag overrides the file, the file the
+//! defaults), logs through `tracing-subscriber` (`RUST_LOG` filter), and
+//! the process lifecycle: SIGTERM or SIGINT stops accepting, finishes what
+//! is in flight, saves a snapshot (unless `--no-save-on-exit`), exits 0.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use clap::Parser;
+
+use super::{NodeRole, Server, ServerConfig, ServerError};
+
+/// Flags shared by both binaries.
+#[derive(Debug, Parser)]
+#[command(version, about = "ringkv: a Redis-compatible server over the ringkv engine")]
+pub struct Args {
+    /// A TOML file: the fields of `ServerConfig` (bind, port, dir,
+    /// requirepass, maxclients, timeout, ...), with `[engine]` for the
+    /// engine's `Config`, `[replication]` for the primary's and
+    /// `[follower]` for the follower's replication settings.
+    #[arg(long)]
+    pub config: Option<PathBuf>,
+    /// Address of the RESP listener.
+    #[arg(long)]
+    pub bind: Option<String>,
+    /// RESP port (0: any free port). Default 6379 (primary), 6380 (follower).
+    #[arg(long)]
+    pub port: Option<u16>,
+    /// Data directory. Default ./ringkv-data (primary), ./ringkv-follower-data.
+    #[arg(long)]
+    pub dir: Option<PathBuf>,
+    /// Where replication (QUIC) listens: always on a primary, on a follower
+    /// once promoted. Default 127.0.0.1:7379 (primary), 127.0.0.1:7380.
+    #[arg(long)]
+    pub repl_listen: Option<SocketAddr>,
+    /// Follower: the primary's replication (QUIC) address. Default 127.0.0.1:7379.
+    #[arg(long)]
+    pub primary: Option<SocketAddr>,
+    /// Directory of the development TLS material (a primary generates it on
+    /// first start). Default <dir>/tls on a primary, ./ringkv-data/tls on a
+    /// follower (beside its primary).
+    #[arg(long)]
+    pub tls_dir: Option<PathBuf>,
+    /// Password of the default user (AUTH).
+    #[arg(long)]
+    pub requirepass: Option<String>,
+    /// Most clients at once.
+    #[arg(long)]
+    pub maxclients: Option<usize>,
+    /// Close clients idle this many seconds (0: never).
+    #[arg(long)]
+    pub timeout: Option<u64>,
+    /// Memory limit in bytes (0: none).
+    #[arg(long)]
+    pub maxmemory: Option<u64>,
+    /// noeviction, allkeys-lru or volatile-ttl.
+    #[arg(long)]
+    pub maxmemory_policy: Option<String>,
+    /// When writes reach the disk: none, everysec or always.
+    #[arg(long)]
+    pub durability: Option<String>,
+    /// Do not save a snapshot when stopping.
+    #[arg(long)]
+    pub no_save_on_exit: bool,
+}
+
+/// Merges `over` into `base` (tables recursively, other values replaced).
+fn merge(base: &mut toml::Value, over: toml::Value) {
+    match (base, over) {
+        (toml::Value::Table(b), toml::Value::Table(o)) => {
+            for (k, v) in o {
+                match b.get_mut(&k) {
+                    Some(existing) => merge(existing, v),
+                    None => {
+                        b.insert(k, v);
+                    }
+                }
+            }
+        }
+        (b, o) => *b = o,
+    }
+}
+
+fn enum_value<T: serde::de::DeserializeOwned>(name: &str, value: &str) -> Result<T, ServerError> {
+    serde_json::from_value(serde_json::Value::String(value.to_string()))
+        .map_err(|_| ServerError::Config(format!("invalid {name}: {value}")))
+}
+
+impl Args {
+    /// The configuration: defaults for `role`, then the file, then the flags.
+    pub fn resolve(&self, role: NodeRole) -> Result<ServerConfig, ServerError> {
+        let defaults = ServerConfig::defaults(role);
+        let mut config = match &self.config {
+            None => defaults,
+            Some(path) => {
+                let text = std::fs::read_to_string(path)
+                    .map_err(|e| ServerError::Config(format!("reading {}: {e}", path.display())))?;
+                let file: toml::Value =
+                    toml::from_str(&text).map_err(|e| ServerError::Config(format!("{}: {e}", path.display())))?;
+                let mut merged =
+                    toml::Value::try_from(&defaults).map_err(|e| ServerError::Config(format!("the defaults: {e}")))?;
+                merge(&mut merged, file);
+                merged
+                    .try_into()
+                    .map_err(|e| ServerError::Config(format!("{}: {e}", path.display())))?
+            }
+        };
+        if let Some(v) = &self.bind {
+            config.bind = v.clone();
+        }
+        if let Some(v) = self.port {
+            config.port = v;
+        }
+        if let Some(v) = &self.dir {
+            config.dir = v.clone();
+        }
+        if let Some(v) = self.repl_listen {
+            config.replication.listen = v;
+        }
+        if let Some(v) = self.primary {
+            config.follower.primary = v;
+        }
+        if let Some(v) = &self.tls_dir {
+            config.tls_dir = Some(v.clone());
+        }
+        if let Some(v) = &self.requirepass {
+            config.requirepass = Some(v.clone());
+        }
+        if let Some(v) = self.maxclients {
+            config.maxclients = v;
+        }
+        if let Some(v) = self.timeout {
+            config.timeout = v;
+        }
+        if let Some(v) = self.maxmemory {
+            config.engine.maxmemory = v;
+        }
+        if let Some(v) = &self.maxmemory_policy {
+            config.engine.maxmemory_policy = enum_value("maxmemory-policy", v)?;
+        }
+        if let Some(v) = &self.durability {
+            config.engine.log.durability = enum_value("durability", v)?;
+        }
+        if self.no_save_on_exit {
+            config.save_on_shutdown = false;
+        }
+        Ok(config)
+    }
+}
+
+/// Runs a server of this role until SIGTERM, SIGINT or SHUTDOWN; the
+/// process's exit code.
+pub fn run(role: NodeRole) -> i32 {
+    let args = Args::parse();
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+        )
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+        .init();
+    let config = match args.resolve(role) {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("ringkv: {e}");
+            return 2;
+        }
+    };
+    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("ringkv: cannot start the runtime: {e}");
+            return 1;
+        }
+    };
+    runtime.block_on(async move {
+        let save = config.save_on_shutdown;
+        let server = match Server::start(config, role).await {
+            Ok(s) => s,
+            Err(e) => {
+                eprintln!("ringkv: {e}");
+                return 1;
+            }
+        };
+        let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(s) => s,
+            Err(e) => {
+                eprintln!("ringkv: cannot handle SIGTERM: {e}");
+                return 1;
+            }
+        };
+        let save = tokio::select! {
+            _ = tokio::signal::ctrl_c() => { tracing::info!("SIGINT: stopping"); save }
+            _ = term.recv() => { tracing::info!("SIGTERM: stopping"); save }
+            // SHUTDOWN saved already (unless NOSAVE).
+            _ = server.stopped() => false,
+        };
+        server.shutdown(save).await;
+        tracing::info!("stopped");
+        0
+    })
+}

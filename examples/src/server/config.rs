@@ -1,0 +1,111 @@
+//! Server configuration: clap flags over an optional TOML file, whose
+//! `[engine]` table is the engine's [`ringkv::Config`].
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use serde::{Deserialize, Serialize};
+
+use ringkv_replication::{FollowerConfig, PrimaryConfig};
+
+use crate::resp::Limits;
+
+/// Which process this is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum NodeRole {
+    /// `ringkv-primary`: takes writes, serves replication.
+    Primary,
+    /// `ringkv-follower`: follows a primary, read-only until promoted.
+    Follower,
+}
+
+/// Everything a server needs; the defaults are the no-argument ones.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ServerConfig {
+    /// Address of the RESP listener.
+    pub bind: String,
+    /// RESP port (0: any free port).
+    pub port: u16,
+    /// Data directory (created on first start).
+    pub dir: PathBuf,
+    /// Directory of the development TLS material (CA, server and client
+    /// certificates); a primary generates it on first start.
+    pub tls_dir: Option<PathBuf>,
+    /// The password of the `default` user (`requirepass`); `None`: no AUTH.
+    pub requirepass: Option<String>,
+    /// Most clients connected at once (`maxclients`).
+    pub maxclients: usize,
+    /// Close a client idle this many seconds (0: never), like `timeout`.
+    pub timeout: u64,
+    /// Pending output per client beyond which it is disconnected (bytes).
+    pub client_output_limit: usize,
+    /// Commands slower than this go to the SLOWLOG (microseconds).
+    pub slowlog_log_slower_than: u64,
+    /// Entries the SLOWLOG keeps.
+    pub slowlog_max_len: usize,
+    /// Request limits (inline line, bulk length, query buffer).
+    pub limits: Limits,
+    /// Save a snapshot on SIGTERM/SIGINT and on SHUTDOWN (unless NOSAVE).
+    pub save_on_shutdown: bool,
+    /// The engine's configuration.
+    pub engine: ringkv::Config,
+    /// Replication as a primary (`listen` is where QUIC listens: the
+    /// primary always, a follower once promoted).
+    pub replication: PrimaryConfig,
+    /// Replication as a follower (`primary` is the primary's QUIC address).
+    pub follower: FollowerConfig,
+}
+
+impl ServerConfig {
+    /// The defaults of `ringkv-primary` or `ringkv-follower`.
+    pub fn defaults(role: NodeRole) -> ServerConfig {
+        let local = |port: u16| SocketAddr::from(([127, 0, 0, 1], port));
+        ServerConfig {
+            bind: "127.0.0.1".into(),
+            port: match role {
+                NodeRole::Primary => 6379,
+                NodeRole::Follower => 6380,
+            },
+            dir: match role {
+                NodeRole::Primary => "ringkv-data".into(),
+                NodeRole::Follower => "ringkv-follower-data".into(),
+            },
+            tls_dir: None,
+            requirepass: None,
+            maxclients: 10_000,
+            timeout: 0,
+            client_output_limit: 256 << 20,
+            slowlog_log_slower_than: 10_000,
+            slowlog_max_len: 128,
+            limits: Limits::default(),
+            save_on_shutdown: true,
+            engine: ringkv::Config::default(),
+            replication: PrimaryConfig {
+                listen: match role {
+                    NodeRole::Primary => local(7379),
+                    NodeRole::Follower => local(7380),
+                },
+                ..PrimaryConfig::default()
+            },
+            follower: FollowerConfig::new(local(7379)),
+        }
+    }
+
+    /// The TLS directory: `tls_dir`, or `<primary's data dir>/tls` (a
+    /// follower started beside its primary shares the development CA).
+    pub fn tls_dir(&self, role: NodeRole) -> PathBuf {
+        match (&self.tls_dir, role) {
+            (Some(d), _) => d.clone(),
+            (None, NodeRole::Primary) => self.dir.join("tls"),
+            (None, NodeRole::Follower) => PathBuf::from("ringkv-data").join("tls"),
+        }
+    }
+}
+
+impl Default for ServerConfig {
+    fn default() -> Self {
+        ServerConfig::defaults(NodeRole::Primary)
+    }
+}

@@ -1,0 +1,339 @@
+//! One client connection: read, parse every whole request in the buffer,
+//! run each, encode the replies into one output buffer, write it once per
+//! batch of pipelined requests.
+
+use std::net::SocketAddr;
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use bytes::{Bytes, BytesMut};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+
+use super::client::Client;
+use super::command::{lookup, unknown_command, wrong_arity, AsyncOp, Ctx, Next};
+use super::node::{ClientInfo, Node};
+use crate::resp::{ReplyWriter, RequestParser};
+
+/// Redis' text for a non-loopback client of an unprotected server.
+const DENIED: &str = "DENIED Redis is running in protected mode because protected mode is enabled and no password is set for the default user. In this mode connections are only accepted from the loopback interface. If you want to connect from external computers to Redis you may adopt one of the following solutions: 1) Just disable protected mode sending the command 'CONFIG SET protected-mode no' from the loopback interface by connecting to Redis from the same host the server is running, however MAKE SURE Redis is not publicly accessible from internet if you do so. Use CONFIG REWRITE to make this change permanent. 2) Alternatively you can just disable the protected mode by editing the Redis configuration file, and setting the protected mode option to 'no', and then restarting the server. 3) If you started the server manually just for testing, restart it with the '--protected-mode no' option. 4) Set up an authentication password for the default user. NOTE: You only need to do one of the above things in order for the server to start accepting connections from the outside.";
+
+/// Serves one connection until it closes, errs, is killed, or the server stops.
+pub(crate) async fn serve<S>(node: Arc<Node>, mut stream: S, peer: SocketAddr, local: SocketAddr)
+where
+    S: AsyncRead + AsyncWrite + Unpin,
+{
+    node.counters.connections_received.fetch_add(1, Ordering::Relaxed);
+    if !peer.ip().is_loopback() && node.requirepass.lock().is_none() {
+        let _ = stream.write_all(format!("-{DENIED}\r\n").as_bytes()).await;
+        return;
+    }
+    let id = node.next_client_id.fetch_add(1, Ordering::Relaxed);
+    if node.clients.lock().len() >= node.config.maxclients {
+        node.counters.rejected_connections.fetch_add(1, Ordering::Relaxed);
+        let _ = stream.write_all(b"-ERR max number of clients reached\r\n").await;
+        return;
+    }
+    node.clients.lock().insert(
+        id,
+        ClientInfo {
+            addr: peer.to_string(),
+            laddr: local.to_string(),
+            connected: Some(Instant::now()),
+            last_active: Some(Instant::now()),
+            resp: 2,
+            multi: -1,
+            ..ClientInfo::default()
+        },
+    );
+    let mut client = Client::new(id, node.requirepass.lock().is_some());
+    let result = run(&node, &mut client, &mut stream).await;
+    if let Err(e) = result {
+        tracing::debug!(client = id, %peer, error = %e, "connection closed");
+    }
+    node.clients.lock().remove(&id);
+}
+
+async fn run<S>(node: &Arc<Node>, client: &mut Client, stream: &mut S) -> std::io::Result<()>
+where
+    S: AsyncRead + AsyncWrite + Unpin,
+{
+    let mut parser = RequestParser::new(node.config.limits);
+    let mut input = BytesMut::with_capacity(16 * 1024);
+    let mut out = BytesMut::with_capacity(16 * 1024);
+    let idle = (node.config.timeout > 0).then(|| Duration::from_secs(node.config.timeout));
+    loop {
+        if input.capacity() - input.len() < 4096 {
+            input.reserve(16 * 1024);
+        }
+        let read = async { stream.read_buf(&mut input).await };
+        let n = tokio::select! {
+            n = async {
+                match idle {
+                    Some(t) => tokio::time::timeout(t, read).await.unwrap_or(Ok(0)),
+                    None => read.await,
+                }
+            } => n?,
+            _ = node.stop.notified() => return Ok(()),
+        };
+        if n == 0 {
+            return Ok(());
+        }
+        node.counters.net_input_bytes.fetch_add(n as u64, Ordering::Relaxed);
+        let mut close = false;
+        loop {
+            let args = match parser.next(&mut input) {
+                Ok(Some(args)) => args,
+                Ok(None) => break,
+                Err(e) => {
+                    node.counters.protocol_errors.fetch_add(1, Ordering::Relaxed);
+                    ReplyWriter::new(&mut out, client.proto).error(&format!("ERR {e}"));
+                    close = true;
+                    break;
+                }
+            };
+            match execute(node, client, &args, &mut out).await {
+                Next::Close => {
+                    close = true;
+                    break;
+                }
+                Next::Done | Next::Async(_) => {}
+            }
+            if out.len() > node.config.client_output_limit {
+                node.counters
+                    .output_limit_disconnections
+                    .fetch_add(1, Ordering::Relaxed);
+                tracing::warn!(
+                    client = client.id,
+                    pending = out.len(),
+                    "client output buffer limit reached: closing"
+                );
+                return Ok(());
+            }
+        }
+        if !out.is_empty() {
+            node.counters
+                .net_output_bytes
+                .fetch_add(out.len() as u64, Ordering::Relaxed);
+            stream.write_all(&out).await?;
+            out.clear();
+        }
+        let killed = node.clients.lock().get(&client.id).is_none_or(|c| c.kill);
+        if close || killed || node.stopping.load(Ordering::Acquire) {
+            stream.flush().await?;
+            return Ok(());
+        }
+    }
+}
+
+/// Runs one request, writing its reply into `out`.
+pub(crate) async fn execute(node: &Node, client: &mut Client, args: &[Bytes], out: &mut BytesMut) -> Next {
+    let started = Instant::now();
+    node.counters.commands_processed.fetch_add(1, Ordering::Relaxed);
+    let before = out.len();
+    let next = dispatch(node, client, args, out).await;
+    if out.get(before) == Some(&b'-') {
+        node.counters.error_replies.fetch_add(1, Ordering::Relaxed);
+    }
+    let micros = started.elapsed().as_micros() as u64;
+    let mut clients = node.clients.lock();
+    if let Some(info) = clients.get_mut(&client.id) {
+        info.last_cmd = String::from_utf8_lossy(&args[0]).to_ascii_lowercase();
+        info.last_active = Some(Instant::now());
+        info.name = client.name.clone();
+        info.resp = if client.proto == crate::resp::Protocol::Resp3 {
+            3
+        } else {
+            2
+        };
+        info.multi = client.multi.as_ref().map_or(-1, |m| m.len() as i64);
+        let snapshot = info.clone();
+        drop(clients);
+        node.slowlog_push(micros, args, &snapshot);
+    }
+    next
+}
+
+async fn dispatch(node: &Node, client: &mut Client, args: &[Bytes], out: &mut BytesMut) -> Next {
+    let proto = client.proto;
+    let mut reply = ReplyWriter::new(out, proto);
+    let Some(spec) = lookup(&args[0]) else {
+        if client.multi.is_some() {
+            client.multi_failed = true;
+        }
+        reply.error(&unknown_command(args));
+        return Next::Done;
+    };
+    if !client.authenticated && !spec.flags.contains(&"noauth") {
+        reply.error("NOAUTH Authentication required.");
+        return Next::Done;
+    }
+    if !spec.arity_ok(args.len()) {
+        if client.multi.is_some() {
+            client.multi_failed = true;
+        }
+        reply.error(&wrong_arity(spec.name));
+        return Next::Done;
+    }
+    if let Some(queue) = client.multi.as_mut() {
+        if !matches!(spec.name, "exec" | "discard" | "multi" | "quit" | "reset") {
+            queue.push(args.to_vec());
+            reply.simple("QUEUED");
+            return Next::Done;
+        }
+        if spec.name == "exec" {
+            return exec(node, client, out);
+        }
+    }
+    if spec.is_write() && node.engine.role() == ringkv::Role::Follower {
+        reply.error("READONLY You can't write against a read only replica.");
+        return Next::Done;
+    }
+    let next = {
+        let mut cx = Ctx {
+            node,
+            client,
+            out: reply,
+        };
+        match (spec.handler)(&mut cx, args) {
+            Ok(next) => next,
+            Err(e) => {
+                cx.out.error(&e);
+                Next::Done
+            }
+        }
+    };
+    if spec.is_write() {
+        if let Some(end) = node.engine.last_write_offset() {
+            client.last_write_offset = client.last_write_offset.max(end);
+        }
+    }
+    match next {
+        Next::Async(op) => {
+            run_async(node, client, op, out).await;
+            Next::Done
+        }
+        other => other,
+    }
+}
+
+/// EXEC: runs the queued commands in order, one reply each in an array.
+/// (Each command is atomic; the transaction as a whole is not isolated
+/// from other clients' commands, see the README's list of differences.)
+fn exec(node: &Node, client: &mut Client, out: &mut BytesMut) -> Next {
+    let queued = client.multi.take().unwrap_or_default();
+    let failed = std::mem::take(&mut client.multi_failed);
+    let proto = client.proto;
+    if failed {
+        ReplyWriter::new(out, proto).error("EXECABORT Transaction discarded because of previous errors.");
+        return Next::Done;
+    }
+    ReplyWriter::new(out, proto).array(queued.len());
+    for args in &queued {
+        let Some(spec) = lookup(&args[0]) else { continue };
+        if spec.is_write() && node.engine.role() == ringkv::Role::Follower {
+            ReplyWriter::new(out, proto).error("READONLY You can't write against a read only replica.");
+            continue;
+        }
+        let mut cx = Ctx {
+            node,
+            client: &mut *client,
+            out: ReplyWriter::new(&mut *out, proto),
+        };
+        match (spec.handler)(&mut cx, args) {
+            Ok(Next::Async(_)) => cx.out.error("ERR this command is not allowed inside a transaction"),
+            Ok(_) => {}
+            Err(e) => cx.out.error(&e),
+        }
+        if spec.is_write() {
+            if let Some(end) = node.engine.last_write_offset() {
+                client.last_write_offset = client.last_write_offset.max(end);
+            }
+        }
+    }
+    Next::Done
+}
+
+async fn run_async(node: &Node, client: &mut Client, op: AsyncOp, out: &mut BytesMut) {
+    let mut reply = ReplyWriter::new(out, client.proto);
+    match op {
+        AsyncOp::Wait { replicas, timeout_ms } => {
+            let offset = client.last_write_offset;
+            let n = node
+                .wait_for_followers(offset, replicas, Duration::from_millis(timeout_ms))
+                .await;
+            reply.int(n as i64);
+        }
+        AsyncOp::WaitAof {
+            local,
+            replicas,
+            timeout_ms,
+        } => {
+            let synced = if local {
+                let engine = node.engine.clone();
+                tokio::task::spawn_blocking(move || engine.sync().is_ok())
+                    .await
+                    .unwrap_or(false)
+            } else {
+                false
+            };
+            let offset = client.last_write_offset;
+            let n = node
+                .wait_for_followers(offset, replicas, Duration::from_millis(timeout_ms))
+                .await;
+            reply.array(2);
+            reply.int(i64::from(synced));
+            reply.int(n as i64);
+        }
+        AsyncOp::ReplicaOf(target) => {
+            let r = match target {
+                None => node.promote().await,
+                Some(addr) => node.follow(addr).await,
+            };
+            match r {
+                Ok(()) => reply.ok(),
+                Err(e) => reply.error(&format!("ERR {e}")),
+            }
+        }
+        AsyncOp::Save => {
+            let engine = node.engine.clone();
+            match tokio::task::spawn_blocking(move || engine.save()).await {
+                Ok(Ok(_)) => {
+                    node.last_save.store(super::node::unix_secs(), Ordering::Relaxed);
+                    reply.ok()
+                }
+                Ok(Err(ringkv::Error::Snapshot(ringkv::snapshot::SnapshotError::InProgress))) => {
+                    reply.error("ERR Background save already in progress")
+                }
+                Ok(Err(e)) => reply.error(&format!("ERR {e}")),
+                Err(_) => reply.error("ERR the save failed"),
+            }
+        }
+        AsyncOp::Shutdown { save } => {
+            let save = save.unwrap_or(node.config.save_on_shutdown);
+            if save {
+                let engine = node.engine.clone();
+                match tokio::task::spawn_blocking(move || engine.save()).await {
+                    Ok(Ok(_)) => {}
+                    Ok(Err(e)) => {
+                        reply.error(&format!("ERR Errors trying to SHUTDOWN. Check logs. ({e})"));
+                        return;
+                    }
+                    Err(_) => {
+                        reply.error("ERR Errors trying to SHUTDOWN. Check logs.");
+                        return;
+                    }
+                }
+            }
+            node.request_stop();
+        }
+        AsyncOp::WaitOffset { offset, timeout_ms } => {
+            let engine = node.engine.clone();
+            let reached =
+                tokio::task::spawn_blocking(move || engine.wait_applied(offset, Duration::from_millis(timeout_ms)))
+                    .await
+                    .unwrap_or(false);
+            reply.int(i64::from(reached));
+        }
+    }
+}

@@ -1,0 +1,190 @@
+//! The standalone server behind `ringkv-primary` and `ringkv-follower`:
+//! RESP over TCP in front of an [`ringkv::Engine`] in a data directory,
+//! replicating over QUIC with `ringkv-replication`.
+//!
+//! The server is a thin layer: it parses ([`crate::resp`]), dispatches
+//! (`command.rs` holds the table: Redis names, arities, flags, key
+//! positions), and encodes; every change of state is an engine operation.
+//!
+//! ```no_run
+//! # async fn demo() -> Result<(), Box<dyn std::error::Error>> {
+//! use ringkv_examples::server::{NodeRole, Server, ServerConfig};
+//! let mut config = ServerConfig::defaults(NodeRole::Primary);
+//! config.port = 0; // any free port
+//! let server = Server::start(config, NodeRole::Primary).await?;
+//! println!("serving RESP on {}", server.local_addr());
+//! server.shutdown(true).await;
+//! # Ok(()) }
+//! ```
+
+pub mod cli;
+mod client;
+mod cmd_hashes;
+mod cmd_keys;
+mod cmd_server;
+mod cmd_strings;
+mod command;
+mod config;
+mod conn;
+mod info;
+mod node;
+mod tls;
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+pub use config::{NodeRole, ServerConfig};
+pub use node::Node;
+
+/// Why a server could not start.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum ServerError {
+    /// The engine refused to open the data directory.
+    #[error("opening the data directory: {0}")]
+    Engine(#[from] ringkv::Error),
+    /// Replication (TLS material, the QUIC endpoint).
+    #[error("replication: {0}")]
+    Replication(#[from] ringkv_replication::ReplError),
+    /// The RESP listener.
+    #[error("listening on {addr}: {source}")]
+    Listen {
+        /// The address.
+        addr: String,
+        /// Why.
+        #[source]
+        source: std::io::Error,
+    },
+    /// The configuration (file or flags).
+    #[error("configuration: {0}")]
+    Config(String),
+}
+
+/// A running server.
+#[derive(Debug)]
+pub struct Server {
+    node: Arc<Node>,
+    addr: SocketAddr,
+    accept: tokio::task::JoinHandle<()>,
+}
+
+impl Server {
+    /// Opens the data directory, starts replication for `role`, and
+    /// listens for RESP clients. Needs a multi-thread tokio runtime.
+    pub async fn start(config: ServerConfig, role: NodeRole) -> Result<Server, ServerError> {
+        std::fs::create_dir_all(&config.dir)
+            .map_err(|e| ServerError::Config(format!("creating {}: {e}", config.dir.display())))?;
+        let tls = tls::load_or_generate(&config.tls_dir(role), role == NodeRole::Primary)?;
+        let engine = ringkv::Engine::open(&config.dir, config.engine.clone())?;
+        let addr = format!("{}:{}", config.bind, config.port);
+        let listener = tokio::net::TcpListener::bind(&addr)
+            .await
+            .map_err(|source| ServerError::Listen {
+                addr: addr.clone(),
+                source,
+            })?;
+        let local = listener.local_addr().map_err(|source| ServerError::Listen {
+            addr: addr.clone(),
+            source,
+        })?;
+        let node = Arc::new(Node::new(engine, config, role, tls));
+        *node.resp_addr.lock() = Some(local);
+        match role {
+            NodeRole::Primary => {
+                if node.engine.role() != ringkv::Role::Primary {
+                    node.engine.promote()?;
+                }
+                node.start_primary().await?;
+            }
+            NodeRole::Follower => {
+                node.engine.set_role(ringkv::Role::Follower)?;
+                node.start_follower(node.config.follower.primary).await?;
+            }
+        }
+        tracing::info!(
+            role = ?role,
+            resp = %local,
+            replication = %match role {
+                NodeRole::Primary => node.config.replication.listen.to_string(),
+                NodeRole::Follower => format!("following {}", node.config.follower.primary),
+            },
+            dir = %node.config.dir.display(),
+            "ringkv server started"
+        );
+        let accept = tokio::spawn(accept_loop(Arc::clone(&node), listener));
+        Ok(Server {
+            node,
+            addr: local,
+            accept,
+        })
+    }
+
+    /// Where RESP clients connect.
+    pub fn local_addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// The node's shared state (engine, role).
+    pub fn node(&self) -> &Arc<Node> {
+        &self.node
+    }
+
+    /// Waits until the server is asked to stop (SHUTDOWN).
+    pub async fn stopped(&self) {
+        loop {
+            let notified = self.node.stop.notified();
+            if self.node.stopping.load(std::sync::atomic::Ordering::Acquire) {
+                return;
+            }
+            notified.await;
+        }
+    }
+
+    /// Stops accepting, lets connections finish their current batch, stops
+    /// replication, and saves a snapshot if `save` (and the engine has
+    /// changed since the last one).
+    pub async fn shutdown(self, save: bool) {
+        self.node.request_stop();
+        self.accept.abort();
+        let _ = self.accept.await;
+        self.node.stop_replication().await;
+        if save {
+            let engine = self.node.engine.clone();
+            match tokio::task::spawn_blocking(move || engine.save()).await {
+                Ok(Ok(info)) => tracing::info!(
+                    offset = info.offset,
+                    keys = info.keys,
+                    "saved a snapshot before exiting"
+                ),
+                Ok(Err(e)) => tracing::error!(error = %e, "the snapshot before exiting failed"),
+                Err(_) => tracing::error!("the snapshot before exiting panicked"),
+            }
+        }
+        let engine = self.node.engine.clone();
+        drop(self.node);
+        engine.close();
+    }
+}
+
+async fn accept_loop(node: Arc<Node>, listener: tokio::net::TcpListener) {
+    loop {
+        let notified = node.stop.notified();
+        if node.stopping.load(std::sync::atomic::Ordering::Acquire) {
+            return;
+        }
+        tokio::select! {
+            accepted = listener.accept() => match accepted {
+                Ok((stream, peer)) => {
+                    let _ = stream.set_nodelay(true);
+                    let local = stream.local_addr().unwrap_or(peer);
+                    tokio::spawn(conn::serve(Arc::clone(&node), stream, peer, local));
+                }
+                Err(e) => {
+                    tracing::warn!(error = %e, "accept failed");
+                    tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+                }
+            },
+            _ = notified => return,
+        }
+    }
+}

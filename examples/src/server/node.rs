@@ -1,0 +1,263 @@
+//! One server process's shared state: the engine, its replication role
+//! (the QUIC primary or follower handle), the clients connected, the
+//! counters INFO reports, the SLOWLOG.
+
+use std::collections::{BTreeMap, VecDeque};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use parking_lot::Mutex;
+use ringkv::Engine;
+use ringkv_replication::{Follower, Primary, ReplError};
+
+use super::config::{NodeRole, ServerConfig};
+use super::tls::NodeTls;
+
+/// The replication handle a node holds.
+pub(crate) enum Replication {
+    /// Serving followers.
+    Primary(Arc<Primary>),
+    /// Following a primary.
+    Follower(Arc<Follower>),
+    /// Between roles (a promotion in progress) or shut down.
+    None,
+}
+
+/// What CLIENT LIST shows of a connection.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct ClientInfo {
+    pub(crate) addr: String,
+    pub(crate) laddr: String,
+    pub(crate) name: String,
+    pub(crate) lib_name: String,
+    pub(crate) lib_ver: String,
+    pub(crate) connected: Option<Instant>,
+    pub(crate) last_cmd: String,
+    pub(crate) last_active: Option<Instant>,
+    pub(crate) resp: u8,
+    pub(crate) multi: i64,
+    pub(crate) kill: bool,
+}
+
+/// One SLOWLOG entry.
+#[derive(Debug, Clone)]
+pub(crate) struct SlowEntry {
+    pub(crate) id: u64,
+    pub(crate) at_unix: u64,
+    pub(crate) micros: u64,
+    pub(crate) args: Vec<Vec<u8>>,
+    pub(crate) client: String,
+    pub(crate) name: String,
+}
+
+/// Counters for INFO stats.
+#[derive(Debug, Default)]
+pub(crate) struct Counters {
+    pub(crate) connections_received: AtomicU64,
+    pub(crate) commands_processed: AtomicU64,
+    pub(crate) rejected_connections: AtomicU64,
+    pub(crate) net_input_bytes: AtomicU64,
+    pub(crate) net_output_bytes: AtomicU64,
+    pub(crate) keyspace_hits: AtomicU64,
+    pub(crate) keyspace_misses: AtomicU64,
+    pub(crate) error_replies: AtomicU64,
+    pub(crate) protocol_errors: AtomicU64,
+    pub(crate) output_limit_disconnections: AtomicU64,
+}
+
+/// The shared state of one server process.
+pub struct Node {
+    pub(crate) engine: Engine,
+    pub(crate) config: ServerConfig,
+    pub(crate) role: Mutex<NodeRole>,
+    pub(crate) replication: Mutex<Replication>,
+    pub(crate) tls: NodeTls,
+    pub(crate) counters: Counters,
+    pub(crate) clients: Mutex<BTreeMap<u64, ClientInfo>>,
+    pub(crate) slowlog: Mutex<VecDeque<SlowEntry>>,
+    pub(crate) slowlog_next: AtomicU64,
+    pub(crate) next_client_id: AtomicU64,
+    pub(crate) requirepass: Mutex<Option<String>>,
+    pub(crate) started: Instant,
+    pub(crate) run_id: String,
+    /// Set when the server stops accepting and finishes.
+    pub(crate) stopping: AtomicBool,
+    pub(crate) stop: tokio::sync::Notify,
+    /// Unix seconds of the last successful save.
+    pub(crate) last_save: AtomicU64,
+    /// The address the RESP listener bound.
+    pub(crate) resp_addr: Mutex<Option<std::net::SocketAddr>>,
+}
+
+impl std::fmt::Debug for Node {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Node")
+            .field("role", &*self.role.lock())
+            .field("dir", &self.config.dir)
+            .finish_non_exhaustive()
+    }
+}
+
+pub(crate) fn unix_secs() -> u64 {
+    SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs())
+}
+
+impl Node {
+    pub(crate) fn new(engine: Engine, config: ServerConfig, role: NodeRole, tls: NodeTls) -> Node {
+        Node {
+            requirepass: Mutex::new(config.requirepass.clone()),
+            engine,
+            config,
+            role: Mutex::new(role),
+            replication: Mutex::new(Replication::None),
+            tls,
+            counters: Counters::default(),
+            clients: Mutex::new(BTreeMap::new()),
+            slowlog: Mutex::new(VecDeque::new()),
+            slowlog_next: AtomicU64::new(0),
+            next_client_id: AtomicU64::new(1),
+            started: Instant::now(),
+            run_id: ringkv::log::new_replid(),
+            stopping: AtomicBool::new(false),
+            stop: tokio::sync::Notify::new(),
+            last_save: AtomicU64::new(unix_secs()),
+            resp_addr: Mutex::new(None),
+        }
+    }
+
+    /// The engine behind the server.
+    pub fn engine(&self) -> &Engine {
+        &self.engine
+    }
+
+    /// The node's current role.
+    pub fn role(&self) -> NodeRole {
+        *self.role.lock()
+    }
+
+    pub(crate) fn primary(&self) -> Option<Arc<Primary>> {
+        match &*self.replication.lock() {
+            Replication::Primary(p) => Some(Arc::clone(p)),
+            _ => None,
+        }
+    }
+
+    pub(crate) fn follower(&self) -> Option<Arc<Follower>> {
+        match &*self.replication.lock() {
+            Replication::Follower(f) => Some(Arc::clone(f)),
+            _ => None,
+        }
+    }
+
+    /// Starts serving replication on the configured address.
+    pub(crate) async fn start_primary(&self) -> Result<(), ReplError> {
+        let primary = Primary::start(
+            self.engine.clone(),
+            self.config.replication.clone(),
+            self.tls.server.clone(),
+        )
+        .await?;
+        tracing::info!(addr = %primary.local_addr(), "replication (QUIC) listening");
+        *self.replication.lock() = Replication::Primary(Arc::new(primary));
+        Ok(())
+    }
+
+    /// Starts following `primary`.
+    pub(crate) async fn start_follower(&self, primary: std::net::SocketAddr) -> Result<(), ReplError> {
+        let mut config = self.config.follower.clone();
+        config.primary = primary;
+        let follower = Follower::start(self.engine.clone(), config, self.tls.client.clone()).await?;
+        *self.replication.lock() = Replication::Follower(Arc::new(follower));
+        *self.role.lock() = NodeRole::Follower;
+        Ok(())
+    }
+
+    /// Stops the replication handle held now (both roles).
+    pub(crate) async fn stop_replication(&self) {
+        let old = std::mem::replace(&mut *self.replication.lock(), Replication::None);
+        match old {
+            Replication::Primary(p) => {
+                if let Ok(p) = Arc::try_unwrap(p) {
+                    p.shutdown().await;
+                }
+            }
+            Replication::Follower(f) => {
+                if let Ok(f) = Arc::try_unwrap(f) {
+                    f.stop().await;
+                }
+            }
+            Replication::None => {}
+        }
+    }
+
+    /// REPLICAOF NO ONE: promotes a follower (keeping the offsets), then
+    /// serves replication on the configured address.
+    pub(crate) async fn promote(&self) -> Result<(), String> {
+        let old = std::mem::replace(&mut *self.replication.lock(), Replication::None);
+        match old {
+            Replication::Follower(f) => {
+                let f = Arc::try_unwrap(f).map_err(|f| {
+                    *self.replication.lock() = Replication::Follower(f);
+                    "the follower is busy; try again".to_string()
+                })?;
+                f.promote().await.map_err(|e| e.to_string())?;
+            }
+            Replication::Primary(p) => {
+                *self.replication.lock() = Replication::Primary(p);
+                return Ok(());
+            }
+            Replication::None => {
+                if self.engine.role() == ringkv::Role::Follower {
+                    self.engine.promote().map_err(|e| e.to_string())?;
+                }
+            }
+        }
+        *self.role.lock() = NodeRole::Primary;
+        self.start_primary().await.map_err(|e| e.to_string())
+    }
+
+    /// REPLICAOF host port: (re)follows that primary's replication port.
+    pub(crate) async fn follow(&self, primary: std::net::SocketAddr) -> Result<(), String> {
+        self.stop_replication().await;
+        if self.engine.role() == ringkv::Role::Primary {
+            self.engine
+                .set_role(ringkv::Role::Follower)
+                .map_err(|e| e.to_string())?;
+        }
+        self.start_follower(primary).await.map_err(|e| e.to_string())
+    }
+
+    /// WAIT: how many followers acked `offset` within `timeout`.
+    pub(crate) async fn wait_for_followers(&self, offset: u64, n: usize, timeout: Duration) -> usize {
+        match self.primary() {
+            Some(p) => p.wait_for_followers(offset, n, timeout).await,
+            None => 0,
+        }
+    }
+
+    /// Records a command in the SLOWLOG if it took long enough.
+    pub(crate) fn slowlog_push(&self, micros: u64, args: &[bytes::Bytes], client: &ClientInfo) {
+        if micros < self.config.slowlog_log_slower_than {
+            return;
+        }
+        let entry = SlowEntry {
+            id: self.slowlog_next.fetch_add(1, Ordering::Relaxed),
+            at_unix: unix_secs(),
+            micros,
+            // Redis keeps at most 32 arguments of at most 128 bytes.
+            args: args.iter().take(32).map(|a| a[..a.len().min(128)].to_vec()).collect(),
+            client: client.addr.clone(),
+            name: client.name.clone(),
+        };
+        let mut log = self.slowlog.lock();
+        log.push_front(entry);
+        log.truncate(self.config.slowlog_max_len);
+    }
+
+    /// Asks the server to stop (SHUTDOWN, a signal).
+    pub(crate) fn request_stop(&self) {
+        self.stopping.store(true, Ordering::Release);
+        self.stop.notify_waiters();
+    }
+}

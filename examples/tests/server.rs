@@ -1,0 +1,389 @@
+//! The RESP server driven by real clients: the `redis` crate for typed
+//! assertions, a raw connection for exact replies (RESP2 and RESP3),
+//! pipelines, transactions, protocol errors, restarts and replication
+//! between the two binaries.
+
+mod common;
+
+use std::time::Duration;
+
+use common::{request, Proc};
+use redis::Commands;
+use ringkv_examples::resp::Frame;
+
+fn bulk(s: &str) -> Frame {
+    Frame::Bulk(s.as_bytes().to_vec())
+}
+
+fn err(f: &Frame) -> &str {
+    match f {
+        Frame::Error(e) => e,
+        other => panic!("expected an error, got {other:?}"),
+    }
+}
+
+fn primary(dir: &std::path::Path) -> Proc {
+    Proc::start("ringkv-primary", dir, &["--repl-listen", "127.0.0.1:0"])
+}
+
+#[test]
+fn strings_hashes_and_keys_through_the_redis_crate() {
+    let dir = tempfile::tempdir().expect("dir");
+    let p = primary(dir.path());
+    let mut c = p.client();
+    let _: () = c.set("session:42", "token-abc").expect("set");
+    assert_eq!(c.get::<_, String>("session:42").expect("get"), "token-abc");
+    let _: () = redis::cmd("SET")
+        .arg("k")
+        .arg("v")
+        .arg("EX")
+        .arg(100)
+        .query(&mut c)
+        .expect("set ex");
+    let ttl: i64 = c.ttl("k").expect("ttl");
+    assert!((99..=100).contains(&ttl), "ttl {ttl}");
+    assert_eq!(c.incr::<_, _, i64>("requests", 3).expect("incrby"), 3);
+    assert_eq!(c.decr::<_, _, i64>("requests", 1).expect("decrby"), 2);
+    let _: () = c.mset(&[("a", "1"), ("b", "2")]).expect("mset");
+    let got: Vec<Option<String>> = c.mget(&["a", "b", "nope"]).expect("mget");
+    assert_eq!(got, vec![Some("1".into()), Some("2".into()), None]);
+    assert_eq!(c.append::<_, _, i64>("a", "23").expect("append"), 3);
+    assert_eq!(c.strlen::<_, i64>("a").expect("strlen"), 3);
+    let added: i64 = c
+        .hset_multiple::<_, _, _, ()>("telemetry:host-1", &[("cpu", "0.71"), ("mem", "2048")])
+        .map(|_| 2)
+        .expect("hmset");
+    assert_eq!(added, 2);
+    assert_eq!(c.hget::<_, _, String>("telemetry:host-1", "cpu").expect("hget"), "0.71");
+    assert_eq!(c.hlen::<_, i64>("telemetry:host-1").expect("hlen"), 2);
+    assert_eq!(
+        c.hincr::<_, _, _, i64>("telemetry:host-1", "mem", 2).expect("hincrby"),
+        2050
+    );
+    let all: std::collections::HashMap<String, String> = c.hgetall("telemetry:host-1").expect("hgetall");
+    assert_eq!(all.len(), 2);
+    let drained: Vec<String> = redis::cmd("HDRAIN")
+        .arg("telemetry:host-1")
+        .arg(10)
+        .query(&mut c)
+        .expect("hdrain");
+    assert_eq!(drained.len(), 4, "two fields and their values");
+    assert_eq!(
+        c.exists::<_, i64>("telemetry:host-1").expect("exists"),
+        0,
+        "a drained hash is removed"
+    );
+    assert_eq!(c.del::<_, i64>(&["a", "b", "nope"]).expect("del"), 2);
+    let t: String = redis::cmd("TYPE").arg("session:42").query(&mut c).expect("type");
+    assert_eq!(t, "string");
+    let _: () = c.rename("session:42", "session:43").expect("rename");
+    assert_eq!(c.get::<_, Option<String>>("session:42").expect("get"), None);
+    let keys: Vec<String> = c.keys("session:*").expect("keys");
+    assert_eq!(keys, vec!["session:43".to_string()]);
+    let mut scanned: Vec<String> = c.scan_match::<_, String>("*").expect("scan").collect();
+    scanned.sort();
+    assert_eq!(scanned, vec!["k", "requests", "session:43"]);
+    assert_eq!(redis::cmd("DBSIZE").query::<i64>(&mut c).expect("dbsize"), 3);
+    let _: () = redis::cmd("FLUSHALL").query(&mut c).expect("flushall");
+    assert_eq!(redis::cmd("DBSIZE").query::<i64>(&mut c).expect("dbsize"), 0);
+}
+
+#[test]
+fn errors_have_redis_texts_and_keep_the_connection() {
+    let dir = tempfile::tempdir().expect("dir");
+    let p = primary(dir.path());
+    let mut r = p.raw();
+    r.cmd(&["HSET", "h", "f", "v"]);
+    assert_eq!(
+        err(&r.cmd(&["GET", "h"])),
+        "WRONGTYPE Operation against a key holding the wrong kind of value"
+    );
+    r.cmd(&["SET", "s", "abc"]);
+    assert_eq!(
+        err(&r.cmd(&["INCR", "s"])),
+        "ERR value is not an integer or out of range"
+    );
+    assert_eq!(err(&r.cmd(&["GET"])), "ERR wrong number of arguments for 'get' command");
+    assert_eq!(err(&r.cmd(&["SET", "k", "v", "NX", "XX"])), "ERR syntax error");
+    assert_eq!(
+        err(&r.cmd(&["SET", "k", "v", "EX", "0"])),
+        "ERR invalid expire time in 'set' command"
+    );
+    assert_eq!(
+        err(&r.cmd(&["LPUSH", "l", "x"])),
+        "ERR unknown command 'LPUSH', with args beginning with: 'l' 'x' "
+    );
+    assert_eq!(err(&r.cmd(&["SELECT", "1"])), "ERR DB index is out of range");
+    r.cmd(&["SET", "n", "9223372036854775807"]);
+    assert_eq!(err(&r.cmd(&["INCR", "n"])), "ERR increment or decrement would overflow");
+    assert_eq!(err(&r.cmd(&["RENAME", "missing", "x"])), "ERR no such key");
+    assert_eq!(
+        r.cmd(&["PING"]),
+        Frame::Simple("PONG".into()),
+        "the connection survives errors"
+    );
+}
+
+#[test]
+fn resp3_after_hello_3() {
+    let dir = tempfile::tempdir().expect("dir");
+    let p = primary(dir.path());
+    let mut r = p.raw();
+    let Frame::Map(hello) = r.cmd(&["HELLO", "3"]) else {
+        panic!("HELLO 3 answers a map")
+    };
+    assert!(hello.contains(&(bulk("proto"), Frame::Int(3))));
+    assert!(hello.contains(&(bulk("server"), bulk("redis"))));
+    r.cmd(&["HSET", "h", "f", "v"]);
+    assert_eq!(r.cmd(&["HGETALL", "h"]), Frame::Map(vec![(bulk("f"), bulk("v"))]));
+    assert_eq!(r.cmd(&["GET", "missing"]), Frame::Null);
+    assert!(matches!(r.cmd(&["INFO", "server"]), Frame::Verbatim(..)));
+    assert_eq!(err(&r.cmd(&["HELLO", "4"])), "NOPROTO unsupported protocol version");
+    let Frame::Array(pairs) = r.cmd(&["HELLO", "2"]) else {
+        panic!("HELLO 2 answers a flat array")
+    };
+    assert!(pairs.contains(&Frame::Int(2)));
+    assert_eq!(r.cmd(&["GET", "missing"]), Frame::Null, "RESP2 again: $-1");
+}
+
+#[test]
+fn a_pipeline_gets_every_reply_in_order() {
+    let dir = tempfile::tempdir().expect("dir");
+    let p = primary(dir.path());
+    let mut r = p.raw();
+    let mut batch = Vec::new();
+    for i in 0..2000 {
+        if i % 500 == 0 {
+            batch.extend(b"PING\r\n"); // inline, as redis-benchmark's PING_INLINE
+        }
+        batch.extend(request(&[b"INCR", b"counter"]));
+    }
+    r.send(&batch);
+    let mut last = 0;
+    for i in 0..2000 {
+        if i % 500 == 0 {
+            assert_eq!(r.read(), Some(Frame::Simple("PONG".into())));
+        }
+        match r.read() {
+            Some(Frame::Int(n)) => {
+                assert_eq!(n, last + 1);
+                last = n;
+            }
+            other => panic!("reply {i}: {other:?}"),
+        }
+    }
+}
+
+#[test]
+fn transactions_queue_then_exec_or_abort() {
+    let dir = tempfile::tempdir().expect("dir");
+    let p = primary(dir.path());
+    let mut r = p.raw();
+    assert_eq!(r.cmd(&["MULTI"]), Frame::Simple("OK".into()));
+    assert_eq!(r.cmd(&["SET", "a", "1"]), Frame::Simple("QUEUED".into()));
+    assert_eq!(r.cmd(&["INCR", "a"]), Frame::Simple("QUEUED".into()));
+    assert_eq!(r.cmd(&["HSET", "a", "f", "v"]), Frame::Simple("QUEUED".into()));
+    let Frame::Array(replies) = r.cmd(&["EXEC"]) else {
+        panic!("EXEC answers an array")
+    };
+    assert_eq!(replies[0], Frame::Simple("OK".into()));
+    assert_eq!(replies[1], Frame::Int(2));
+    assert!(
+        matches!(&replies[2], Frame::Error(e) if e.starts_with("WRONGTYPE")),
+        "a runtime error does not stop the others"
+    );
+    r.cmd(&["MULTI"]);
+    assert!(matches!(r.cmd(&["GET"]), Frame::Error(_)));
+    r.cmd(&["SET", "b", "1"]);
+    assert_eq!(
+        err(&r.cmd(&["EXEC"])),
+        "EXECABORT Transaction discarded because of previous errors."
+    );
+    assert_eq!(
+        r.cmd(&["GET", "b"]),
+        Frame::Null,
+        "nothing of an aborted transaction ran"
+    );
+    assert_eq!(err(&r.cmd(&["EXEC"])), "ERR EXEC without MULTI");
+    r.cmd(&["MULTI"]);
+    r.cmd(&["SET", "c", "1"]);
+    assert_eq!(r.cmd(&["DISCARD"]), Frame::Simple("OK".into()));
+    assert_eq!(r.cmd(&["GET", "c"]), Frame::Null);
+}
+
+#[test]
+fn a_protocol_error_closes_only_that_connection() {
+    let dir = tempfile::tempdir().expect("dir");
+    let p = primary(dir.path());
+    let mut good = p.raw();
+    good.cmd(&["SET", "k", "v"]);
+    let mut bad = p.raw();
+    bad.send(b"*1\r\n$-5\r\n");
+    assert_eq!(
+        bad.read(),
+        Some(Frame::Error("ERR Protocol error: invalid bulk length".into()))
+    );
+    assert_eq!(bad.read(), None, "the bad connection is closed");
+    bad = p.raw();
+    bad.send(b"*2\r\n:1\r\n");
+    assert_eq!(
+        bad.read(),
+        Some(Frame::Error("ERR Protocol error: expected '$', got ':'".into()))
+    );
+    assert_eq!(good.cmd(&["GET", "k"]), bulk("v"), "others are unaffected");
+}
+
+#[test]
+fn auth_with_requirepass() {
+    let dir = tempfile::tempdir().expect("dir");
+    let p = Proc::start(
+        "ringkv-primary",
+        dir.path(),
+        &["--repl-listen", "127.0.0.1:0", "--requirepass", "s3cret"],
+    );
+    let mut r = p.raw();
+    assert_eq!(err(&r.cmd(&["GET", "k"])), "NOAUTH Authentication required.");
+    assert_eq!(
+        err(&r.cmd(&["AUTH", "wrong"])),
+        "WRONGPASS invalid username-password pair or user is disabled."
+    );
+    assert_eq!(r.cmd(&["AUTH", "s3cret"]), Frame::Simple("OK".into()));
+    assert_eq!(r.cmd(&["GET", "k"]), Frame::Null);
+    let mut r2 = p.raw();
+    assert!(matches!(
+        r2.cmd(&["HELLO", "3", "AUTH", "default", "s3cret"]),
+        Frame::Map(_)
+    ));
+    assert_eq!(r2.cmd(&["PING"]), Frame::Simple("PONG".into()));
+}
+
+#[test]
+fn info_and_command_describe_the_server() {
+    let dir = tempfile::tempdir().expect("dir");
+    let p = primary(dir.path());
+    let mut c = p.client();
+    let _: () = c.set_ex("session:1", "t", 60).expect("setex");
+    let info: String = redis::cmd("INFO").query(&mut c).expect("info");
+    for field in [
+        "redis_version:",
+        "role:master",
+        "connected_clients:",
+        "used_memory:",
+        "db0:keys=1,expires=1",
+        "# Ringkv",
+        "ring_offset:",
+    ] {
+        assert!(info.contains(field), "INFO lacks {field}:\n{info}");
+    }
+    let repl: String = redis::cmd("INFO")
+        .arg("replication")
+        .query(&mut c)
+        .expect("info replication");
+    assert!(repl.starts_with("# Replication") && !repl.contains("# Server"));
+    let count: i64 = redis::cmd("COMMAND").arg("COUNT").query(&mut c).expect("command count");
+    assert!(count > 60);
+    let keys: Vec<String> = redis::cmd("COMMAND")
+        .arg("GETKEYS")
+        .arg("MSET")
+        .arg("a")
+        .arg("1")
+        .arg("b")
+        .arg("2")
+        .query(&mut c)
+        .expect("getkeys");
+    assert_eq!(keys, vec!["a", "b"]);
+    let cfg: Vec<String> = redis::cmd("CONFIG")
+        .arg("GET")
+        .arg("maxmemory*")
+        .query(&mut c)
+        .expect("config get");
+    assert!(cfg.contains(&"maxmemory-policy".to_string()));
+    let id: i64 = redis::cmd("CLIENT").arg("ID").query(&mut c).expect("client id");
+    assert!(id > 0);
+    let _: () = redis::cmd("CLIENT")
+        .arg("SETNAME")
+        .arg("worker-7")
+        .query(&mut c)
+        .expect("setname");
+    let list: String = redis::cmd("CLIENT").arg("LIST").query(&mut c).expect("client list");
+    assert!(list.contains("name=worker-7"), "{list}");
+    let role: Vec<redis::Value> = redis::cmd("ROLE").query(&mut c).expect("role");
+    assert_eq!(role[0], redis::Value::BulkString(b"master".to_vec()));
+}
+
+#[test]
+fn a_restart_resumes_the_dataset() {
+    let dir = tempfile::tempdir().expect("dir");
+    let mut p = primary(dir.path());
+    {
+        let mut c = p.client();
+        for i in 0..500 {
+            let _: () = c.set(format!("k{i}"), i).expect("set");
+        }
+        let _: () = c.hset("h", "f", "v").expect("hset");
+    }
+    assert_eq!(p.stop(), Some(0), "SIGTERM exits 0");
+    let p = primary(dir.path());
+    let mut c = p.client();
+    assert_eq!(redis::cmd("DBSIZE").query::<i64>(&mut c).expect("dbsize"), 501);
+    assert_eq!(c.get::<_, i64>("k499").expect("get"), 499);
+    assert_eq!(c.hget::<_, _, String>("h", "f").expect("hget"), "v");
+}
+
+#[test]
+fn a_follower_replicates_waits_and_takes_over() {
+    let dir = tempfile::tempdir().expect("dir");
+    let p = primary(dir.path());
+    let repl = p.repl.expect("the primary names its replication address");
+    let fdir = dir.path().join("f");
+    std::fs::create_dir_all(&fdir).expect("dir");
+    let tls = dir.path().join("ringkv-data").join("tls");
+    let f = Proc::start(
+        "ringkv-follower",
+        &fdir,
+        &[
+            "--primary",
+            &repl.to_string(),
+            "--repl-listen",
+            "127.0.0.1:0",
+            "--tls-dir",
+            tls.to_str().expect("utf-8 path"),
+        ],
+    );
+    let mut pc = p.client();
+    let mut fc = f.client();
+    let _: () = pc.set("k", "v1").expect("set");
+    let acked: i64 = redis::cmd("WAIT").arg(1).arg(10_000).query(&mut pc).expect("wait");
+    assert_eq!(acked, 1, "the follower acked the write");
+    assert_eq!(fc.get::<_, String>("k").expect("read on the follower"), "v1");
+    // Read-after-write: the offset of my last write, waited for on the follower.
+    let _: () = pc.set("k", "v2").expect("set");
+    let offset: i64 = redis::cmd("LASTWRITEOFFSET").query(&mut pc).expect("offset");
+    assert!(offset > 0);
+    let reached: i64 = redis::cmd("WAITOFFSET")
+        .arg(offset)
+        .arg(10_000)
+        .query(&mut fc)
+        .expect("waitoffset");
+    assert_eq!(reached, 1);
+    assert_eq!(fc.get::<_, String>("k").expect("read"), "v2");
+    let e = fc.set::<_, _, ()>("k", "x").expect_err("a follower refuses writes");
+    assert_eq!(e.code(), Some("READONLY"));
+    let info: String = redis::cmd("INFO").arg("replication").query(&mut fc).expect("info");
+    assert!(
+        info.contains("role:slave") && info.contains("master_link_status:up"),
+        "{info}"
+    );
+    // Fail over.
+    drop(p);
+    let _: () = redis::cmd("REPLICAOF")
+        .arg("NO")
+        .arg("ONE")
+        .query(&mut fc)
+        .expect("promote");
+    let _: () = fc.set("k", "v3").expect("a promoted follower takes writes");
+    assert_eq!(fc.get::<_, String>("k").expect("get"), "v3");
+    let role: Vec<redis::Value> = redis::cmd("ROLE").query(&mut fc).expect("role");
+    assert_eq!(role[0], redis::Value::BulkString(b"master".to_vec()));
+    std::thread::sleep(Duration::from_millis(10));
+}
