@@ -2,13 +2,26 @@
 # The project's test command (README, .ci/run): formatting, lints, every
 # test, and every fuzz target for a short bounded time.
 # Works on a fresh machine with the Rust toolchains (stable and nightly):
-# installs cargo-fuzz from crates.io when it is missing.
+# installs cargo-fuzz from crates.io, and redis-server and redis-tools from
+# Debian, when they are missing.
 #
 #   FUZZ_SECONDS=30   seconds per fuzz target (0 skips fuzzing)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export CARGO_TERM_COLOR="${CARGO_TERM_COLOR:-never}"
 FUZZ_SECONDS="${FUZZ_SECONDS:-30}"
+
+# What the tests drive besides our own binaries: redis-server (differential
+# tests) and redis-cli / redis-benchmark (client tests), from Debian.
+need_pkgs=()
+command -v redis-server >/dev/null 2>&1 || need_pkgs+=(redis-server)
+command -v redis-cli >/dev/null 2>&1 || need_pkgs+=(redis-tools)
+if [ "${#need_pkgs[@]}" -gt 0 ]; then
+    echo "== installing ${need_pkgs[*]}"
+    export DEBIAN_FRONTEND=noninteractive
+    apt-get install -y -qq "${need_pkgs[@]}" >/dev/null 2>&1 \
+        || { apt-get update -qq >/dev/null && apt-get install -y -qq "${need_pkgs[@]}" >/dev/null; }
+fi
 
 echo "== cargo fmt --check"
 cargo fmt --all -- --check

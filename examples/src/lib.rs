@@ -4,4 +4,5 @@
 //! and call [`server::cli::run`]).
 
 pub mod resp;
+#[cfg(feature = "server")]
 pub mod server;
