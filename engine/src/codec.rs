@@ -131,3 +131,33 @@ pub fn parse_i64(s: &[u8]) -> Option<i64> {
     }
     Some(v)
 }
+
+/// A float as INCRBYFLOAT reads it: a finite decimal (exponents allowed),
+/// no surrounding spaces, not NaN.
+///
+/// ```
+/// assert_eq!(ringkv::parse_f64(b"10.5"), Some(10.5));
+/// assert_eq!(ringkv::parse_f64(b"5.0e3"), Some(5000.0));
+/// assert_eq!(ringkv::parse_f64(b" 1"), None);
+/// assert_eq!(ringkv::parse_f64(b"nan"), None);
+/// ```
+pub fn parse_f64(s: &[u8]) -> Option<f64> {
+    let s = std::str::from_utf8(s).ok()?;
+    if s.is_empty() || s.len() > 5000 || s.starts_with(char::is_whitespace) || s.ends_with(char::is_whitespace) {
+        return None;
+    }
+    let v: f64 = s.parse().ok()?;
+    (!v.is_nan()).then_some(v)
+}
+
+/// A float as INCRBYFLOAT writes its result: the shortest decimal that
+/// reads back the same, never with an exponent (Redis' "human" form), so
+/// `10.5 + 0.1` is `10.6` and `3.0` is `3`.
+pub fn format_f64(v: f64) -> String {
+    let s = format!("{v}");
+    if s == "-0" {
+        "0".into()
+    } else {
+        s
+    }
+}

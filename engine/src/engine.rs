@@ -16,9 +16,9 @@ use crate::error::{Error, Result};
 use crate::log::LogView;
 use crate::mutation::Mutation;
 use crate::ops::batch::{BatchReply, WriteBatch};
-use crate::ops::keys::{KeyType, Ttl};
+use crate::ops::keys::{ExpireCondition, KeyType, Ttl};
 use crate::ops::scan::{HScanIter, ScanIter, ScanOptions, ScanPage};
-use crate::ops::strings::{SetOptions, SetOutcome};
+use crate::ops::strings::{GetExpiry, SetOptions, SetOutcome};
 use crate::snapshot::{SnapshotHeader, SnapshotInfo};
 use crate::stats::Stats;
 use crate::{ops, services};
@@ -163,6 +163,51 @@ impl Engine {
         ops::strings::mset(&self.inner, pairs)
     }
 
+    /// GETDEL: the string at `key`, removed in the same step.
+    ///
+    /// ```
+    /// # let engine = ringkv::Engine::new(ringkv::Config::default())?;
+    /// engine.set("token", "abc")?;
+    /// assert_eq!(engine.getdel("token")?.unwrap(), "abc");
+    /// assert!(engine.get("token")?.is_none());
+    /// # Ok::<(), ringkv::Error>(())
+    /// ```
+    pub fn getdel(&self, key: impl AsRef<[u8]>) -> Result<Option<Blob>> {
+        ops::strings::getdel(&self.inner, key)
+    }
+
+    /// GETEX: the string at `key`, changing its expiry as `expiry` says
+    /// (an absolute time in the past deletes the key after reading it).
+    pub fn getex(&self, key: impl AsRef<[u8]>, expiry: GetExpiry) -> Result<Option<Blob>> {
+        ops::strings::getex(&self.inner, key, expiry)
+    }
+
+    /// SETRANGE: overwrites the string from `offset`, zero-padding past its
+    /// end (creating it if missing, unless `value` is empty); returns the
+    /// new length.
+    pub fn setrange(&self, key: impl AsRef<[u8]>, offset: usize, value: impl AsRef<[u8]>) -> Result<usize> {
+        ops::strings::setrange(&self.inner, key, offset, value)
+    }
+
+    /// INCRBYFLOAT: adds `delta` to the float at `key` (0 if missing),
+    /// keeping its expiry; returns the stored text (`10.5` + `0.1` is `10.6`).
+    ///
+    /// ```
+    /// # let engine = ringkv::Engine::new(ringkv::Config::default())?;
+    /// engine.set("price", "10.5")?;
+    /// assert_eq!(engine.incr_by_float("price", 0.1)?, "10.6");
+    /// # Ok::<(), ringkv::Error>(())
+    /// ```
+    pub fn incr_by_float(&self, key: impl AsRef<[u8]>, delta: f64) -> Result<Bytes> {
+        ops::strings::incr_by_float(&self.inner, key, delta)
+    }
+
+    /// MSETNX: sets every pair only if none of the keys exists (one
+    /// mutation); true if it set them.
+    pub fn msetnx<K: AsRef<[u8]>, V: Into<Bytes>>(&self, pairs: impl IntoIterator<Item = (K, V)>) -> Result<bool> {
+        ops::strings::msetnx(&self.inner, pairs)
+    }
+
     // ----- keys --------------------------------------------------------------
 
     /// DEL: removes the keys; returns how many existed.
@@ -198,6 +243,39 @@ impl Engine {
     /// PEXPIREAT: expire at a unix time in milliseconds (in the past: delete).
     pub fn pexpire_at(&self, key: impl AsRef<[u8]>, unix_millis: i64) -> Result<bool> {
         ops::keys::pexpire_at(&self.inner, key, unix_millis)
+    }
+
+    /// PEXPIREAT with Redis 7's NX / XX / GT / LT condition; true if the
+    /// expiry was set (or the key deleted, for a time in the past).
+    ///
+    /// ```
+    /// use ringkv::ExpireCondition;
+    /// # let engine = ringkv::Engine::new(ringkv::Config::default())?;
+    /// engine.set("k", "v")?;
+    /// let soon = 4_000_000_000_000;
+    /// assert!(!engine.pexpire_at_if("k", soon, ExpireCondition::IfLater)?); // no expiry: GT never applies
+    /// assert!(engine.pexpire_at_if("k", soon, ExpireCondition::IfNone)?);
+    /// # Ok::<(), ringkv::Error>(())
+    /// ```
+    pub fn pexpire_at_if(&self, key: impl AsRef<[u8]>, unix_millis: i64, cond: ExpireCondition) -> Result<bool> {
+        ops::keys::pexpire_at_if(&self.inner, key, unix_millis, cond)
+    }
+
+    /// EXPIRETIME in milliseconds: `None` if the key is missing,
+    /// `Some(None)` if it has no expiry, else its unix-ms expiry.
+    pub fn expire_time(&self, key: impl AsRef<[u8]>) -> Option<Option<u64>> {
+        ops::keys::expire_time(&self.inner, key)
+    }
+
+    /// COPY: `dst` gets a copy of `src`'s value and expiry; false if `src`
+    /// is missing or `dst` exists (and not `replace`).
+    pub fn copy(&self, src: impl AsRef<[u8]>, dst: impl AsRef<[u8]>, replace: bool) -> Result<bool> {
+        ops::keys::copy(&self.inner, src, dst, replace)
+    }
+
+    /// RANDOMKEY: a live key picked at random, `None` if there is none.
+    pub fn random_key(&self) -> Option<Blob> {
+        ops::keys::random_key(&self.inner)
     }
 
     /// TTL/PTTL of the key.
@@ -301,6 +379,24 @@ impl Engine {
     /// emptied. `count` must be at least 1.
     pub fn hdrain(&self, key: impl AsRef<[u8]>, count: usize) -> Result<Vec<(Blob, Blob)>> {
         ops::hashes::hdrain(&self.inner, key, count)
+    }
+
+    /// HSETNX: sets the field only if it is absent; true if set.
+    pub fn hsetnx(&self, key: impl AsRef<[u8]>, field: impl AsRef<[u8]>, value: impl Into<Bytes>) -> Result<bool> {
+        ops::hashes::hsetnx(&self.inner, key, field, value)
+    }
+
+    /// HINCRBYFLOAT: adds `delta` to the float in a hash field (0 if
+    /// missing); returns the stored text.
+    pub fn hincr_by_float(&self, key: impl AsRef<[u8]>, field: impl AsRef<[u8]>, delta: f64) -> Result<Bytes> {
+        ops::hashes::hincr_by_float(&self.inner, key, field, delta)
+    }
+
+    /// HRANDFIELD: with `count > 0` up to `count` distinct fields, with
+    /// `count < 0` exactly `-count` fields that may repeat; fields with
+    /// their values. O(|count|).
+    pub fn hrandfield(&self, key: impl AsRef<[u8]>, count: i64) -> Result<Vec<(Blob, Blob)>> {
+        ops::hashes::hrandfield(&self.inner, key, count)
     }
 
     // ----- scans -------------------------------------------------------------

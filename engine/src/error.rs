@@ -13,6 +13,12 @@ pub enum Error {
     /// The string value is not a base-10 signed 64-bit integer.
     #[error("ERR value is not an integer or out of range")]
     NotAnInteger,
+    /// The value is not a float (INCRBYFLOAT, HINCRBYFLOAT).
+    #[error("ERR value is not a valid float")]
+    NotAFloat,
+    /// A float increment would give NaN or an infinity.
+    #[error("ERR increment would produce NaN or Infinity")]
+    NotFinite,
     /// The result of an integer operation does not fit in 64 signed bits.
     #[error("ERR increment or decrement would overflow")]
     Overflow,

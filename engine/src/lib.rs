@@ -66,7 +66,7 @@ pub use blob::{Blob, INLINE_CAPACITY};
 pub use builder::EngineBuilder;
 pub use bytes::Bytes;
 pub use clock::{Clock, ManualClock, SystemClock};
-pub use codec::parse_i64;
+pub use codec::{format_f64, parse_f64, parse_i64};
 pub use config::{Config, Durability, EvictionPolicy, LogConfig, SaveRule, SnapshotConfig, MAX_SHARDS};
 pub use core::{Promotion, Role, WriteGate};
 pub use engine::Engine;
@@ -75,10 +75,10 @@ pub use glob::glob_match;
 pub use log::{LogView, RingLog};
 pub use mutation::{DeleteReason, MemorySink, Mutation, MutationSink, NullSink};
 pub use ops::batch::{BatchReply, WriteBatch};
-pub use ops::keys::{KeyType, Ttl};
+pub use ops::keys::{ExpireCondition, KeyType, Ttl};
 pub use ops::scan;
 pub use ops::scan::{HScanIter, ScanIter, ScanOptions, ScanPage};
-pub use ops::strings::{SetCondition, SetExpiry, SetOptions, SetOutcome};
+pub use ops::strings::{GetExpiry, SetCondition, SetExpiry, SetOptions, SetOutcome};
 pub use stats::{LogStats, Op, SnapshotInfo, SnapshotStats, Stats};
 
 /// Former module path of [`WriteBatch`] and [`BatchReply`].

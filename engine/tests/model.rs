@@ -42,6 +42,8 @@ fn err_kind(e: &Error) -> String {
         Error::InvalidExpire => "expire",
         Error::NoSuchKey => "nokey",
         Error::InvalidArgument(_) => "arg",
+        Error::NotAFloat => "notfloat",
+        Error::NotFinite => "notfinite",
         _ => "other",
     }
     .to_string()
@@ -80,6 +82,14 @@ enum Cmd {
     HDel(usize, Vec<usize>),
     HIncrBy(usize, usize, i64),
     HDrain(usize, usize),
+    GetDel(usize),
+    SetRange(usize, usize, Vec<u8>),
+    IncrByFloat(usize, f64),
+    MSetNx(Vec<(usize, Vec<u8>)>),
+    Copy(usize, usize, bool),
+    /// PEXPIRE with a condition: 0 NX, 1 XX, 2 GT, 3 LT.
+    PExpireIf(usize, i64, u8),
+    HSetNx(usize, usize, Vec<u8>),
     Flush,
     Advance(u64),
     ActiveExpire,
@@ -126,8 +136,17 @@ fn simple_cmd() -> impl Strategy<Value = Cmd> {
         (k.clone(), proptest::collection::vec((f.clone(), value()), 1..4)).prop_map(|(k, fs)| Cmd::HSet(k, fs)),
         (k.clone(), f.clone()).prop_map(|(k, f)| Cmd::HGet(k, f)),
         (k.clone(), proptest::collection::vec(f.clone(), 1..3)).prop_map(|(k, fs)| Cmd::HDel(k, fs)),
-        (k.clone(), f, delta()).prop_map(|(k, f, d)| Cmd::HIncrBy(k, f, d)),
-        (k, 1usize..4).prop_map(|(k, n)| Cmd::HDrain(k, n)),
+        (k.clone(), f.clone(), delta()).prop_map(|(k, f, d)| Cmd::HIncrBy(k, f, d)),
+        (k.clone(), 1usize..4).prop_map(|(k, n)| Cmd::HDrain(k, n)),
+        k.clone().prop_map(Cmd::GetDel),
+        (k.clone(), 0usize..12, proptest::collection::vec(any::<u8>(), 0..6))
+            .prop_map(|(k, o, v)| Cmd::SetRange(k, o, v)),
+        (k.clone(), prop_oneof![Just(0.1f64), Just(-2.5), Just(1e3), Just(3.0)])
+            .prop_map(|(k, d)| Cmd::IncrByFloat(k, d)),
+        proptest::collection::vec((k.clone(), value()), 1..3).prop_map(Cmd::MSetNx),
+        (k.clone(), k.clone(), any::<bool>()).prop_map(|(a, b, r)| Cmd::Copy(a, b, r)),
+        (k.clone(), -100i64..5000, 0u8..4).prop_map(|(k, t, c)| Cmd::PExpireIf(k, t, c)),
+        (k, f, value()).prop_map(|(k, f, v)| Cmd::HSetNx(k, f, v)),
         Just(Cmd::Flush),
         (0u64..3000).prop_map(Cmd::Advance),
         Just(Cmd::ActiveExpire),
@@ -339,6 +358,113 @@ fn model_apply(m: &mut Model, c: &Cmd, now: u64) -> Reply {
                 }
             }
         }
+        Cmd::GetDel(k) => match m.live(&key(k), now) {
+            None => Reply::Value(None),
+            Some((MValue::Str(v), _)) => {
+                let v = v.clone();
+                m.keys.remove(&key(k));
+                Reply::Value(Some(v))
+            }
+            Some(_) => Reply::Err("wrongtype".into()),
+        },
+        Cmd::SetRange(k, off, v) => match m.live(&key(k), now) {
+            None if v.is_empty() => Reply::Count(0),
+            None => {
+                let mut s = vec![0u8; *off];
+                s.extend_from_slice(v);
+                let n = s.len();
+                m.keys.insert(key(k), (MValue::Str(s), None));
+                Reply::Count(n)
+            }
+            Some((MValue::Str(s), _)) => {
+                if !v.is_empty() {
+                    if s.len() < off + v.len() {
+                        s.resize(off + v.len(), 0);
+                    }
+                    s[*off..off + v.len()].copy_from_slice(v);
+                }
+                Reply::Count(s.len())
+            }
+            Some(_) => Reply::Err("wrongtype".into()),
+        },
+        Cmd::IncrByFloat(k, d) => {
+            let (cur, exp) = match m.live(&key(k), now) {
+                None => (0.0, None),
+                Some((MValue::Str(v), e)) => match std::str::from_utf8(v).ok().and_then(|s| s.parse::<f64>().ok()) {
+                    Some(f)
+                        if !f.is_nan()
+                            && !v.is_empty()
+                            && !v[0].is_ascii_whitespace()
+                            && !v[v.len() - 1].is_ascii_whitespace() =>
+                    {
+                        (f, *e)
+                    }
+                    _ => return Reply::Err("notfloat".into()),
+                },
+                Some(_) => return Reply::Err("wrongtype".into()),
+            };
+            let new = cur + d;
+            if !new.is_finite() {
+                return Reply::Err("notfinite".into());
+            }
+            let text = ringkv::format_f64(new).into_bytes();
+            m.keys.insert(key(k), (MValue::Str(text.clone()), exp));
+            Reply::Value(Some(text))
+        }
+        Cmd::MSetNx(pairs) => {
+            if pairs.iter().any(|(k, _)| m.live(&key(k), now).is_some()) {
+                return Reply::Bool(false);
+            }
+            for (k, v) in pairs {
+                m.keys.insert(key(k), (MValue::Str(v.clone()), None));
+            }
+            Reply::Bool(true)
+        }
+        Cmd::Copy(a, b, replace) => {
+            if a == b {
+                return Reply::Err("arg".into());
+            }
+            let Some(v) = m.live(&key(a), now).cloned() else {
+                return Reply::Bool(false);
+            };
+            if m.live(&key(b), now).is_some() && !replace {
+                return Reply::Bool(false);
+            }
+            m.keys.insert(key(b), v);
+            Reply::Bool(true)
+        }
+        Cmd::PExpireIf(k, ms, cond) => match m.live(&key(k), now) {
+            None => Reply::Bool(false),
+            Some(e) => {
+                let at = now as i64 + ms;
+                let admits = match (cond, e.1) {
+                    (0, c) => c.is_none(),
+                    (1, c) => c.is_some(),
+                    (2, None) => false,
+                    (2, Some(c)) => at > c as i64,
+                    (_, None) => true,
+                    (_, Some(c)) => at < c as i64,
+                };
+                if !admits {
+                    return Reply::Bool(false);
+                }
+                if at <= now as i64 {
+                    m.keys.remove(&key(k));
+                } else {
+                    e.1 = Some(at as u64);
+                }
+                Reply::Bool(true)
+            }
+        },
+        Cmd::HSetNx(k, f, v) => {
+            match m.live(&key(k), now) {
+                Some((MValue::Hash(h), _)) if h.contains_key(FIELDS[*f]) => return Reply::Bool(false),
+                Some((MValue::Str(_), _)) => return Reply::Err("wrongtype".into()),
+                _ => {}
+            }
+            model_apply(m, &Cmd::HSet(*k, vec![(*f, v.clone())]), now);
+            Reply::Bool(true)
+        }
         // The engine picks which fields; `check_drain` compares them.
         Cmd::HDrain(..) | Cmd::Flush | Cmd::Advance(_) | Cmd::ActiveExpire | Cmd::Batch(_) => unreachable!(),
     }
@@ -367,6 +493,21 @@ fn engine_apply(e: &Engine, c: &Cmd, now: u64) -> Reply {
             Cmd::HGet(k, f) => Reply::Value(e.hget(key(k), FIELDS[*f])?.map(Vec::from)),
             Cmd::HDel(k, fs) => Reply::Count(e.hdel(key(k), fs.iter().map(|f| FIELDS[*f]))?),
             Cmd::HIncrBy(k, f, d) => Reply::Int(e.hincr_by(key(k), FIELDS[*f], *d)?),
+            Cmd::GetDel(k) => Reply::Value(e.getdel(key(k))?.map(Vec::from)),
+            Cmd::SetRange(k, o, v) => Reply::Count(e.setrange(key(k), *o, v)?),
+            Cmd::IncrByFloat(k, d) => Reply::Value(Some(e.incr_by_float(key(k), *d)?.to_vec())),
+            Cmd::MSetNx(pairs) => Reply::Bool(e.msetnx(pairs.iter().map(|(k, v)| (key(k), v.clone())))?),
+            Cmd::Copy(a, b, r) => Reply::Bool(e.copy(key(a), key(b), *r)?),
+            Cmd::PExpireIf(k, ms, c) => {
+                let cond = match c {
+                    0 => ringkv::ExpireCondition::IfNone,
+                    1 => ringkv::ExpireCondition::IfSome,
+                    2 => ringkv::ExpireCondition::IfLater,
+                    _ => ringkv::ExpireCondition::IfEarlier,
+                };
+                Reply::Bool(e.pexpire_at_if(key(k), now as i64 + ms, cond)?)
+            }
+            Cmd::HSetNx(k, f, v) => Reply::Bool(e.hsetnx(key(k), FIELDS[*f], v.clone())?),
             _ => unreachable!(),
         })
     })();

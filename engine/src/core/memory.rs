@@ -83,8 +83,9 @@ impl MemoryState {
         self.total.load(Ordering::Relaxed).max(0) as u64
     }
 
-    /// A pseudo-random number (xorshift; only eviction sampling uses it).
-    fn random(&self) -> u64 {
+    /// A pseudo-random number (xorshift: eviction sampling, RANDOMKEY,
+    /// HRANDFIELD; not for anything that needs unpredictability).
+    pub(crate) fn random(&self) -> u64 {
         let mut x = self.rng.load(Ordering::Relaxed);
         x ^= x << 13;
         x ^= x >> 7;

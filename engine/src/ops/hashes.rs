@@ -6,7 +6,7 @@ use bytes::Bytes;
 
 use super::{check_key, check_value};
 use crate::blob::Blob;
-use crate::codec::parse_i64;
+use crate::codec::{format_f64, parse_f64, parse_i64};
 use crate::core::{Inner, Writer};
 use crate::error::{Error, Result};
 use crate::keyspace::{HashValue, Value};
@@ -231,4 +231,108 @@ pub(crate) fn plan_hdel(w: &mut Writer<'_>, key: &[u8], h: u64, fields: &[Bytes]
         key: Bytes::copy_from_slice(key),
         fields: present,
     })
+}
+
+/// The hash at `key` for a write: `None` if missing, WRONGTYPE if a string.
+fn live_hash<'w>(w: &'w mut Writer<'_>, key: &[u8], h: u64) -> Result<Option<&'w HashValue>> {
+    let Some(idx) = w.live(key, h)? else { return Ok(None) };
+    match &w.entry(h, idx).value {
+        Value::Hash(hv) => Ok(Some(hv)),
+        Value::Str(_) => Err(Error::WrongType),
+    }
+}
+
+/// HSETNX: sets the field only if it is absent; true if set.
+pub(crate) fn hsetnx(
+    inner: &Inner,
+    key: impl AsRef<[u8]>,
+    field: impl AsRef<[u8]>,
+    value: impl Into<Bytes>,
+) -> Result<bool> {
+    let (key, field, value) = (key.as_ref(), field.as_ref(), value.into());
+    let pair = [(Bytes::copy_from_slice(field), value)];
+    check_hset(inner, key, &pair)?;
+    inner.ensure_memory()?;
+    let h = inner.keyspace.hash(key);
+    let fh = inner.keyspace.hash(field) as u32;
+    inner.write(&[h], false, |w| {
+        w.inner.ops.count(Op::HSetNx);
+        if live_hash(w, key, h)?.is_some_and(|hv| hv.get(fh, field).is_some()) {
+            return Ok(false);
+        }
+        w.commit(Mutation::HSet {
+            key: Bytes::copy_from_slice(key),
+            fields: pair.to_vec(),
+        })?;
+        Ok(true)
+    })
+}
+
+/// HINCRBYFLOAT: adds `delta` to the float in a hash field (0 if missing);
+/// returns the new value as stored.
+pub(crate) fn hincr_by_float(
+    inner: &Inner,
+    key: impl AsRef<[u8]>,
+    field: impl AsRef<[u8]>,
+    delta: f64,
+) -> Result<Bytes> {
+    let (key, field) = (key.as_ref(), field.as_ref());
+    check_hincr(inner, key, field)?;
+    if !delta.is_finite() {
+        return Err(Error::NotFinite);
+    }
+    inner.ensure_memory()?;
+    let h = inner.keyspace.hash(key);
+    let fh = inner.keyspace.hash(field) as u32;
+    inner.write(&[h], false, |w| {
+        w.inner.ops.count(Op::HIncrByFloat);
+        let current = match live_hash(w, key, h)?.and_then(|hv| hv.get(fh, field)) {
+            Some(v) => parse_f64(v).ok_or(Error::NotAFloat)?,
+            None => 0.0,
+        };
+        let new = current + delta;
+        if !new.is_finite() {
+            return Err(Error::NotFinite);
+        }
+        let text = Bytes::from(format_f64(new));
+        w.commit(Mutation::HSet {
+            key: Bytes::copy_from_slice(key),
+            fields: vec![(Bytes::copy_from_slice(field), text.clone())],
+        })?;
+        Ok(text)
+    })
+}
+
+/// HRANDFIELD: with `count > 0` up to `count` distinct fields, with
+/// `count < 0` exactly `-count` fields that may repeat (Redis' rules);
+/// fields with their values. O(|count|); empty for a missing key.
+pub(crate) fn hrandfield(inner: &Inner, key: impl AsRef<[u8]>, count: i64) -> Result<Vec<(Blob, Blob)>> {
+    let picked = read_hash(inner, key.as_ref(), Op::HRandField, |hv| {
+        let len = hv.len();
+        let mut out = Vec::new();
+        if len == 0 || count == 0 {
+            return out;
+        }
+        let last = hv.table.last_index().unwrap_or(0);
+        let at = |i: usize| {
+            let e = hv.table.at(last - i);
+            (e.field.clone(), e.value.clone())
+        };
+        if count < 0 {
+            let n = count.unsigned_abs().min(1 << 20) as usize;
+            out.reserve(n);
+            for _ in 0..n {
+                out.push(at((inner.memory.random() % len as u64) as usize));
+            }
+        } else if count as u64 >= len as u64 {
+            out.extend((0..len).map(at));
+        } else {
+            // Distinct picks: a random start and stride over the dense slab.
+            let n = count as usize;
+            let start = (inner.memory.random() % len as u64) as usize;
+            out.extend((0..n).map(|i| at((start + i) % len)));
+        }
+        out
+    })?;
+    Ok(picked.unwrap_or_default())
 }

@@ -5,6 +5,7 @@
 use bytes::Bytes;
 
 use super::check_key;
+use crate::blob::Blob;
 use crate::core::{Inner, Writer};
 use crate::error::{Error, Result};
 use crate::keyspace::Value;
@@ -178,8 +179,55 @@ pub(crate) fn flush(inner: &Inner) -> Result<()> {
     })
 }
 
+/// When EXPIRE applies (Redis 7's NX, XX, GT, LT).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[non_exhaustive]
+pub enum ExpireCondition {
+    /// Always.
+    #[default]
+    Always,
+    /// Only if the key has no expiry (NX).
+    IfNone,
+    /// Only if the key has an expiry (XX).
+    IfSome,
+    /// Only if the new expiry is later than the current one; a key without
+    /// expiry counts as never expiring, so it never applies (GT).
+    IfLater,
+    /// Only if the new expiry is earlier than the current one; a key
+    /// without expiry counts as never expiring, so it always applies (LT).
+    IfEarlier,
+}
+
+impl ExpireCondition {
+    /// Does an expiry at `new` apply to a key whose expiry is `current`?
+    fn admits(self, current: Option<u64>, new: i64) -> bool {
+        match (self, current) {
+            (ExpireCondition::Always, _) => true,
+            (ExpireCondition::IfNone, c) => c.is_none(),
+            (ExpireCondition::IfSome, c) => c.is_some(),
+            (ExpireCondition::IfLater, None) => false,
+            (ExpireCondition::IfLater, Some(c)) => new > c as i64,
+            (ExpireCondition::IfEarlier, None) => true,
+            (ExpireCondition::IfEarlier, Some(c)) => new < c as i64,
+        }
+    }
+}
+
 pub(crate) fn plan_expire_at(w: &mut Writer<'_>, key: &[u8], h: u64, unix_millis: i64) -> Result<bool> {
-    if w.live(key, h)?.is_none() {
+    plan_expire_at_if(w, key, h, unix_millis, ExpireCondition::Always)
+}
+
+pub(crate) fn plan_expire_at_if(
+    w: &mut Writer<'_>,
+    key: &[u8],
+    h: u64,
+    unix_millis: i64,
+    cond: ExpireCondition,
+) -> Result<bool> {
+    let Some(idx) = w.live(key, h)? else {
+        return Ok(false);
+    };
+    if !cond.admits(w.entry(h, idx).expire(), unix_millis) {
         return Ok(false);
     }
     let key = Bytes::copy_from_slice(key);
@@ -220,4 +268,112 @@ pub(crate) fn plan_persist(w: &mut Writer<'_>, key: &[u8], h: u64) -> Result<boo
         expire_at: None,
     })?;
     Ok(true)
+}
+
+pub(crate) fn pexpire_at_if(
+    inner: &Inner,
+    key: impl AsRef<[u8]>,
+    unix_millis: i64,
+    cond: ExpireCondition,
+) -> Result<bool> {
+    let key = key.as_ref();
+    let h = inner.keyspace.hash(key);
+    inner.write(&[h], false, |w| {
+        w.inner.ops.count(Op::Expire);
+        plan_expire_at_if(w, key, h, unix_millis, cond)
+    })
+}
+
+/// EXPIRETIME / PEXPIRETIME: `None` if the key is missing, `Some(None)`
+/// if it has no expiry, else its absolute expiry in unix milliseconds.
+pub(crate) fn expire_time(inner: &Inner, key: impl AsRef<[u8]>) -> Option<Option<u64>> {
+    inner.read(key.as_ref(), Op::Ttl, |e| e.expire())
+}
+
+/// COPY: `dst` gets a copy of `src`'s value and expiry (one batch
+/// mutation); false if `src` is missing, or `dst` exists and not `replace`.
+pub(crate) fn copy(inner: &Inner, src: impl AsRef<[u8]>, dst: impl AsRef<[u8]>, replace: bool) -> Result<bool> {
+    let (src, dst) = (src.as_ref(), dst.as_ref());
+    check_key(inner, dst)?;
+    if src == dst {
+        return Err(Error::InvalidArgument("source and destination objects are the same"));
+    }
+    inner.ensure_memory()?;
+    let (hs, hd) = (inner.keyspace.hash(src), inner.keyspace.hash(dst));
+    inner.write(&[hs, hd], false, |w| {
+        w.inner.ops.count(Op::Copy);
+        let Some(idx) = w.live(src, hs)? else {
+            return Ok(false);
+        };
+        let e = w.entry(hs, idx);
+        let expire_at = e.expire();
+        let dst_key = Bytes::copy_from_slice(dst);
+        let value = match &e.value {
+            Value::Str(b) => Mutation::Set {
+                key: dst_key.clone(),
+                value: Bytes::copy_from_slice(b),
+                expire_at,
+            },
+            Value::Hash(hv) => Mutation::HSet {
+                key: dst_key.clone(),
+                fields: hv
+                    .table
+                    .iter()
+                    .map(|f| (Bytes::copy_from_slice(&f.field), Bytes::copy_from_slice(&f.value)))
+                    .collect(),
+            },
+        };
+        let is_hash = matches!(value, Mutation::HSet { .. });
+        let dst_exists = w.live(dst, hd)?.is_some();
+        if dst_exists && !replace {
+            return Ok(false);
+        }
+        let mut ms = Vec::new();
+        if dst_exists {
+            ms.push(Mutation::Delete {
+                keys: vec![dst_key.clone()],
+                reason: DeleteReason::User,
+            });
+        }
+        ms.push(value);
+        if is_hash && expire_at.is_some() {
+            ms.push(Mutation::Expire {
+                key: dst_key,
+                expire_at,
+            });
+        }
+        w.commit(Mutation::Batch(ms))?;
+        Ok(true)
+    })
+}
+
+/// RANDOMKEY: a key picked at random (live: an expired pick is skipped),
+/// or `None` when the keyspace is empty. Not uniform across shards of
+/// different sizes.
+pub(crate) fn random_key(inner: &Inner) -> Option<Blob> {
+    inner.ops.count(Op::RandomKey);
+    let shards = inner.keyspace.shard_count();
+    let now = inner.clock.now_ms();
+    for _ in 0..(shards * 4).max(16) {
+        let s = (inner.memory.random() % shards as u64) as usize;
+        let shard = inner.keyspace.shard(s).read();
+        let len = shard.table.len();
+        if len == 0 {
+            continue;
+        }
+        let e = shard.entry((inner.memory.random() % len as u64) as usize);
+        if e.expire_at == 0 || !e.is_expired(now) {
+            return Some(e.key.clone());
+        }
+    }
+    // Sampling missed: the first live key in shard order.
+    inner.keyspace.iter().find_map(|shard| {
+        let shard = shard.read();
+        let found = shard
+            .table
+            .iter()
+            .find(|e| e.expire_at == 0 || !e.is_expired(now))
+            .map(|e| e.key.clone());
+        found
+    })
 }

@@ -7,11 +7,11 @@ use bytes::Bytes;
 
 use super::{check_key, check_value};
 use crate::blob::Blob;
-use crate::codec::parse_i64;
+use crate::codec::{format_f64, parse_f64, parse_i64};
 use crate::core::{Inner, Writer};
 use crate::error::{Error, Result};
 use crate::keyspace::Value;
-use crate::mutation::Mutation;
+use crate::mutation::{DeleteReason, Mutation};
 use crate::stats::Op;
 
 /// When SET applies.
@@ -333,4 +333,198 @@ pub(crate) fn plan_append(w: &mut Writer<'_>, key: &[u8], h: u64, value: Bytes) 
 
 pub(crate) fn int_bytes(v: i64) -> Bytes {
     Bytes::from(v.to_string())
+}
+
+/// What GETEX does to the key's expiry.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[non_exhaustive]
+pub enum GetExpiry {
+    /// Leave it (plain GETEX key).
+    #[default]
+    Keep,
+    /// Remove it (PERSIST).
+    Persist,
+    /// Expire after this many seconds (EX).
+    Seconds(u64),
+    /// Expire after this many milliseconds (PX).
+    Millis(u64),
+    /// Expire at this unix time in seconds (EXAT).
+    AtSeconds(u64),
+    /// Expire at this unix time in milliseconds (PXAT).
+    AtMillis(u64),
+}
+
+/// The string at `key`, or a WRONGTYPE error.
+fn live_string(w: &mut Writer<'_>, key: &[u8], h: u64) -> Result<Option<(Blob, Option<u64>)>> {
+    let Some(idx) = w.live(key, h)? else { return Ok(None) };
+    let e = w.entry(h, idx);
+    match &e.value {
+        Value::Str(b) => Ok(Some((b.clone(), e.expire()))),
+        Value::Hash(_) => Err(Error::WrongType),
+    }
+}
+
+pub(crate) fn getdel(inner: &Inner, key: impl AsRef<[u8]>) -> Result<Option<Blob>> {
+    let key = key.as_ref();
+    let h = inner.keyspace.hash(key);
+    inner.write(&[h], false, |w| {
+        w.inner.ops.count(Op::GetDel);
+        let Some((value, _)) = live_string(w, key, h)? else {
+            return Ok(None);
+        };
+        w.commit(Mutation::Delete {
+            keys: vec![Bytes::copy_from_slice(key)],
+            reason: DeleteReason::User,
+        })?;
+        Ok(Some(value))
+    })
+}
+
+pub(crate) fn getex(inner: &Inner, key: impl AsRef<[u8]>, expiry: GetExpiry) -> Result<Option<Blob>> {
+    let key = key.as_ref();
+    if matches!(expiry, GetExpiry::Seconds(0) | GetExpiry::Millis(0)) {
+        return Err(Error::InvalidExpire);
+    }
+    if expiry == GetExpiry::Keep {
+        return get(inner, key);
+    }
+    let h = inner.keyspace.hash(key);
+    inner.write(&[h], false, |w| {
+        w.inner.ops.count(Op::GetEx);
+        let Some((value, current)) = live_string(w, key, h)? else {
+            return Ok(None);
+        };
+        let key = Bytes::copy_from_slice(key);
+        let at = match expiry {
+            GetExpiry::Keep => return Ok(Some(value)),
+            GetExpiry::Persist => {
+                if current.is_some() {
+                    w.commit(Mutation::Expire { key, expire_at: None })?;
+                }
+                return Ok(Some(value));
+            }
+            GetExpiry::Seconds(s) => relative(w.now(), s.checked_mul(1000))?,
+            GetExpiry::Millis(ms) => relative(w.now(), Some(ms))?,
+            GetExpiry::AtSeconds(s) => s.checked_mul(1000).ok_or(Error::InvalidExpire)?,
+            GetExpiry::AtMillis(ms) => ms,
+        };
+        if at > i64::MAX as u64 {
+            return Err(Error::InvalidExpire);
+        }
+        if at <= w.now() {
+            w.commit(Mutation::Delete {
+                keys: vec![key],
+                reason: DeleteReason::Expired,
+            })?;
+        } else {
+            w.commit(Mutation::Expire {
+                key,
+                expire_at: Some(at),
+            })?;
+        }
+        Ok(Some(value))
+    })
+}
+
+/// SETRANGE: overwrites the string from `offset` (zero-padded past its
+/// end, created if missing); returns the new length. An empty `value`
+/// changes nothing (and creates nothing).
+pub(crate) fn setrange(inner: &Inner, key: impl AsRef<[u8]>, offset: usize, value: impl AsRef<[u8]>) -> Result<usize> {
+    let (key, value) = (key.as_ref(), value.as_ref());
+    check_key(inner, key)?;
+    let end = offset.checked_add(value.len()).ok_or(Error::ValueTooLarge {
+        len: usize::MAX,
+        max: inner.config.max_value_len,
+    })?;
+    if !value.is_empty() {
+        check_value(inner, end)?;
+        inner.ensure_memory()?;
+    }
+    let h = inner.keyspace.hash(key);
+    inner.write(&[h], false, |w| {
+        w.inner.ops.count(Op::SetRange);
+        let current = live_string(w, key, h)?;
+        if value.is_empty() {
+            return Ok(current.map_or(0, |(v, _)| v.len()));
+        }
+        let (mut new, expire_at) = current.map_or((Vec::new(), None), |(v, e)| (v.to_vec(), e));
+        if new.len() < end {
+            new.resize(end, 0);
+        }
+        new[offset..end].copy_from_slice(value);
+        let len = new.len();
+        w.commit(Mutation::Set {
+            key: Bytes::copy_from_slice(key),
+            value: Bytes::from(new),
+            expire_at,
+        })?;
+        Ok(len)
+    })
+}
+
+/// INCRBYFLOAT: adds `delta` to the float at `key` (0 if missing), keeping
+/// its expiry; returns the new value as it is stored (see
+/// [`format_f64`](crate::format_f64)).
+pub(crate) fn incr_by_float(inner: &Inner, key: impl AsRef<[u8]>, delta: f64) -> Result<Bytes> {
+    let key = key.as_ref();
+    check_key(inner, key)?;
+    if !delta.is_finite() {
+        return Err(Error::NotFinite);
+    }
+    inner.ensure_memory()?;
+    let h = inner.keyspace.hash(key);
+    inner.write(&[h], false, |w| {
+        w.inner.ops.count(Op::IncrByFloat);
+        let (current, expire_at) = match live_string(w, key, h)? {
+            None => (0.0, None),
+            Some((v, e)) => (parse_f64(&v).ok_or(Error::NotAFloat)?, e),
+        };
+        let new = current + delta;
+        if !new.is_finite() {
+            return Err(Error::NotFinite);
+        }
+        let text = Bytes::from(format_f64(new));
+        w.commit(Mutation::Set {
+            key: Bytes::copy_from_slice(key),
+            value: text.clone(),
+            expire_at,
+        })?;
+        Ok(text)
+    })
+}
+
+/// MSETNX: sets every pair only if none of the keys exists (one mutation).
+pub(crate) fn msetnx<K: AsRef<[u8]>, V: Into<Bytes>>(
+    inner: &Inner,
+    pairs: impl IntoIterator<Item = (K, V)>,
+) -> Result<bool> {
+    let mut sets = Vec::new();
+    let mut keys = Vec::new();
+    let mut hashes = Vec::new();
+    for (k, v) in pairs {
+        let (k, v) = (k.as_ref(), v.into());
+        check_key(inner, k)?;
+        check_value(inner, v.len())?;
+        hashes.push(inner.keyspace.hash(k));
+        keys.push(Bytes::copy_from_slice(k));
+        sets.push(Mutation::Set {
+            key: Bytes::copy_from_slice(k),
+            value: v,
+            expire_at: None,
+        });
+    }
+    if sets.is_empty() {
+        return Err(Error::InvalidArgument("wrong number of arguments for 'msetnx' command"));
+    }
+    inner.ensure_memory()?;
+    inner.write(&hashes, false, |w| {
+        w.inner.ops.count(Op::MSetNx);
+        for (k, &h) in keys.iter().zip(&hashes) {
+            if w.live(k, h)?.is_some() {
+                return Ok(false);
+            }
+        }
+        w.commit(Mutation::Batch(sets))?;
+        Ok(true)
+    })
 }
