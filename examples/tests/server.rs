@@ -387,3 +387,39 @@ fn a_follower_replicates_waits_and_takes_over() {
     assert_eq!(role[0], redis::Value::BulkString(b"master".to_vec()));
     std::thread::sleep(Duration::from_millis(10));
 }
+
+#[test]
+fn the_commands_added_to_the_engine_answer_like_redis() {
+    let dir = tempfile::tempdir().expect("dir");
+    let p = primary(dir.path());
+    let mut r = p.raw();
+    r.cmd(&["SET", "s", "hello"]);
+    assert_eq!(r.cmd(&["GETRANGE", "s", "-3", "-1"]), bulk("llo"));
+    assert_eq!(r.cmd(&["SETRANGE", "s", "8", "xyz"]), Frame::Int(11));
+    assert_eq!(r.cmd(&["GET", "s"]), Frame::Bulk(b"hello\0\0\0xyz".to_vec()));
+    assert_eq!(r.cmd(&["GETDEL", "s"]), Frame::Bulk(b"hello\0\0\0xyz".to_vec()));
+    assert_eq!(r.cmd(&["EXISTS", "s"]), Frame::Int(0));
+    assert_eq!(r.cmd(&["INCRBYFLOAT", "price", "10.5"]), bulk("10.5"));
+    assert_eq!(r.cmd(&["INCRBYFLOAT", "price", "0.1"]), bulk("10.6"));
+    r.cmd(&["SET", "t", "v"]);
+    assert_eq!(r.cmd(&["GETEX", "t", "EX", "100"]), bulk("v"));
+    assert_eq!(r.cmd(&["TTL", "t"]), Frame::Int(100));
+    assert_eq!(r.cmd(&["EXPIRE", "t", "50", "GT"]), Frame::Int(0));
+    assert_eq!(r.cmd(&["EXPIRE", "t", "500", "GT"]), Frame::Int(1));
+    assert_eq!(r.cmd(&["EXPIRE", "t", "10", "NX"]), Frame::Int(0));
+    assert!(matches!(r.cmd(&["EXPIRETIME", "t"]), Frame::Int(t) if t > 1_700_000_000));
+    assert_eq!(r.cmd(&["MSETNX", "a", "1", "b", "2"]), Frame::Int(1));
+    assert_eq!(r.cmd(&["MSETNX", "a", "1", "c", "3"]), Frame::Int(0));
+    assert_eq!(r.cmd(&["COPY", "a", "a2"]), Frame::Int(1));
+    assert_eq!(r.cmd(&["COPY", "a", "a2"]), Frame::Int(0));
+    assert_eq!(r.cmd(&["HSETNX", "h", "f", "v"]), Frame::Int(1));
+    assert_eq!(r.cmd(&["HSETNX", "h", "f", "w"]), Frame::Int(0));
+    assert_eq!(r.cmd(&["HINCRBYFLOAT", "h", "g", "1.5"]), bulk("1.5"));
+    assert_eq!(
+        err(&r.cmd(&["HINCRBY", "h", "f", "1"])),
+        "ERR hash value is not an integer"
+    );
+    assert!(matches!(r.cmd(&["HRANDFIELD", "h", "-5", "WITHVALUES"]), Frame::Array(a) if a.len() == 10));
+    assert!(matches!(r.cmd(&["RANDOMKEY"]), Frame::Bulk(_)));
+    assert_eq!(r.cmd(&["TOUCH", "a", "b", "nope"]), Frame::Int(2));
+}

@@ -82,11 +82,11 @@ pub(crate) fn hstrlen(cx: &mut Ctx<'_>, a: &[Bytes]) -> CmdResult {
 
 pub(crate) fn hincrby(cx: &mut Ctx<'_>, a: &[Bytes]) -> CmdResult {
     let d = int_arg(&a[3])?;
-    let v = cx
-        .node
-        .engine
-        .hincr_by(&a[1], &a[2], d)
-        .map_err(|e| engine_error(e, "hincrby"))?;
+    let v = cx.node.engine.hincr_by(&a[1], &a[2], d).map_err(|e| match e {
+        // Redis names the hash in this one.
+        ringkv::Error::NotAnInteger => "ERR hash value is not an integer".to_string(),
+        other => engine_error(other, "hincrby"),
+    })?;
     cx.out.int(v);
     Ok(Next::Done)
 }
@@ -157,6 +157,62 @@ pub(crate) fn hdrain(cx: &mut Ctx<'_>, a: &[Bytes]) -> CmdResult {
     for (f, v) in &taken {
         cx.out.bulk(f);
         cx.out.bulk(v);
+    }
+    Ok(Next::Done)
+}
+
+pub(crate) fn hsetnx(cx: &mut Ctx<'_>, a: &[Bytes]) -> CmdResult {
+    let r = cx
+        .node
+        .engine
+        .hsetnx(&a[1], &a[2], a[3].clone())
+        .map_err(|e| engine_error(e, "hsetnx"))?;
+    cx.out.int(i64::from(r));
+    Ok(Next::Done)
+}
+
+pub(crate) fn hincrbyfloat(cx: &mut Ctx<'_>, a: &[Bytes]) -> CmdResult {
+    let d = ringkv::parse_f64(&a[3]).ok_or_else(|| "ERR value is not a valid float".to_string())?;
+    let v = cx.node.engine.hincr_by_float(&a[1], &a[2], d).map_err(|e| match e {
+        ringkv::Error::NotAFloat => "ERR hash value is not a float".to_string(),
+        other => engine_error(other, "hincrbyfloat"),
+    })?;
+    cx.out.bulk(&v);
+    Ok(Next::Done)
+}
+
+/// HRANDFIELD key [count [WITHVALUES]].
+pub(crate) fn hrandfield(cx: &mut Ctx<'_>, a: &[Bytes]) -> CmdResult {
+    let (count, with_values) = match &a[2..] {
+        [] => (None, false),
+        [c] => (Some(int_arg(c)?), false),
+        [c, w] if super::command::is(w, "WITHVALUES") => (Some(int_arg(c)?), true),
+        _ => return Err(super::command::SYNTAX.into()),
+    };
+    let picked = cx
+        .node
+        .engine
+        .hrandfield(&a[1], count.unwrap_or(1))
+        .map_err(|e| engine_error(e, "hrandfield"))?;
+    match count {
+        None => cx.out.opt_bulk(picked.first().map(|(f, _)| &f[..])),
+        Some(_) if with_values && cx.out.protocol() == crate::resp::Protocol::Resp3 => {
+            cx.out.array(picked.len());
+            for (f, v) in &picked {
+                cx.out.array(2);
+                cx.out.bulk(f);
+                cx.out.bulk(v);
+            }
+        }
+        Some(_) => {
+            cx.out.array(picked.len() * if with_values { 2 } else { 1 });
+            for (f, v) in &picked {
+                cx.out.bulk(f);
+                if with_values {
+                    cx.out.bulk(v);
+                }
+            }
+        }
     }
     Ok(Next::Done)
 }

@@ -1,7 +1,7 @@
 //! Keyspace commands.
 
 use bytes::Bytes;
-use ringkv::{KeyType, ScanOptions};
+use ringkv::{ExpireCondition, KeyType, ScanOptions};
 
 use super::command::{engine_error, int_arg, is, CmdResult, Ctx, Next, SYNTAX};
 
@@ -22,27 +22,109 @@ pub(crate) fn key_type(cx: &mut Ctx<'_>, a: &[Bytes]) -> CmdResult {
     Ok(Next::Done)
 }
 
-/// EXPIRE, PEXPIRE, EXPIREAT, PEXPIREAT (without NX/XX/GT/LT, which are
-/// answered with a syntax error: the engine has no conditional expire yet).
+/// EXPIRE, PEXPIRE, EXPIREAT, PEXPIREAT key n [NX | XX | GT | LT].
 pub(crate) fn expire(cx: &mut Ctx<'_>, a: &[Bytes]) -> CmdResult {
     let name = String::from_utf8_lossy(&a[0]).to_ascii_lowercase();
-    if a.len() > 3 {
-        return Err(if ["nx", "xx", "gt", "lt"].iter().any(|o| is(&a[3], o)) {
-            "ERR NX, XX, GT and LT options are not supported by ringkv yet".to_string()
-        } else {
-            format!("ERR Unsupported option {}", String::from_utf8_lossy(&a[3]))
-        });
-    }
     let n = int_arg(&a[2])?;
-    let e = &cx.node.engine;
-    let r = match name.as_str() {
-        "expire" => e.expire(&a[1], n),
-        "pexpire" => e.pexpire(&a[1], n),
-        "expireat" => e.expire_at(&a[1], n),
-        _ => e.pexpire_at(&a[1], n),
+    let (mut nx, mut xx, mut gt, mut lt) = (false, false, false, false);
+    for o in &a[3..] {
+        if is(o, "NX") {
+            nx = true;
+        } else if is(o, "XX") {
+            xx = true;
+        } else if is(o, "GT") {
+            gt = true;
+        } else if is(o, "LT") {
+            lt = true;
+        } else {
+            return Err(format!("ERR Unsupported option {}", String::from_utf8_lossy(o)));
+        }
+    }
+    if nx && (xx || gt || lt) {
+        return Err("ERR NX and XX, GT or LT options at the same time are not compatible".into());
+    }
+    if gt && lt {
+        return Err("ERR GT and LT options at the same time are not compatible".into());
+    }
+    let cond = if nx {
+        ExpireCondition::IfNone
+    } else if gt {
+        ExpireCondition::IfLater
+    } else if lt {
+        ExpireCondition::IfEarlier
+    } else if xx {
+        ExpireCondition::IfSome
+    } else {
+        ExpireCondition::Always
     };
-    let set = r.map_err(|err| engine_error(err, &name))?;
+    let e = &cx.node.engine;
+    let set = if cond == ExpireCondition::Always {
+        match name.as_str() {
+            "expire" => e.expire(&a[1], n),
+            "pexpire" => e.pexpire(&a[1], n),
+            "expireat" => e.expire_at(&a[1], n),
+            _ => e.pexpire_at(&a[1], n),
+        }
+    } else {
+        let invalid = || format!("ERR invalid expire time in '{name}' command");
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_millis() as i64);
+        let at = match name.as_str() {
+            "expire" => n.checked_mul(1000).and_then(|ms| ms.checked_add(now)),
+            "pexpire" => n.checked_add(now),
+            "expireat" => n.checked_mul(1000),
+            _ => Some(n),
+        }
+        .ok_or_else(invalid)?;
+        e.pexpire_at_if(&a[1], at, cond)
+    }
+    .map_err(|err| engine_error(err, &name))?;
     cx.out.int(i64::from(set));
+    Ok(Next::Done)
+}
+
+/// EXPIRETIME / PEXPIRETIME: -2 missing, -1 no expiry, else the unix time.
+pub(crate) fn expiretime(cx: &mut Ctx<'_>, a: &[Bytes]) -> CmdResult {
+    let v = match cx.node.engine.expire_time(&a[1]) {
+        None => -2,
+        Some(None) => -1,
+        Some(Some(ms)) if is(&a[0], "pexpiretime") => ms as i64,
+        Some(Some(ms)) => (ms / 1000) as i64,
+    };
+    cx.out.int(v);
+    Ok(Next::Done)
+}
+
+/// COPY source destination [DB 0] [REPLACE].
+pub(crate) fn copy(cx: &mut Ctx<'_>, a: &[Bytes]) -> CmdResult {
+    let mut replace = false;
+    let mut i = 3;
+    while i < a.len() {
+        if is(&a[i], "REPLACE") {
+            replace = true;
+            i += 1;
+        } else if is(&a[i], "DB") && i + 1 < a.len() {
+            if int_arg(&a[i + 1])? != 0 {
+                return Err("ERR DB index is out of range".into());
+            }
+            i += 2;
+        } else {
+            return Err(SYNTAX.into());
+        }
+    }
+    let r = cx
+        .node
+        .engine
+        .copy(&a[1], &a[2], replace)
+        .map_err(|e| engine_error(e, "copy"))?;
+    cx.out.int(i64::from(r));
+    Ok(Next::Done)
+}
+
+pub(crate) fn randomkey(cx: &mut Ctx<'_>, _a: &[Bytes]) -> CmdResult {
+    let k = cx.node.engine.random_key();
+    cx.out.opt_bulk(k.as_deref());
     Ok(Next::Done)
 }
 

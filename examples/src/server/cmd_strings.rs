@@ -1,7 +1,7 @@
 //! String commands.
 
 use bytes::Bytes;
-use ringkv::{SetExpiry, SetOptions};
+use ringkv::{GetExpiry, SetExpiry, SetOptions};
 
 use super::command::{engine_error, int_arg, is, wrong_arity, CmdResult, Ctx, Next, SYNTAX};
 
@@ -181,5 +181,99 @@ pub(crate) fn append(cx: &mut Ctx<'_>, a: &[Bytes]) -> CmdResult {
 pub(crate) fn strlen(cx: &mut Ctx<'_>, a: &[Bytes]) -> CmdResult {
     let v = cx.node.engine.get(&a[1]).map_err(|e| engine_error(e, "strlen"))?;
     cx.out.int(v.map_or(0, |v| v.len() as i64));
+    Ok(Next::Done)
+}
+
+pub(crate) fn getdel(cx: &mut Ctx<'_>, a: &[Bytes]) -> CmdResult {
+    let v = cx.node.engine.getdel(&a[1]).map_err(|e| engine_error(e, "getdel"))?;
+    cx.out.opt_bulk(v.as_deref());
+    Ok(Next::Done)
+}
+
+/// GETEX key [EX s | PX ms | EXAT s | PXAT ms | PERSIST].
+pub(crate) fn getex(cx: &mut Ctx<'_>, a: &[Bytes]) -> CmdResult {
+    let expiry = match &a[2..] {
+        [] => GetExpiry::Keep,
+        [o] if is(o, "PERSIST") => GetExpiry::Persist,
+        [o, v] if ["EX", "PX", "EXAT", "PXAT"].iter().any(|n| is(o, n)) => {
+            let n = int_arg(v)?;
+            if n <= 0 {
+                return Err("ERR invalid expire time in 'getex' command".into());
+            }
+            let n = n as u64;
+            if is(o, "EX") {
+                GetExpiry::Seconds(n)
+            } else if is(o, "PX") {
+                GetExpiry::Millis(n)
+            } else if is(o, "EXAT") {
+                GetExpiry::AtSeconds(n)
+            } else {
+                GetExpiry::AtMillis(n)
+            }
+        }
+        _ => return Err(SYNTAX.into()),
+    };
+    let v = cx
+        .node
+        .engine
+        .getex(&a[1], expiry)
+        .map_err(|e| engine_error(e, "getex"))?;
+    cx.out.opt_bulk(v.as_deref());
+    Ok(Next::Done)
+}
+
+/// GETRANGE key start end (inclusive, negative counts from the end),
+/// clamped as Redis clamps it.
+pub(crate) fn getrange(cx: &mut Ctx<'_>, a: &[Bytes]) -> CmdResult {
+    let (start, end) = (int_arg(&a[2])?, int_arg(&a[3])?);
+    let v = cx.node.engine.get(&a[1]).map_err(|e| engine_error(e, "getrange"))?;
+    let v = v.as_deref().unwrap_or(&[]);
+    let len = v.len() as i64;
+    if len == 0 || (start < 0 && end < 0 && start > end) {
+        cx.out.bulk(b"");
+        return Ok(Next::Done);
+    }
+    let start = if start < 0 { (len + start).max(0) } else { start };
+    let end = if end < 0 { (len + end).max(0) } else { end.min(len - 1) };
+    if start > end || start >= len {
+        cx.out.bulk(b"");
+    } else {
+        cx.out.bulk(&v[start as usize..=end as usize]);
+    }
+    Ok(Next::Done)
+}
+
+pub(crate) fn setrange(cx: &mut Ctx<'_>, a: &[Bytes]) -> CmdResult {
+    let offset = int_arg(&a[2])?;
+    if offset < 0 {
+        return Err("ERR offset is out of range".into());
+    }
+    let n = cx
+        .node
+        .engine
+        .setrange(&a[1], offset as usize, &a[3])
+        .map_err(|e| engine_error(e, "setrange"))?;
+    cx.out.int(n as i64);
+    Ok(Next::Done)
+}
+
+pub(crate) fn incrbyfloat(cx: &mut Ctx<'_>, a: &[Bytes]) -> CmdResult {
+    let d = ringkv::parse_f64(&a[2]).ok_or_else(|| "ERR value is not a valid float".to_string())?;
+    let v = cx
+        .node
+        .engine
+        .incr_by_float(&a[1], d)
+        .map_err(|e| engine_error(e, "incrbyfloat"))?;
+    cx.out.bulk(&v);
+    Ok(Next::Done)
+}
+
+pub(crate) fn msetnx(cx: &mut Ctx<'_>, a: &[Bytes]) -> CmdResult {
+    if a.len().is_multiple_of(2) {
+        return Err(wrong_arity("msetnx"));
+    }
+    let pairs = a[1..].chunks(2).map(|p| (p[0].clone(), p[1].clone()));
+    let set = cx.node.engine.msetnx(pairs).map_err(|e| engine_error(e, "msetnx"))?;
+    cx.out.int(i64::from(set));
     Ok(Next::Done)
 }

@@ -268,6 +268,76 @@ pub(crate) fn table() -> &'static [Spec] {
                 ["@read", "@string", "@fast"],
                 cmd_strings::strlen
             ),
+            spec!(
+                "getdel",
+                2,
+                ["write", "fast"],
+                1,
+                1,
+                1,
+                ["@write", "@string", "@fast"],
+                cmd_strings::getdel
+            ),
+            spec!(
+                "getex",
+                -2,
+                ["write", "fast"],
+                1,
+                1,
+                1,
+                ["@write", "@string", "@fast"],
+                cmd_strings::getex
+            ),
+            spec!(
+                "getrange",
+                4,
+                ["readonly"],
+                1,
+                1,
+                1,
+                ["@read", "@string", "@slow"],
+                cmd_strings::getrange
+            ),
+            spec!(
+                "substr",
+                4,
+                ["readonly"],
+                1,
+                1,
+                1,
+                ["@read", "@string", "@slow"],
+                cmd_strings::getrange
+            ),
+            spec!(
+                "setrange",
+                4,
+                ["write", "denyoom"],
+                1,
+                1,
+                1,
+                ["@write", "@string", "@slow"],
+                cmd_strings::setrange
+            ),
+            spec!(
+                "incrbyfloat",
+                3,
+                ["write", "denyoom", "fast"],
+                1,
+                1,
+                1,
+                ["@write", "@string", "@fast"],
+                cmd_strings::incrbyfloat
+            ),
+            spec!(
+                "msetnx",
+                -3,
+                ["write", "denyoom"],
+                1,
+                -1,
+                2,
+                ["@write", "@string", "@slow"],
+                cmd_strings::msetnx
+            ),
             // keys
             spec!(
                 "del",
@@ -449,6 +519,56 @@ pub(crate) fn table() -> &'static [Spec] {
                 ["@keyspace", "@write", "@slow", "@dangerous"],
                 cmd_keys::flushall
             ),
+            spec!(
+                "expiretime",
+                2,
+                ["readonly", "fast"],
+                1,
+                1,
+                1,
+                ["@keyspace", "@read", "@fast"],
+                cmd_keys::expiretime
+            ),
+            spec!(
+                "pexpiretime",
+                2,
+                ["readonly", "fast"],
+                1,
+                1,
+                1,
+                ["@keyspace", "@read", "@fast"],
+                cmd_keys::expiretime
+            ),
+            spec!(
+                "touch",
+                -2,
+                ["readonly", "fast"],
+                1,
+                -1,
+                1,
+                ["@keyspace", "@read", "@fast"],
+                cmd_keys::exists
+            ),
+            spec!(
+                "copy",
+                -3,
+                ["write", "denyoom"],
+                1,
+                2,
+                1,
+                ["@keyspace", "@write", "@slow"],
+                cmd_keys::copy
+            ),
+            spec!(
+                "randomkey",
+                1,
+                ["readonly"],
+                0,
+                0,
+                0,
+                ["@keyspace", "@read", "@slow"],
+                cmd_keys::randomkey
+            ),
             // hashes
             spec!(
                 "hset",
@@ -589,6 +709,36 @@ pub(crate) fn table() -> &'static [Spec] {
                 1,
                 ["@write", "@hash", "@fast"],
                 cmd_hashes::hdrain
+            ),
+            spec!(
+                "hincrbyfloat",
+                4,
+                ["write", "denyoom", "fast"],
+                1,
+                1,
+                1,
+                ["@write", "@hash", "@fast"],
+                cmd_hashes::hincrbyfloat
+            ),
+            spec!(
+                "hsetnx",
+                4,
+                ["write", "denyoom", "fast"],
+                1,
+                1,
+                1,
+                ["@write", "@hash", "@fast"],
+                cmd_hashes::hsetnx
+            ),
+            spec!(
+                "hrandfield",
+                -2,
+                ["readonly"],
+                1,
+                1,
+                1,
+                ["@read", "@hash", "@slow"],
+                cmd_hashes::hrandfield
             ),
             // connection and server
             spec!(
