@@ -3,7 +3,7 @@
 use bytes::Bytes;
 
 use super::cmd_keys::{cursor_arg, scan_args};
-use super::command::{engine_error, int_arg, wrong_arity, CmdResult, Ctx, Next};
+use super::command::{engine_error, int_arg, owned, wrong_arity, CmdResult, Ctx, Next};
 
 pub(crate) fn hset(cx: &mut Ctx<'_>, a: &[Bytes]) -> CmdResult {
     let name = if super::command::is(&a[0], "hmset") {
@@ -14,7 +14,7 @@ pub(crate) fn hset(cx: &mut Ctx<'_>, a: &[Bytes]) -> CmdResult {
     if !a.len().is_multiple_of(2) {
         return Err(wrong_arity(name));
     }
-    let pairs = a[2..].chunks(2).map(|p| (p[0].clone(), p[1].clone()));
+    let pairs = a[2..].chunks(2).map(|p| (p[0].clone(), owned(&p[1])));
     let added = cx.node.engine.hset(&a[1], pairs).map_err(|e| engine_error(e, name))?;
     if name == "hmset" {
         cx.out.ok();
@@ -165,7 +165,7 @@ pub(crate) fn hsetnx(cx: &mut Ctx<'_>, a: &[Bytes]) -> CmdResult {
     let r = cx
         .node
         .engine
-        .hsetnx(&a[1], &a[2], a[3].clone())
+        .hsetnx(&a[1], &a[2], owned(&a[3]))
         .map_err(|e| engine_error(e, "hsetnx"))?;
     cx.out.int(i64::from(r));
     Ok(Next::Done)

@@ -34,7 +34,9 @@ pub(crate) fn quit(cx: &mut Ctx<'_>, _a: &[Bytes]) -> CmdResult {
 pub(crate) fn reset(cx: &mut Ctx<'_>, _a: &[Bytes]) -> CmdResult {
     let needs_auth = cx.node.requirepass.lock().is_some();
     let id = cx.client.id;
-    *cx.client = super::client::Client::new(id, needs_auth);
+    let info = std::sync::Arc::clone(&cx.client.info);
+    cx.client.pending.flush(cx.node);
+    *cx.client = super::client::Client::new(id, needs_auth, info);
     cx.out.simple("RESET");
     Ok(Next::Done)
 }
@@ -166,8 +168,7 @@ pub(crate) fn client(cx: &mut Ctx<'_>, a: &[Bytes]) -> CmdResult {
         }
         ("setinfo", 4) => {
             let value = String::from_utf8_lossy(&a[3]).into_owned();
-            let mut clients = cx.node.clients.lock();
-            let info = clients.entry(cx.client.id).or_default();
+            let mut info = cx.client.info.lock();
             if is(&a[2], "LIB-NAME") {
                 info.lib_name = value;
             } else if is(&a[2], "LIB-VER") {
@@ -187,15 +188,17 @@ pub(crate) fn client(cx: &mut Ctx<'_>, a: &[Bytes]) -> CmdResult {
         }
         ("kill", n) if n >= 3 => {
             let mut killed = 0;
-            let mut clients = cx.node.clients.lock();
+            let clients: Vec<_> = cx.node.clients.lock().values().cloned().collect();
             if n == 3 {
                 // CLIENT KILL addr:port (old form).
                 let addr = String::from_utf8_lossy(&a[2]);
-                for c in clients.values_mut().filter(|c| c.addr == addr) {
-                    c.kill = true;
-                    killed += 1;
+                for c in &clients {
+                    let mut c = c.lock();
+                    if c.addr == addr {
+                        c.kill = true;
+                        killed += 1;
+                    }
                 }
-                drop(clients);
                 if killed == 0 {
                     return Err("ERR No such client".into());
                 }
@@ -208,14 +211,17 @@ pub(crate) fn client(cx: &mut Ctx<'_>, a: &[Bytes]) -> CmdResult {
                         let id: u64 = v
                             .parse()
                             .map_err(|_| "ERR client-id should be greater than 0".to_string())?;
-                        if let Some(c) = clients.get_mut(&id) {
-                            c.kill = true;
+                        if let Some(c) = cx.node.clients.lock().get(&id) {
+                            c.lock().kill = true;
                             killed += 1;
                         }
                     } else if is(&a[i], "ADDR") {
-                        for c in clients.values_mut().filter(|c| c.addr == v) {
-                            c.kill = true;
-                            killed += 1;
+                        for c in &clients {
+                            let mut c = c.lock();
+                            if c.addr == v {
+                                c.kill = true;
+                                killed += 1;
+                            }
                         }
                     } else {
                         return Err(SYNTAX.into());

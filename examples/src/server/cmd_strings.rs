@@ -3,7 +3,7 @@
 use bytes::Bytes;
 use ringkv::{GetExpiry, SetExpiry, SetOptions};
 
-use super::command::{engine_error, int_arg, is, wrong_arity, CmdResult, Ctx, Next, SYNTAX};
+use super::command::{engine_error, int_arg, is, owned, wrong_arity, CmdResult, Ctx, Next, SYNTAX};
 
 pub(crate) fn get(cx: &mut Ctx<'_>, a: &[Bytes]) -> CmdResult {
     let v = cx.node.engine.get(&a[1]).map_err(|e| engine_error(e, "get"))?;
@@ -65,7 +65,7 @@ pub(crate) fn set(cx: &mut Ctx<'_>, a: &[Bytes]) -> CmdResult {
     let outcome = cx
         .node
         .engine
-        .set_with(&a[1], a[2].clone(), opts)
+        .set_with(&a[1], owned(&a[2]), opts)
         .map_err(|e| engine_error(e, "set"))?;
     if opts.get {
         cx.out.opt_bulk(outcome.previous.as_deref());
@@ -81,7 +81,7 @@ pub(crate) fn setnx(cx: &mut Ctx<'_>, a: &[Bytes]) -> CmdResult {
     let outcome = cx
         .node
         .engine
-        .set_with(&a[1], a[2].clone(), SetOptions::new().nx())
+        .set_with(&a[1], owned(&a[2]), SetOptions::new().nx())
         .map_err(|e| engine_error(e, "setnx"))?;
     cx.out.int(i64::from(outcome.applied));
     Ok(Next::Done)
@@ -98,7 +98,7 @@ fn set_expiring(cx: &mut Ctx<'_>, a: &[Bytes], name: &str, expiry: fn(u64) -> Se
     };
     cx.node
         .engine
-        .set_with(&a[1], a[3].clone(), opts)
+        .set_with(&a[1], owned(&a[3]), opts)
         .map_err(|e| engine_error(e, name))?;
     cx.out.ok();
     Ok(Next::Done)
@@ -116,7 +116,7 @@ pub(crate) fn getset(cx: &mut Ctx<'_>, a: &[Bytes]) -> CmdResult {
     let outcome = cx
         .node
         .engine
-        .set_with(&a[1], a[2].clone(), SetOptions::new().get())
+        .set_with(&a[1], owned(&a[2]), SetOptions::new().get())
         .map_err(|e| engine_error(e, "getset"))?;
     cx.out.opt_bulk(outcome.previous.as_deref());
     Ok(Next::Done)
@@ -135,7 +135,7 @@ pub(crate) fn mset(cx: &mut Ctx<'_>, a: &[Bytes]) -> CmdResult {
     if a.len().is_multiple_of(2) {
         return Err(wrong_arity("mset"));
     }
-    let pairs = a[1..].chunks(2).map(|p| (p[0].clone(), p[1].clone()));
+    let pairs = a[1..].chunks(2).map(|p| (p[0].clone(), owned(&p[1])));
     cx.node.engine.mset(pairs).map_err(|e| engine_error(e, "mset"))?;
     cx.out.ok();
     Ok(Next::Done)
@@ -172,7 +172,7 @@ pub(crate) fn append(cx: &mut Ctx<'_>, a: &[Bytes]) -> CmdResult {
     let n = cx
         .node
         .engine
-        .append(&a[1], a[2].clone())
+        .append(&a[1], owned(&a[2]))
         .map_err(|e| engine_error(e, "append"))?;
     cx.out.int(n as i64);
     Ok(Next::Done)
@@ -272,7 +272,7 @@ pub(crate) fn msetnx(cx: &mut Ctx<'_>, a: &[Bytes]) -> CmdResult {
     if a.len().is_multiple_of(2) {
         return Err(wrong_arity("msetnx"));
     }
-    let pairs = a[1..].chunks(2).map(|p| (p[0].clone(), p[1].clone()));
+    let pairs = a[1..].chunks(2).map(|p| (p[0].clone(), owned(&p[1])));
     let set = cx.node.engine.msetnx(pairs).map_err(|e| engine_error(e, "msetnx"))?;
     cx.out.int(i64::from(set));
     Ok(Next::Done)

@@ -1069,6 +1069,15 @@ pub(crate) fn engine_error(e: ringkv::Error, cmd: &str) -> String {
     }
 }
 
+/// A value to store, copied out of the connection's read buffer: the
+/// parser's arguments are slices of that buffer, and a stored slice would
+/// keep the whole buffer alive for as long as the key lives. (Keys and
+/// hash fields are copied by the engine; a value up to the engine's inline
+/// size is copied there too, but longer ones are kept as given.)
+pub(crate) fn owned(b: &Bytes) -> Bytes {
+    Bytes::copy_from_slice(b)
+}
+
 /// An integer argument, read as Redis reads it.
 pub(crate) fn int_arg(a: &[u8]) -> Result<i64, String> {
     ringkv::parse_i64(a).ok_or_else(|| "ERR value is not an integer or out of range".to_string())
@@ -1092,9 +1101,12 @@ pub(crate) const SYNTAX: &str = "ERR syntax error";
 
 impl Ctx<'_> {
     /// Counts a keyspace hit or miss (INFO stats).
-    pub(crate) fn hit(&self, found: bool) {
-        let c = &self.node.counters;
-        let counter = if found { &c.keyspace_hits } else { &c.keyspace_misses };
-        counter.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    pub(crate) fn hit(&mut self, found: bool) {
+        let p = &mut self.client.pending;
+        if found {
+            p.hits += 1;
+        } else {
+            p.misses += 1;
+        }
     }
 }

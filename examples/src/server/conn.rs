@@ -34,19 +34,17 @@ where
         let _ = stream.write_all(b"-ERR max number of clients reached\r\n").await;
         return;
     }
-    node.clients.lock().insert(
-        id,
-        ClientInfo {
-            addr: peer.to_string(),
-            laddr: local.to_string(),
-            connected: Some(Instant::now()),
-            last_active: Some(Instant::now()),
-            resp: 2,
-            multi: -1,
-            ..ClientInfo::default()
-        },
-    );
-    let mut client = Client::new(id, node.requirepass.lock().is_some());
+    let info = Arc::new(parking_lot::Mutex::new(ClientInfo {
+        addr: peer.to_string(),
+        laddr: local.to_string(),
+        connected: Some(Instant::now()),
+        last_active: Some(Instant::now()),
+        resp: 2,
+        multi: -1,
+        ..ClientInfo::default()
+    }));
+    node.clients.lock().insert(id, Arc::clone(&info));
+    let mut client = Client::new(id, node.requirepass.lock().is_some(), info);
     let result = run(&node, &mut client, &mut stream).await;
     if let Err(e) = result {
         tracing::debug!(client = id, %peer, error = %e, "connection closed");
@@ -118,7 +116,8 @@ where
             stream.write_all(&out).await?;
             out.clear();
         }
-        let killed = node.clients.lock().get(&client.id).is_none_or(|c| c.kill);
+        client.pending.flush(node);
+        let killed = client.info.lock().kill;
         if close || killed || node.stopping.load(Ordering::Acquire) {
             stream.flush().await?;
             return Ok(());
@@ -129,26 +128,31 @@ where
 /// Runs one request, writing its reply into `out`.
 pub(crate) async fn execute(node: &Node, client: &mut Client, args: &[Bytes], out: &mut BytesMut) -> Next {
     let started = Instant::now();
-    node.counters.commands_processed.fetch_add(1, Ordering::Relaxed);
+    client.pending.commands += 1;
     let before = out.len();
     let next = dispatch(node, client, args, out).await;
     if out.get(before) == Some(&b'-') {
-        node.counters.error_replies.fetch_add(1, Ordering::Relaxed);
+        client.pending.errors += 1;
     }
-    let micros = started.elapsed().as_micros() as u64;
-    let mut clients = node.clients.lock();
-    if let Some(info) = clients.get_mut(&client.id) {
-        info.last_cmd = String::from_utf8_lossy(&args[0]).to_ascii_lowercase();
-        info.last_active = Some(Instant::now());
-        info.name = client.name.clone();
-        info.resp = if client.proto == crate::resp::Protocol::Resp3 {
-            3
-        } else {
-            2
-        };
-        info.multi = client.multi.as_ref().map_or(-1, |m| m.len() as i64);
+    let now = Instant::now();
+    let micros = now.duration_since(started).as_micros() as u64;
+    let mut info = client.info.lock();
+    info.last_cmd.clear();
+    info.last_cmd.push_str(&String::from_utf8_lossy(&args[0]));
+    info.last_cmd.make_ascii_lowercase();
+    info.last_active = Some(now);
+    if info.name != client.name {
+        info.name.clone_from(&client.name);
+    }
+    info.resp = if client.proto == crate::resp::Protocol::Resp3 {
+        3
+    } else {
+        2
+    };
+    info.multi = client.multi.as_ref().map_or(-1, |m| m.len() as i64);
+    if micros >= node.config.slowlog_log_slower_than {
         let snapshot = info.clone();
-        drop(clients);
+        drop(info);
         node.slowlog_push(micros, args, &snapshot);
     }
     next

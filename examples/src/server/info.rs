@@ -287,9 +287,15 @@ fn ringkv_section(stats: &ringkv::Stats, out: &mut String) -> std::fmt::Result {
 
 /// CLIENT LIST (all clients, or one for CLIENT INFO), in Redis' format.
 pub(crate) fn client_list(node: &Node, only: Option<u64>) -> String {
-    let clients = node.clients.lock();
+    let clients: Vec<(u64, std::sync::Arc<parking_lot::Mutex<super::node::ClientInfo>>)> = node
+        .clients
+        .lock()
+        .iter()
+        .map(|(id, c)| (*id, std::sync::Arc::clone(c)))
+        .collect();
     let mut out = String::new();
-    for (id, c) in clients.iter().filter(|(id, _)| only.is_none_or(|o| o == **id)) {
+    for (id, c) in clients.iter().filter(|(id, _)| only.is_none_or(|o| o == *id)) {
+        let c = c.lock();
         let age = c.connected.map_or(0, |t| t.elapsed().as_secs());
         let idle = c.last_active.map_or(0, |t| t.elapsed().as_secs());
         let _ = writeln!(

@@ -74,7 +74,9 @@ pub struct Node {
     pub(crate) replication: Mutex<Replication>,
     pub(crate) tls: NodeTls,
     pub(crate) counters: Counters,
-    pub(crate) clients: Mutex<BTreeMap<u64, ClientInfo>>,
+    /// Every connected client; each entry is locked only by its own
+    /// connection (per command) and by CLIENT LIST/KILL and INFO.
+    pub(crate) clients: Mutex<BTreeMap<u64, Arc<Mutex<ClientInfo>>>>,
     pub(crate) slowlog: Mutex<VecDeque<SlowEntry>>,
     pub(crate) slowlog_next: AtomicU64,
     pub(crate) next_client_id: AtomicU64,
