@@ -423,3 +423,47 @@ fn the_commands_added_to_the_engine_answer_like_redis() {
     assert!(matches!(r.cmd(&["RANDOMKEY"]), Frame::Bulk(_)));
     assert_eq!(r.cmd(&["TOUCH", "a", "b", "nope"]), Frame::Int(2));
 }
+
+#[test]
+fn watch_aborts_exec_when_a_watched_key_changes() {
+    let dir = tempfile::tempdir().expect("dir");
+    let p = primary(dir.path());
+    let mut me = p.raw();
+    let mut other = p.raw();
+    me.cmd(&["SET", "balance", "10"]);
+    // Untouched: EXEC runs (as one atomic batch: all writes).
+    assert_eq!(me.cmd(&["WATCH", "balance"]), Frame::Simple("OK".into()));
+    me.cmd(&["MULTI"]);
+    me.cmd(&["DECRBY", "balance", "3"]);
+    me.cmd(&["INCR", "spent"]);
+    assert_eq!(me.cmd(&["EXEC"]), Frame::Array(vec![Frame::Int(7), Frame::Int(1)]));
+    // Changed by another client between WATCH and EXEC: a null reply.
+    me.cmd(&["WATCH", "balance"]);
+    other.cmd(&["SET", "balance", "100"]);
+    me.cmd(&["MULTI"]);
+    me.cmd(&["DECRBY", "balance", "3"]);
+    assert_eq!(me.cmd(&["EXEC"]), Frame::Null, "EXEC after a watched key changed");
+    assert_eq!(me.cmd(&["GET", "balance"]), bulk("100"), "nothing of it ran");
+    // A write to another key, or UNWATCH, does not fire it.
+    me.cmd(&["WATCH", "balance"]);
+    other.cmd(&["SET", "unrelated", "x"]);
+    me.cmd(&["MULTI"]);
+    me.cmd(&["GET", "balance"]);
+    assert_eq!(me.cmd(&["EXEC"]), Frame::Array(vec![bulk("100")]));
+    me.cmd(&["WATCH", "balance"]);
+    me.cmd(&["UNWATCH"]);
+    other.cmd(&["DEL", "balance"]);
+    me.cmd(&["MULTI"]);
+    me.cmd(&["SET", "balance", "1"]);
+    assert_eq!(me.cmd(&["EXEC"]), Frame::Array(vec![Frame::Simple("OK".into())]));
+    // FLUSHALL changes every key.
+    me.cmd(&["WATCH", "balance"]);
+    other.cmd(&["FLUSHALL"]);
+    me.cmd(&["MULTI"]);
+    me.cmd(&["SET", "balance", "2"]);
+    assert_eq!(me.cmd(&["EXEC"]), Frame::Null);
+    // WATCH inside MULTI is refused.
+    me.cmd(&["MULTI"]);
+    assert_eq!(err(&me.cmd(&["WATCH", "x"])), "ERR WATCH inside MULTI is not allowed");
+    me.cmd(&["DISCARD"]);
+}

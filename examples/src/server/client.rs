@@ -23,6 +23,8 @@ pub(crate) struct Client {
     pub(crate) multi_failed: bool,
     /// The log offset just after this client's last write (WAIT, LASTWRITEOFFSET).
     pub(crate) last_write_offset: u64,
+    /// Keys watched since WATCH (cleared by EXEC, DISCARD, UNWATCH, RESET).
+    pub(crate) watch: Option<super::txn::Watch>,
     /// What CLIENT LIST shows of this client (shared with the registry).
     pub(crate) info: Arc<Mutex<ClientInfo>>,
     /// Counters for INFO stats, added to the node's once per batch of
@@ -71,6 +73,7 @@ impl Client {
             last_write_offset: 0,
             info,
             pending: Pending::default(),
+            watch: None,
         }
     }
 }

@@ -634,10 +634,30 @@ pub(crate) fn multi(cx: &mut Ctx<'_>, _a: &[Bytes]) -> CmdResult {
     Ok(Next::Done)
 }
 
+pub(crate) fn watch(cx: &mut Ctx<'_>, a: &[Bytes]) -> CmdResult {
+    if cx.client.multi.is_some() {
+        return Err("ERR WATCH inside MULTI is not allowed".into());
+    }
+    let engine = &cx.node.engine;
+    let w = cx.client.watch.get_or_insert_with(|| super::txn::Watch::start(engine));
+    for k in &a[1..] {
+        w.add(engine, k);
+    }
+    cx.out.ok();
+    Ok(Next::Done)
+}
+
+pub(crate) fn unwatch(cx: &mut Ctx<'_>, _a: &[Bytes]) -> CmdResult {
+    cx.client.watch = None;
+    cx.out.ok();
+    Ok(Next::Done)
+}
+
 pub(crate) fn discard(cx: &mut Ctx<'_>, _a: &[Bytes]) -> CmdResult {
     if cx.client.multi.take().is_none() {
         return Err("ERR DISCARD without MULTI".into());
     }
+    cx.client.watch = None;
     cx.client.multi_failed = false;
     cx.out.ok();
     Ok(Next::Done)

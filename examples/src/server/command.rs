@@ -1002,6 +1002,26 @@ pub(crate) fn table() -> &'static [Spec] {
                 cmd_server::exec
             ),
             spec!(
+                "watch",
+                -2,
+                ["noscript", "loading", "stale", "fast"],
+                1,
+                -1,
+                1,
+                ["@fast", "@transaction"],
+                cmd_server::watch
+            ),
+            spec!(
+                "unwatch",
+                1,
+                ["noscript", "loading", "stale", "fast"],
+                0,
+                0,
+                0,
+                ["@fast", "@transaction"],
+                cmd_server::unwatch
+            ),
+            spec!(
                 "discard",
                 1,
                 ["noscript", "loading", "stale", "fast"],

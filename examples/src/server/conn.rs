@@ -180,7 +180,7 @@ async fn dispatch(node: &Node, client: &mut Client, args: &[Bytes], out: &mut By
         return Next::Done;
     }
     if let Some(queue) = client.multi.as_mut() {
-        if !matches!(spec.name, "exec" | "discard" | "multi" | "quit" | "reset") {
+        if !matches!(spec.name, "exec" | "discard" | "multi" | "watch" | "quit" | "reset") {
             queue.push(args.to_vec());
             reply.simple("QUEUED");
             return Next::Done;
@@ -221,15 +221,30 @@ async fn dispatch(node: &Node, client: &mut Client, args: &[Bytes], out: &mut By
     }
 }
 
-/// EXEC: runs the queued commands in order, one reply each in an array.
-/// (Each command is atomic; the transaction as a whole is not isolated
-/// from other clients' commands, see the README's list of differences.)
+/// EXEC: a null reply if a watched key changed; else, when every queued
+/// command is a batchable write, one atomic engine write batch (one
+/// record in the log); else the commands one by one, each atomic on its
+/// own but not isolated from other clients' commands as a whole (see the
+/// README's list of differences).
 fn exec(node: &Node, client: &mut Client, out: &mut BytesMut) -> Next {
     let queued = client.multi.take().unwrap_or_default();
     let failed = std::mem::take(&mut client.multi_failed);
+    let watch = client.watch.take();
     let proto = client.proto;
     if failed {
         ReplyWriter::new(out, proto).error("EXECABORT Transaction discarded because of previous errors.");
+        return Next::Done;
+    }
+    if watch.is_some_and(|w| w.fired(&node.engine)) {
+        ReplyWriter::new(out, proto).null_array();
+        return Next::Done;
+    }
+    if node.engine.role() == ringkv::Role::Primary
+        && super::txn::exec_atomic(&node.engine, &queued, &mut ReplyWriter::new(&mut *out, proto))
+    {
+        if let Some(end) = node.engine.last_write_offset() {
+            client.last_write_offset = client.last_write_offset.max(end);
+        }
         return Next::Done;
     }
     ReplyWriter::new(out, proto).array(queued.len());

@@ -29,6 +29,7 @@ mod conn;
 mod info;
 mod node;
 mod tls;
+mod txn;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
