@@ -23,6 +23,16 @@ if [ "${#need_pkgs[@]}" -gt 0 ]; then
         || { apt-get update -qq >/dev/null && apt-get install -y -qq "${need_pkgs[@]}" >/dev/null; }
 fi
 
+# redis-py for the client tests, in a venv under target/ (PyPI).
+venv="target/py-venv"
+if [ ! -x "$venv/bin/python" ] || ! "$venv/bin/python" -c "import redis" 2>/dev/null; then
+    echo "== preparing $venv with redis-py"
+    mkdir -p target
+    python3 -m venv "$venv"
+    "$venv/bin/pip" install -q redis
+fi
+export RINGKV_TEST_PYTHON="$PWD/$venv/bin/python"
+
 echo "== cargo fmt --check"
 cargo fmt --all -- --check
 rustfmt --edition 2021 --check fuzz/fuzz_targets/*.rs

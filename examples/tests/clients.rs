@@ -130,3 +130,39 @@ fn redis_benchmark_runs_against_ringkv() {
     let n: i64 = redis::cmd("DBSIZE").query(&mut c).expect("dbsize");
     assert!(n > 0, "the benchmark's writes landed");
 }
+
+/// The Python with redis-py that the test command prepares
+/// (`RINGKV_TEST_PYTHON`), or `None` (skip) outside it.
+fn python_with_redis_py() -> Option<String> {
+    match std::env::var("RINGKV_TEST_PYTHON") {
+        Ok(p) if !p.is_empty() => Some(p),
+        _ => {
+            assert!(
+                std::env::var_os("CI").is_none(),
+                "RINGKV_TEST_PYTHON is unset under CI: the test command prepares a venv with redis-py"
+            );
+            eprintln!("RINGKV_TEST_PYTHON is unset: skipped (the test command prepares a venv with redis-py)");
+            None
+        }
+    }
+}
+
+#[test]
+fn redis_py_resp3_setinfo_pipelines_and_watch_retries() {
+    let Some(python) = python_with_redis_py() else { return };
+    let dir = tempfile::tempdir().expect("dir");
+    let p = Proc::start("ringkv-primary", dir.path(), &["--repl-listen", "127.0.0.1:0"]);
+    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/python/redis_py.py");
+    let out = Command::new(python)
+        .arg(script)
+        .arg(p.resp.port().to_string())
+        .stdin(Stdio::null())
+        .output()
+        .expect("run python");
+    assert!(
+        out.status.success(),
+        "redis-py checks failed:\n{}\n{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
