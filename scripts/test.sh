@@ -2,8 +2,8 @@
 # The project's test command (README, .ci/run): formatting, lints, every
 # test, and every fuzz target for a short bounded time.
 # Works on a fresh machine with the Rust toolchains (stable and nightly):
-# installs cargo-fuzz from crates.io, and redis-server and redis-tools from
-# Debian, when they are missing.
+# installs cargo-fuzz from crates.io, redis-server, redis-tools, php-cli and
+# php-redis from Debian, and redis-py into a venv, when they are missing.
 #
 #   FUZZ_SECONDS=30   seconds per fuzz target (0 skips fuzzing)
 set -euo pipefail
@@ -11,11 +11,14 @@ cd "$(dirname "$0")/.."
 export CARGO_TERM_COLOR="${CARGO_TERM_COLOR:-never}"
 FUZZ_SECONDS="${FUZZ_SECONDS:-30}"
 
-# What the tests drive besides our own binaries: redis-server (differential
-# tests) and redis-cli / redis-benchmark (client tests), from Debian.
+# What the tests drive besides our own binaries, from Debian: redis-server
+# (differential tests), redis-cli / redis-benchmark and phpredis (client
+# tests).
 need_pkgs=()
 command -v redis-server >/dev/null 2>&1 || need_pkgs+=(redis-server)
 command -v redis-cli >/dev/null 2>&1 || need_pkgs+=(redis-tools)
+command -v php >/dev/null 2>&1 || need_pkgs+=(php-cli)
+php -r 'exit(class_exists("Redis") ? 0 : 1);' 2>/dev/null || need_pkgs+=(php-redis)
 if [ "${#need_pkgs[@]}" -gt 0 ]; then
     echo "== installing ${need_pkgs[*]}"
     export DEBIAN_FRONTEND=noninteractive

@@ -32,9 +32,9 @@ fn tools_missing(what: &str) -> bool {
     }
     assert!(
         std::env::var_os("CI").is_none(),
-        "{what} is missing under CI: the test command installs redis-tools"
+        "{what} is missing under CI: the test command installs it"
     );
-    eprintln!("{what} is not installed: skipped (the test command installs redis-tools)");
+    eprintln!("{what} is not installed: skipped (the test command installs it)");
     true
 }
 
@@ -162,6 +162,54 @@ fn redis_py_resp3_setinfo_pipelines_and_watch_retries() {
     assert!(
         out.status.success(),
         "redis-py checks failed:\n{}\n{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+#[test]
+fn phpredis_pconnect_hscan_and_follower_readonly() {
+    if tools_missing("php") {
+        return;
+    }
+    let has_redis = Command::new("php")
+        .args(["-r", "exit(class_exists('Redis') ? 0 : 1);"])
+        .status()
+        .is_ok_and(|s| s.success());
+    if !has_redis {
+        assert!(std::env::var_os("CI").is_none(), "php-redis is missing under CI");
+        eprintln!("php-redis is not installed: skipped");
+        return;
+    }
+    let dir = tempfile::tempdir().expect("dir");
+    let p = Proc::start("ringkv-primary", dir.path(), &["--repl-listen", "127.0.0.1:0"]);
+    let fdir = dir.path().join("f");
+    std::fs::create_dir_all(&fdir).expect("dir");
+    let repl = p.repl.expect("replication address").to_string();
+    let tls = dir.path().join("ringkv-data").join("tls");
+    let f = Proc::start(
+        "ringkv-follower",
+        &fdir,
+        &[
+            "--primary",
+            &repl,
+            "--repl-listen",
+            "127.0.0.1:0",
+            "--tls-dir",
+            tls.to_str().expect("utf-8"),
+        ],
+    );
+    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/php/phpredis.php");
+    let out = Command::new("php")
+        .arg(script)
+        .arg(p.resp.port().to_string())
+        .arg(f.resp.port().to_string())
+        .stdin(Stdio::null())
+        .output()
+        .expect("run php");
+    assert!(
+        out.status.success(),
+        "phpredis checks failed:\n{}\n{}",
         String::from_utf8_lossy(&out.stdout),
         String::from_utf8_lossy(&out.stderr)
     );
