@@ -467,3 +467,37 @@ fn watch_aborts_exec_when_a_watched_key_changes() {
     assert_eq!(err(&me.cmd(&["WATCH", "x"])), "ERR WATCH inside MULTI is not allowed");
     me.cmd(&["DISCARD"]);
 }
+
+#[test]
+fn a_restarted_follower_resumes_by_offset() {
+    let dir = tempfile::tempdir().expect("dir");
+    let p = primary(dir.path());
+    let repl = p.repl.expect("replication address").to_string();
+    let fdir = dir.path().join("f");
+    std::fs::create_dir_all(&fdir).expect("dir");
+    let tls = dir.path().join("ringkv-data").join("tls");
+    let tls = tls.to_str().expect("utf-8").to_string();
+    let args = ["--primary", &repl, "--repl-listen", "127.0.0.1:0", "--tls-dir", &tls];
+    let mut pc = p.client();
+    let mut f = Proc::start("ringkv-follower", &fdir, &args);
+    for i in 0..200 {
+        let _: () = pc.set(format!("k{i}"), i).expect("set");
+    }
+    let _: i64 = redis::cmd("WAIT").arg(1).arg(10_000).query(&mut pc).expect("wait");
+    assert_eq!(f.stop(), Some(0), "the follower exits cleanly on SIGTERM");
+    // Writes while the follower is away, then it comes back.
+    for i in 200..300 {
+        let _: () = pc.set(format!("k{i}"), i).expect("set");
+    }
+    let f = Proc::start("ringkv-follower", &fdir, &args);
+    let acked: i64 = redis::cmd("WAIT").arg(1).arg(10_000).query(&mut pc).expect("wait");
+    assert_eq!(acked, 1);
+    let mut fc = f.client();
+    assert_eq!(fc.get::<_, i64>("k299").expect("caught up"), 299);
+    let info: String = redis::cmd("INFO").arg("replication").query(&mut fc).expect("info");
+    assert!(info.contains("ringkv_partial_syncs:1"), "resumed by offset:\n{info}");
+    assert!(
+        info.contains("ringkv_full_syncs:0"),
+        "no full sync after the restart:\n{info}"
+    );
+}
