@@ -501,3 +501,65 @@ fn a_restarted_follower_resumes_by_offset() {
         "no full sync after the restart:\n{info}"
     );
 }
+
+#[test]
+fn acl_users_from_the_config_file() {
+    let dir = tempfile::tempdir().expect("dir");
+    let conf = dir.path().join("ringkv.toml");
+    std::fs::write(
+        &conf,
+        "requirepass = \"rootpw\"\nusers = [\"user app on >apppw ~* +@all\", \"user old off >oldpw\"]\n",
+    )
+    .expect("write config");
+    let p = Proc::start(
+        "ringkv-primary",
+        dir.path(),
+        &[
+            "--repl-listen",
+            "127.0.0.1:0",
+            "--config",
+            conf.to_str().expect("utf-8"),
+        ],
+    );
+    let mut r = p.raw();
+    assert_eq!(err(&r.cmd(&["SET", "k", "v"])), "NOAUTH Authentication required.");
+    assert_eq!(r.cmd(&["AUTH", "app", "apppw"]), Frame::Simple("OK".into()));
+    assert_eq!(r.cmd(&["ACL", "WHOAMI"]), bulk("app"));
+    assert_eq!(r.cmd(&["SET", "k", "v"]), Frame::Simple("OK".into()));
+    let mut r2 = p.raw();
+    assert!(
+        err(&r2.cmd(&["AUTH", "old", "oldpw"])).starts_with("WRONGPASS"),
+        "a disabled user cannot log in"
+    );
+    assert_eq!(
+        r2.cmd(&["AUTH", "rootpw"]),
+        Frame::Simple("OK".into()),
+        "AUTH password is the default user"
+    );
+    assert_eq!(r2.cmd(&["ACL", "WHOAMI"]), bulk("default"));
+    let Frame::Array(users) = r2.cmd(&["ACL", "USERS"]) else {
+        panic!("ACL USERS answers an array")
+    };
+    assert_eq!(users, vec![bulk("app"), bulk("default"), bulk("old")]);
+    // A rule that would restrict a user is refused at start, not ignored.
+    let bad = dir.path().join("bad.toml");
+    std::fs::write(&bad, "users = [\"user ro on >p ~cache:* +get\"]\n").expect("write");
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_ringkv-primary"))
+        .current_dir(dir.path())
+        .args([
+            "--port",
+            "0",
+            "--repl-listen",
+            "127.0.0.1:0",
+            "--config",
+            bad.to_str().expect("utf-8"),
+        ])
+        .output()
+        .expect("run");
+    assert!(!out.status.success());
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("not supported"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}

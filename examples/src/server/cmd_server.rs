@@ -32,7 +32,7 @@ pub(crate) fn quit(cx: &mut Ctx<'_>, _a: &[Bytes]) -> CmdResult {
 }
 
 pub(crate) fn reset(cx: &mut Ctx<'_>, _a: &[Bytes]) -> CmdResult {
-    let needs_auth = cx.node.requirepass.lock().is_some();
+    let needs_auth = cx.node.needs_auth();
     let id = cx.client.id;
     let info = std::sync::Arc::clone(&cx.client.info);
     cx.client.pending.flush(cx.node);
@@ -52,27 +52,20 @@ pub(crate) fn select(cx: &mut Ctx<'_>, a: &[Bytes]) -> CmdResult {
     }
 }
 
-/// Checks a password for `user` (only `default` exists).
+/// Logs the client in as `user`, or WRONGPASS.
 fn check_password(cx: &mut Ctx<'_>, user: &[u8], pass: &[u8]) -> Result<(), String> {
-    let required = cx.node.requirepass.lock().clone();
-    match required {
-        None if user == b"default" => {
-            cx.client.authenticated = true;
-            Ok(())
-        }
-        Some(p) if user == b"default" && p.as_bytes() == pass => {
-            cx.client.authenticated = true;
-            cx.client.user = "default".into();
-            Ok(())
-        }
-        _ => Err("WRONGPASS invalid username-password pair or user is disabled.".into()),
+    if !cx.node.authenticate(user, pass) {
+        return Err("WRONGPASS invalid username-password pair or user is disabled.".into());
     }
+    cx.client.authenticated = true;
+    cx.client.user = String::from_utf8_lossy(user).into_owned();
+    Ok(())
 }
 
 pub(crate) fn auth(cx: &mut Ctx<'_>, a: &[Bytes]) -> CmdResult {
     match a.len() {
         2 => {
-            if cx.node.requirepass.lock().is_none() {
+            if !cx.node.needs_auth() {
                 return Err("ERR AUTH <password> called without any password configured for the default user. Are you sure your configuration is correct?".into());
             }
             check_password(cx, b"default", &a[1])?;
@@ -277,10 +270,7 @@ pub(crate) fn config(cx: &mut Ctx<'_>, a: &[Bytes]) -> CmdResult {
             for pair in a[2..].chunks(2) {
                 let name = String::from_utf8_lossy(&pair[0]).to_ascii_lowercase();
                 match name.as_str() {
-                    "requirepass" => {
-                        let v = String::from_utf8_lossy(&pair[1]).into_owned();
-                        *cx.node.requirepass.lock() = (!v.is_empty()).then_some(v);
-                    }
+                    "requirepass" => cx.node.set_requirepass(&String::from_utf8_lossy(&pair[1])),
                     _ => {
                         return Err(format!(
                             "ERR Unknown option or number of arguments for CONFIG SET - '{name}'"
@@ -667,4 +657,33 @@ pub(crate) fn discard(cx: &mut Ctx<'_>, _a: &[Bytes]) -> CmdResult {
 /// reaching this handler means there was no MULTI.
 pub(crate) fn exec(_cx: &mut Ctx<'_>, _a: &[Bytes]) -> CmdResult {
     Err("ERR EXEC without MULTI".into())
+}
+
+/// ACL WHOAMI / LIST / USERS.
+pub(crate) fn acl(cx: &mut Ctx<'_>, a: &[Bytes]) -> CmdResult {
+    let sub = String::from_utf8_lossy(&a[1]).to_ascii_lowercase();
+    match (sub.as_str(), a.len()) {
+        ("whoami", 2) => cx.out.bulk(cx.client.user.as_bytes()),
+        ("users", 2) => {
+            let names: Vec<String> = cx.node.users.lock().keys().cloned().collect();
+            cx.out.array(names.len());
+            for n in &names {
+                cx.out.bulk(n.as_bytes());
+            }
+        }
+        ("list", 2) => {
+            let lines: Vec<String> = cx.node.users.lock().iter().map(|(n, u)| u.describe(n)).collect();
+            cx.out.array(lines.len());
+            for l in &lines {
+                cx.out.bulk(l.as_bytes());
+            }
+        }
+        _ => {
+            return Err(format!(
+                "ERR unknown subcommand or wrong number of arguments for '{}'. Try ACL HELP.",
+                String::from_utf8_lossy(&a[1])
+            ))
+        }
+    }
+    Ok(Next::Done)
 }

@@ -1002,6 +1002,16 @@ pub(crate) fn table() -> &'static [Spec] {
                 cmd_server::exec
             ),
             spec!(
+                "acl",
+                -2,
+                ["admin", "noscript", "loading", "stale"],
+                0,
+                0,
+                0,
+                ["@admin", "@slow", "@dangerous"],
+                cmd_server::acl
+            ),
+            spec!(
                 "watch",
                 -2,
                 ["noscript", "loading", "stale", "fast"],

@@ -35,6 +35,11 @@ pub struct ServerConfig {
     pub tls_dir: Option<PathBuf>,
     /// The password of the `default` user (`requirepass`); `None`: no AUTH.
     pub requirepass: Option<String>,
+    /// ACL-style users, one Redis ACL line each: `user NAME on >password
+    /// ~* +@all` (also `off`, `nopass`, `allkeys`, `allcommands`). Users
+    /// get every command and key: rules that restrict them are refused at
+    /// start, not ignored.
+    pub users: Vec<String>,
     /// Most clients connected at once (`maxclients`).
     pub maxclients: usize,
     /// Close a client idle this many seconds (0: never), like `timeout`.
@@ -74,6 +79,7 @@ impl ServerConfig {
             },
             tls_dir: None,
             requirepass: None,
+            users: Vec::new(),
             maxclients: 10_000,
             timeout: 0,
             client_output_limit: 256 << 20,

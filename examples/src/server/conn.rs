@@ -24,7 +24,7 @@ where
     S: AsyncRead + AsyncWrite + Unpin,
 {
     node.counters.connections_received.fetch_add(1, Ordering::Relaxed);
-    if !peer.ip().is_loopback() && node.requirepass.lock().is_none() {
+    if !peer.ip().is_loopback() && !node.needs_auth() {
         let _ = stream.write_all(format!("-{DENIED}\r\n").as_bytes()).await;
         return;
     }
@@ -44,7 +44,7 @@ where
         ..ClientInfo::default()
     }));
     node.clients.lock().insert(id, Arc::clone(&info));
-    let mut client = Client::new(id, node.requirepass.lock().is_some(), info);
+    let mut client = Client::new(id, node.needs_auth(), info);
     let result = run(&node, &mut client, &mut stream).await;
     if let Err(e) = result {
         tracing::debug!(client = id, %peer, error = %e, "connection closed");

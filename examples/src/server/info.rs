@@ -331,7 +331,14 @@ pub(crate) fn config_params(node: &Node) -> Vec<(&'static str, String)> {
         ("databases", "1".into()),
         ("timeout", c.timeout.to_string()),
         ("maxclients", c.maxclients.to_string()),
-        ("requirepass", node.requirepass.lock().clone().unwrap_or_default()),
+        (
+            "requirepass",
+            node.users
+                .lock()
+                .get("default")
+                .and_then(|u| u.passwords.first().cloned())
+                .unwrap_or_default(),
+        ),
         ("protected-mode", "yes".into()),
         ("proto-max-bulk-len", c.limits.bulk_max.to_string()),
         ("client-query-buffer-limit", c.limits.query_buffer_max.to_string()),

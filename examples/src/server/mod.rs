@@ -17,6 +17,7 @@
 //! # Ok(()) }
 //! ```
 
+pub mod acl;
 pub mod cli;
 mod client;
 mod cmd_hashes;
@@ -73,6 +74,8 @@ impl Server {
     /// Opens the data directory, starts replication for `role`, and
     /// listens for RESP clients. Needs a multi-thread tokio runtime.
     pub async fn start(config: ServerConfig, role: NodeRole) -> Result<Server, ServerError> {
+        // Configuration errors first, before anything is opened or created.
+        let users = acl::parse(&config.users, config.requirepass.as_deref()).map_err(ServerError::Config)?;
         std::fs::create_dir_all(&config.dir)
             .map_err(|e| ServerError::Config(format!("creating {}: {e}", config.dir.display())))?;
         let tls = tls::load_or_generate(&config.tls_dir(role), role == NodeRole::Primary)?;
@@ -88,7 +91,7 @@ impl Server {
             addr: addr.clone(),
             source,
         })?;
-        let node = Arc::new(Node::new(engine, config, role, tls));
+        let node = Arc::new(Node::new(engine, config, role, tls, users));
         *node.resp_addr.lock() = Some(local);
         match role {
             NodeRole::Primary => {

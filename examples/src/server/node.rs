@@ -80,7 +80,8 @@ pub struct Node {
     pub(crate) slowlog: Mutex<VecDeque<SlowEntry>>,
     pub(crate) slowlog_next: AtomicU64,
     pub(crate) next_client_id: AtomicU64,
-    pub(crate) requirepass: Mutex<Option<String>>,
+    /// The ACL users; `default` carries `requirepass`.
+    pub(crate) users: Mutex<BTreeMap<String, super::acl::User>>,
     pub(crate) started: Instant,
     pub(crate) run_id: String,
     /// Set when the server stops accepting and finishes.
@@ -106,9 +107,15 @@ pub(crate) fn unix_secs() -> u64 {
 }
 
 impl Node {
-    pub(crate) fn new(engine: Engine, config: ServerConfig, role: NodeRole, tls: NodeTls) -> Node {
+    pub(crate) fn new(
+        engine: Engine,
+        config: ServerConfig,
+        role: NodeRole,
+        tls: NodeTls,
+        users: BTreeMap<String, super::acl::User>,
+    ) -> Node {
         Node {
-            requirepass: Mutex::new(config.requirepass.clone()),
+            users: Mutex::new(users),
             engine,
             config,
             role: Mutex::new(role),
@@ -235,6 +242,33 @@ impl Node {
         match self.primary() {
             Some(p) => p.wait_for_followers(offset, n, timeout).await,
             None => 0,
+        }
+    }
+
+    /// Whether a new connection must authenticate (the default user has a
+    /// password).
+    pub(crate) fn needs_auth(&self) -> bool {
+        self.users.lock().get("default").is_none_or(|u| !u.nopass)
+    }
+
+    /// Checks `password` for `user`.
+    pub(crate) fn authenticate(&self, user: &[u8], password: &[u8]) -> bool {
+        let users = self.users.lock();
+        std::str::from_utf8(user)
+            .ok()
+            .and_then(|u| users.get(u))
+            .is_some_and(|u| u.accepts(password))
+    }
+
+    /// CONFIG SET requirepass: the default user's password.
+    pub(crate) fn set_requirepass(&self, password: &str) {
+        let mut users = self.users.lock();
+        if let Some(d) = users.get_mut("default") {
+            d.passwords = (!password.is_empty())
+                .then(|| password.to_string())
+                .into_iter()
+                .collect();
+            d.nopass = password.is_empty();
         }
     }
 

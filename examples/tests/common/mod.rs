@@ -203,6 +203,12 @@ impl RedisServer {
     /// Starts one, or `None` when redis-server is not installed (the test
     /// command installs it; outside it, such tests say so and pass).
     pub fn start(dir: &Path) -> Option<RedisServer> {
+        RedisServer::start_with(dir, &[])
+    }
+
+    /// As [`RedisServer::start`], with `extra` configuration arguments
+    /// (`--databases 1`, ...).
+    pub fn start_with(dir: &Path, extra: &[&str]) -> Option<RedisServer> {
         let bin = find("redis-server")?;
         let port = std::net::TcpListener::bind("127.0.0.1:0")
             .and_then(|l| l.local_addr())
@@ -220,6 +226,7 @@ impl RedisServer {
                 "--appendonly",
                 "no",
             ])
+            .args(extra)
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()
