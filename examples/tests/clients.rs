@@ -214,3 +214,80 @@ fn phpredis_pconnect_hscan_and_follower_readonly() {
         String::from_utf8_lossy(&out.stderr)
     );
 }
+
+fn tls_addr(p: &Proc) -> std::net::SocketAddr {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    loop {
+        let left = deadline.saturating_duration_since(std::time::Instant::now());
+        let line = p.log.recv_timeout(left).expect("the TLS listener's log line");
+        if let Some(at) = line.find("tls=") {
+            return line[at + 4..]
+                .split_whitespace()
+                .next()
+                .and_then(|a| a.parse().ok())
+                .expect("an address");
+        }
+    }
+}
+
+#[test]
+fn redis_cli_over_tls_with_and_without_client_certificates() {
+    if tools_missing("redis-cli") {
+        return;
+    }
+    let dir = tempfile::tempdir().expect("dir");
+    let tls = dir.path().join("ringkv-data").join("tls");
+    let run = |port: u16, extra: &[&str]| {
+        Command::new(find("redis-cli").expect("redis-cli"))
+            .args(["--tls", "--cacert", tls.join("ca.pem").to_str().expect("utf-8")])
+            .args(extra)
+            .args(["-h", "127.0.0.1", "-p", &port.to_string(), "PING"])
+            .stdin(Stdio::null())
+            .output()
+            .expect("run redis-cli")
+    };
+    let p = Proc::start(
+        "ringkv-primary",
+        dir.path(),
+        &["--repl-listen", "127.0.0.1:0", "--tls-port", "0"],
+    );
+    let port = tls_addr(&p).port();
+    let out = run(port, &[]);
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout).trim(),
+        "PONG",
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    drop(p);
+
+    let p = Proc::start(
+        "ringkv-primary",
+        dir.path(),
+        &["--repl-listen", "127.0.0.1:0", "--tls-port", "0", "--tls-auth-clients"],
+    );
+    let port = tls_addr(&p).port();
+    let without = run(port, &[]);
+    assert_ne!(
+        String::from_utf8_lossy(&without.stdout).trim(),
+        "PONG",
+        "no client certificate: refused"
+    );
+    let cert = tls.join("client.pem");
+    let key = tls.join("client.key");
+    let with = run(
+        port,
+        &[
+            "--cert",
+            cert.to_str().expect("utf-8"),
+            "--key",
+            key.to_str().expect("utf-8"),
+        ],
+    );
+    assert_eq!(
+        String::from_utf8_lossy(&with.stdout).trim(),
+        "PONG",
+        "{}",
+        String::from_utf8_lossy(&with.stderr)
+    );
+}

@@ -42,6 +42,12 @@ pub struct Args {
     /// follower (beside its primary).
     #[arg(long)]
     pub tls_dir: Option<PathBuf>,
+    /// Also serve RESP over TLS on this port (the node's server certificate).
+    #[arg(long)]
+    pub tls_port: Option<u16>,
+    /// TLS clients must present a certificate signed by the node's CA.
+    #[arg(long)]
+    pub tls_auth_clients: bool,
     /// Password of the default user (AUTH).
     #[arg(long)]
     pub requirepass: Option<String>,
@@ -123,6 +129,12 @@ impl Args {
         }
         if let Some(v) = &self.tls_dir {
             config.tls_dir = Some(v.clone());
+        }
+        if let Some(v) = self.tls_port {
+            config.tls_port = Some(v);
+        }
+        if self.tls_auth_clients {
+            config.tls_auth_clients = true;
         }
         if let Some(v) = &self.requirepass {
             config.requirepass = Some(v.clone());

@@ -33,6 +33,12 @@ pub struct ServerConfig {
     /// Directory of the development TLS material (CA, server and client
     /// certificates); a primary generates it on first start.
     pub tls_dir: Option<PathBuf>,
+    /// A second RESP listener speaking TLS (rustls) on this port, with
+    /// the node's server certificate (0: any free port; `None`: no TLS).
+    pub tls_port: Option<u16>,
+    /// TLS clients must present a certificate from the node's CA
+    /// (`tls-auth-clients yes`).
+    pub tls_auth_clients: bool,
     /// The password of the `default` user (`requirepass`); `None`: no AUTH.
     pub requirepass: Option<String>,
     /// ACL-style users, one Redis ACL line each: `user NAME on >password
@@ -78,6 +84,8 @@ impl ServerConfig {
                 NodeRole::Follower => "ringkv-follower-data".into(),
             },
             tls_dir: None,
+            tls_port: None,
+            tls_auth_clients: false,
             requirepass: None,
             users: Vec::new(),
             maxclients: 10_000,

@@ -67,7 +67,9 @@ pub enum ServerError {
 pub struct Server {
     node: Arc<Node>,
     addr: SocketAddr,
+    tls_addr: Option<SocketAddr>,
     accept: tokio::task::JoinHandle<()>,
+    tls_accept: Option<tokio::task::JoinHandle<()>>,
 }
 
 impl Server {
@@ -115,17 +117,41 @@ impl Server {
             dir = %node.config.dir.display(),
             "ringkv server started"
         );
+        let mut tls_addr = None;
+        let mut tls_accept = None;
+        if let Some(port) = node.config.tls_port {
+            let acceptor =
+                tokio_rustls::TlsAcceptor::from(tls::resp_server_config(&node.tls, node.config.tls_auth_clients)?);
+            let addr = format!("{}:{port}", node.config.bind);
+            let l = tokio::net::TcpListener::bind(&addr)
+                .await
+                .map_err(|source| ServerError::Listen {
+                    addr: addr.clone(),
+                    source,
+                })?;
+            let bound = l.local_addr().map_err(|source| ServerError::Listen { addr, source })?;
+            tracing::info!(tls = %bound, "RESP over TLS listening");
+            tls_addr = Some(bound);
+            tls_accept = Some(tokio::spawn(accept_tls_loop(Arc::clone(&node), l, acceptor)));
+        }
         let accept = tokio::spawn(accept_loop(Arc::clone(&node), listener));
         Ok(Server {
             node,
             addr: local,
+            tls_addr,
             accept,
+            tls_accept,
         })
     }
 
     /// Where RESP clients connect.
     pub fn local_addr(&self) -> SocketAddr {
         self.addr
+    }
+
+    /// Where TLS clients connect, when `tls_port` is set.
+    pub fn tls_addr(&self) -> Option<SocketAddr> {
+        self.tls_addr
     }
 
     /// The node's shared state (engine, role).
@@ -151,6 +177,10 @@ impl Server {
         self.node.request_stop();
         self.accept.abort();
         let _ = self.accept.await;
+        if let Some(t) = self.tls_accept {
+            t.abort();
+            let _ = t.await;
+        }
         self.node.stop_replication().await;
         if save {
             let engine = self.node.engine.clone();
@@ -182,6 +212,38 @@ async fn accept_loop(node: Arc<Node>, listener: tokio::net::TcpListener) {
                     let _ = stream.set_nodelay(true);
                     let local = stream.local_addr().unwrap_or(peer);
                     tokio::spawn(conn::serve(Arc::clone(&node), stream, peer, local));
+                }
+                Err(e) => {
+                    tracing::warn!(error = %e, "accept failed");
+                    tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+                }
+            },
+            _ = notified => return,
+        }
+    }
+}
+
+async fn accept_tls_loop(node: Arc<Node>, listener: tokio::net::TcpListener, acceptor: tokio_rustls::TlsAcceptor) {
+    loop {
+        let notified = node.stop.notified();
+        if node.stopping.load(std::sync::atomic::Ordering::Acquire) {
+            return;
+        }
+        tokio::select! {
+            accepted = listener.accept() => match accepted {
+                Ok((stream, peer)) => {
+                    let _ = stream.set_nodelay(true);
+                    let local = stream.local_addr().unwrap_or(peer);
+                    let (node, acceptor) = (Arc::clone(&node), acceptor.clone());
+                    tokio::spawn(async move {
+                        // A handshake that stalls must not hold the task forever.
+                        let handshake = tokio::time::timeout(std::time::Duration::from_secs(10), acceptor.accept(stream));
+                        match handshake.await {
+                            Ok(Ok(tls)) => conn::serve(node, tls, peer, local).await,
+                            Ok(Err(e)) => tracing::debug!(%peer, error = %e, "TLS handshake failed"),
+                            Err(_) => tracing::debug!(%peer, "TLS handshake timed out"),
+                        }
+                    });
                 }
                 Err(e) => {
                     tracing::warn!(error = %e, "accept failed");

@@ -42,3 +42,34 @@ pub fn load_or_generate(dir: &Path, generate: bool) -> Result<NodeTls, ReplError
         client: TlsMaterial::load(&client)?,
     })
 }
+
+/// The rustls configuration of the RESP TLS listener: the node's server
+/// certificate; with `require_client_certs`, clients must present one
+/// signed by the node's CA.
+pub(crate) fn resp_server_config(
+    tls: &NodeTls,
+    require_client_certs: bool,
+) -> Result<std::sync::Arc<rustls::ServerConfig>, ReplError> {
+    let err = |e: &dyn std::fmt::Display| ReplError::Tls(e.to_string());
+    let provider = std::sync::Arc::new(rustls::crypto::ring::default_provider());
+    let builder = rustls::ServerConfig::builder_with_provider(provider.clone())
+        .with_safe_default_protocol_versions()
+        .map_err(|e| err(&e))?;
+    let builder = if require_client_certs {
+        let mut roots = rustls::RootCertStore::empty();
+        for ca in &tls.server.ca {
+            roots.add(ca.clone()).map_err(|e| err(&e))?;
+        }
+        let verifier =
+            rustls::server::WebPkiClientVerifier::builder_with_provider(std::sync::Arc::new(roots), provider)
+                .build()
+                .map_err(|e| err(&e))?;
+        builder.with_client_cert_verifier(verifier)
+    } else {
+        builder.with_no_client_auth()
+    };
+    let config = builder
+        .with_single_cert(tls.server.chain.clone(), tls.server.key.clone_key())
+        .map_err(|e| err(&e))?;
+    Ok(std::sync::Arc::new(config))
+}
