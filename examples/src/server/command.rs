@@ -569,6 +569,16 @@ pub(crate) fn table() -> &'static [Spec] {
                 ["@keyspace", "@read", "@slow"],
                 cmd_keys::randomkey
             ),
+            spec!(
+                "object",
+                -2,
+                ["readonly"],
+                2,
+                2,
+                1,
+                ["@keyspace", "@read", "@slow"],
+                cmd_keys::object
+            ),
             // hashes
             spec!(
                 "hset",
