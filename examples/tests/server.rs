@@ -563,3 +563,40 @@ fn acl_users_from_the_config_file() {
         String::from_utf8_lossy(&out.stderr)
     );
 }
+
+#[test]
+fn a_client_over_its_output_limit_is_disconnected_alone() {
+    let dir = tempfile::tempdir().expect("dir");
+    let conf = dir.path().join("ringkv.toml");
+    std::fs::write(&conf, "client_output_limit = 100000\n").expect("write config");
+    let p = Proc::start(
+        "ringkv-primary",
+        dir.path(),
+        &[
+            "--repl-listen",
+            "127.0.0.1:0",
+            "--config",
+            conf.to_str().expect("utf-8"),
+        ],
+    );
+    let mut other = p.raw();
+    other.cmd(&["SET", "big", &"x".repeat(10_000)]);
+    let mut greedy = p.raw();
+    let mut batch = Vec::new();
+    for _ in 0..50 {
+        batch.extend(request(&[b"GET", b"big"]));
+    }
+    greedy.send(&batch);
+    assert_eq!(
+        greedy.read(),
+        None,
+        "500 KB of replies to one batch passes the 100 KB limit: closed"
+    );
+    assert!(
+        matches!(other.cmd(&["GET", "big"]), Frame::Bulk(b) if b.len() == 10_000),
+        "others are unaffected"
+    );
+    let info = other.cmd(&["INFO", "stats"]);
+    let info = String::from_utf8_lossy(info.as_bytes().expect("INFO answers text")).into_owned();
+    assert!(info.contains("client_output_buffer_limit_disconnections:1"), "{info}");
+}
