@@ -38,7 +38,7 @@ pub struct Args {
     #[arg(long)]
     pub primary: Option<SocketAddr>,
     /// Directory of the development TLS material (a primary generates it on
-    /// first start). Default <dir>/tls on a primary, ./ringkv-data/tls on a
+    /// first start). Default `<dir>/tls` on a primary, `./ringkv-data/tls` on a
     /// follower (beside its primary).
     #[arg(long)]
     pub tls_dir: Option<PathBuf>,
