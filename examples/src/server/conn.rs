@@ -18,6 +18,9 @@ use crate::resp::{ReplyWriter, RequestParser};
 /// Redis' text for a non-loopback client of an unprotected server.
 const DENIED: &str = "DENIED Redis is running in protected mode because protected mode is enabled and no password is set for the default user. In this mode connections are only accepted from the loopback interface. If you want to connect from external computers to Redis you may adopt one of the following solutions: 1) Just disable protected mode sending the command 'CONFIG SET protected-mode no' from the loopback interface by connecting to Redis from the same host the server is running, however MAKE SURE Redis is not publicly accessible from internet if you do so. Use CONFIG REWRITE to make this change permanent. 2) Alternatively you can just disable the protected mode by editing the Redis configuration file, and setting the protected mode option to 'no', and then restarting the server. 3) If you started the server manually just for testing, restart it with the '--protected-mode no' option. 4) Set up an authentication password for the default user. NOTE: You only need to do one of the above things in order for the server to start accepting connections from the outside.";
 
+/// Most commands one MULTI may queue before EXEC.
+const MAX_QUEUED: usize = 1_000_000;
+
 /// Serves one connection until it closes, errs, is killed, or the server stops.
 pub(crate) async fn serve<S>(node: Arc<Node>, mut stream: S, peer: SocketAddr, local: SocketAddr)
 where
@@ -181,6 +184,13 @@ async fn dispatch(node: &Node, client: &mut Client, args: &[Bytes], out: &mut By
     }
     if let Some(queue) = client.multi.as_mut() {
         if !matches!(spec.name, "exec" | "discard" | "multi" | "watch" | "quit" | "reset") {
+            // A transaction is held in memory until EXEC: bounded like the
+            // query buffer it arrived through.
+            if queue.len() >= MAX_QUEUED {
+                client.multi_failed = true;
+                reply.error("ERR too many commands queued in this transaction");
+                return Next::Done;
+            }
             queue.push(args.to_vec());
             reply.simple("QUEUED");
             return Next::Done;
