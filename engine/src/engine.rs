@@ -471,6 +471,32 @@ impl Engine {
         ops::batch::write_batch(&self.inner, batch)
     }
 
+    /// Redis' WATCH + EXEC for a write batch: applies `batch` atomically
+    /// only if no mutation touching one of `watched` (or every key, as
+    /// FLUSHALL does) was logged since log offset `since` (take it with
+    /// `engine.log()?.published()` when watching starts); `Ok(None)` and
+    /// nothing applied otherwise. Needs a ring log.
+    ///
+    /// ```
+    /// use ringkv::{Engine, WriteBatch};
+    /// let engine = Engine::builder().anonymous_log().build()?;
+    /// engine.set("balance", "10")?;
+    /// let since = engine.log().unwrap().published();
+    /// engine.set("balance", "20")?; // someone else wrote the watched key
+    /// let mut batch = WriteBatch::new();
+    /// batch.incr_by("balance", -3);
+    /// assert!(engine.write_batch_if_unchanged(batch, &["balance"], since)?.is_none());
+    /// # Ok::<(), ringkv::Error>(())
+    /// ```
+    pub fn write_batch_if_unchanged<K: AsRef<[u8]>>(
+        &self,
+        batch: WriteBatch,
+        watched: &[K],
+        since: u64,
+    ) -> Result<Option<Vec<BatchReply>>> {
+        ops::batch::write_batch_if_unchanged(&self.inner, batch, watched, since)
+    }
+
     /// Applies one mutation produced by another engine (or read back from a
     /// log), without consulting the clock and without sending it to this
     /// engine's sink. An engine that started from the same state and applies

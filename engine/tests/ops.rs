@@ -395,3 +395,30 @@ fn expire_in_the_past_deletes_with_an_expired_mutation() {
     assert!(!e.expire("k", 10).expect("expire"));
     assert!(matches!(e.expire("k", i64::MAX), Err(Error::InvalidExpire)));
 }
+
+#[test]
+fn a_watched_batch_applies_only_if_no_watched_key_was_logged_since() {
+    let e = Engine::builder().anonymous_log().build().expect("engine");
+    e.set("balance", "10").expect("set");
+    let since = e.log().expect("log").published();
+    e.set("other", "x").expect("an unwatched key");
+    let mut b = WriteBatch::new();
+    b.incr_by("balance", -3).incr_by("spent", 1);
+    let replies = e.write_batch_if_unchanged(b, &["balance"], since).expect("batch");
+    assert_eq!(replies, Some(vec![BatchReply::Int(7), BatchReply::Int(1)]));
+    let since = e.log().expect("log").published();
+    e.flush().expect("flush");
+    let mut b = WriteBatch::new();
+    b.set("balance", "1");
+    assert_eq!(
+        e.write_batch_if_unchanged(b, &["balance"], since).expect("batch"),
+        None,
+        "FLUSHALL changes every key"
+    );
+    assert_eq!(e.get("balance").expect("get"), None, "nothing applied");
+    let no_log = Engine::new(Config::default()).expect("engine");
+    assert!(
+        no_log.write_batch_if_unchanged(WriteBatch::new(), &["k"], 0).is_err(),
+        "needs a ring log"
+    );
+}

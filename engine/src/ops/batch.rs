@@ -6,6 +6,8 @@ use super::check_key;
 use super::{hashes, keys, strings};
 use crate::core::{Inner, Writer};
 use crate::error::{Error, Result};
+use crate::log::record::decode_mutation;
+use crate::log::RingLog;
 use crate::ops::strings::{SetOptions, SetOutcome};
 use crate::stats::Op;
 
@@ -216,4 +218,68 @@ pub(crate) fn write_batch(inner: &Inner, batch: WriteBatch) -> Result<Vec<BatchR
         w.inner.ops.count(Op::Batch);
         ops.into_iter().zip(&hashes).map(|(op, &h)| op.run(w, h)).collect()
     })
+}
+
+/// As [`write_batch`], but only if no mutation touching one of `watched`
+/// (or touching every key: FLUSHALL) was logged from `since` on; `None`
+/// (nothing applied) otherwise. Redis' WATCH + EXEC: the check runs under
+/// the write locks of the batch's keys and the watched keys, and every
+/// write of a key publishes its record before releasing that key's shard
+/// lock, so nothing can change a watched key between the check and the
+/// batch. A log that no longer holds `since` counts as a change.
+pub(crate) fn write_batch_if_unchanged<K: AsRef<[u8]>>(
+    inner: &Inner,
+    batch: WriteBatch,
+    watched: &[K],
+    since: u64,
+) -> Result<Option<Vec<BatchReply>>> {
+    let ops = batch.into_ops();
+    for op in &ops {
+        op.check(inner)?;
+    }
+    let log = inner.sink.require_log()?;
+    inner.ensure_memory()?;
+    let mut hashes: Vec<u64> = ops.iter().map(|op| inner.keyspace.hash(op.key())).collect();
+    let ops_len = hashes.len();
+    hashes.extend(watched.iter().map(|k| inner.keyspace.hash(k.as_ref())));
+    if hashes.is_empty() {
+        return Ok(Some(Vec::new()));
+    }
+    inner.write(&hashes, true, |w| {
+        if logged_since(log, watched, since) {
+            return Ok(None);
+        }
+        w.inner.ops.count(Op::Batch);
+        let replies = ops
+            .into_iter()
+            .zip(&hashes[..ops_len])
+            .map(|(op, &h)| op.run(w, h))
+            .collect::<Result<Vec<_>>>()?;
+        Ok(Some(replies))
+    })
+}
+
+/// Did a record from `since` on touch one of `keys` (or every key)?
+fn logged_since<K: AsRef<[u8]>>(log: &RingLog, keys: &[K], since: u64) -> bool {
+    let end = log.published();
+    let mut pos = since;
+    while pos < end {
+        let Ok(batch) = log.read(pos, 1 << 20) else { return true };
+        for (_, payload) in batch.records {
+            let Ok(m) = decode_mutation(payload) else { return true };
+            if m.touches_all_keys() {
+                return true;
+            }
+            let mut hit = false;
+            m.for_each_key(&mut |k| hit |= keys.iter().any(|w| w.as_ref() == k));
+            if hit {
+                return true;
+            }
+        }
+        if batch.next <= pos {
+            return true;
+        }
+        pos = batch.next;
+    }
+    false
 }

@@ -245,16 +245,28 @@ fn exec(node: &Node, client: &mut Client, out: &mut BytesMut) -> Next {
         ReplyWriter::new(out, proto).error("EXECABORT Transaction discarded because of previous errors.");
         return Next::Done;
     }
-    if watch.is_some_and(|w| w.fired(&node.engine)) {
+    if watch.as_ref().is_some_and(|w| w.expired()) {
         ReplyWriter::new(out, proto).null_array();
         return Next::Done;
     }
-    if node.engine.role() == ringkv::Role::Primary
-        && super::txn::exec_atomic(&node.engine, &queued, &mut ReplyWriter::new(&mut *out, proto))
-    {
-        if let Some(end) = node.engine.last_write_offset() {
-            client.last_write_offset = client.last_write_offset.max(end);
+    if node.engine.role() == ringkv::Role::Primary {
+        let watched = watch.as_ref().filter(|w| !w.keys.is_empty());
+        match super::txn::exec_atomic(&node.engine, &queued, watched, &mut ReplyWriter::new(&mut *out, proto)) {
+            super::txn::Atomic::Done => {
+                if let Some(end) = node.engine.last_write_offset() {
+                    client.last_write_offset = client.last_write_offset.max(end);
+                }
+                return Next::Done;
+            }
+            super::txn::Atomic::Aborted => {
+                ReplyWriter::new(out, proto).null_array();
+                return Next::Done;
+            }
+            super::txn::Atomic::OneByOne => {}
         }
+    }
+    if watch.is_some_and(|w| w.fired(&node.engine)) {
+        ReplyWriter::new(out, proto).null_array();
         return Next::Done;
     }
     ReplyWriter::new(out, proto).array(queued.len());

@@ -4,7 +4,10 @@
 //! WATCH needs no bookkeeping on the write path: every change of state is
 //! a record in the engine's ring log, so EXEC reads the log from the offset
 //! where the first WATCH was taken and looks for a record that touches a
-//! watched key (FLUSHALL touches all). Deletions by expiry and eviction are
+//! watched key (FLUSHALL touches all). For a batchable EXEC the engine does
+//! that check under the batch's shard locks
+//! (`Engine::write_batch_if_unchanged`), so the check and the writes are
+//! one step; an EXEC that runs one by one checks first, then runs. Deletions by expiry and eviction are
 //! records too; a watched key whose expiry time has passed by EXEC counts
 //! as changed, as in Redis, even if no deletion was logged yet. A log
 //! that has moved on past the WATCH offset (lapped) counts as a change.
@@ -44,15 +47,21 @@ impl Watch {
         self.keys.insert(Bytes::copy_from_slice(key));
     }
 
-    /// Has any watched key changed since WATCH?
+    /// Has a watched key's expiry time passed?
+    pub(crate) fn expired(&self) -> bool {
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_millis() as u64);
+        self.first_expiry.is_some_and(|at| at <= now)
+    }
+
+    /// Has any watched key changed since WATCH? (For an EXEC that runs one
+    /// by one: checked before the commands, not under their locks.)
     pub(crate) fn fired(&self, engine: &Engine) -> bool {
         if self.keys.is_empty() {
             return false;
         }
-        let now = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map_or(0, |d| d.as_millis() as u64);
-        if self.first_expiry.is_some_and(|at| at <= now) {
+        if self.expired() {
             return true;
         }
         let Some(log) = engine.log() else { return false };
@@ -181,16 +190,40 @@ fn plan(queued: &[Vec<Bytes>]) -> Option<(WriteBatch, Vec<Shape>)> {
     Some((b, shapes))
 }
 
-/// Runs `queued` as one atomic write batch and writes EXEC's array of
-/// replies; false (nothing applied, nothing written) if the commands are
-/// not all batchable or the batch failed, so EXEC runs them one by one and
-/// each gets its own reply or error, as Redis does.
-pub(crate) fn exec_atomic(engine: &Engine, queued: &[Vec<Bytes>], out: &mut ReplyWriter<'_>) -> bool {
+/// What [`exec_atomic`] did.
+pub(crate) enum Atomic {
+    /// Ran as one batch; EXEC's replies are written.
+    Done,
+    /// A watched key changed: nothing ran, nothing written.
+    Aborted,
+    /// Not all batchable, or the batch failed (nothing applied): run the
+    /// commands one by one.
+    OneByOne,
+}
+
+/// Runs `queued` as one atomic write batch, with the WATCH check under the
+/// batch's own shard locks (so nothing can change a watched key between
+/// the check and the writes), and writes EXEC's array of replies.
+pub(crate) fn exec_atomic(
+    engine: &Engine,
+    queued: &[Vec<Bytes>],
+    watch: Option<&Watch>,
+    out: &mut ReplyWriter<'_>,
+) -> Atomic {
     let Some((batch, shapes)) = plan(queued) else {
-        return false;
+        return Atomic::OneByOne;
     };
-    let Ok(replies) = engine.write_batch(batch) else {
-        return false;
+    let result = match watch {
+        Some(w) => {
+            let keys: Vec<&Bytes> = w.keys.iter().collect();
+            engine.write_batch_if_unchanged(batch, &keys, w.from)
+        }
+        None => engine.write_batch(batch).map(Some),
+    };
+    let replies = match result {
+        Ok(Some(r)) => r,
+        Ok(None) => return Atomic::Aborted,
+        Err(_) => return Atomic::OneByOne,
     };
     out.array(shapes.len());
     let mut it = replies.into_iter();
@@ -222,5 +255,5 @@ pub(crate) fn exec_atomic(engine: &Engine, queued: &[Vec<Bytes>], out: &mut Repl
             }
         }
     }
-    true
+    Atomic::Done
 }
