@@ -25,7 +25,6 @@ pub(crate) fn key_type(cx: &mut Ctx<'_>, a: &[Bytes]) -> CmdResult {
 /// EXPIRE, PEXPIRE, EXPIREAT, PEXPIREAT key n [NX | XX | GT | LT].
 pub(crate) fn expire(cx: &mut Ctx<'_>, a: &[Bytes]) -> CmdResult {
     let name = String::from_utf8_lossy(&a[0]).to_ascii_lowercase();
-    let n = int_arg(&a[2])?;
     let (mut nx, mut xx, mut gt, mut lt) = (false, false, false, false);
     for o in &a[3..] {
         if is(o, "NX") {
@@ -46,6 +45,8 @@ pub(crate) fn expire(cx: &mut Ctx<'_>, a: &[Bytes]) -> CmdResult {
     if gt && lt {
         return Err("ERR GT and LT options at the same time are not compatible".into());
     }
+    // As Redis: the options are checked before the time.
+    let n = int_arg(&a[2])?;
     let cond = if nx {
         ExpireCondition::IfNone
     } else if gt {
@@ -77,7 +78,15 @@ pub(crate) fn expire(cx: &mut Ctx<'_>, a: &[Bytes]) -> CmdResult {
             _ => Some(n),
         }
         .ok_or_else(invalid)?;
-        e.pexpire_at_if(&a[1], at, cond)
+        // LT with XX: only a key that has an expiry (the engine's IfEarlier
+        // counts none as "never", which LT alone wants). Checked before the
+        // conditional write, not under its lock: a PERSIST landing between
+        // the two can let the expiry apply.
+        if lt && xx && !matches!(e.expire_time(&a[1]), Some(Some(_))) {
+            Ok(false)
+        } else {
+            e.pexpire_at_if(&a[1], at, cond)
+        }
     }
     .map_err(|err| engine_error(err, &name))?;
     cx.out.int(i64::from(set));

@@ -12,52 +12,90 @@ pub(crate) fn get(cx: &mut Ctx<'_>, a: &[Bytes]) -> CmdResult {
     Ok(Next::Done)
 }
 
-/// Parses SET's options after `key value`.
+/// Parses SET's options after `key value` as Redis 7.0 does: an option may
+/// repeat (the last expiry given wins) but not conflict (NX with XX, two
+/// kinds of expiry); the options are checked first (a syntax error
+/// anywhere wins), then the expiry's value.
 fn set_options(a: &[Bytes]) -> Result<SetOptions, String> {
+    #[derive(PartialEq, Clone, Copy)]
+    enum Cond {
+        Any,
+        Nx,
+        Xx,
+    }
     let mut opts = SetOptions::new();
-    let mut cond = false;
-    let mut expiry = false;
+    let mut cond = Cond::Any;
+    // The expiry option's name (its kind) and its argument.
+    let mut kind: Option<&str> = None;
+    let mut timed: Option<&Bytes> = None;
     let mut i = 0;
     while i < a.len() {
         let o = &a[i];
-        let timed = |unit: fn(u64) -> SetExpiry, i: &mut usize| -> Result<SetExpiry, String> {
-            let v = a.get(*i + 1).ok_or_else(|| SYNTAX.to_string())?;
-            *i += 1;
-            let n = int_arg(v)?;
-            if n <= 0 {
-                return Err("ERR invalid expire time in 'set' command".into());
-            }
-            Ok(unit(n as u64))
-        };
-        if is(o, "NX") && !cond {
-            opts = opts.nx();
-            cond = true;
-        } else if is(o, "XX") && !cond {
-            opts = opts.xx();
-            cond = true;
+        let next = a.get(i + 1);
+        let free = |k: &str| kind.is_none_or(|have| have == k);
+        if is(o, "NX") && cond != Cond::Xx {
+            cond = Cond::Nx;
+        } else if is(o, "XX") && cond != Cond::Nx {
+            cond = Cond::Xx;
         } else if is(o, "GET") {
             opts = opts.get();
-        } else if is(o, "KEEPTTL") && !expiry {
-            opts.expiry = SetExpiry::Keep;
-            expiry = true;
-        } else if is(o, "EX") && !expiry {
-            opts.expiry = timed(SetExpiry::Seconds, &mut i)?;
-            expiry = true;
-        } else if is(o, "PX") && !expiry {
-            opts.expiry = timed(SetExpiry::Millis, &mut i)?;
-            expiry = true;
-        } else if is(o, "EXAT") && !expiry {
-            opts.expiry = timed(SetExpiry::AtSeconds, &mut i)?;
-            expiry = true;
-        } else if is(o, "PXAT") && !expiry {
-            opts.expiry = timed(SetExpiry::AtMillis, &mut i)?;
-            expiry = true;
+        } else if is(o, "KEEPTTL") && free("keepttl") {
+            kind = Some("keepttl");
+        } else if let Some(k) = ["ex", "px", "exat", "pxat"]
+            .into_iter()
+            .find(|k| is(o, k) && free(k) && next.is_some())
+        {
+            kind = Some(k);
+            timed = next;
+            i += 1;
         } else {
             return Err(SYNTAX.into());
         }
         i += 1;
     }
+    match cond {
+        Cond::Nx => opts = opts.nx(),
+        Cond::Xx => opts = opts.xx(),
+        Cond::Any => {}
+    }
+    if kind == Some("keepttl") {
+        opts.expiry = SetExpiry::Keep;
+    }
+    if let (Some(k), Some(v)) = (kind, timed) {
+        let n = int_arg(v)?;
+        if n <= 0 {
+            return Err("ERR invalid expire time in 'set' command".into());
+        }
+        let n = n as u64;
+        opts.expiry = match k {
+            "ex" => SetExpiry::Seconds(n),
+            "px" => SetExpiry::Millis(n),
+            "exat" => SetExpiry::AtSeconds(n),
+            _ => SetExpiry::AtMillis(n),
+        };
+        check_expiry(opts.expiry, "set")?;
+    }
     Ok(opts)
+}
+
+/// Redis refuses an expiry whose absolute time in milliseconds does not
+/// fit an i64 before it looks at the key (the engine checks it only when
+/// it writes, so NX/XX or a wrong type would otherwise answer first).
+fn check_expiry(expiry: SetExpiry, name: &str) -> Result<(), String> {
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as i64);
+    let ms = |n: u64| i64::try_from(n).ok();
+    let at = match expiry {
+        SetExpiry::Seconds(s) => ms(s).and_then(|s| s.checked_mul(1000)).and_then(|t| t.checked_add(now)),
+        SetExpiry::Millis(m) => ms(m).and_then(|m| m.checked_add(now)),
+        SetExpiry::AtSeconds(s) => ms(s).and_then(|s| s.checked_mul(1000)),
+        _ => Some(0),
+    };
+    match at {
+        Some(_) => Ok(()),
+        None => Err(format!("ERR invalid expire time in '{name}' command")),
+    }
 }
 
 pub(crate) fn set(cx: &mut Ctx<'_>, a: &[Bytes]) -> CmdResult {
@@ -96,6 +134,7 @@ fn set_expiring(cx: &mut Ctx<'_>, a: &[Bytes], name: &str, expiry: fn(u64) -> Se
         expiry: expiry(n as u64),
         ..SetOptions::new()
     };
+    check_expiry(opts.expiry, name)?;
     cx.node
         .engine
         .set_with(&a[1], owned(&a[3]), opts)

@@ -176,6 +176,17 @@ async fn dispatch(node: &Node, client: &mut Client, args: &[Bytes], out: &mut By
         return Next::Done;
     }
     if !spec.arity_ok(args.len()) {
+        if spec.name == "exec" {
+            // Redis aborts the transaction (if any) when EXEC itself is
+            // rejected, and says why.
+            client.multi = None;
+            client.multi_failed = false;
+            client.watch = None;
+            let why = wrong_arity(spec.name);
+            let why = why.strip_prefix("ERR ").unwrap_or(&why);
+            reply.error(&format!("EXECABORT Transaction discarded because of: {why}"));
+            return Next::Done;
+        }
         if client.multi.is_some() {
             client.multi_failed = true;
         }
