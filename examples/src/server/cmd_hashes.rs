@@ -173,6 +173,10 @@ pub(crate) fn hsetnx(cx: &mut Ctx<'_>, a: &[Bytes]) -> CmdResult {
 
 pub(crate) fn hincrbyfloat(cx: &mut Ctx<'_>, a: &[Bytes]) -> CmdResult {
     let d = ringkv::parse_f64(&a[3]).ok_or_else(|| "ERR value is not a valid float".to_string())?;
+    // Redis refuses an infinite increment itself, before the sum.
+    if !d.is_finite() {
+        return Err("ERR value is NaN or Infinity".into());
+    }
     let v = cx.node.engine.hincr_by_float(&a[1], &a[2], d).map_err(|e| match e {
         ringkv::Error::NotAFloat => "ERR hash value is not a float".to_string(),
         other => engine_error(other, "hincrbyfloat"),

@@ -231,26 +231,55 @@ pub(crate) fn getdel(cx: &mut Ctx<'_>, a: &[Bytes]) -> CmdResult {
 
 /// GETEX key [EX s | PX ms | EXAT s | PXAT ms | PERSIST].
 pub(crate) fn getex(cx: &mut Ctx<'_>, a: &[Bytes]) -> CmdResult {
-    let expiry = match &a[2..] {
-        [] => GetExpiry::Keep,
-        [o] if is(o, "PERSIST") => GetExpiry::Persist,
-        [o, v] if ["EX", "PX", "EXAT", "PXAT"].iter().any(|n| is(o, n)) => {
+    // As Redis 7.0: the options first (they may repeat, not conflict), then
+    // the key (nil if missing, WRONGTYPE), then the expiry's value.
+    let mut kind: Option<&str> = None;
+    let mut timed: Option<&Bytes> = None;
+    let mut i = 2;
+    while i < a.len() {
+        let o = &a[i];
+        let next = a.get(i + 1);
+        let free = |k: &str| kind.is_none_or(|have| have == k);
+        if is(o, "PERSIST") && free("persist") {
+            kind = Some("persist");
+        } else if let Some(k) = ["ex", "px", "exat", "pxat"]
+            .into_iter()
+            .find(|k| is(o, k) && free(k) && next.is_some())
+        {
+            kind = Some(k);
+            timed = next;
+            i += 1;
+        } else {
+            return Err(SYNTAX.into());
+        }
+        i += 1;
+    }
+    if kind.is_some_and(|k| k != "persist") {
+        let current = cx.node.engine.get(&a[1]).map_err(|e| engine_error(e, "getex"))?;
+        if current.is_none() {
+            cx.out.null();
+            return Ok(Next::Done);
+        }
+    }
+    let expiry = match (kind, timed) {
+        (None, _) => GetExpiry::Keep,
+        (Some("persist"), _) => GetExpiry::Persist,
+        (Some(k), Some(v)) => {
             let n = int_arg(v)?;
             if n <= 0 {
                 return Err("ERR invalid expire time in 'getex' command".into());
             }
             let n = n as u64;
-            if is(o, "EX") {
-                GetExpiry::Seconds(n)
-            } else if is(o, "PX") {
-                GetExpiry::Millis(n)
-            } else if is(o, "EXAT") {
-                GetExpiry::AtSeconds(n)
-            } else {
-                GetExpiry::AtMillis(n)
-            }
+            let (check, expiry) = match k {
+                "ex" => (SetExpiry::Seconds(n), GetExpiry::Seconds(n)),
+                "px" => (SetExpiry::Millis(n), GetExpiry::Millis(n)),
+                "exat" => (SetExpiry::AtSeconds(n), GetExpiry::AtSeconds(n)),
+                _ => (SetExpiry::AtMillis(n), GetExpiry::AtMillis(n)),
+            };
+            check_expiry(check, "getex")?;
+            expiry
         }
-        _ => return Err(SYNTAX.into()),
+        (Some(_), None) => return Err(SYNTAX.into()),
     };
     let v = cx
         .node
@@ -297,7 +326,17 @@ pub(crate) fn setrange(cx: &mut Ctx<'_>, a: &[Bytes]) -> CmdResult {
 }
 
 pub(crate) fn incrbyfloat(cx: &mut Ctx<'_>, a: &[Bytes]) -> CmdResult {
-    let d = ringkv::parse_f64(&a[2]).ok_or_else(|| "ERR value is not a valid float".to_string())?;
+    let d = ringkv::parse_f64(&a[2]).filter(|d| d.is_finite());
+    let Some(d) = d else {
+        // Redis checks the key's type, then its value, then the increment
+        // (an infinite one is refused as the sum it would produce).
+        let current = cx.node.engine.get(&a[1]).map_err(|e| engine_error(e, "incrbyfloat"))?;
+        let bad_value = current.is_some_and(|v| ringkv::parse_f64(&v).is_none());
+        return Err(match ringkv::parse_f64(&a[2]) {
+            Some(_) if !bad_value => "ERR increment would produce NaN or Infinity".into(),
+            _ => "ERR value is not a valid float".into(),
+        });
+    };
     let v = cx
         .node
         .engine
