@@ -1,0 +1,15 @@
+#!/usr/bin/env bash
+# The long run of the test command: many more proptest cases (model tests,
+# parser round trips, the differential test against redis-server) and long
+# fuzzing. Takes hours on 2 cores; the test command (scripts/test.sh) runs
+# the same tests with short defaults.
+#
+#   PROPTEST_CASES=5000      proptest cases where a test does not fix its own
+#   RINGKV_DIFF_CASES=20000  differential sequences against redis-server
+#   FUZZ_SECONDS=1800        seconds per fuzz target
+set -euo pipefail
+cd "$(dirname "$0")/.."
+export PROPTEST_CASES="${PROPTEST_CASES:-5000}"
+export RINGKV_DIFF_CASES="${RINGKV_DIFF_CASES:-20000}"
+export FUZZ_SECONDS="${FUZZ_SECONDS:-1800}"
+exec bash scripts/test.sh
