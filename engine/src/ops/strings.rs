@@ -205,22 +205,7 @@ pub(crate) fn mset<K: AsRef<[u8]>, V: Into<Bytes>>(
     inner: &Inner,
     pairs: impl IntoIterator<Item = (K, V)>,
 ) -> Result<()> {
-    let mut sets = Vec::new();
-    let mut hashes = Vec::new();
-    for (k, v) in pairs {
-        let (k, v) = (k.as_ref(), v.into());
-        check_key(inner, k)?;
-        check_value(inner, v.len())?;
-        hashes.push(inner.keyspace.hash(k));
-        sets.push(Mutation::Set {
-            key: Bytes::copy_from_slice(k),
-            value: v,
-            expire_at: None,
-        });
-    }
-    if sets.is_empty() {
-        return Err(Error::InvalidArgument("wrong number of arguments for 'mset' command"));
-    }
+    let (sets, hashes) = plain_sets(inner, pairs, "wrong number of arguments for 'mset' command")?;
     inner.ensure_memory()?;
     inner.write(&hashes, false, |w| {
         w.inner.ops.count(Op::MSet);
@@ -498,15 +483,36 @@ pub(crate) fn msetnx<K: AsRef<[u8]>, V: Into<Bytes>>(
     inner: &Inner,
     pairs: impl IntoIterator<Item = (K, V)>,
 ) -> Result<bool> {
+    let (sets, hashes) = plain_sets(inner, pairs, "wrong number of arguments for 'msetnx' command")?;
+    inner.ensure_memory()?;
+    inner.write(&hashes, false, |w| {
+        w.inner.ops.count(Op::MSetNx);
+        for (m, &h) in sets.iter().zip(&hashes) {
+            if let Mutation::Set { key, .. } = m {
+                if w.live(key, h)?.is_some() {
+                    return Ok(false);
+                }
+            }
+        }
+        w.commit(Mutation::Batch(sets))?;
+        Ok(true)
+    })
+}
+
+/// MSET's and MSETNX's checks and plan: one `Set` without expiry per pair,
+/// with each key's hash; `empty` is the error for no pairs.
+fn plain_sets<K: AsRef<[u8]>, V: Into<Bytes>>(
+    inner: &Inner,
+    pairs: impl IntoIterator<Item = (K, V)>,
+    empty: &'static str,
+) -> Result<(Vec<Mutation>, Vec<u64>)> {
     let mut sets = Vec::new();
-    let mut keys = Vec::new();
     let mut hashes = Vec::new();
     for (k, v) in pairs {
         let (k, v) = (k.as_ref(), v.into());
         check_key(inner, k)?;
         check_value(inner, v.len())?;
         hashes.push(inner.keyspace.hash(k));
-        keys.push(Bytes::copy_from_slice(k));
         sets.push(Mutation::Set {
             key: Bytes::copy_from_slice(k),
             value: v,
@@ -514,17 +520,7 @@ pub(crate) fn msetnx<K: AsRef<[u8]>, V: Into<Bytes>>(
         });
     }
     if sets.is_empty() {
-        return Err(Error::InvalidArgument("wrong number of arguments for 'msetnx' command"));
+        return Err(Error::InvalidArgument(empty));
     }
-    inner.ensure_memory()?;
-    inner.write(&hashes, false, |w| {
-        w.inner.ops.count(Op::MSetNx);
-        for (k, &h) in keys.iter().zip(&hashes) {
-            if w.live(k, h)?.is_some() {
-                return Ok(false);
-            }
-        }
-        w.commit(Mutation::Batch(sets))?;
-        Ok(true)
-    })
+    Ok((sets, hashes))
 }

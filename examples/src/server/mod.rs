@@ -132,9 +132,9 @@ impl Server {
             let bound = l.local_addr().map_err(|source| ServerError::Listen { addr, source })?;
             tracing::info!(tls = %bound, "RESP over TLS listening");
             tls_addr = Some(bound);
-            tls_accept = Some(tokio::spawn(accept_tls_loop(Arc::clone(&node), l, acceptor)));
+            tls_accept = Some(tokio::spawn(accept_loop(Arc::clone(&node), l, Some(acceptor))));
         }
-        let accept = tokio::spawn(accept_loop(Arc::clone(&node), listener));
+        let accept = tokio::spawn(accept_loop(Arc::clone(&node), listener, None));
         Ok(Server {
             node,
             addr: local,
@@ -200,7 +200,9 @@ impl Server {
     }
 }
 
-async fn accept_loop(node: Arc<Node>, listener: tokio::net::TcpListener) {
+/// Accepts connections until the server stops; with `tls`, each one does
+/// its TLS handshake (bounded) in its own task before it is served.
+async fn accept_loop(node: Arc<Node>, listener: tokio::net::TcpListener, tls: Option<tokio_rustls::TlsAcceptor>) {
     loop {
         let notified = node.stop.notified();
         if node.stopping.load(std::sync::atomic::Ordering::Acquire) {
@@ -211,39 +213,24 @@ async fn accept_loop(node: Arc<Node>, listener: tokio::net::TcpListener) {
                 Ok((stream, peer)) => {
                     let _ = stream.set_nodelay(true);
                     let local = stream.local_addr().unwrap_or(peer);
-                    tokio::spawn(conn::serve(Arc::clone(&node), stream, peer, local));
-                }
-                Err(e) => {
-                    tracing::warn!(error = %e, "accept failed");
-                    tokio::time::sleep(std::time::Duration::from_millis(10)).await;
-                }
-            },
-            _ = notified => return,
-        }
-    }
-}
-
-async fn accept_tls_loop(node: Arc<Node>, listener: tokio::net::TcpListener, acceptor: tokio_rustls::TlsAcceptor) {
-    loop {
-        let notified = node.stop.notified();
-        if node.stopping.load(std::sync::atomic::Ordering::Acquire) {
-            return;
-        }
-        tokio::select! {
-            accepted = listener.accept() => match accepted {
-                Ok((stream, peer)) => {
-                    let _ = stream.set_nodelay(true);
-                    let local = stream.local_addr().unwrap_or(peer);
-                    let (node, acceptor) = (Arc::clone(&node), acceptor.clone());
-                    tokio::spawn(async move {
-                        // A handshake that stalls must not hold the task forever.
-                        let handshake = tokio::time::timeout(std::time::Duration::from_secs(10), acceptor.accept(stream));
-                        match handshake.await {
-                            Ok(Ok(tls)) => conn::serve(node, tls, peer, local).await,
-                            Ok(Err(e)) => tracing::debug!(%peer, error = %e, "TLS handshake failed"),
-                            Err(_) => tracing::debug!(%peer, "TLS handshake timed out"),
+                    let node = Arc::clone(&node);
+                    match tls.clone() {
+                        None => {
+                            tokio::spawn(conn::serve(node, stream, peer, local));
                         }
-                    });
+                        Some(acceptor) => {
+                            tokio::spawn(async move {
+                                // A handshake that stalls must not hold the task forever.
+                                let handshake =
+                                    tokio::time::timeout(std::time::Duration::from_secs(10), acceptor.accept(stream));
+                                match handshake.await {
+                                    Ok(Ok(tls)) => conn::serve(node, tls, peer, local).await,
+                                    Ok(Err(e)) => tracing::debug!(%peer, error = %e, "TLS handshake failed"),
+                                    Err(_) => tracing::debug!(%peer, "TLS handshake timed out"),
+                                }
+                            });
+                        }
+                    }
                 }
                 Err(e) => {
                     tracing::warn!(error = %e, "accept failed");
