@@ -17,7 +17,7 @@ use std::net::{SocketAddr, TcpStream};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use ringkv_benches::redis::redis_server;
+use ringkv_benches::redis::{redis_server, start_tcp};
 use ringkv_benches::{fmt_duration, is_bench_run, percentile, rss_bytes_of, size_setting, CpuMonitor, Table};
 
 const SERVER_ENV: &str = "RINGKV_CONNS_BENCH_SERVER";
@@ -88,35 +88,7 @@ fn ringkv(dir: &std::path::Path) -> Target {
 
 fn redis(dir: &std::path::Path) -> Option<Target> {
     let bin = redis_server().ok()?;
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .ok()?
-        .local_addr()
-        .ok()?
-        .port();
-    let child = Command::new(bin)
-        .current_dir(dir)
-        .args([
-            "--port",
-            &port.to_string(),
-            "--bind",
-            "127.0.0.1",
-            "--save",
-            "",
-            "--appendonly",
-            "no",
-        ])
-        .args(["--maxclients", "19000"])
-        .stdout(Stdio::null())
-        .spawn()
-        .ok()?;
-    let addr = SocketAddr::from(([127, 0, 0, 1], port));
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while TcpStream::connect(addr).is_err() {
-        if Instant::now() > deadline {
-            return None;
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    }
+    let (child, addr) = start_tcp(&bin, dir, &["--maxclients", "19000"]).ok()?;
     Some(Target {
         name: "redis",
         child,

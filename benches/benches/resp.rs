@@ -15,7 +15,7 @@ use std::net::TcpStream;
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
-use ringkv_benches::redis::{find_on_path, redis_server};
+use ringkv_benches::redis::{find_on_path, redis_server, start_tcp};
 use ringkv_benches::{is_bench_run, size_setting, CpuMonitor, Table};
 use ringkv_examples::server::{NodeRole, Server, ServerConfig};
 
@@ -139,26 +139,8 @@ fn main() {
         .block_on(Server::start(config, NodeRole::Primary))
         .expect("start ringkv");
     let ringkv_port = server.local_addr().port();
-    let redis_port = std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .expect("port")
-        .port();
-    let mut redis = Command::new(&server_bin)
-        .current_dir(dir.path())
-        .args([
-            "--port",
-            &redis_port.to_string(),
-            "--bind",
-            "127.0.0.1",
-            "--save",
-            "",
-            "--appendonly",
-            "no",
-        ])
-        .stdout(Stdio::null())
-        .spawn()
-        .expect("start redis-server");
-    std::thread::sleep(Duration::from_millis(300));
+    let (mut redis, redis_addr) = start_tcp(&server_bin, dir.path(), &[]).expect("start redis-server");
+    let redis_port = redis_addr.port();
 
     println!("redis-benchmark -c 50 -n {requests} -r 100000, ringkv-primary (in process) vs redis-server, 127.0.0.1");
     let monitor = CpuMonitor::start();

@@ -308,3 +308,40 @@ pub fn child_pids(pid: u32) -> Vec<u32> {
     found.dedup();
     found
 }
+
+/// Starts `bin` on a free TCP port of 127.0.0.1 in `dir`, without
+/// persistence (`extra` adds settings), and waits (up to 10 s) until it
+/// accepts connections: the child and its address. Stop it with `kill`.
+pub fn start_tcp(bin: &Path, dir: &Path, extra: &[&str]) -> Result<(Child, std::net::SocketAddr), String> {
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map_err(|e| format!("no free port: {e}"))?
+        .port();
+    let mut child = Command::new(bin)
+        .current_dir(dir)
+        .args([
+            "--port",
+            &port.to_string(),
+            "--bind",
+            "127.0.0.1",
+            "--save",
+            "",
+            "--appendonly",
+            "no",
+        ])
+        .args(extra)
+        .stdout(Stdio::null())
+        .spawn()
+        .map_err(|e| format!("starting {}: {e}", bin.display()))?;
+    let addr = std::net::SocketAddr::from(([127, 0, 0, 1], port));
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while std::net::TcpStream::connect(addr).is_err() {
+        if std::time::Instant::now() > deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            return Err(format!("{} did not listen on {addr} within 10 s", bin.display()));
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    Ok((child, addr))
+}

@@ -87,7 +87,7 @@ enum Cmd {
     IncrByFloat(usize, f64),
     MSetNx(Vec<(usize, Vec<u8>)>),
     Copy(usize, usize, bool),
-    /// PEXPIRE with a condition: 0 NX, 1 XX, 2 GT, 3 LT.
+    /// PEXPIRE with a condition: 0 NX, 1 XX, 2 GT, 3 LT, 4 LT with XX.
     PExpireIf(usize, i64, u8),
     HSetNx(usize, usize, Vec<u8>),
     Flush,
@@ -145,7 +145,7 @@ fn simple_cmd() -> impl Strategy<Value = Cmd> {
             .prop_map(|(k, d)| Cmd::IncrByFloat(k, d)),
         proptest::collection::vec((k.clone(), value()), 1..3).prop_map(Cmd::MSetNx),
         (k.clone(), k.clone(), any::<bool>()).prop_map(|(a, b, r)| Cmd::Copy(a, b, r)),
-        (k.clone(), -100i64..5000, 0u8..4).prop_map(|(k, t, c)| Cmd::PExpireIf(k, t, c)),
+        (k.clone(), -100i64..5000, 0u8..5).prop_map(|(k, t, c)| Cmd::PExpireIf(k, t, c)),
         (k, f, value()).prop_map(|(k, f, v)| Cmd::HSetNx(k, f, v)),
         Just(Cmd::Flush),
         (0u64..3000).prop_map(Cmd::Advance),
@@ -442,7 +442,8 @@ fn model_apply(m: &mut Model, c: &Cmd, now: u64) -> Reply {
                     (1, c) => c.is_some(),
                     (2, None) => false,
                     (2, Some(c)) => at > c as i64,
-                    (_, None) => true,
+                    (3, None) => true,
+                    (_, None) => false,
                     (_, Some(c)) => at < c as i64,
                 };
                 if !admits {
@@ -503,7 +504,8 @@ fn engine_apply(e: &Engine, c: &Cmd, now: u64) -> Reply {
                     0 => ringkv::ExpireCondition::IfNone,
                     1 => ringkv::ExpireCondition::IfSome,
                     2 => ringkv::ExpireCondition::IfLater,
-                    _ => ringkv::ExpireCondition::IfEarlier,
+                    3 => ringkv::ExpireCondition::IfEarlier,
+                    _ => ringkv::ExpireCondition::IfSomeAndEarlier,
                 };
                 Reply::Bool(e.pexpire_at_if(key(k), now as i64 + ms, cond)?)
             }

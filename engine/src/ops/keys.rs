@@ -196,6 +196,10 @@ pub enum ExpireCondition {
     /// Only if the new expiry is earlier than the current one; a key
     /// without expiry counts as never expiring, so it always applies (LT).
     IfEarlier,
+    /// Only if the key has an expiry and the new one is earlier (LT with
+    /// XX). GT with XX needs no variant: [`ExpireCondition::IfLater`]
+    /// already requires an expiry.
+    IfSomeAndEarlier,
 }
 
 impl ExpireCondition {
@@ -208,7 +212,8 @@ impl ExpireCondition {
             (ExpireCondition::IfLater, None) => false,
             (ExpireCondition::IfLater, Some(c)) => new > c as i64,
             (ExpireCondition::IfEarlier, None) => true,
-            (ExpireCondition::IfEarlier, Some(c)) => new < c as i64,
+            (ExpireCondition::IfEarlier | ExpireCondition::IfSomeAndEarlier, Some(c)) => new < c as i64,
+            (ExpireCondition::IfSomeAndEarlier, None) => false,
         }
     }
 }
@@ -230,6 +235,14 @@ pub(crate) fn plan_expire_at_if(
     if !cond.admits(w.entry(h, idx).expire(), unix_millis) {
         return Ok(false);
     }
+    commit_expire_at(w, key, unix_millis)?;
+    Ok(true)
+}
+
+/// Gives the live `key` the expiry `unix_millis`, or deletes it (a logged
+/// expiry deletion) when that time is not in the future. EXPIRE and GETEX
+/// share it.
+pub(crate) fn commit_expire_at(w: &mut Writer<'_>, key: &[u8], unix_millis: i64) -> Result<()> {
     let key = Bytes::copy_from_slice(key);
     if unix_millis <= w.now() as i64 {
         w.commit(Mutation::Delete {
@@ -242,7 +255,7 @@ pub(crate) fn plan_expire_at_if(
             expire_at: Some(unix_millis as u64),
         })?;
     }
-    Ok(true)
+    Ok(())
 }
 
 pub(crate) fn plan_del(w: &mut Writer<'_>, key: &[u8], h: u64) -> Result<bool> {

@@ -5,6 +5,7 @@
 
 use bytes::Bytes;
 
+use super::keys::commit_expire_at;
 use super::{check_key, check_value};
 use crate::blob::Blob;
 use crate::codec::{format_f64, parse_f64, parse_i64};
@@ -393,20 +394,8 @@ pub(crate) fn getex(inner: &Inner, key: impl AsRef<[u8]>, expiry: GetExpiry) -> 
             GetExpiry::AtSeconds(s) => s.checked_mul(1000).ok_or(Error::InvalidExpire)?,
             GetExpiry::AtMillis(ms) => ms,
         };
-        if at > i64::MAX as u64 {
-            return Err(Error::InvalidExpire);
-        }
-        if at <= w.now() {
-            w.commit(Mutation::Delete {
-                keys: vec![key],
-                reason: DeleteReason::Expired,
-            })?;
-        } else {
-            w.commit(Mutation::Expire {
-                key,
-                expire_at: Some(at),
-            })?;
-        }
+        let at = i64::try_from(at).map_err(|_| Error::InvalidExpire)?;
+        commit_expire_at(w, &key, at)?;
         Ok(Some(value))
     })
 }

@@ -51,6 +51,8 @@ pub(crate) fn expire(cx: &mut Ctx<'_>, a: &[Bytes]) -> CmdResult {
         ExpireCondition::IfNone
     } else if gt {
         ExpireCondition::IfLater
+    } else if lt && xx {
+        ExpireCondition::IfSomeAndEarlier
     } else if lt {
         ExpireCondition::IfEarlier
     } else if xx {
@@ -78,15 +80,7 @@ pub(crate) fn expire(cx: &mut Ctx<'_>, a: &[Bytes]) -> CmdResult {
             _ => Some(n),
         }
         .ok_or_else(invalid)?;
-        // LT with XX: only a key that has an expiry (the engine's IfEarlier
-        // counts none as "never", which LT alone wants). Checked before the
-        // conditional write, not under its lock: a PERSIST landing between
-        // the two can let the expiry apply.
-        if lt && xx && !matches!(e.expire_time(&a[1]), Some(Some(_))) {
-            Ok(false)
-        } else {
-            e.pexpire_at_if(&a[1], at, cond)
-        }
+        e.pexpire_at_if(&a[1], at, cond)
     }
     .map_err(|err| engine_error(err, &name))?;
     cx.out.int(i64::from(set));
