@@ -99,7 +99,7 @@ impl EngineBuilder {
         let rng = self.config.rng_seed.unwrap_or_else(random_seed);
         let inner = Arc::new(Inner::new(
             Keyspace::new(shards, seed),
-            MemoryState::new(self.config.maxmemory, shards, rng),
+            MemoryState::new(self.config.maxmemory, self.config.maxmemory_policy, shards, rng),
             self.clock,
             SinkState::new(sink, log),
             self.data_dir,

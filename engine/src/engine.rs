@@ -10,7 +10,7 @@ use std::time::Duration;
 use bytes::Bytes;
 
 use crate::blob::Blob;
-use crate::config::Config;
+use crate::config::{Config, EvictionPolicy};
 use crate::core::{Inner, Promotion, Role, WriteGate};
 use crate::error::{Error, Result};
 use crate::log::LogView;
@@ -509,6 +509,34 @@ impl Engine {
     /// Current statistics.
     pub fn stats(&self) -> Stats {
         services::stats::collect(&self.inner)
+    }
+
+    /// Changes the memory limit (`maxmemory`, 0: none) and the eviction
+    /// policy for the writes that follow, as Redis' `CONFIG SET maxmemory`
+    /// and `maxmemory-policy` do. A limit below the memory in use evicts
+    /// nothing at once: the next write that may add memory evicts, or is
+    /// refused, as the policy says. A follower keeps the setting for when
+    /// it is promoted (it never evicts itself).
+    ///
+    /// ```
+    /// use ringkv::{Engine, Error, EvictionPolicy};
+    /// let engine = Engine::builder().build()?;
+    /// engine.set("a", "1")?;
+    /// engine.set_memory_limit(1, EvictionPolicy::Noeviction);
+    /// assert!(matches!(engine.set("b", "2"), Err(Error::OutOfMemory { .. })));
+    /// assert_eq!(engine.memory_limit(), (1, EvictionPolicy::Noeviction));
+    /// engine.set_memory_limit(0, EvictionPolicy::Noeviction);
+    /// engine.set("b", "2")?;
+    /// # Ok::<(), ringkv::Error>(())
+    /// ```
+    pub fn set_memory_limit(&self, maxmemory: u64, policy: EvictionPolicy) {
+        self.inner.set_memory_limit(maxmemory, policy);
+    }
+
+    /// The memory limit and eviction policy in force (the configured ones
+    /// unless [`Engine::set_memory_limit`] changed them).
+    pub fn memory_limit(&self) -> (u64, EvictionPolicy) {
+        (self.inner.memory.limit(), self.inner.memory.policy())
     }
 
     /// Accounted memory in bytes (exact sum over shards; see [`Stats::used_memory`]).

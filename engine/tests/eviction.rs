@@ -139,3 +139,36 @@ fn volatile_ttl_evicts_the_nearest_expiry_and_only_volatile_keys() {
     }
     assert!(failed);
 }
+
+#[test]
+fn a_memory_limit_set_at_run_time_applies_to_the_next_write() {
+    let (e, sink, _) = setup(EvictionPolicy::Noeviction, 0);
+    for i in 0..200 {
+        e.set(format!("k{i}"), vec![b'x'; 100]).expect("set");
+    }
+    let used = e.used_memory();
+    // Lower than what is in use: refused under noeviction, nothing deleted.
+    e.set_memory_limit(used / 2, EvictionPolicy::Noeviction);
+    assert_eq!(e.memory_limit(), (used / 2, EvictionPolicy::Noeviction));
+    assert!(matches!(e.set("more", "1"), Err(Error::OutOfMemory { .. })));
+    assert_eq!(e.dbsize(), 200);
+    assert_eq!(e.stats().maxmemory, used / 2);
+    // Switching the policy evicts down to the limit on the next write.
+    sink.take();
+    e.set_memory_limit(used / 2, EvictionPolicy::AllkeysLru);
+    e.set("more", "1").expect("set after eviction");
+    let evicted = evictions(&sink.take());
+    assert!(!evicted.is_empty());
+    assert!(
+        e.used_memory() <= used / 2 + 64 * 4,
+        "{} > {}",
+        e.used_memory(),
+        used / 2
+    );
+    // No limit again: writes go through without evicting.
+    e.set_memory_limit(0, EvictionPolicy::AllkeysLru);
+    let before = e.dbsize();
+    e.set("again", vec![b'y'; 10_000]).expect("set");
+    assert_eq!(e.dbsize(), before + 1);
+    assert!(evictions(&sink.take()).is_empty());
+}

@@ -166,7 +166,11 @@ fn batch_op() -> impl Strategy<Value = Cmd> {
         k.clone().prop_map(Cmd::Persist),
         (k.clone(), proptest::collection::vec((f.clone(), value()), 1..3)).prop_map(|(k, fs)| Cmd::HSet(k, fs)),
         (k.clone(), proptest::collection::vec(f.clone(), 1..3)).prop_map(|(k, fs)| Cmd::HDel(k, fs)),
-        (k, f, delta()).prop_map(|(k, f, d)| Cmd::HIncrBy(k, f, d)),
+        (k.clone(), f.clone(), delta()).prop_map(|(k, f, d)| Cmd::HIncrBy(k, f, d)),
+        // Reads inside a batch see the batch's earlier writes.
+        k.clone().prop_map(Cmd::Get),
+        k.clone().prop_map(Cmd::Ttl),
+        (k, f).prop_map(|(k, f)| Cmd::HGet(k, f)),
     ]
 }
 
@@ -522,6 +526,8 @@ fn batch_reply(r: &BatchReply) -> Reply {
         BatchReply::Bool(b) => Reply::Bool(*b),
         BatchReply::Int(i) => Reply::Int(*i),
         BatchReply::Count(n) => Reply::Count(*n),
+        BatchReply::Value(v) => Reply::Value(v.clone().map(Vec::from)),
+        BatchReply::Ttl(t) => Reply::Ttl(t.as_redis_millis()),
         other => panic!("unexpected batch reply {other:?}"),
     }
 }
@@ -539,6 +545,9 @@ fn to_batch(ops: &[Cmd], now: u64) -> WriteBatch {
             Cmd::HSet(k, fs) => b.hset(KEYS[*k], fs.iter().map(|(f, v)| (FIELDS[*f], v.clone()))),
             Cmd::HDel(k, fs) => b.hdel(KEYS[*k], fs.iter().map(|f| FIELDS[*f])),
             Cmd::HIncrBy(k, f, d) => b.hincr_by(KEYS[*k], FIELDS[*f], *d),
+            Cmd::Get(k) => b.get(KEYS[*k]),
+            Cmd::Ttl(k) => b.ttl(KEYS[*k]),
+            Cmd::HGet(k, f) => b.hget(KEYS[*k], FIELDS[*f]),
             other => unreachable!("{other:?} is not a batch op"),
         };
     }

@@ -267,6 +267,73 @@ fn rename_moves_value_and_ttl_across_shards() {
 }
 
 #[test]
+fn a_batch_reads_its_own_writes_and_a_read_only_batch_logs_nothing() {
+    let (e, sink, clock) = setup();
+    e.set("n", "5").expect("set");
+    e.hset("h", [("f", "1")]).expect("hset");
+    e.set_with("t", "x", ringkv::SetOptions::new().px(10_000)).expect("set");
+    sink.take();
+    let mut b = WriteBatch::new();
+    b.get("n")
+        .incr_by("n", 2)
+        .get("n")
+        .hset("h", [("g", "2")])
+        .hget("h", "g")
+        .hlen("h")
+        .hexists("h", "f")
+        .hgetall("h")
+        .exists("missing")
+        .key_type("h")
+        .ttl("t");
+    let replies = e.write_batch(b).expect("batch");
+    let mut all = match &replies[7] {
+        BatchReply::Pairs(p) => p.iter().map(|(f, v)| (f.to_vec(), v.to_vec())).collect::<Vec<_>>(),
+        other => panic!("HGETALL replied {other:?}"),
+    };
+    all.sort();
+    assert_eq!(
+        all,
+        vec![(b"f".to_vec(), b"1".to_vec()), (b"g".to_vec(), b"2".to_vec())]
+    );
+    assert_eq!(
+        [&replies[..7], &replies[8..]].concat(),
+        vec![
+            BatchReply::Value(Some("5".into())),
+            BatchReply::Int(7),
+            BatchReply::Value(Some("7".into())),
+            BatchReply::Count(1),
+            BatchReply::Value(Some("2".into())),
+            BatchReply::Count(2),
+            BatchReply::Bool(true),
+            BatchReply::Bool(false),
+            BatchReply::Type(Some(ringkv::KeyType::Hash)),
+            BatchReply::Ttl(Ttl::ExpiresIn(10_000)),
+        ]
+    );
+    // The two writes reached the sink as one batch; the reads added nothing.
+    let muts = sink.take();
+    assert!(matches!(&muts[..], [Mutation::Batch(ms)] if ms.len() == 2), "{muts:?}");
+
+    let mut reads = WriteBatch::new();
+    reads.get("n").hgetall("h").ttl("t");
+    e.write_batch(reads).expect("read-only batch");
+    assert!(sink.take().is_empty());
+
+    // A read of the wrong type fails the whole batch: nothing applied.
+    let mut wrong = WriteBatch::new();
+    wrong.incr_by("n", 1).get("h");
+    assert!(matches!(e.write_batch(wrong), Err(Error::WrongType)));
+    assert_eq!(e.get("n").expect("get").as_deref(), Some(&b"7"[..]));
+
+    // A key that expired reads as missing inside the batch.
+    clock.advance(10_000);
+    let mut expired = WriteBatch::new();
+    expired.get("t").exists("t");
+    let r = e.write_batch(expired).expect("batch");
+    assert_eq!(r, vec![BatchReply::Value(None), BatchReply::Bool(false)]);
+}
+
+#[test]
 fn batches_are_atomic() {
     let (e, sink, _) = setup();
     e.set("s", "text").expect("set");

@@ -469,6 +469,160 @@ fn watch_aborts_exec_when_a_watched_key_changes() {
 }
 
 #[test]
+fn exec_with_reads_and_writes_sees_one_point_in_time() {
+    let dir = tempfile::tempdir().expect("dir");
+    let p = primary(dir.path());
+    let mut me = p.raw();
+    let mut other = p.raw();
+    me.cmd(&["SET", "n", "0"]);
+    // Another client increments `n` all along.
+    let hammer = std::thread::spawn(move || {
+        for _ in 0..3000 {
+            assert!(matches!(other.cmd(&["INCR", "n"]), Frame::Int(_)));
+        }
+    });
+    let int = |f: &Frame| match f {
+        Frame::Bulk(b) => std::str::from_utf8(b).expect("utf8").parse::<i64>().expect("int"),
+        Frame::Int(i) => *i,
+        other => panic!("expected a number, got {other:?}"),
+    };
+    for _ in 0..200 {
+        me.cmd(&["MULTI"]);
+        for c in [
+            &["GET", "n"][..],
+            &["INCR", "n"],
+            &["GET", "n"],
+            &["STRLEN", "n"],
+            &["TYPE", "n"],
+        ] {
+            assert_eq!(me.cmd(c), Frame::Simple("QUEUED".into()));
+        }
+        let Frame::Array(r) = me.cmd(&["EXEC"]) else {
+            panic!("EXEC")
+        };
+        let before = int(&r[0]);
+        // Nobody else's INCR lands between the transaction's reads and write.
+        assert_eq!(int(&r[1]), before + 1, "{r:?}");
+        assert_eq!(int(&r[2]), before + 1, "{r:?}");
+        assert_eq!(r[3], Frame::Int((before + 1).to_string().len() as i64));
+        assert_eq!(r[4], Frame::Simple("string".into()));
+    }
+    hammer.join().expect("hammer");
+    assert_eq!(int(&me.cmd(&["GET", "n"])), 3200);
+    // Hash reads, TTL and EXISTS inside EXEC, RESP2 shapes.
+    me.cmd(&["HSET", "h", "f", "1"]);
+    me.cmd(&["MULTI"]);
+    for c in [
+        &["HSET", "h", "g", "2"][..],
+        &["HMGET", "h", "f", "g", "nope"],
+        &["HLEN", "h"],
+        &["HEXISTS", "h", "g"],
+        &["HSTRLEN", "h", "g"],
+        &["HKEYS", "h"],
+        &["EXPIRE", "h", "100"],
+        &["TTL", "h"],
+        &["EXISTS", "h", "n", "missing"],
+        &["MSET", "a", "1", "b", "2"],
+        &["GETSET", "a", "3"],
+    ] {
+        me.cmd(c);
+    }
+    let Frame::Array(r) = me.cmd(&["EXEC"]) else {
+        panic!("EXEC")
+    };
+    assert_eq!(r[0], Frame::Int(1));
+    assert_eq!(r[1], Frame::Array(vec![bulk("1"), bulk("2"), Frame::Null]));
+    assert_eq!(r[2..5], [Frame::Int(2), Frame::Int(1), Frame::Int(1)]);
+    let Frame::Array(mut fields) = r[5].clone() else {
+        panic!("HKEYS {:?}", r[5])
+    };
+    fields.sort_by_key(|f| format!("{f:?}"));
+    assert_eq!(fields, vec![bulk("f"), bulk("g")]);
+    assert_eq!(r[6], Frame::Int(1));
+    assert!(matches!(r[7], Frame::Int(99..=100)), "{:?}", r[7]);
+    assert_eq!(r[8..], [Frame::Int(2), Frame::Simple("OK".into()), bulk("1")]);
+    // A runtime error still answers each command on its own (Redis' rule).
+    me.cmd(&["MULTI"]);
+    me.cmd(&["INCR", "n"]);
+    me.cmd(&["GET", "h"]);
+    let Frame::Array(r) = me.cmd(&["EXEC"]) else {
+        panic!("EXEC")
+    };
+    assert_eq!(r[0], Frame::Int(3201));
+    assert!(err(&r[1]).starts_with("WRONGTYPE"), "{r:?}");
+}
+
+#[test]
+fn config_set_changes_the_running_server() {
+    let dir = tempfile::tempdir().expect("dir");
+    let p = primary(dir.path());
+    let mut me = p.raw();
+    let ok = Frame::Simple("OK".into());
+    let token = "t".repeat(200);
+    for i in 0..1000 {
+        me.cmd(&["SET", &format!("session:{i}"), &token]);
+    }
+    // maxmemory, with Redis' units, then the OOM refusal.
+    assert_eq!(me.cmd(&["CONFIG", "SET", "maxmemory", "1kb"]), ok);
+    assert_eq!(
+        me.cmd(&["CONFIG", "GET", "maxmemory"]),
+        Frame::Array(vec![bulk("maxmemory"), bulk("1024")])
+    );
+    let Frame::Bulk(info) = me.cmd(&["INFO", "memory"]) else {
+        panic!("INFO")
+    };
+    let used: u64 = String::from_utf8_lossy(&info)
+        .lines()
+        .find_map(|l| l.strip_prefix("used_memory:"))
+        .and_then(|v| v.trim().parse().ok())
+        .expect("used_memory");
+    // Half of what 1000 keys use: the limit is reached, and evicting some
+    // of them makes room.
+    let half = (used / 2).to_string();
+    assert_eq!(me.cmd(&["CONFIG", "SET", "maxmemory", &half]), ok);
+    assert!(err(&me.cmd(&["SET", "one", "more"])).starts_with("OOM "));
+    assert_eq!(me.cmd(&["CONFIG", "SET", "maxmemory-policy", "allkeys-lru"]), ok);
+    assert_eq!(me.cmd(&["SET", "one", "more"]), ok, "evicts instead");
+    let Frame::Int(left) = me.cmd(&["DBSIZE"]) else {
+        panic!("DBSIZE")
+    };
+    assert!((1..1000).contains(&left), "{left} keys left");
+    assert_eq!(me.cmd(&["CONFIG", "SET", "maxmemory", "0"]), ok);
+    assert!(err(&me.cmd(&["CONFIG", "SET", "maxmemory-policy", "lfu"])).contains("maxmemory-policy"));
+    assert!(err(&me.cmd(&["CONFIG", "SET", "maxmemory", "lots"])).contains("memory value"));
+    // Immutable and unknown settings.
+    assert_eq!(
+        err(&me.cmd(&["CONFIG", "SET", "port", "1"])),
+        "ERR CONFIG SET failed (possibly related to argument 'port') - can't set immutable config"
+    );
+    assert!(err(&me.cmd(&["CONFIG", "SET", "no-such-thing", "1"])).starts_with("ERR Unknown option"));
+    // The SLOWLOG threshold: 0 logs every command.
+    assert_eq!(me.cmd(&["CONFIG", "SET", "slowlog-log-slower-than", "0"]), ok);
+    me.cmd(&["GET", "one"]);
+    let Frame::Int(n) = me.cmd(&["SLOWLOG", "LEN"]) else {
+        panic!("SLOWLOG LEN")
+    };
+    assert!(n >= 1, "slowlog has {n}");
+    assert_eq!(me.cmd(&["CONFIG", "SET", "slowlog-max-len", "1"]), ok);
+    assert_eq!(me.cmd(&["SLOWLOG", "LEN"]), Frame::Int(1));
+    // maxclients: the next connection is refused with Redis' text.
+    assert_eq!(me.cmd(&["CONFIG", "SET", "maxclients", "1"]), ok);
+    let mut extra = p.raw();
+    assert_eq!(
+        extra.read(),
+        Some(Frame::Error("ERR max number of clients reached".into()))
+    );
+    assert_eq!(me.cmd(&["CONFIG", "SET", "maxclients", "100"]), ok);
+    // timeout applies to clients already connected.
+    let mut idle = p.raw();
+    assert_eq!(idle.cmd(&["PING"]), Frame::Simple("PONG".into()));
+    assert_eq!(me.cmd(&["CONFIG", "SET", "timeout", "1"]), ok);
+    let started = std::time::Instant::now();
+    assert_eq!(idle.read(), None, "closed when idle");
+    assert!(started.elapsed() < Duration::from_secs(15));
+}
+
+#[test]
 fn a_restarted_follower_resumes_by_offset() {
     let dir = tempfile::tempdir().expect("dir");
     let p = primary(dir.path());

@@ -10,7 +10,7 @@
 //! Eviction runs before the write takes its shard lock: it never holds one
 //! shard's guard while locking another.
 
-use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicI64, AtomicU64, AtomicU8, AtomicUsize, Ordering};
 
 use bytes::Bytes;
 
@@ -33,7 +33,12 @@ pub(crate) struct MemoryState {
     /// Approximate engine-wide accounted memory (each shard reports changes
     /// larger than `slack`).
     total: AtomicI64,
-    slack: usize,
+    slack: AtomicUsize,
+    /// `maxmemory` in force (0: no limit); changed at run time by
+    /// [`MemoryState::set_limit`] (Redis' `CONFIG SET maxmemory`).
+    limit: AtomicU64,
+    /// The eviction policy in force, as [`policy_code`].
+    policy: AtomicU8,
     rng: AtomicU64,
     /// Eviction candidates: (LRU clock when sampled, key).
     eviction_pool: Mutex<Vec<(u32, Bytes)>>,
@@ -42,19 +47,30 @@ pub(crate) struct MemoryState {
 impl MemoryState {
     /// `maxmemory` 0 is no limit; `shards` is the shard count; `rng_seed`
     /// seeds eviction sampling.
-    pub(crate) fn new(maxmemory: u64, shards: usize, rng_seed: u64) -> MemoryState {
-        // Each shard may be off by this much in the engine-wide total, so the
-        // total stays within ~1% of maxmemory (and within 64 KiB per shard).
-        let slack = if maxmemory == 0 {
-            64 * 1024
-        } else {
-            (maxmemory as usize / (shards * 100)).clamp(64, 64 * 1024)
-        };
+    pub(crate) fn new(maxmemory: u64, policy: EvictionPolicy, shards: usize, rng_seed: u64) -> MemoryState {
         MemoryState {
             total: AtomicI64::new(0),
-            slack,
+            slack: AtomicUsize::new(slack_for(maxmemory, shards)),
+            limit: AtomicU64::new(maxmemory),
+            policy: AtomicU8::new(policy_code(policy)),
             rng: AtomicU64::new(rng_seed | 1),
             eviction_pool: Mutex::new(Vec::new()),
+        }
+    }
+
+    /// The memory limit in force (0: none).
+    #[inline]
+    pub(crate) fn limit(&self) -> u64 {
+        self.limit.load(Ordering::Relaxed)
+    }
+
+    /// The eviction policy in force.
+    #[inline]
+    pub(crate) fn policy(&self) -> EvictionPolicy {
+        match self.policy.load(Ordering::Relaxed) {
+            1 => EvictionPolicy::AllkeysLru,
+            2 => EvictionPolicy::VolatileTtl,
+            _ => EvictionPolicy::Noeviction,
         }
     }
 
@@ -64,7 +80,7 @@ impl MemoryState {
     pub(crate) fn publish(&self, shard: &mut Shard, force: bool) {
         let now = shard.memory();
         let diff = now.abs_diff(shard.memory_reported);
-        if diff > self.slack || (force && diff > 0) {
+        if diff > self.slack.load(Ordering::Relaxed) || (force && diff > 0) {
             self.total
                 .fetch_add(now as i64 - shard.memory_reported as i64, Ordering::Relaxed);
             shard.memory_reported = now;
@@ -95,14 +111,48 @@ impl MemoryState {
     }
 }
 
+/// How far each shard may be off in the engine-wide total: ~1% of
+/// `maxmemory` over all shards, and at most 64 KiB per shard.
+fn slack_for(maxmemory: u64, shards: usize) -> usize {
+    if maxmemory == 0 {
+        64 * 1024
+    } else {
+        (maxmemory as usize / (shards.max(1) * 100)).clamp(64, 64 * 1024)
+    }
+}
+
+/// [`EvictionPolicy`] as the byte [`MemoryState`] keeps.
+fn policy_code(policy: EvictionPolicy) -> u8 {
+    match policy {
+        EvictionPolicy::Noeviction => 0,
+        EvictionPolicy::AllkeysLru => 1,
+        EvictionPolicy::VolatileTtl => 2,
+    }
+}
+
 impl Inner {
     /// The LRU clock (seconds) when the policy needs one, else 0.
     #[inline]
     pub(crate) fn lru_now(&self) -> u32 {
-        if self.config.maxmemory_policy == EvictionPolicy::AllkeysLru {
+        if self.memory.policy() == EvictionPolicy::AllkeysLru {
             (self.clock.now_ms() / 1000) as u32
         } else {
             0
+        }
+    }
+
+    /// Changes the limit and the policy for the writes that follow (Redis'
+    /// `CONFIG SET maxmemory`), then brings the engine-wide total up to
+    /// date under each shard's lock in turn, so the next write's check sees
+    /// the memory in use within the new slack.
+    pub(crate) fn set_memory_limit(&self, maxmemory: u64, policy: EvictionPolicy) {
+        let m = &self.memory;
+        m.slack
+            .store(slack_for(maxmemory, self.keyspace.shard_count()), Ordering::Relaxed);
+        m.policy.store(policy_code(policy), Ordering::Relaxed);
+        m.limit.store(maxmemory, Ordering::Relaxed);
+        for shard in self.keyspace.iter() {
+            m.publish(&mut shard.write(), true);
         }
     }
 
@@ -114,7 +164,7 @@ impl Inner {
         if self.replica.is_follower() {
             return Err(Error::ReadOnly);
         }
-        let max = self.config.maxmemory;
+        let max = self.memory.limit();
         if max == 0 {
             return Ok(());
         }
@@ -125,7 +175,7 @@ impl Inner {
                 return Ok(());
             }
             let evicted = evictions < MAX_EVICTIONS_PER_WRITE
-                && match self.config.maxmemory_policy {
+                && match self.memory.policy() {
                     EvictionPolicy::Noeviction => false,
                     EvictionPolicy::AllkeysLru => self.evict(self.lru_candidate()),
                     EvictionPolicy::VolatileTtl => self.evict(self.ttl_candidate()),

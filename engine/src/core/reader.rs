@@ -20,7 +20,7 @@ impl Inner {
             let idx = shard.find(h, key)?;
             let e = shard.entry(idx);
             if e.expire_at == 0 || !e.is_expired(self.clock.now_ms()) {
-                if self.config.maxmemory_policy == EvictionPolicy::AllkeysLru {
+                if self.memory.policy() == EvictionPolicy::AllkeysLru {
                     e.lru.store(self.lru_now(), Ordering::Relaxed);
                 }
                 return Some(f(e));

@@ -7,7 +7,7 @@ use crate::stats::{LogStats, Op, Stats};
 /// Current statistics of the engine.
 pub(crate) fn collect(inner: &Inner) -> Stats {
     let mut stats = Stats {
-        maxmemory: inner.config.maxmemory,
+        maxmemory: inner.memory.limit(),
         shards: inner.keyspace.shard_count() as u64,
         ..Stats::default()
     };

@@ -269,14 +269,7 @@ pub(crate) fn config(cx: &mut Ctx<'_>, a: &[Bytes]) -> CmdResult {
         "set" if a.len() >= 4 && a.len().is_multiple_of(2) => {
             for pair in a[2..].chunks(2) {
                 let name = String::from_utf8_lossy(&pair[0]).to_ascii_lowercase();
-                match name.as_str() {
-                    "requirepass" => cx.node.set_requirepass(&String::from_utf8_lossy(&pair[1])),
-                    _ => {
-                        return Err(format!(
-                            "ERR Unknown option or number of arguments for CONFIG SET - '{name}'"
-                        ))
-                    }
-                }
+                super::settings::config_set(cx.node, &name, &pair[1])?;
             }
             cx.out.ok();
         }

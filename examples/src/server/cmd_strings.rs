@@ -16,7 +16,7 @@ pub(crate) fn get(cx: &mut Ctx<'_>, a: &[Bytes]) -> CmdResult {
 /// repeat (the last expiry given wins) but not conflict (NX with XX, two
 /// kinds of expiry); the options are checked first (a syntax error
 /// anywhere wins), then the expiry's value.
-fn set_options(a: &[Bytes]) -> Result<SetOptions, String> {
+pub(crate) fn set_options(a: &[Bytes]) -> Result<SetOptions, String> {
     #[derive(PartialEq, Clone, Copy)]
     enum Cond {
         Any,

@@ -32,7 +32,7 @@ where
         return;
     }
     let id = node.next_client_id.fetch_add(1, Ordering::Relaxed);
-    if node.clients.lock().len() >= node.config.maxclients {
+    if node.clients.lock().len() >= node.settings.maxclients() {
         node.counters.rejected_connections.fetch_add(1, Ordering::Relaxed);
         let _ = stream.write_all(b"-ERR max number of clients reached\r\n").await;
         return;
@@ -55,6 +55,9 @@ where
     node.clients.lock().remove(&id);
 }
 
+/// How often a connection waiting for input checks the idle `timeout`.
+const IDLE_CHECK: Duration = Duration::from_secs(1);
+
 async fn run<S>(node: &Arc<Node>, client: &mut Client, stream: &mut S) -> std::io::Result<()>
 where
     S: AsyncRead + AsyncWrite + Unpin,
@@ -62,21 +65,38 @@ where
     let mut parser = RequestParser::new(node.config.limits);
     let mut input = BytesMut::with_capacity(16 * 1024);
     let mut out = BytesMut::with_capacity(16 * 1024);
-    let idle = (node.config.timeout > 0).then(|| Duration::from_secs(node.config.timeout));
+    let mut last_active = Instant::now();
     loop {
         if input.capacity() - input.len() < 4096 {
             input.reserve(16 * 1024);
         }
-        let read = async { stream.read_buf(&mut input).await };
-        let n = tokio::select! {
-            n = async {
-                match idle {
-                    Some(t) => tokio::time::timeout(t, read).await.unwrap_or(Ok(0)),
-                    None => read.await,
+        let n = loop {
+            // The idle limit is read again at every wake-up, so CONFIG SET
+            // timeout applies to clients already connected (as Redis'
+            // clientsCron does); a read wakes at least every IDLE_CHECK.
+            let limit = Duration::from_secs(node.settings.timeout());
+            let wait = if limit.is_zero() {
+                IDLE_CHECK
+            } else {
+                match limit.checked_sub(last_active.elapsed()) {
+                    Some(left) if !left.is_zero() => left.min(IDLE_CHECK),
+                    _ => return Ok(()),
                 }
-            } => n?,
-            _ = node.stop.notified() => return Ok(()),
+            };
+            tokio::select! {
+                // `read_buf` is cancel-safe: a timeout loses no input.
+                r = tokio::time::timeout(wait, stream.read_buf(&mut input)) => {
+                    if let Ok(n) = r {
+                        break n?;
+                    }
+                }
+                _ = node.stop.notified() => return Ok(()),
+            }
+            if node.stopping.load(Ordering::Acquire) {
+                return Ok(());
+            }
         };
+        last_active = Instant::now();
         if n == 0 {
             return Ok(());
         }
@@ -153,7 +173,7 @@ pub(crate) async fn execute(node: &Node, client: &mut Client, args: &[Bytes], ou
         2
     };
     info.multi = client.multi.as_ref().map_or(-1, |m| m.len() as i64);
-    if micros >= node.config.slowlog_log_slower_than {
+    if micros >= node.settings.slowlog_log_slower_than() {
         let snapshot = info.clone();
         drop(info);
         node.slowlog_push(micros, args, &snapshot);

@@ -85,7 +85,7 @@ fn server(node: &Node, out: &mut String) -> std::fmt::Result {
 fn clients(node: &Node, out: &mut String) -> std::fmt::Result {
     writeln!(out, "# Clients\r")?;
     writeln!(out, "connected_clients:{}\r", node.clients.lock().len())?;
-    writeln!(out, "maxclients:{}\r", node.config.maxclients)?;
+    writeln!(out, "maxclients:{}\r", node.settings.maxclients())?;
     writeln!(out, "blocked_clients:0\r")
 }
 
@@ -126,11 +126,7 @@ fn memory(node: &Node, stats: &ringkv::Stats, out: &mut String) -> std::fmt::Res
 }
 
 fn policy(node: &Node) -> &'static str {
-    match node.engine.config().maxmemory_policy {
-        ringkv::EvictionPolicy::AllkeysLru => "allkeys-lru",
-        ringkv::EvictionPolicy::VolatileTtl => "volatile-ttl",
-        _ => "noeviction",
-    }
+    super::settings::policy_name(node.engine.memory_limit().1)
 }
 
 fn persistence(node: &Node, stats: &ringkv::Stats, out: &mut String) -> std::fmt::Result {
@@ -323,14 +319,14 @@ pub(crate) fn config_params(node: &Node) -> Vec<(&'static str, String)> {
         ("bind", c.bind.clone()),
         ("port", port.to_string()),
         ("dir", c.dir.display().to_string()),
-        ("maxmemory", e.maxmemory.to_string()),
+        ("maxmemory", node.engine.memory_limit().0.to_string()),
         ("maxmemory-policy", policy(node).to_string()),
         ("maxmemory-samples", e.maxmemory_samples.to_string()),
         ("save", save),
         ("appendonly", "no".into()),
         ("databases", "1".into()),
-        ("timeout", c.timeout.to_string()),
-        ("maxclients", c.maxclients.to_string()),
+        ("timeout", node.settings.timeout().to_string()),
+        ("maxclients", node.settings.maxclients().to_string()),
         (
             "requirepass",
             node.users
@@ -342,8 +338,11 @@ pub(crate) fn config_params(node: &Node) -> Vec<(&'static str, String)> {
         ("protected-mode", "yes".into()),
         ("proto-max-bulk-len", c.limits.bulk_max.to_string()),
         ("client-query-buffer-limit", c.limits.query_buffer_max.to_string()),
-        ("slowlog-log-slower-than", c.slowlog_log_slower_than.to_string()),
-        ("slowlog-max-len", c.slowlog_max_len.to_string()),
+        (
+            "slowlog-log-slower-than",
+            node.settings.slowlog_log_slower_than().to_string(),
+        ),
+        ("slowlog-max-len", node.settings.slowlog_max_len().to_string()),
         ("replica-read-only", "yes".into()),
     ]
 }

@@ -29,6 +29,7 @@ mod config;
 mod conn;
 mod info;
 mod node;
+mod settings;
 mod tls;
 mod txn;
 

@@ -12,6 +12,7 @@ use ringkv::Engine;
 use ringkv_replication::{Follower, Primary, ReplError};
 
 use super::config::{NodeRole, ServerConfig};
+use super::settings::RuntimeSettings;
 use super::tls::NodeTls;
 
 /// The replication handle a node holds.
@@ -70,6 +71,8 @@ pub(crate) struct Counters {
 pub struct Node {
     pub(crate) engine: Engine,
     pub(crate) config: ServerConfig,
+    /// What `CONFIG SET` changes while running.
+    pub(crate) settings: RuntimeSettings,
     pub(crate) role: Mutex<NodeRole>,
     pub(crate) replication: Mutex<Replication>,
     pub(crate) tls: NodeTls,
@@ -117,6 +120,7 @@ impl Node {
         Node {
             users: Mutex::new(users),
             engine,
+            settings: RuntimeSettings::new(&config),
             config,
             role: Mutex::new(role),
             replication: Mutex::new(Replication::None),
@@ -274,7 +278,7 @@ impl Node {
 
     /// Records a command in the SLOWLOG if it took long enough.
     pub(crate) fn slowlog_push(&self, micros: u64, args: &[bytes::Bytes], client: &ClientInfo) {
-        if micros < self.config.slowlog_log_slower_than {
+        if micros < self.settings.slowlog_log_slower_than() {
             return;
         }
         let entry = SlowEntry {
@@ -288,7 +292,7 @@ impl Node {
         };
         let mut log = self.slowlog.lock();
         log.push_front(entry);
-        log.truncate(self.config.slowlog_max_len);
+        log.truncate(self.settings.slowlog_max_len());
     }
 
     /// Asks the server to stop (SHUTDOWN, a signal).

@@ -1,5 +1,7 @@
 //! Transactions: WATCH's check at EXEC, and running an EXEC whose queued
-//! commands are all batchable writes as one atomic engine write batch.
+//! commands are all batchable (the common writes, and the reads of
+//! strings, hashes and keys) as one atomic engine write batch: its reads
+//! see one point in time and its writes reach the log as one record.
 //!
 //! WATCH needs no bookkeeping on the write path: every change of state is
 //! a record in the engine's ring log, so EXEC reads the log from the offset
@@ -15,8 +17,9 @@
 use std::collections::HashSet;
 
 use bytes::Bytes;
-use ringkv::{BatchReply, Engine, WriteBatch};
+use ringkv::{BatchReply, Engine, KeyType, SetOptions, WriteBatch};
 
+use super::cmd_strings::set_options;
 use super::command::{int_arg, owned};
 use crate::resp::ReplyWriter;
 
@@ -102,27 +105,74 @@ enum Shape {
     Bool,
     /// INCR, HINCRBY, ...: the integer.
     Int,
-    /// HSET, HDEL, APPEND: the count.
+    /// HSET, HDEL, APPEND, HLEN: the count.
     Count,
-    /// DEL k1 k2 ...: how many of the per-key deletes found their key.
+    /// DEL k1 k2 ..., EXISTS k1 k2 ...: how many of the per-key operations
+    /// found their key.
     Sum(usize),
+    /// MSET, HMSET: `n` operations, then +OK.
+    Ok(usize),
+    /// GET, HGET: the value or null.
+    Value,
+    /// STRLEN, HSTRLEN: the length of the value (0 if none).
+    Len,
+    /// HMGET: `n` values in an array.
+    Values(usize),
+    /// TTL (seconds) or PTTL (milliseconds).
+    Ttl { millis: bool },
+    /// TYPE.
+    Type,
+    /// HGETALL (a map), HKEYS or HVALS (arrays).
+    Pairs(PairsPart),
+}
+
+/// Which part of HGETALL's pairs a command returns.
+#[derive(Clone, Copy)]
+enum PairsPart {
+    Both,
+    Fields,
+    Values,
 }
 
 /// The queued commands as one atomic write batch, if every one of them is
-/// a write the engine batches; `None` sends EXEC down the one-by-one path.
+/// an operation the engine batches (the common writes and the reads of
+/// strings, hashes and keys); `None` sends EXEC down the one-by-one path.
+/// A command whose arguments are wrong also answers `None`: the one-by-one
+/// path gives it its own error reply, as Redis does inside EXEC.
 fn plan(queued: &[Vec<Bytes>]) -> Option<(WriteBatch, Vec<Shape>)> {
     let mut b = WriteBatch::new();
     let mut shapes = Vec::new();
     for a in queued {
         let name = String::from_utf8_lossy(&a[0]).to_ascii_lowercase();
         let shape = match (name.as_str(), a.len()) {
-            ("set", 3) => {
-                b.set(&a[1], owned(&a[2]));
-                Shape::Set { get: false }
+            ("set", n) if n >= 3 => {
+                let opts = set_options(&a[3..]).ok()?;
+                b.set_with(&a[1], owned(&a[2]), opts);
+                Shape::Set { get: opts.get }
             }
             ("setnx", 3) => {
-                b.set_with(&a[1], owned(&a[2]), ringkv::SetOptions::new().nx());
+                b.set_with(&a[1], owned(&a[2]), SetOptions::new().nx());
                 Shape::Bool
+            }
+            ("getset", 3) => {
+                b.set_with(&a[1], owned(&a[2]), SetOptions::new().get());
+                Shape::Set { get: true }
+            }
+            ("setex" | "psetex", 4) => {
+                let n = u64::try_from(int_arg(&a[2]).ok()?).ok().filter(|&n| n > 0)?;
+                let opts = if name == "setex" {
+                    SetOptions::new().ex(n)
+                } else {
+                    SetOptions::new().px(n)
+                };
+                b.set_with(&a[1], owned(&a[3]), opts);
+                Shape::Set { get: false }
+            }
+            ("mset", n) if n >= 3 && n % 2 == 1 => {
+                for p in a[1..].chunks(2) {
+                    b.set(&p[0], owned(&p[1]));
+                }
+                Shape::Ok(n / 2)
             }
             ("del" | "unlink", n) if n >= 2 => {
                 for k in &a[1..] {
@@ -170,9 +220,13 @@ fn plan(queued: &[Vec<Bytes>]) -> Option<(WriteBatch, Vec<Shape>)> {
                 b.persist(&a[1]);
                 Shape::Bool
             }
-            ("hset", n) if n >= 4 && n.is_multiple_of(2) => {
+            ("hset" | "hmset", n) if n >= 4 && n.is_multiple_of(2) => {
                 b.hset(&a[1], a[2..].chunks(2).map(|p| (p[0].clone(), owned(&p[1]))));
-                Shape::Count
+                if name == "hmset" {
+                    Shape::Ok(1)
+                } else {
+                    Shape::Count
+                }
             }
             ("hdel", n) if n >= 3 => {
                 b.hdel(&a[1], a[2..].iter());
@@ -182,7 +236,60 @@ fn plan(queued: &[Vec<Bytes>]) -> Option<(WriteBatch, Vec<Shape>)> {
                 b.hincr_by(&a[1], &a[2], int_arg(&a[3]).ok()?);
                 Shape::Int
             }
-            // Anything else (reads, options, other commands) runs one by one.
+            // Reads: under the batch's locks, they see one point in time.
+            ("get", 2) => {
+                b.get(&a[1]);
+                Shape::Value
+            }
+            ("strlen", 2) => {
+                b.get(&a[1]);
+                Shape::Len
+            }
+            ("exists", n) if n >= 2 => {
+                for k in &a[1..] {
+                    b.exists(k);
+                }
+                Shape::Sum(n - 1)
+            }
+            ("ttl" | "pttl", 2) => {
+                b.ttl(&a[1]);
+                Shape::Ttl { millis: name == "pttl" }
+            }
+            ("type", 2) => {
+                b.key_type(&a[1]);
+                Shape::Type
+            }
+            ("hget", 3) => {
+                b.hget(&a[1], &a[2]);
+                Shape::Value
+            }
+            ("hstrlen", 3) => {
+                b.hget(&a[1], &a[2]);
+                Shape::Len
+            }
+            ("hmget", n) if n >= 3 => {
+                for f in &a[2..] {
+                    b.hget(&a[1], f);
+                }
+                Shape::Values(n - 2)
+            }
+            ("hgetall" | "hkeys" | "hvals", 2) => {
+                b.hgetall(&a[1]);
+                Shape::Pairs(match name.as_str() {
+                    "hgetall" => PairsPart::Both,
+                    "hkeys" => PairsPart::Fields,
+                    _ => PairsPart::Values,
+                })
+            }
+            ("hlen", 2) => {
+                b.hlen(&a[1]);
+                Shape::Count
+            }
+            ("hexists", 3) => {
+                b.hexists(&a[1], &a[2]);
+                Shape::Bool
+            }
+            // Anything else (options, other commands) runs one by one.
             _ => return None,
         };
         shapes.push(shape);
@@ -228,32 +335,87 @@ pub(crate) fn exec_atomic(
     out.array(shapes.len());
     let mut it = replies.into_iter();
     for shape in shapes {
-        match shape {
-            Shape::Set { get } => match it.next() {
-                Some(BatchReply::Set(o)) if get => out.opt_bulk(o.previous.as_deref()),
-                Some(BatchReply::Set(o)) if o.applied => out.ok(),
-                _ => out.null(),
-            },
-            Shape::Bool => match it.next() {
-                Some(BatchReply::Bool(v)) => out.int(i64::from(v)),
-                Some(BatchReply::Set(o)) => out.int(i64::from(o.applied)),
-                _ => out.int(0),
-            },
-            Shape::Int => match it.next() {
-                Some(BatchReply::Int(v)) => out.int(v),
-                _ => out.int(0),
-            },
-            Shape::Count => match it.next() {
-                Some(BatchReply::Count(n)) => out.int(n as i64),
-                _ => out.int(0),
-            },
-            Shape::Sum(n) => {
-                let found = (0..n)
-                    .filter(|_| matches!(it.next(), Some(BatchReply::Bool(true))))
-                    .count();
-                out.int(found as i64);
+        write_reply(shape, &mut it, out);
+    }
+    Atomic::Done
+}
+
+/// Writes one queued command's reply from its batch replies.
+fn write_reply(shape: Shape, it: &mut impl Iterator<Item = BatchReply>, out: &mut ReplyWriter<'_>) {
+    match shape {
+        Shape::Set { get } => match it.next() {
+            Some(BatchReply::Set(o)) if get => out.opt_bulk(o.previous.as_deref()),
+            Some(BatchReply::Set(o)) if o.applied => out.ok(),
+            _ => out.null(),
+        },
+        Shape::Bool => match it.next() {
+            Some(BatchReply::Bool(v)) => out.int(i64::from(v)),
+            Some(BatchReply::Set(o)) => out.int(i64::from(o.applied)),
+            _ => out.int(0),
+        },
+        Shape::Int => match it.next() {
+            Some(BatchReply::Int(v)) => out.int(v),
+            _ => out.int(0),
+        },
+        Shape::Count => match it.next() {
+            Some(BatchReply::Count(n)) => out.int(n as i64),
+            _ => out.int(0),
+        },
+        Shape::Sum(n) => {
+            let found = (0..n)
+                .filter(|_| matches!(it.next(), Some(BatchReply::Bool(true))))
+                .count();
+            out.int(found as i64);
+        }
+        Shape::Ok(n) => {
+            it.take(n).for_each(drop);
+            out.ok();
+        }
+        Shape::Value => match it.next() {
+            Some(BatchReply::Value(v)) => out.opt_bulk(v.as_deref()),
+            _ => out.null(),
+        },
+        Shape::Len => match it.next() {
+            Some(BatchReply::Value(Some(v))) => out.int(v.len() as i64),
+            _ => out.int(0),
+        },
+        Shape::Values(n) => {
+            out.array(n);
+            for _ in 0..n {
+                match it.next() {
+                    Some(BatchReply::Value(v)) => out.opt_bulk(v.as_deref()),
+                    _ => out.null(),
+                }
+            }
+        }
+        Shape::Ttl { millis } => match it.next() {
+            Some(BatchReply::Ttl(t)) if millis => out.int(t.as_redis_millis()),
+            Some(BatchReply::Ttl(t)) => out.int(t.as_redis_seconds()),
+            _ => out.int(-2),
+        },
+        Shape::Type => match it.next() {
+            Some(BatchReply::Type(t)) => out.simple(t.map_or("none", KeyType::as_str)),
+            _ => out.simple("none"),
+        },
+        Shape::Pairs(part) => {
+            let pairs = match it.next() {
+                Some(BatchReply::Pairs(p)) => p,
+                _ => Vec::new(),
+            };
+            match part {
+                PairsPart::Both => out.map(pairs.len()),
+                PairsPart::Fields | PairsPart::Values => out.array(pairs.len()),
+            }
+            for (f, v) in &pairs {
+                match part {
+                    PairsPart::Both => {
+                        out.bulk(f);
+                        out.bulk(v);
+                    }
+                    PairsPart::Fields => out.bulk(f),
+                    PairsPart::Values => out.bulk(v),
+                }
             }
         }
     }
-    Atomic::Done
 }
