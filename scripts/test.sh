@@ -2,8 +2,9 @@
 # The project's test command (README, .ci/run): formatting, lints, every
 # test, and every fuzz target for a short bounded time.
 # Works on a fresh machine with the Rust toolchains (stable and nightly):
-# installs cargo-fuzz from crates.io, redis-server, redis-tools, php-cli and
-# php-redis from Debian, and redis-py into a venv, when they are missing.
+# installs cargo-fuzz and cbindgen from crates.io, redis-server, redis-tools,
+# php-cli, php-redis, phpunit and valgrind from Debian, and redis-py and
+# pytest into a venv, when they are missing.
 #
 #   FUZZ_SECONDS=30   seconds per fuzz target (0 skips fuzzing)
 set -euo pipefail
@@ -19,6 +20,9 @@ command -v redis-server >/dev/null 2>&1 || need_pkgs+=(redis-server)
 command -v redis-cli >/dev/null 2>&1 || need_pkgs+=(redis-tools)
 command -v php >/dev/null 2>&1 || need_pkgs+=(php-cli)
 php -r 'exit(class_exists("Redis") ? 0 : 1);' 2>/dev/null || need_pkgs+=(php-redis)
+# The C ABI's tests: PHP's through phpunit, C's under valgrind.
+command -v phpunit >/dev/null 2>&1 || need_pkgs+=(phpunit)
+command -v valgrind >/dev/null 2>&1 || need_pkgs+=(valgrind)
 if [ "${#need_pkgs[@]}" -gt 0 ]; then
     echo "== installing ${need_pkgs[*]}"
     export DEBIAN_FRONTEND=noninteractive
@@ -26,19 +30,23 @@ if [ "${#need_pkgs[@]}" -gt 0 ]; then
         || { apt-get update -qq >/dev/null && apt-get install -y -qq "${need_pkgs[@]}" >/dev/null; }
 fi
 
-# redis-py for the client tests, in a venv under target/ (PyPI).
+# redis-py for the client tests and pytest for the Python binding's, in a
+# venv under target/ (PyPI).
 venv="target/py-venv"
-if [ ! -x "$venv/bin/python" ] || ! "$venv/bin/python" -c "import redis" 2>/dev/null; then
-    echo "== preparing $venv with redis-py"
+if [ ! -x "$venv/bin/python" ] || ! "$venv/bin/python" -c "import redis, pytest" 2>/dev/null; then
+    echo "== preparing $venv with redis-py and pytest"
     mkdir -p target
     python3 -m venv "$venv"
-    "$venv/bin/pip" install -q redis
+    "$venv/bin/pip" install -q redis pytest
 fi
 export RINGKV_TEST_PYTHON="$PWD/$venv/bin/python"
 
 echo "== cargo fmt --check"
 cargo fmt --all -- --check
 rustfmt --edition 2021 --check fuzz/fuzz_targets/*.rs
+
+echo "== the C headers match ffi/src (cbindgen)"
+bash scripts/ffi-header.sh --check
 
 echo "== cargo clippy (all targets, warnings are errors)"
 cargo clippy --workspace --all-targets -- -D warnings
@@ -55,6 +63,13 @@ trap 'rm -f "$test_log"' EXIT
 cargo test --workspace 2>&1 | tee "$test_log"
 passed=$(awk '/^test result:/ {p += $4} END {print p + 0}' "$test_log")
 failed=$(awk '/^test result:/ {f += $6} END {print f + 0}' "$test_log")
+
+echo "== libringkv through C (ASan, UBSan, valgrind), PHP (phpunit) and Python (pytest)"
+cargo build -p ringkv-ffi
+ln -sf libringkv.so target/debug/libringkv.so.0
+bash ffi/tests/c/run.sh "$PWD/target/debug" "$PWD/ffi/include"
+bash ffi/php/run-tests.sh "$PWD/target/debug"
+bash ffi/python/run-tests.sh "$PWD/target/debug"
 
 if [ "$FUZZ_SECONDS" -gt 0 ]; then
     echo "== fuzz targets (${FUZZ_SECONDS}s each, nightly)"
