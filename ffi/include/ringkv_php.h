@@ -71,8 +71,8 @@ typedef enum ringkv_open_flags {
 // What a `ringkv_reply` holds.
 typedef enum ringkv_reply_kind {
   // `integer`: INCRBY/HINCRBY's value; APPEND, HSET, HDEL, HLEN's count;
-  // 1 or 0 for DEL, EXPIRE, PERSIST, EXISTS; PTTL in ms for TTL (-2
-  // missing, -1 no expiry).
+  // 1 or 0 for DEL, EXPIRE, PERSIST, EXISTS, HEXISTS; PTTL in ms for TTL
+  // (-2 missing, -1 no expiry); a `ringkv_key_type` for TYPE.
   RINGKV_REPLY_INT = 0,
   // `value`: GET or HGET (nil when missing).
   RINGKV_REPLY_VALUE = 1,
@@ -322,6 +322,16 @@ enum ringkv_status ringkv_batch_exists(struct ringkv_batch *b, const char *k, si
 // Adds TTL (reply INT: milliseconds, -2 missing, -1 no expiry).
 enum ringkv_status ringkv_batch_ttl(struct ringkv_batch *b, const char *k, size_t k_len);
 
+// Adds TYPE (reply INT: a `ringkv_key_type`).
+enum ringkv_status ringkv_batch_type(struct ringkv_batch *b, const char *k, size_t k_len);
+
+// Adds HEXISTS (reply INT 1 or 0).
+enum ringkv_status ringkv_batch_hexists(struct ringkv_batch *b,
+                                        const char *k,
+                                        size_t k_len,
+                                        const char *field,
+                                        size_t field_len);
+
 // Adds HLEN (reply INT).
 enum ringkv_status ringkv_batch_hlen(struct ringkv_batch *b, const char *k, size_t k_len);
 
@@ -368,10 +378,12 @@ enum ringkv_status ringkv_engine_open(const char *dir,
                                       uint32_t flags,
                                       struct ringkv_engine **out);
 
-// Frees an engine handle: stops its background threads and closes its
-// files (it does not save a snapshot: call `ringkv_save` first for that).
-// Cursors, primaries and followers made from it keep the engine alive
-// until they are freed too. NULL is a no-op; a freed handle is detected.
+// Frees an engine handle: waits for a background save to finish, then
+// stops the engine's threads and closes its files, so the data directory
+// can be opened again at once (it does not save a snapshot: call
+// `ringkv_save` first for that). Cursors, primaries and followers made
+// from it keep the engine (and its directory's lock) alive until they are
+// freed too. NULL is a no-op; a freed handle is detected.
 void ringkv_engine_free(struct ringkv_engine *engine);
 
 // HSET of `n / 2` field/value pairs (one concatenation and the lengths;

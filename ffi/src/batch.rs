@@ -5,7 +5,7 @@
 use std::os::raw::c_char;
 
 use bytes::Bytes;
-use engine::{BatchReply, WriteBatch};
+use engine::{BatchReply, KeyType, WriteBatch};
 
 use crate::args;
 use crate::boundary::{guard, guard_void};
@@ -25,8 +25,8 @@ pub struct ringkv_batch {
 #[derive(Debug, Clone, Copy)]
 pub enum ringkv_reply_kind {
     /// `integer`: INCRBY/HINCRBY's value; APPEND, HSET, HDEL, HLEN's count;
-    /// 1 or 0 for DEL, EXPIRE, PERSIST, EXISTS; PTTL in ms for TTL (-2
-    /// missing, -1 no expiry).
+    /// 1 or 0 for DEL, EXPIRE, PERSIST, EXISTS, HEXISTS; PTTL in ms for TTL
+    /// (-2 missing, -1 no expiry); a `ringkv_key_type` for TYPE.
     RINGKV_REPLY_INT = 0,
     /// `value`: GET or HGET (nil when missing).
     RINGKV_REPLY_VALUE = 1,
@@ -294,6 +294,32 @@ pub extern "C" fn ringkv_batch_ttl(b: *mut ringkv_batch, k: *const c_char, k_len
     })
 }
 
+/// Adds TYPE (reply INT: a `ringkv_key_type`).
+#[no_mangle]
+pub extern "C" fn ringkv_batch_type(b: *mut ringkv_batch, k: *const c_char, k_len: usize) -> ringkv_status {
+    guard(|| {
+        let k = key(k, k_len)?;
+        batch(b)?.key_type(k);
+        Ok(())
+    })
+}
+
+/// Adds HEXISTS (reply INT 1 or 0).
+#[no_mangle]
+pub extern "C" fn ringkv_batch_hexists(
+    b: *mut ringkv_batch,
+    k: *const c_char,
+    k_len: usize,
+    field: *const c_char,
+    field_len: usize,
+) -> ringkv_status {
+    guard(|| {
+        let (k, f) = (key(k, k_len)?, args::bytes(field, field_len, "field")?);
+        batch(b)?.hexists(k, f);
+        Ok(())
+    })
+}
+
 /// Adds HLEN (reply INT).
 #[no_mangle]
 pub extern "C" fn ringkv_batch_hlen(b: *mut ringkv_batch, k: *const c_char, k_len: usize) -> ringkv_status {
@@ -320,12 +346,17 @@ fn reply(r: BatchReply) -> ringkv_reply {
         BatchReply::Int(i) => int(i),
         BatchReply::Count(n) => int(i64::try_from(n).unwrap_or(i64::MAX)),
         BatchReply::Ttl(t) => int(t.as_redis_millis()),
+        BatchReply::Type(t) => int(match t {
+            None => 0,
+            Some(KeyType::String) => 1,
+            Some(_) => 2,
+        }),
         BatchReply::Value(v) => ringkv_reply {
             kind: ringkv_reply_kind::RINGKV_REPLY_VALUE as i32,
             integer: 0,
             value: ringkv_buf::opt(v.as_deref()),
         },
-        // Kinds the C batch cannot add (TYPE, HGETALL) never come back.
+        // HGETALL's pairs: the C batch cannot add it, so they never come back.
         _ => int(0),
     }
 }

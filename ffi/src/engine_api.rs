@@ -144,13 +144,21 @@ pub extern "C" fn ringkv_engine_open(
     })
 }
 
-/// Frees an engine handle: stops its background threads and closes its
-/// files (it does not save a snapshot: call `ringkv_save` first for that).
-/// Cursors, primaries and followers made from it keep the engine alive
-/// until they are freed too. NULL is a no-op; a freed handle is detected.
+/// Frees an engine handle: waits for a background save to finish, then
+/// stops the engine's threads and closes its files, so the data directory
+/// can be opened again at once (it does not save a snapshot: call
+/// `ringkv_save` first for that). Cursors, primaries and followers made
+/// from it keep the engine (and its directory's lock) alive until they are
+/// freed too. NULL is a no-op; a freed handle is detected.
 #[no_mangle]
 pub extern "C" fn ringkv_engine_free(engine: *mut ringkv_engine) {
-    guard_void(|| handle::free(engine, Kind::Engine));
+    guard_void(|| {
+        if let Some(object) = handle::take(engine, Kind::Engine) {
+            if let Ok(engine) = object.downcast::<Engine>() {
+                engine.close();
+            }
+        }
+    });
 }
 
 /// The engine behind a handle.

@@ -152,14 +152,20 @@ pub(crate) fn get_mut<'a, H, T: 'static>(ptr: *mut H, kind: Kind) -> Result<&'a 
 /// NULL is a no-op; a freed handle, or one of another kind, is reported
 /// through the last error and otherwise ignored.
 pub(crate) fn free<H>(ptr: *mut H, kind: Kind) {
+    drop(take(ptr, kind));
+}
+
+/// As [`free`], but hands the object to the caller (to close it its own
+/// way) instead of dropping it.
+pub(crate) fn take<H>(ptr: *mut H, kind: Kind) -> Option<Box<dyn std::any::Any + Send + Sync>> {
     if ptr.is_null() {
-        return;
+        return None;
     }
     let slot = match live(ptr.cast_const(), kind) {
         Ok(slot) => slot,
         Err(fail) => {
             crate::last_error::set(&fail.message);
-            return;
+            return None;
         }
     };
     if slot
@@ -168,13 +174,12 @@ pub(crate) fn free<H>(ptr: *mut H, kind: Kind) {
         .is_err()
     {
         crate::last_error::set(&format!("the {} handle was already freed", kind.name()));
-        return;
+        return None;
     }
     // SAFETY: the magic moved from live to DEAD in this call, so this is the
     // one free of this handle, and the header makes it exclusive with other
-    // uses; the object is dropped here (outside any lock).
+    // uses.
     let object = unsafe { (*slot.object.get()).take() };
-    drop(object);
     let mut pool = POOL.lock();
     if pool.len() < POOL_MAX {
         pool.push(ptr as usize);
@@ -185,6 +190,7 @@ pub(crate) fn free<H>(ptr: *mut H, kind: Kind) {
         // to it is beyond detection, as the header says.
         drop(unsafe { Box::from_raw(ptr.cast::<Slot>()) });
     }
+    object
 }
 
 #[cfg(test)]

@@ -11,9 +11,19 @@ use crate::buf::{ringkv_buf, ringkv_buf_array};
 use crate::engine_api::{engine, ringkv_engine};
 use crate::status::{ringkv_status, Fail};
 
+/// An expiry number must fit a signed 64-bit time, as Redis requires
+/// ("invalid expire time"), whatever its kind.
+fn check_expiry(expiry_kind: i32, expiry: u64) -> Result<(), Fail> {
+    if (3..=6).contains(&expiry_kind) && i64::try_from(expiry).is_err() {
+        return Err(engine::Error::InvalidExpire.into());
+    }
+    Ok(())
+}
+
 /// SET's options from the C arguments (`ringkv_set_condition`,
 /// `ringkv_expiry` and its number, GET).
 pub(crate) fn set_options(condition: i32, expiry_kind: i32, expiry: u64, get: bool) -> Result<SetOptions, Fail> {
+    check_expiry(expiry_kind, expiry)?;
     let mut o = match args::choice(condition, 3, "condition")? {
         1 => SetOptions::new().nx(),
         2 => SetOptions::new().xx(),
@@ -195,6 +205,7 @@ pub extern "C" fn ringkv_getex(
 ) -> ringkv_status {
     guard(|| {
         let out = args::out(out, "out")?;
+        check_expiry(expiry_kind, expiry)?;
         let how = match args::choice(expiry_kind, 7, "expiry kind")? {
             0 | 1 => GetExpiry::Keep,
             2 => GetExpiry::Persist,
