@@ -123,7 +123,8 @@ typedef enum ringkv_status {
   RINGKV_IO = 12,
   // A damaged data directory, log or snapshot.
   RINGKV_CORRUPT = 13,
-  // A configuration that does not parse or is invalid.
+  // A configuration that does not parse or is invalid, or a call the
+  // engine's configuration does not allow (SAVE without a data directory).
   RINGKV_CONFIG = 14,
   // Replication failed: TLS, connection, protocol, a divergent history.
   RINGKV_REPLICATION = 15,
@@ -504,7 +505,9 @@ enum ringkv_status ringkv_hdrain(const struct ringkv_engine *e,
                                  struct ringkv_buf_array *out);
 
 // HRANDFIELD key count, with values (flattened pairs), as Redis: a
-// positive `count` gives distinct fields, a negative one may repeat.
+// positive `count` gives distinct fields (at most the hash's), a negative
+// one `-count` fields that may repeat, capped at 2^20 (1,048,576) so that
+// one call's reply stays bounded.
 enum ringkv_status ringkv_hrandfield(const struct ringkv_engine *e,
                                      const char *key,
                                      size_t key_len,

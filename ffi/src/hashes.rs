@@ -289,7 +289,9 @@ pub extern "C" fn ringkv_hdrain(
 }
 
 /// HRANDFIELD key count, with values (flattened pairs), as Redis: a
-/// positive `count` gives distinct fields, a negative one may repeat.
+/// positive `count` gives distinct fields (at most the hash's), a negative
+/// one `-count` fields that may repeat, capped at 2^20 (1,048,576) so that
+/// one call's reply stays bounded.
 #[no_mangle]
 pub extern "C" fn ringkv_hrandfield(
     e: *const ringkv_engine,

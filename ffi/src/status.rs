@@ -40,7 +40,8 @@ pub enum ringkv_status {
     RINGKV_IO = 12,
     /// A damaged data directory, log or snapshot.
     RINGKV_CORRUPT = 13,
-    /// A configuration that does not parse or is invalid.
+    /// A configuration that does not parse or is invalid, or a call the
+    /// engine's configuration does not allow (SAVE without a data directory).
     RINGKV_CONFIG = 14,
     /// Replication failed: TLS, connection, protocol, a divergent history.
     RINGKV_REPLICATION = 15,
