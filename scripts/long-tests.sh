@@ -7,9 +7,12 @@
 #   PROPTEST_CASES=5000      proptest cases where a test does not fix its own
 #   RINGKV_DIFF_CASES=20000  differential sequences against redis-server
 #   FUZZ_SECONDS=1800        seconds per fuzz target
+#   RINGKV_CRASH_ROUNDS=500  SIGKILL rounds per crash test (two tests: 1,000
+#                            kills of a writer, and of recoveries after them)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export PROPTEST_CASES="${PROPTEST_CASES:-5000}"
 export RINGKV_DIFF_CASES="${RINGKV_DIFF_CASES:-20000}"
 export FUZZ_SECONDS="${FUZZ_SECONDS:-1800}"
+export RINGKV_CRASH_ROUNDS="${RINGKV_CRASH_ROUNDS:-500}"
 exec bash scripts/test.sh

@@ -72,6 +72,8 @@ bash ffi/php/run-tests.sh "$PWD/target/debug"
 bash ffi/python/run-tests.sh "$PWD/target/debug"
 
 if [ "$FUZZ_SECONDS" -gt 0 ]; then
+    # An allocation sized by an untrusted length is a crash: no single
+    # allocation above 512 MB, no more than 2 GB resident.
     echo "== fuzz targets (${FUZZ_SECONDS}s each, nightly)"
     if ! command -v cargo-fuzz >/dev/null 2>&1; then
         cargo install cargo-fuzz --locked
@@ -79,7 +81,7 @@ if [ "$FUZZ_SECONDS" -gt 0 ]; then
     for target in $(cd fuzz && cargo +nightly fuzz list); do
         echo "-- fuzz $target"
         # A crash makes cargo fuzz exit non-zero, which fails the run.
-        (cd fuzz && cargo +nightly fuzz run "$target" -- -max_total_time="$FUZZ_SECONDS" -print_final_stats=0 2>&1 | tail -n 3)
+        (cd fuzz && cargo +nightly fuzz run "$target" -- -max_total_time="$FUZZ_SECONDS" -rss_limit_mb=2048 -malloc_limit_mb=512 -print_final_stats=0 2>&1 | tail -n 3)
     done
 fi
 echo "== all checks passed"

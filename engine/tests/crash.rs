@@ -3,7 +3,12 @@
 //! the parent kills it with SIGKILL at a random moment, reopens the data, and
 //! checks that the recovered state is the state after some prefix of the
 //! writes that contains every write whose call had returned (durability
-//! `none`: a process crash loses nothing the kernel has).
+//! `none`: a process crash loses nothing the kernel has). In about half of
+//! the rounds the recovery itself is killed too, one to three times, by
+//! children that only open the directory, before the parent reopens it.
+//!
+//! Rounds per test: `RINGKV_CRASH_ROUNDS` (default 12; the long run in
+//! `scripts/long-tests.sh` runs 500 per test).
 
 use std::io::{BufRead, BufReader, Write};
 use std::process::{Command, Stdio};
@@ -12,6 +17,10 @@ use std::time::{Duration, Instant};
 use ringkv::{Config, Engine, LogConfig, SetOptions};
 
 const CHILD_ENV: &str = "RINGKV_CRASH_CHILD_DIR";
+/// Set for a child that only opens (recovers) the directory, then waits.
+const OPEN_ONLY_ENV: &str = "RINGKV_CRASH_CHILD_OPEN_ONLY";
+/// Rounds per test.
+const ROUNDS_ENV: &str = "RINGKV_CRASH_ROUNDS";
 /// Ring capacity for the child (small: snapshots run all the time).
 const CAPACITY_ENV: &str = "RINGKV_CRASH_RING_BYTES";
 const OPS: u64 = 200_000;
@@ -58,6 +67,12 @@ fn crash_child_entry() {
     let e = Engine::open(&dir, config()).expect("child open");
     let stdout = std::io::stdout();
     let mut out = stdout.lock();
+    if std::env::var_os(OPEN_ONLY_ENV).is_some() {
+        writeln!(out, "opened").expect("report");
+        out.flush().expect("flush");
+        std::thread::sleep(Duration::from_secs(600));
+        return;
+    }
     for i in 0..OPS {
         op(&e, i).expect("child op");
         writeln!(out, "{}", i + 1).expect("report");
@@ -69,7 +84,14 @@ fn crash_child_entry() {
 
 #[test]
 fn sigkill_mid_write_recovers_a_prefix_with_every_returned_write() {
-    crash_rounds(64 << 20, 4);
+    crash_rounds(64 << 20, rounds());
+}
+
+fn rounds() -> u32 {
+    std::env::var(ROUNDS_ENV)
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(12)
 }
 
 /// With a 256 KiB ring the child snapshots every few thousand writes, so the
@@ -77,7 +99,7 @@ fn sigkill_mid_write_recovers_a_prefix_with_every_returned_write() {
 /// `snapshot.tmp`, a fresh snapshot whose log history was just released).
 #[test]
 fn sigkill_during_snapshots_recovers_a_prefix_with_every_returned_write() {
-    crash_rounds(256 << 10, 4);
+    crash_rounds(256 << 10, rounds());
 }
 
 fn crash_rounds(capacity: u64, rounds: u32) {
@@ -124,6 +146,24 @@ fn crash_rounds(capacity: u64, rounds: u32) {
         }
         assert!(acked > 0, "round {round}: the child never wrote");
 
+        // Kill the recovery too, sometimes more than once: a child that
+        // only opens the directory, killed after a random short while.
+        let recovery_kills = if rand() % 2 == 0 { 1 + rand() % 3 } else { 0 };
+        for _ in 0..recovery_kills {
+            let mut opener = Command::new(&exe)
+                .args(["--exact", "crash_child_entry", "--nocapture", "--test-threads=1"])
+                .env(CHILD_ENV, dir.path())
+                .env(CAPACITY_ENV, capacity.to_string())
+                .env(OPEN_ONLY_ENV, "1")
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .spawn()
+                .expect("spawn opener");
+            std::thread::sleep(Duration::from_micros(rand() % 30_000));
+            opener.kill().expect("SIGKILL opener");
+            opener.wait().expect("reap opener");
+        }
+
         let recovered = Engine::open(
             dir.path(),
             Config {
@@ -154,8 +194,8 @@ fn crash_rounds(capacity: u64, rounds: u32) {
             matched.expect("the recovered state is no prefix of the writes containing every acknowledged one");
         let stats = recovered.stats();
         println!(
-            "ring {capacity} B, round {round}: acknowledged {acked}, recovered a prefix of {matched} writes, \
-             torn tail {} bytes, replayed {} records",
+            "ring {capacity} B, round {round}: acknowledged {acked}, recovery killed {recovery_kills} times, \
+             recovered a prefix of {matched} writes, torn tail {} bytes, replayed {} records",
             stats.log.as_ref().map_or(0, |l| l.torn_bytes),
             stats.log.as_ref().map_or(0, |l| l.recovered_records),
         );
