@@ -406,6 +406,17 @@ enum ringkv_status ringkv_hset(const struct ringkv_engine *e,
                                size_t n,
                                size_t *added);
 
+// HSET of one field (no lengths array to build): `*added` is 1 if the
+// field is new, 0 if it was overwritten.
+enum ringkv_status ringkv_hset_field(const struct ringkv_engine *e,
+                                     const char *key,
+                                     size_t key_len,
+                                     const char *field,
+                                     size_t field_len,
+                                     const char *value,
+                                     size_t value_len,
+                                     size_t *added);
+
 // HSETNX: sets the field only if it does not exist; `*applied` says whether.
 enum ringkv_status ringkv_hsetnx(const struct ringkv_engine *e,
                                  const char *key,

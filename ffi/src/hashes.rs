@@ -36,6 +36,29 @@ pub extern "C" fn ringkv_hset(
     })
 }
 
+/// HSET of one field (no lengths array to build): `*added` is 1 if the
+/// field is new, 0 if it was overwritten.
+#[no_mangle]
+#[allow(clippy::too_many_arguments)]
+pub extern "C" fn ringkv_hset_field(
+    e: *const ringkv_engine,
+    key: *const c_char,
+    key_len: usize,
+    field: *const c_char,
+    field_len: usize,
+    value: *const c_char,
+    value_len: usize,
+    added: *mut usize,
+) -> ringkv_status {
+    guard(|| {
+        let out = args::out(added, "added")?;
+        let f = args::bytes(field, field_len, "field")?;
+        let v = Bytes::copy_from_slice(args::bytes(value, value_len, "value")?);
+        out.set(engine(e)?.hset(args::bytes(key, key_len, "key")?, [(f, v)])?);
+        Ok(())
+    })
+}
+
 /// HSETNX: sets the field only if it does not exist; `*applied` says whether.
 #[no_mangle]
 #[allow(clippy::too_many_arguments)]

@@ -517,6 +517,23 @@ final class Engine
      */
     public function hSet(string $key, array $fields): int
     {
+        if (count($fields) === 1) {
+            // One field: the entry point without a lengths array.
+            $field = (string) array_key_first($fields);
+            $value = (string) $fields[$field];
+            $out = $this->ffi->new($this->tSize);
+            Ffi::check($this->ffi->ringkv_hset_field(
+                $this->handle,
+                $key,
+                strlen($key),
+                $field,
+                strlen($field),
+                $value,
+                strlen($value),
+                PhpFfi::addr($out),
+            ));
+            return $out->cdata;
+        }
         [$joined, $lens, $n] = Ffi::packPairs($this->ffi, $fields);
         $out = $this->ffi->new($this->tSize);
         Ffi::check($this->ffi->ringkv_hset($this->handle, $key, strlen($key), $joined, $lens, $n, PhpFfi::addr($out)));

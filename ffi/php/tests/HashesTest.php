@@ -22,6 +22,11 @@ final class HashesTest extends TestCase
         // Int-like values and field names.
         $this->assertSame(1, $e->hSet('h', [7 => 42]));
         $this->assertSame('42', $e->hGet('h', '7'));
+        // One field goes through ringkv_hset_field: 1 when new, 0 when overwritten.
+        $this->assertSame(0, $e->hSet('h', ['a' => 'uno']));
+        $this->assertSame('uno', $e->hGet('h', 'a'));
+        $this->assertSame(1, $e->hSet('h', ["bin\0field" => "v\0"]));
+        $this->assertSame("v\0", $e->hGet('h', "bin\0field"));
     }
 
     public function testHSetNxHExistsHLenHDel(): void

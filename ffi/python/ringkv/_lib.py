@@ -183,6 +183,7 @@ SIGNATURES = {
     "ringkv_flush": (_st, [EngineP]),
     # hashes
     "ringkv_hset": (_st, [EngineP, *_K, *_L, _psz]),
+    "ringkv_hset_field": (_st, [EngineP, *_K, *_K, *_K, _psz]),
     "ringkv_hsetnx": (_st, [EngineP, *_K, *_K, *_K, _pbool]),
     "ringkv_hget": (_st, [EngineP, *_K, *_K, _pbuf]),
     "ringkv_hmget": (_st, [EngineP, *_K, *_L, _parr]),

@@ -915,9 +915,16 @@ class Engine:
         if h is None:
             _closed()
         k = _b(key)
-        flat = _pairs(mapping) if value is _MISSING else [mapping, value]
-        joined, lens, n = _join(flat)
         out = c_size_t(0)
+        if value is not _MISSING:
+            # One field: the entry point without a lengths array.
+            f, v = _b(mapping), _b(value)
+            st = lib.ringkv_hset_field(h, k, len(k), f, len(f), v, len(v), byref(out))
+            if st:
+                raise_status(st)
+            return out.value
+        flat = _pairs(mapping)
+        joined, lens, n = _join(flat)
         st = _hset(h, k, len(k), joined, lens, n, byref(out))
         if st:
             raise_status(st)

@@ -136,3 +136,10 @@ def test_hash_ops_on_string_are_wrongtype(engine):
             call()
         assert "WRONGTYPE" in str(ei.value)
     assert engine.get("s") == b"v"
+
+
+def test_hset_of_one_field_counts_new_fields_only(engine):
+    assert engine.hset("one", "f", "1") == 1
+    assert engine.hset("one", "f", "2") == 0
+    assert engine.hset("one", b"\x00bin", b"\x00v") == 1
+    assert engine.hgetall("one") == {b"f": b"2", b"\x00bin": b"\x00v"}

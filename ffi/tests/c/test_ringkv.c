@@ -717,6 +717,29 @@ static void test_hashes(void) {
     sl_free(&p);
     OK(ringkv_hlen(e, S("h"), &n));
     ASSERT(n == 4);
+    /* one field without a lengths array: 1 when new, 0 when overwritten */
+    OK(ringkv_hset_field(e, S("h"), S("one"), S("1"), &n));
+    ASSERT(n == 1);
+    OK(ringkv_hset_field(e, S("h"), S("one"), S("2"), &n));
+    ASSERT(n == 0);
+    n = 77;
+    EXPECT(ringkv_hset_field(e, S("h"), NULL, 3, S("v"), &n), RINGKV_INVALID_ARGUMENT);
+    ASSERT(n == 77);
+    OK(ringkv_set(e, S("a-string"), S("x")));
+    EXPECT(ringkv_hset_field(e, S("a-string"), S("f"), S("v"), &n), RINGKV_WRONG_TYPE);
+    {
+        uint64_t gone;
+        OK(ringkv_del(e, "a-string", (size_t[]){8}, 1, &gone));
+        ASSERT(gone == 1);
+    }
+    {
+        ringkv_buf one;
+        OK(ringkv_hget(e, S("h"), S("one"), &one));
+        ASSERT(BUF_IS(one, "2"));
+        ringkv_buf_free(&one);
+    }
+    OK(ringkv_hdel(e, S("h"), "one", (size_t[]){3}, 1, &n));
+    ASSERT(n == 1);
     OK(ringkv_hlen(e, S("nohash"), &n));
     ASSERT(n == 0);
 
