@@ -30,7 +30,7 @@ pub(crate) async fn read_frame(recv: &mut quinn::RecvStream, max: usize) -> Resu
                     body.len()
                 )))
             }
-            Err(e) => return Err(ReplError::Connection(e.to_string())),
+            Err(e) => return Err(e.into()),
         }
     }
     Ok(Some(decode_body(&body)?))
