@@ -31,8 +31,9 @@ pub struct PrimaryConfig {
     /// Choose a full sync when a partial one would replay more than this
     /// many bytes (`None`: whatever the ring holds).
     pub max_replay_bytes: Option<u64>,
-    /// QUIC stream window (bytes in flight per stream; size it for the
-    /// link's bandwidth × RTT).
+    /// QUIC stream window (bytes in flight per stream to a follower; size
+    /// it for the link's bandwidth × RTT). What a follower may send the
+    /// primary is limited to its control stream and 1 MiB windows.
     pub window_bytes: u64,
     /// Interval of pings to followers.
     pub ping_interval_ms: u64,

@@ -258,3 +258,29 @@ async fn a_follower_acking_bytes_it_was_not_sent_is_disconnected_and_never_count
     f.stop().await;
     server.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_follower_cannot_open_streams_the_primary_never_reads() {
+    init_tracing();
+    let c = certs();
+    let primary = anonymous(8 << 20);
+    let server = Primary::start(primary.clone(), primary_config(), c.server.clone())
+        .await
+        .expect("primary");
+    let h = raw(server.local_addr(), &c.client).await;
+    // The control stream is the one stream a follower opens.
+    let (mut send, mut recv) = h.conn.open_bi().await.expect("control stream");
+    send.write_all(&encode_frame(&hello_at_end(&primary, "streams".into())))
+        .await
+        .expect("write");
+    assert!(matches!(read_reply(&mut recv).await, Message::Continue { .. }));
+    // Any other stream would be buffered by QUIC and never read: there is
+    // no credit for one.
+    let second = tokio::time::timeout(Duration::from_secs(1), h.conn.open_bi()).await;
+    assert!(second.is_err(), "a second bidirectional stream was opened");
+    let uni = tokio::time::timeout(Duration::from_secs(1), h.conn.open_uni()).await;
+    assert!(uni.is_err(), "a unidirectional stream was opened");
+    // The link itself is fine.
+    assert_eq!(server.stats().connected_slaves, 1);
+    server.shutdown().await;
+}
