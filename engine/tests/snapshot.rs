@@ -347,3 +347,182 @@ fn decoded_values_do_not_share_their_chunk() {
     }
     assert_eq!(checked, 201);
 }
+
+/// Counts the bytes this thread asks the allocator for while a closure
+/// runs (other test threads are not counted). `unsafe` is what a global
+/// allocator takes; it only forwards to the system allocator.
+#[allow(unsafe_code)]
+mod counting {
+    use std::alloc::{GlobalAlloc, Layout, System};
+    use std::cell::Cell;
+
+    pub struct Counting;
+
+    thread_local! {
+        static ON: Cell<bool> = const { Cell::new(false) };
+        static BYTES: Cell<usize> = const { Cell::new(0) };
+    }
+
+    fn note(n: usize) {
+        let _ = ON.try_with(|on| {
+            if on.get() {
+                let _ = BYTES.try_with(|b| b.set(b.get().saturating_add(n)));
+            }
+        });
+    }
+
+    // SAFETY: every call is forwarded unchanged to `System`.
+    unsafe impl GlobalAlloc for Counting {
+        unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
+            note(layout.size());
+            unsafe { System.alloc(layout) }
+        }
+        unsafe fn alloc_zeroed(&self, layout: Layout) -> *mut u8 {
+            note(layout.size());
+            unsafe { System.alloc_zeroed(layout) }
+        }
+        unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
+            note(new_size);
+            unsafe { System.realloc(ptr, layout, new_size) }
+        }
+        unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
+            unsafe { System.dealloc(ptr, layout) }
+        }
+    }
+
+    /// Runs `f`; returns its result and the bytes allocated (or grown to)
+    /// on this thread meanwhile.
+    pub fn allocated_by<T>(f: impl FnOnce() -> T) -> (T, usize) {
+        BYTES.with(|b| b.set(0));
+        ON.with(|on| on.set(true));
+        let out = f();
+        ON.with(|on| on.set(false));
+        (out, BYTES.with(Cell::get))
+    }
+}
+
+#[global_allocator]
+static ALLOCATOR: counting::Counting = counting::Counting;
+
+/// A snapshot stream by hand: the header, then `body` (chunks and footer
+/// as the caller builds them).
+fn hand_built(body: &[u8]) -> Vec<u8> {
+    let header = ringkv::snapshot::SnapshotHeader {
+        offset: 0,
+        created_ms: 0,
+        keys: 0,
+        replid: "hostile".into(),
+    };
+    let mut s = header.encode().to_vec();
+    s.extend_from_slice(body);
+    s
+}
+
+/// One chunk with a correct checksum.
+fn chunk(payload: &[u8]) -> Vec<u8> {
+    let mut c = (payload.len() as u32).to_le_bytes().to_vec();
+    c.extend_from_slice(&ringkv::snapshot::format::checksum(payload).to_le_bytes());
+    c.extend_from_slice(payload);
+    c
+}
+
+/// Reads every chunk of `stream`; returns the first error and the bytes
+/// allocated on the way (engine loading included).
+fn decode_counting(stream: &[u8]) -> (SnapshotError, usize) {
+    let (result, bytes) = counting::allocated_by(|| -> Result<(), SnapshotError> {
+        let mut reader = SnapshotReader::new(stream)?;
+        while reader.next_chunk()?.is_some() {}
+        Ok(())
+    });
+    let err = result.expect_err("a hostile stream must not decode");
+    // Loading it into an engine fails the same way.
+    let e = Engine::new(config(1 << 20, 1 << 20)).expect("engine");
+    match e.load_snapshot(stream) {
+        Err(Error::Snapshot(SnapshotError::Corrupt { .. })) => {}
+        other => panic!("load of a hostile stream: {other:?}"),
+    }
+    (err, bytes)
+}
+
+/// A chunk length field far beyond the bytes that follow is refused as
+/// truncated, without allocating what it announces (the payload buffer
+/// grows with the bytes actually read).
+#[test]
+fn a_huge_chunk_length_fails_without_allocating_it() {
+    for len in [(1u32 << 30) - 1, 1 << 30, 256 << 20, 100_000] {
+        let mut body = len.to_le_bytes().to_vec();
+        body.extend_from_slice(&[0u8; 4]); // checksum
+        body.extend_from_slice(&[1, 1, b'k', 1, b'v', 0]); // the start of an item
+        let stream = hand_built(&body);
+        let started = std::time::Instant::now();
+        let (err, bytes) = decode_counting(&stream);
+        match &err {
+            SnapshotError::Corrupt { position, reason } => {
+                assert!(reason.contains("truncated"), "{reason}");
+                assert!(*position >= 88 && *position <= stream.len() as u64, "{err}");
+            }
+            other => panic!("length {len}: expected Corrupt, got {other:?}"),
+        }
+        assert!(
+            bytes <= 64 << 10,
+            "length {len}: {bytes} bytes allocated for a {}-byte stream",
+            stream.len()
+        );
+        assert!(
+            started.elapsed() < Duration::from_secs(2),
+            "took {:?}",
+            started.elapsed()
+        );
+    }
+    // Above the largest chunk a reader accepts: refused before reading on.
+    let mut body = u32::MAX.to_le_bytes().to_vec();
+    body.extend_from_slice(&[0u8; 4]);
+    let (err, bytes) = decode_counting(&hand_built(&body));
+    assert!(
+        matches!(&err, SnapshotError::Corrupt { position: 88, reason } if reason.contains("implausible")),
+        "{err}"
+    );
+    assert!(bytes <= 4 << 10, "{bytes} bytes allocated");
+}
+
+/// A hash-fields item announcing as many fields as the chunk could hold
+/// (two bytes each), followed by garbage: refused, and the field vector is
+/// not sized from the count (each field takes 64 bytes in memory, 32 times
+/// its smallest encoding).
+#[test]
+fn a_huge_field_count_fails_without_allocating_for_it() {
+    let size = 64 << 10;
+    let mut payload = vec![3u8, 1, b'h'];
+    // LEB128 of the count, then a non-canonical length as the first field.
+    let count = (size - payload.len() - 3) / 2;
+    let mut n = count;
+    while n >= 0x80 {
+        payload.push((n as u8) | 0x80);
+        n >>= 7;
+    }
+    payload.push(n as u8);
+    payload.extend_from_slice(&[0x80, 0x00]);
+    payload.resize(size, 0);
+    let mut body = chunk(&payload);
+    body.extend_from_slice(&[0u8; 32]);
+    let stream = hand_built(&body);
+    let (err, bytes) = decode_counting(&stream);
+    assert!(
+        matches!(&err, SnapshotError::Corrupt { position: 88, reason } if reason.contains("field")),
+        "{err}"
+    );
+    assert!(
+        bytes <= 8 * stream.len(),
+        "{bytes} bytes allocated for a {}-byte stream ({count} fields announced)",
+        stream.len()
+    );
+    // A count beyond what the chunk can hold at all is refused outright.
+    let mut payload = vec![3u8, 1, b'h', 0xff, 0xff, 0xff, 0xff, 0x0f];
+    payload.resize(4096, 0);
+    let (err, bytes) = decode_counting(&hand_built(&chunk(&payload)));
+    assert!(
+        matches!(&err, SnapshotError::Corrupt { position: 88, reason } if reason.contains("field count")),
+        "{err}"
+    );
+    assert!(bytes <= 64 << 10, "{bytes} bytes allocated");
+}

@@ -17,13 +17,23 @@ pub struct PrimaryConfig {
     pub codecs: Vec<Codec>,
     /// Log bytes per data frame (at least one record is sent).
     pub batch_bytes: usize,
-    /// Largest frame accepted or sent.
+    /// Largest data frame sent (a follower refuses a handshake whose
+    /// records could need more than it accepts). Frames read from
+    /// followers are control frames, limited to
+    /// [`MAX_CONTROL_FRAME`](crate::protocol::MAX_CONTROL_FRAME).
     pub max_frame_bytes: usize,
+    /// Most follower connections served at once, counting those that have
+    /// not said hello yet. One more is closed as soon as its QUIC handshake
+    /// completes, with close code 4 and the reason `too many followers (the
+    /// limit is N)`, and counted in `rejected_connections`; it may retry
+    /// once a slot is free. Default 64.
+    pub max_followers: usize,
     /// Choose a full sync when a partial one would replay more than this
     /// many bytes (`None`: whatever the ring holds).
     pub max_replay_bytes: Option<u64>,
-    /// QUIC stream window (bytes in flight per stream; size it for the
-    /// link's bandwidth × RTT).
+    /// QUIC stream window (bytes in flight per stream to a follower; size
+    /// it for the link's bandwidth × RTT). What a follower may send the
+    /// primary is limited to its control stream and 1 MiB windows.
     pub window_bytes: u64,
     /// Interval of pings to followers.
     pub ping_interval_ms: u64,
@@ -45,6 +55,7 @@ impl Default for PrimaryConfig {
             codecs: vec![Codec::Zstd, Codec::Lz4],
             batch_bytes: 256 * 1024,
             max_frame_bytes: 64 << 20,
+            max_followers: 64,
             max_replay_bytes: None,
             window_bytes: 16 << 20,
             ping_interval_ms: 1000,
@@ -112,7 +123,9 @@ pub struct FollowerConfig {
     pub name: String,
     /// Codecs accepted, preferred first.
     pub codecs: Vec<Codec>,
-    /// Largest frame accepted.
+    /// Largest data frame accepted (log and snapshot streams; control
+    /// frames are limited to
+    /// [`MAX_CONTROL_FRAME`](crate::protocol::MAX_CONTROL_FRAME)).
     pub max_frame_bytes: usize,
     /// QUIC stream window.
     pub window_bytes: u64,

@@ -17,7 +17,7 @@ use tokio::sync::{oneshot, watch};
 
 use crate::config::FollowerConfig;
 use crate::io::{code, frame_reader, read_frame, write_frame};
-use crate::protocol::History;
+use crate::protocol::{History, MAX_CONTROL_FRAME};
 use crate::session::{
     DataStream, FollowerAction, FollowerSession, LinkEnd, Progress, ReplicaState, SnapshotIntake, SnapshotStep,
 };
@@ -273,7 +273,7 @@ async fn drive(
     let (mut csend, mut crecv) = conn.open_bi().await.map_err(ReplError::from)?;
     write_frame(&mut csend, &hello).await?;
     let reply = tokio::select! {
-        r = read_frame(&mut crecv, max) => r?,
+        r = read_frame(&mut crecv, MAX_CONTROL_FRAME) => r?,
         _ = stop.changed() => return Ok(LinkEnd::Stopped),
     };
     // The staging keyspace a full sync loads into.
@@ -306,7 +306,7 @@ async fn drive(
         .handle_streams_ready(Instant::now(), progress(engine))?;
     let log_stream = log_stream.ok_or_else(|| ReplError::Peer("no log stream".into()))?;
     let mut log_frames = frame_reader(log_stream, max);
-    let mut control = frame_reader(crecv, max);
+    let mut control = frame_reader(crecv, MAX_CONTROL_FRAME);
     perform(shared, &mut csend, &mut staging, actions).await?;
     loop {
         let deadline = shared.session.lock().poll_timeout();

@@ -3,8 +3,15 @@
 use crate::protocol::{decode_body, encode_frame, frame_len, Message, LEN_PREFIX};
 use crate::ReplError;
 
-/// Reads one frame; `Ok(None)` when the peer finished the stream cleanly
-/// between frames.
+/// The most buffer allocated for a frame body before its bytes arrive;
+/// beyond it the buffer grows with the bytes received.
+const FIRST_ALLOCATION: usize = 64 << 10;
+
+/// Reads one frame of at most `max` bytes (`MAX_CONTROL_FRAME` on a
+/// control stream); `Ok(None)` when the peer finished the stream cleanly
+/// between frames. The length is checked before anything is allocated, and
+/// the body's buffer grows as its bytes arrive: a peer announcing a large
+/// frame and sending nothing costs at most [`FIRST_ALLOCATION`].
 pub(crate) async fn read_frame(recv: &mut quinn::RecvStream, max: usize) -> Result<Option<Message>, ReplError> {
     let mut prefix = [0u8; LEN_PREFIX];
     match recv.read_exact(&mut prefix).await {
@@ -13,8 +20,19 @@ pub(crate) async fn read_frame(recv: &mut quinn::RecvStream, max: usize) -> Resu
         Err(e) => return Err(e.into()),
     }
     let len = frame_len(prefix, max)?;
-    let mut body = vec![0u8; len];
-    recv.read_exact(&mut body).await?;
+    let mut body = Vec::with_capacity(len.min(FIRST_ALLOCATION));
+    while body.len() < len {
+        match recv.read_chunk(len - body.len(), true).await {
+            Ok(Some(chunk)) => body.extend_from_slice(&chunk.bytes),
+            Ok(None) => {
+                return Err(ReplError::Connection(format!(
+                    "the stream ended inside a frame ({} of {len} bytes)",
+                    body.len()
+                )))
+            }
+            Err(e) => return Err(e.into()),
+        }
+    }
     Ok(Some(decode_body(&body)?))
 }
 
@@ -34,6 +52,8 @@ pub(crate) mod code {
     pub const RESYNC: u32 = 2;
     /// The handshake was refused.
     pub const REJECTED: u32 = 3;
+    /// The primary serves `max_followers` connections already.
+    pub const TOO_MANY_FOLLOWERS: u32 = 4;
 }
 
 /// Reads frames on a task of its own and hands them over a small channel:

@@ -98,17 +98,37 @@ impl From<quinn::ConnectionError> for ReplError {
     }
 }
 
+// A lost connection is reported with its cause (quinn's stream errors say
+// only "connection lost"): the peer's close reason, such as a primary
+// refusing one follower too many, reaches the logs and `last_error`.
+
 #[cfg(feature = "quic")]
 impl From<quinn::WriteError> for ReplError {
     fn from(e: quinn::WriteError) -> Self {
-        ReplError::Connection(e.to_string())
+        match e {
+            quinn::WriteError::ConnectionLost(c) => c.into(),
+            other => ReplError::Connection(other.to_string()),
+        }
+    }
+}
+
+#[cfg(feature = "quic")]
+impl From<quinn::ReadError> for ReplError {
+    fn from(e: quinn::ReadError) -> Self {
+        match e {
+            quinn::ReadError::ConnectionLost(c) => c.into(),
+            other => ReplError::Connection(other.to_string()),
+        }
     }
 }
 
 #[cfg(feature = "quic")]
 impl From<quinn::ReadExactError> for ReplError {
     fn from(e: quinn::ReadExactError) -> Self {
-        ReplError::Connection(e.to_string())
+        match e {
+            quinn::ReadExactError::ReadError(r) => r.into(),
+            other => ReplError::Connection(other.to_string()),
+        }
     }
 }
 

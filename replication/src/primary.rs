@@ -1,5 +1,10 @@
 //! The primary's driver: serves its engine's ring log to followers over QUIC.
 //!
+//! At most `max_followers` connections are served at once (one more is
+//! closed with close code 4, `code::TOO_MANY_FOLLOWERS`, and the reason as
+//! soon as its QUIC handshake completes). Everything read from a follower
+//! is a control frame, limited to [`MAX_CONTROL_FRAME`].
+//!
 //! Per follower, one task: the control stream (handshake, acks, pings), the
 //! log stream (raw ring bytes read from the follower's offset, one batch in
 //! flight: QUIC flow control is the only buffer, so a slow follower costs
@@ -27,7 +32,7 @@ use tokio::sync::{mpsc, watch, Notify};
 
 use crate::config::{GateMode, PrimaryConfig, WriteGateConfig};
 use crate::io::{code, finish_and_wait, frame_reader, read_frame, write_frame};
-use crate::protocol::{Codec, History, Message, PrimaryView, StreamKind};
+use crate::protocol::{Codec, History, Message, PrimaryView, StreamKind, MAX_CONTROL_FRAME};
 use crate::session::{
     CloseCode, LogCursor, LogEnd, LogStep, PrimaryAction, PrimaryCounter, PrimarySession, Served, SnapshotSender,
     SnapshotStall,
@@ -342,6 +347,29 @@ impl Shared {
         }
     }
 
+    /// Gives connection `id` a slot, unless `max_followers` are served
+    /// already (connections that have not said hello count too).
+    fn admit(&self, id: u64, conn: &quinn::Connection) -> bool {
+        let identity = conn
+            .peer_identity()
+            .and_then(|any| any.downcast::<Vec<rustls::pki_types::CertificateDer<'static>>>().ok())
+            .and_then(|chain| chain.first().map(fingerprint))
+            .unwrap_or_default();
+        let mut followers = self.followers.lock();
+        if followers.len() >= self.config.max_followers {
+            return false;
+        }
+        followers.insert(
+            id,
+            Slot {
+                identity,
+                addr: conn.remote_address(),
+                session: PrimarySession::new(id, &self.config, Instant::now()),
+            },
+        );
+        true
+    }
+
     /// Runs `f` on connection `id`'s session (under the followers lock:
     /// keep it short, never across an await).
     fn session<R: Default>(&self, id: u64, f: impl FnOnce(&mut PrimarySession) -> R) -> R {
@@ -437,6 +465,14 @@ async fn accept_loop(shared: Arc<Shared>, endpoint: quinn::Endpoint, mut stop: w
                 }
             };
             let id = shared.next_id.fetch_add(1, Ordering::Relaxed);
+            if !shared.admit(id, &conn) {
+                let limit = shared.config.max_followers;
+                shared.counters.rejected.fetch_add(1, Ordering::Relaxed);
+                tracing::warn!(%addr, limit, "too many followers: replication connection refused");
+                let reason = format!("too many followers (the limit is {limit})");
+                conn.close(code::TOO_MANY_FOLLOWERS.into(), reason.as_bytes());
+                return;
+            }
             let result = serve(&shared, &conn, id, stop).await;
             shared.followers.lock().remove(&id);
             shared.acks.notify_waiters();
@@ -444,7 +480,7 @@ async fn accept_loop(shared: Arc<Shared>, endpoint: quinn::Endpoint, mut stop: w
                 Ok(()) => tracing::info!(%addr, id, "follower disconnected"),
                 // Closed already when the session said so (closing again is a no-op).
                 Err(Closed::Protocol(e)) => {
-                    tracing::warn!(%addr, id, error = %e, "follower sent a bad frame: disconnected");
+                    tracing::warn!(%addr, id, error = %e, "follower violated the protocol: disconnected");
                     conn.close(code::PROTOCOL.into(), b"protocol error");
                 }
                 Err(Closed::Other(e)) => {
@@ -568,20 +604,7 @@ async fn serve(
     id: u64,
     mut stop: watch::Receiver<bool>,
 ) -> Result<(), Closed> {
-    let identity = conn
-        .peer_identity()
-        .and_then(|any| any.downcast::<Vec<rustls::pki_types::CertificateDer<'static>>>().ok())
-        .and_then(|chain| chain.first().map(fingerprint))
-        .unwrap_or_default();
-    let max = shared.config.max_frame_bytes;
-    shared.followers.lock().insert(
-        id,
-        Slot {
-            identity,
-            addr: conn.remote_address(),
-            session: PrimarySession::new(id, &shared.config, Instant::now()),
-        },
-    );
+    // The slot was given by `Shared::admit`.
     let timed_out = || async {
         let served = shared.served();
         let actions = shared.session(id, |s| s.handle_timeout(Instant::now(), &served, now_ms()));
@@ -598,7 +621,7 @@ async fn serve(
     shared.session(id, |s| s.handle_control_opened(Instant::now()));
     let deadline = shared.session(id, |s| s.poll_timeout());
     let hello = tokio::select! {
-        hello = read_frame(&mut crecv, max) => hello,
+        hello = read_frame(&mut crecv, MAX_CONTROL_FRAME) => hello,
         _ = sleep_until(deadline) => return timed_out().await,
     };
     let view = shared.view();
@@ -643,7 +666,7 @@ async fn serve(
         conn.close(code::SHUTDOWN.into(), b"");
         return Err(Closed::Other("the session opened no log stream".into()));
     };
-    let mut control = frame_reader(crecv, max);
+    let mut control = frame_reader(crecv, MAX_CONTROL_FRAME);
     let log_task = send_log(shared, conn, id, cursor);
     tokio::pin!(log_task);
     let mut snapshot_running = snapshot.is_some();
@@ -703,9 +726,11 @@ async fn stream_log(
         };
         match step {
             LogStep::Send(frame) => {
-                write_frame(&mut send, &frame).await?;
+                // Before the write: the follower may ack the bytes as soon
+                // as they arrive, and acks beyond what was sent are refused.
                 let (pos, (raw, wire)) = (cursor.pos(), cursor.bytes());
                 shared.session(id, |s| s.handle_log_sent(pos, raw, wire));
+                write_frame(&mut send, &frame).await?;
             }
             LogStep::WaitPublished { pos } => shared.wait_published(pos, Duration::from_millis(20)).await,
             // Applied moves after published: poll it (bounded extra lag).

@@ -2,9 +2,12 @@
 //! the handshake decision.
 //!
 //! Every frame is `[len: u32 LE][kind: u8][body]`, where `len` counts the
-//! kind byte and the body, and is refused above a configured maximum before
-//! anything is allocated. Integers are little-endian fixed width, strings
-//! and byte strings are a u32 length and the bytes. A follower opens one
+//! kind byte and the body, and is refused above the limit of its stream
+//! before anything is allocated: [`MAX_CONTROL_FRAME`] on the control
+//! stream (both ways), the configured `max_frame_bytes` on data streams;
+//! a reader's buffer then grows as the body's bytes arrive. Integers are
+//! little-endian fixed width, strings and byte strings are a u32 length
+//! and the bytes. A follower opens one
 //! bidirectional control stream (`Hello` → `Continue` | `FullSync` |
 //! `Reject`, then `Ack`s one way and `Ping`s / `Resync` the other); the
 //! primary opens one unidirectional stream per data flow, each starting
@@ -30,6 +33,12 @@ pub const ALPN: &[u8] = b"ringkv-repl/1";
 
 /// Bytes of the frame length prefix.
 pub const LEN_PREFIX: usize = 4;
+
+/// Largest frame on a control stream (`Hello`, the handshake's answer,
+/// `Ack`, `Ping`, `Resync`): every honest one is under 9 KiB (strings are
+/// at most 4 KiB), so a peer cannot make the other side buffer data-sized
+/// frames there.
+pub const MAX_CONTROL_FRAME: usize = 64 << 10;
 
 /// A malformed or oversized frame.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]

@@ -96,7 +96,7 @@ fn provider() -> Arc<rustls::crypto::CryptoProvider> {
 /// QUIC transport settings: windows sized for a long fat link (quinn's
 /// defaults cap one stream near 12.5 MB/s at 100 ms RTT), keep-alives so
 /// an idle link is noticed.
-fn transport(window: u64, idle: Duration) -> Arc<quinn::TransportConfig> {
+fn transport_config(window: u64, idle: Duration) -> quinn::TransportConfig {
     let mut t = quinn::TransportConfig::default();
     let w = window.min(u32::MAX as u64) as u32;
     t.stream_receive_window(quinn::VarInt::from_u32(w));
@@ -108,8 +108,12 @@ fn transport(window: u64, idle: Duration) -> Arc<quinn::TransportConfig> {
     if let Ok(idle) = quinn::IdleTimeout::try_from(idle) {
         t.max_idle_timeout(Some(idle));
     }
-    Arc::new(t)
+    t
 }
+
+/// The primary's receive windows (stream and connection): room for many
+/// control frames of [`MAX_CONTROL_FRAME`](crate::protocol::MAX_CONTROL_FRAME).
+const CONTROL_WINDOW: u32 = 1 << 20;
 
 /// Accepts client certificates that chain to the CA (webpki), or that are
 /// pinned byte for byte.
@@ -161,6 +165,9 @@ impl ClientCertVerifier for ClientAuth {
 }
 
 /// The primary's QUIC server configuration (client certificates required).
+/// `window` sizes what the primary sends; a follower gets credit for one
+/// bidirectional stream (its control stream), no unidirectional one, and
+/// 1 MiB receive windows.
 pub fn server_config(tls: &TlsMaterial, window: u64, idle: Duration) -> Result<quinn::ServerConfig, ReplError> {
     let provider = provider();
     let webpki = rustls::server::WebPkiClientVerifier::builder_with_provider(tls.roots()?, provider.clone())
@@ -180,7 +187,16 @@ pub fn server_config(tls: &TlsMaterial, window: u64, idle: Duration) -> Result<q
     crypto.alpn_protocols = vec![ALPN.to_vec()];
     let quic = quinn::crypto::rustls::QuicServerConfig::try_from(crypto).map_err(tls_err)?;
     let mut config = quinn::ServerConfig::with_crypto(Arc::new(quic));
-    config.transport_config(transport(window, idle));
+    // A follower sends only its control stream (Hello and acks): the
+    // primary gives it credit for that stream alone, and small windows, so
+    // what a follower can make it buffer is bounded by these rather than
+    // by `window` (which sizes what the primary sends).
+    let mut t = transport_config(window, idle);
+    t.stream_receive_window(quinn::VarInt::from_u32(CONTROL_WINDOW));
+    t.receive_window(quinn::VarInt::from_u32(CONTROL_WINDOW));
+    t.max_concurrent_uni_streams(0u32.into());
+    t.max_concurrent_bidi_streams(1u32.into());
+    config.transport_config(Arc::new(t));
     Ok(config)
 }
 
@@ -197,7 +213,7 @@ pub fn client_config(tls: &TlsMaterial, window: u64, idle: Duration) -> Result<q
     crypto.alpn_protocols = vec![ALPN.to_vec()];
     let quic = quinn::crypto::rustls::QuicClientConfig::try_from(crypto).map_err(tls_err)?;
     let mut config = quinn::ClientConfig::new(Arc::new(quic));
-    config.transport_config(transport(window, idle));
+    config.transport_config(Arc::new(transport_config(window, idle)));
     Ok(config)
 }
 

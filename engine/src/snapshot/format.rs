@@ -25,6 +25,13 @@
 //! A hash may be spread over many `HashFields` items, before or after its
 //! `HashHead`, interleaved with other keys: the snapshot writes each part
 //! when it is first about to change or when the walk reaches it.
+//!
+//! Reading trusts no length or count before the bytes behind it are there:
+//! a chunk's buffer grows as its bytes are read (up to [`MAX_CHUNK`]), a
+//! field count must fit in the rest of its chunk, and no vector is sized
+//! beyond the bytes left to decode: memory follows what was read and
+//! decoded, not what a field announced. A hostile stream fails with
+//! [`SnapshotError::Corrupt`].
 
 use std::io::{self, Read, Write};
 
@@ -39,8 +46,14 @@ pub const MAGIC: &[u8; 8] = b"RKVSNAP\0";
 pub const SNAPSHOT_FORMAT: u32 = 1;
 /// Bytes of the header.
 pub const HEADER_LEN: usize = 88;
-/// Largest chunk accepted when reading (a chunk holds at least one item).
+/// Largest chunk accepted when reading (a chunk holds at least one item,
+/// and an item can be one large value). A chunk's buffer is not allocated
+/// from its length field: it grows with the bytes actually read (8 KiB,
+/// then doubling), so a stream that announces more than it holds costs
+/// at most about twice what it holds.
 pub const MAX_CHUNK: u32 = 1 << 30;
+/// The first read of a chunk's payload; later reads double what was read.
+const FIRST_READ: usize = 8 << 10;
 
 /// The snapshot header.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -201,8 +214,12 @@ pub fn decode_items(payload: Bytes) -> Result<Vec<Item>, String> {
             },
             3 => {
                 let key = detach(r.bytes("key").map_err(|e| e.to_string())?);
+                // The count is checked against the bytes left (two per field
+                // at least), but a field takes 32 times that in memory: the
+                // vector starts no larger than the bytes left and grows with
+                // the fields actually decoded.
                 let n = r.count("field count", 2).map_err(|e| e.to_string())?;
-                let mut fields = Vec::with_capacity(n);
+                let mut fields = Vec::with_capacity(n.min(r.buf.len() / std::mem::size_of::<(Bytes, Bytes)>()));
                 for _ in 0..n {
                     let f = detach(r.bytes("field").map_err(|e| e.to_string())?);
                     let v = detach(r.bytes("value").map_err(|e| e.to_string())?);
@@ -336,8 +353,7 @@ impl<R: Read> SnapshotReader<R> {
         }
         read_exact(&mut self.input, &mut head[4..], start + 4)?;
         let crc = u32::from_le_bytes([head[4], head[5], head[6], head[7]]);
-        let mut payload = vec![0u8; len as usize];
-        read_exact(&mut self.input, &mut payload, start + 8)?;
+        let payload = read_payload(&mut self.input, len as usize, start + 8)?;
         if crc32c::crc32c(&payload) != crc {
             return Err(corrupt(start, "chunk checksum mismatch"));
         }
@@ -348,6 +364,20 @@ impl<R: Read> SnapshotReader<R> {
         self.payload_bytes += u64::from(len);
         Ok(Some(items))
     }
+}
+
+/// Reads `len` payload bytes found at `position`, growing the buffer as
+/// they arrive (the length comes from the stream: a truncated or lying
+/// stream must not make us allocate what it announces).
+fn read_payload(input: &mut impl Read, len: usize, position: u64) -> Result<Vec<u8>, SnapshotError> {
+    let mut payload = Vec::new();
+    while payload.len() < len {
+        let have = payload.len();
+        let step = (len - have).min(have.max(FIRST_READ));
+        payload.resize(have + step, 0);
+        read_exact(input, &mut payload[have..], position + have as u64)?;
+    }
+    Ok(payload)
 }
 
 fn corrupt(position: u64, reason: &str) -> SnapshotError {

@@ -3,7 +3,8 @@
 //!
 //! - [`PrimarySession`] is one follower's connection as its primary sees
 //!   it: the handshake and its outcome ([`crate::protocol::decide`]), the
-//!   follower's state (handshake, full sync, online), acks, pings, the
+//!   follower's state (handshake, full sync, online), acks (none beyond
+//!   the offset sent to that follower: a protocol violation), pings, the
 //!   history check that tells a follower to resync, refusals with their
 //!   reasons. [`LogCursor`] is the log stream's side of it (which bytes go
 //!   next, when the served history changed), [`SnapshotSender`] the

@@ -10,7 +10,11 @@
 //!   offset is known, `FullSync`, the log stream from there and the
 //!   snapshot stream), or `Reject`;
 //! - the follower's state (handshake, full sync until the snapshot is
-//!   sent, online) and what it acknowledged (applied, durable, when);
+//!   sent, online) and what it acknowledged (applied, durable, when); an
+//!   ack beyond the offset sent to it (the follower's own offset at the
+//!   handshake or the snapshot's, then the log handed to its stream) is a
+//!   protocol violation: the follower is disconnected, and a closed
+//!   session never counts for `WAIT` or the write gate;
 //! - pings every `ping_interval_ms`, each after checking that the history
 //!   served is still the one the follower was told (else `Resync`);
 //! - how a log stream's end is answered (the follower left the ring, or
@@ -160,7 +164,9 @@ pub struct LinkProgress {
     pub applied: u64,
     /// Offset acknowledged as durable.
     pub durable: u64,
-    /// Offset sent so far.
+    /// Offset sent so far (what the follower had at the handshake, or the
+    /// snapshot's offset, then the log handed to its stream): acks beyond
+    /// it are refused.
     pub sent: u64,
     /// When the last ack arrived (the handshake, before any).
     pub last_ack: Instant,
@@ -237,21 +243,26 @@ impl PrimarySession {
         self.link.as_ref()
     }
 
-    /// Online and acknowledged applying `offset`.
+    /// Online and acknowledged applying `offset` (a closed session never
+    /// counts).
     pub fn acked(&self, offset: u64) -> bool {
-        self.link
-            .as_ref()
-            .is_some_and(|l| l.state == FollowerState::Online && l.applied >= offset)
+        self.phase != PrimaryPhase::Closed
+            && self
+                .link
+                .as_ref()
+                .is_some_and(|l| l.state == FollowerState::Online && l.applied >= offset)
     }
 
     /// Counts for a write gate at `now`: online, within `max_lag` bytes of
     /// `published`, with an ack no older than `max_ack_age`.
+    /// A closed session never counts.
     pub fn within(&self, now: Instant, published: u64, max_lag: u64, max_ack_age: Duration) -> bool {
-        self.link.as_ref().is_some_and(|l| {
-            l.state == FollowerState::Online
-                && published.saturating_sub(l.applied) <= max_lag
-                && now.saturating_duration_since(l.last_ack) <= max_ack_age
-        })
+        self.phase != PrimaryPhase::Closed
+            && self.link.as_ref().is_some_and(|l| {
+                l.state == FollowerState::Online
+                    && published.saturating_sub(l.applied) <= max_lag
+                    && now.saturating_duration_since(l.last_ack) <= max_ack_age
+            })
     }
 
     /// When [`PrimarySession::handle_timeout`] is next due.
@@ -469,7 +480,10 @@ impl PrimarySession {
         }
     }
 
-    /// Log bytes were sent: up to `sent`, `raw` and `wire` bytes in total.
+    /// Log bytes up to `sent` are handed to the log stream, `raw` and
+    /// `wire` bytes in total. Report it before writing them: the follower
+    /// may ack them as soon as they arrive, and an ack beyond `sent` is a
+    /// protocol violation.
     pub fn handle_log_sent(&mut self, sent: u64, raw: u64, wire: u64) {
         if let Some(l) = &mut self.link {
             l.sent = sent;
@@ -502,6 +516,14 @@ impl PrimarySession {
     ) -> Vec<PrimaryAction> {
         match frame {
             Some(Ok(Message::Ack { applied, durable })) => {
+                let sent = self.link.as_ref().map_or(0, |l| l.sent);
+                if applied > sent || durable > sent {
+                    // A follower that claims more than it was sent would
+                    // satisfy WAIT and the write gate with nothing.
+                    return self.protocol_error(ReplError::Peer(format!(
+                        "ack of applied {applied}, durable {durable} beyond offset {sent}, the end of what was sent"
+                    )));
+                }
                 if let Some(l) = &mut self.link {
                     l.applied = l.applied.max(applied);
                     l.durable = l.durable.max(durable);
@@ -1079,6 +1101,7 @@ mod tests {
         let t0 = Instant::now();
         let mut s = session(t0);
         s.handle_hello(t0, hello("B", 4000, 1 << 20), &view(0, 5000), 1024);
+        s.handle_log_sent(5000, 1000, 1000);
         let t1 = t0 + Duration::from_millis(100);
         assert_eq!(
             s.handle_control_frame(
@@ -1107,6 +1130,66 @@ mod tests {
             !s.within(t1 + Duration::from_millis(301), 5000, 500, age),
             "ack too old"
         );
+    }
+
+    /// A follower can only have applied what it was sent: an ack beyond
+    /// that (a lying follower satisfying WAIT and the write gate with
+    /// `u64::MAX`) is a protocol violation, and the session never counts.
+    #[test]
+    fn an_ack_beyond_what_was_sent_is_a_protocol_violation() {
+        let t0 = Instant::now();
+        let age = Duration::from_secs(10);
+        let is_violation = |actions: &[PrimaryAction]| {
+            matches!(
+                actions,
+                [
+                    PrimaryAction::Count(PrimaryCounter::ProtocolError),
+                    PrimaryAction::Close { code: CloseCode::Protocol, last: None, reason, error: Some(e) }
+                ] if reason == "protocol error" && e.contains("beyond offset 4500")
+            )
+        };
+        for (applied, durable) in [(u64::MAX, u64::MAX), (4501, 0), (4500, 4501), (0, u64::MAX)] {
+            let mut s = session(t0);
+            s.handle_hello(t0, hello("B", 4000, 1 << 20), &view(0, 5000), 1024);
+            s.handle_log_sent(4500, 500, 500);
+            // Exactly what was sent is fine.
+            let ack = |applied, durable| Some(Ok(Message::Ack { applied, durable }));
+            assert_eq!(s.handle_control_frame(t0, ack(4500, 4500)), vec![PrimaryAction::Acked]);
+            assert!(s.acked(4500));
+            let actions = s.handle_control_frame(t0, ack(applied, durable));
+            assert!(is_violation(&actions), "ack {applied}/{durable}: {actions:?}");
+            assert_eq!(s.phase(), PrimaryPhase::Closed);
+            let link = s.link().expect("link");
+            assert_eq!((link.applied, link.durable), (4500, 4500), "the lie is not recorded");
+            // Neither WAIT nor the write gate counts it any more.
+            assert!(!s.acked(4500) && !s.acked(4501) && !s.acked(u64::MAX));
+            assert!(!s.within(t0, 5000, 1 << 20, age));
+            assert!(!s.within(t0, u64::MAX, u64::MAX, age));
+        }
+        // A liar's first ack, before it ever acked the truth.
+        let mut s = session(t0);
+        s.handle_hello(t0, hello("B", 4500, 1 << 20), &view(0, 5000), 1024);
+        let actions = s.handle_control_frame(
+            t0,
+            Some(Ok(Message::Ack {
+                applied: u64::MAX,
+                durable: u64::MAX,
+            })),
+        );
+        assert!(is_violation(&actions), "{actions:?}");
+        assert!(!s.acked(0) && !s.within(t0, 5000, u64::MAX, age));
+        // During a full sync, what was sent starts at the snapshot's offset.
+        let mut s = session(t0);
+        s.handle_hello(t0, hello("Z", 9000, 1 << 20), &view(0, 9000), 1024);
+        s.handle_snapshot_started(t0, Ok((4500, "B".into())), history());
+        let actions = s.handle_control_frame(
+            t0,
+            Some(Ok(Message::Ack {
+                applied: 9000,
+                durable: 0,
+            })),
+        );
+        assert!(is_violation(&actions), "{actions:?}");
     }
 
     #[test]
