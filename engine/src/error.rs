@@ -198,6 +198,16 @@ pub enum LogError {
         /// The oldest offset still readable.
         oldest: u64,
     },
+    /// An offset or a length the ring cannot address: a copy longer than
+    /// the ring, or a stream offset beyond the largest one
+    /// (`log::MAX_OFFSET`).
+    #[error("ring log range out of bounds at offset {offset}: {reason}")]
+    OutOfBounds {
+        /// The offset involved.
+        offset: u64,
+        /// What is out of bounds.
+        reason: String,
+    },
     /// An earlier msync failed; the log refuses writes (nothing is lost silently).
     #[error("ring log poisoned by an earlier sync failure")]
     Poisoned,

@@ -230,3 +230,25 @@ proptest! {
         }
     }
 }
+
+/// F5: a record limit below a record header is refused when the engine is
+/// built (it used to underflow `max_payload` and let a large value be copied
+/// past the end of the mapping: a segfault from safe code).
+#[test]
+fn a_record_limit_smaller_than_a_record_header_is_refused() {
+    let mut c = config(64 * 1024, Durability::None);
+    c.log.max_record_fraction = 5000;
+    let built = Engine::builder().config(c.clone()).anonymous_log().build();
+    match built {
+        Err(Error::Log(LogError::Config(msg))) => assert!(msg.contains("max_record_fraction"), "{msg}"),
+        Err(other) => panic!("wrong error: {other:?}"),
+        Ok(e) => {
+            let r = e.set("k", vec![0u8; 200_000]);
+            panic!("an engine with a 13-byte record limit was built; a 200 KB set gave {r:?}");
+        }
+    }
+    let dir = tempfile::tempdir().expect("tempdir");
+    let opened = Engine::open(dir.path(), c);
+    assert!(matches!(opened, Err(Error::Log(LogError::Config(_)))), "{opened:?}");
+    assert!(!dir.path().join("ring.log").exists(), "no ring file is left behind");
+}

@@ -212,3 +212,34 @@ fn many_appenders_and_readers_on_a_lapping_ring_never_see_a_torn_record() {
             .sum()
     }
 }
+
+fn with_fraction(capacity: u64, max_record_fraction: u64) -> LogConfig {
+    LogConfig {
+        capacity,
+        max_record_fraction,
+        ..LogConfig::default()
+    }
+}
+
+/// F5: limits that leave no room for a record are configuration errors,
+/// not an underflowing `max_payload`.
+#[test]
+fn record_limits_below_a_sane_minimum_are_refused() {
+    for fraction in [0, 1, 4097, 5000, 64 * 1024, u64::MAX] {
+        let err = RingLog::anonymous(with_fraction(64 * 1024, fraction)).expect_err("refused");
+        assert!(matches!(err, LogError::Config(_)), "fraction {fraction}: {err}");
+    }
+    // capacity / 64 = 1 KiB is the smallest record limit accepted.
+    let ring = RingLog::anonymous(with_fraction(64 * 1024, 64)).expect("1 KiB records");
+    assert_eq!(ring.max_payload(), 1024 - 16);
+    ring.append(&[1u8; 1024 - 16]).expect("at the limit");
+    assert!(matches!(
+        ring.append(&[1u8; 1024 - 15]),
+        Err(LogError::RecordTooLarge { len: 1009, max: 1008 })
+    ));
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join("ring.log");
+    let err = RingLog::create(&path, with_fraction(64 * 1024, 5000)).expect_err("refused");
+    assert!(matches!(err, LogError::Config(_)), "{err}");
+    assert!(!path.exists());
+}

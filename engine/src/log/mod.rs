@@ -46,7 +46,7 @@ mod view;
 use std::sync::{Arc, Weak};
 use std::time::Duration;
 
-pub use crate::config::{Durability, LogConfig};
+pub use crate::config::{Durability, LogConfig, MAX_LOG_CAPACITY, MIN_LOG_CAPACITY, MIN_RECORD_LIMIT};
 pub use crate::error::{DecodeError, LogError};
 pub use ring::{new_replid, validate_stream, RawBatch, ReadBatch, Retention, RingHeader, RingLog, RING_FORMAT};
 pub use tail::TailReader;

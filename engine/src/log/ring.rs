@@ -278,6 +278,8 @@ pub struct RingLog {
     file: Option<File>,
     path: Option<PathBuf>,
     config: LogConfig,
+    /// Largest payload accepted (from the capacity and the record fraction).
+    max_payload: usize,
     retention: Retention,
     /// End of the reserved region.
     reserved: AtomicU64,
@@ -326,10 +328,18 @@ impl RingLog {
         header: RingHeader,
         end: u64,
         torn_bytes: u64,
-    ) -> RingLog {
+    ) -> Result<RingLog, LogError> {
+        let max_payload = payload_limit(mem.capacity(), config.max_record_fraction).ok_or_else(|| {
+            LogError::Config(format!(
+                "max_record_fraction {} leaves no room for a record in a ring of {}",
+                config.max_record_fraction,
+                mem.capacity()
+            ))
+        })?;
         let (file, path) = file.unzip();
-        RingLog {
+        Ok(RingLog {
             mem,
+            max_payload,
             file,
             path,
             retention,
@@ -348,7 +358,7 @@ impl RingLog {
             hook_count: AtomicUsize::new(0),
             torn_bytes,
             config,
-        }
+        })
     }
 
     /// A ring in anonymous memory (no persistence), overwriting old laps.
@@ -370,7 +380,7 @@ impl RingLog {
         config.validate()?;
         let mem = RingMemory::anonymous(config.capacity).map_err(|e| LogError::io("mapping anonymous memory", e))?;
         let header = RingHeader::fresh(config.capacity);
-        Ok(Self::new(mem, None, config, retention, header, 0, 0))
+        Self::new(mem, None, config, retention, header, 0, 0)
     }
 
     /// Creates a new ring file at `path` (which must not exist), keeping history.
@@ -394,7 +404,7 @@ impl RingLog {
             header,
             0,
             0,
-        );
+        )?;
         ring.write_header(|_| {})?;
         ring.file_sync()?;
         Ok(ring)
@@ -429,7 +439,8 @@ impl RingLog {
         config.capacity = header.capacity;
         config.validate()?;
         let mem = RingMemory::map_file(&file, config.capacity).map_err(|e| LogError::io("mapping the ring file", e))?;
-        let max_payload = (config.capacity / config.max_record_fraction) as usize - HEADER_LEN;
+        let max_payload = payload_limit(config.capacity, config.max_record_fraction)
+            .ok_or_else(|| LogError::BadHeader("the record limit leaves no room for a record".into()))?;
         let (end, torn) = find_end(&mem, &header, max_payload)?;
         if torn > 0 {
             tracing::warn!(path = %path.display(), offset = end, bytes = torn, "ring log: cut a torn tail");
@@ -442,7 +453,7 @@ impl RingLog {
             header,
             end,
             torn,
-        );
+        )?;
         Ok(ring)
     }
 
@@ -497,9 +508,10 @@ impl RingLog {
         Ok(())
     }
 
-    /// Largest payload accepted.
+    /// Largest payload accepted: `capacity / max_record_fraction` less a
+    /// record header, and at most `u32::MAX` (a record's length field).
     pub fn max_payload(&self) -> usize {
-        (self.capacity() / self.config.max_record_fraction) as usize - HEADER_LEN
+        self.max_payload
     }
 
     /// Appends one record with this payload (kind byte and body); returns its
@@ -559,7 +571,14 @@ impl RingLog {
         let h = record::header(offset, &buf[HEADER_LEN..HEADER_LEN + payload_len]);
         // The commit word (first 8 bytes) stays whatever it was until publish.
         buf[8..HEADER_LEN].copy_from_slice(&h[8..]);
-        self.mem.write(offset + 8, &buf[8..]);
+        if let Err(e) = self.mem.write(offset + 8, &buf[8..]) {
+            // Cannot happen while records are shorter than the ring (the
+            // limit above); if it did, later appenders would wait for this
+            // reservation forever: give it up and refuse further appends.
+            self.poisoned.store(true, Ordering::Release);
+            self.abandon(offset, offset + len);
+            return Err(e);
+        }
         self.publish(offset, offset + len);
         Ok((offset, offset + len))
     }
@@ -601,6 +620,18 @@ impl RingLog {
         self.notify_published();
     }
 
+    /// Moves `published` over a reservation whose bytes were not written,
+    /// without storing its commit word: readers find no record there
+    /// ([`LogError::Corrupt`]), and neither does recovery.
+    fn abandon(&self, offset: u64, end: u64) {
+        let backoff = Backoff::new();
+        while self.published.load(Ordering::Acquire) != offset {
+            backoff.snooze();
+        }
+        self.published.store(end, Ordering::Release);
+        self.notify_published();
+    }
+
     fn notify_published(&self) {
         if self.waiters.load(Ordering::Acquire) > 0 {
             let _guard = self.wait_lock.lock();
@@ -633,7 +664,7 @@ impl RingLog {
         while pos < published && (records.is_empty() || total < max_bytes) {
             let h = self.header_at(from, pos)?;
             let mut payload = vec![0u8; h.len as usize];
-            self.mem.read(pos + HEADER_LEN as u64, &mut payload);
+            self.mem.read(pos + HEADER_LEN as u64, &mut payload)?;
             // Seqlock-style validation: the copy is good only if no writer
             // lapped `from` while we copied.
             std::sync::atomic::fence(Ordering::Acquire);
@@ -657,7 +688,7 @@ impl RingLog {
     /// is `Lagged` if a writer lapped `from` meanwhile, else `Corrupt`.
     fn header_at(&self, from: u64, pos: u64) -> Result<Header, LogError> {
         let mut head = [0u8; HEADER_LEN];
-        self.mem.read(pos, &mut head);
+        self.mem.read(pos, &mut head)?;
         let h = Header::parse(&head);
         if h.offset != pos || h.len as usize > self.max_payload() {
             self.check_not_lapped(from)?;
@@ -688,7 +719,7 @@ impl RingLog {
             end += record::record_len(self.header_at(from, end)?.len as usize);
         }
         let mut bytes = vec![0u8; (end - from) as usize];
-        self.mem.read(from, &mut bytes);
+        self.mem.read(from, &mut bytes)?;
         std::sync::atomic::fence(Ordering::Acquire);
         self.check_not_lapped(from)?;
         let records = validate_stream(from, &bytes, self.max_payload())?.len();
@@ -771,7 +802,14 @@ impl RingLog {
         for (i, &o) in starts.iter().enumerate() {
             let next = starts.get(i + 1).copied().unwrap_or(end + len);
             let n = (next - o) as usize;
-            self.mem.write(o + 8, &rest[8..n]);
+            if let Err(e) = self.mem.write(o + 8, &rest[8..n]) {
+                // Cannot happen (the bytes fit the ring, checked above).
+                // Nothing is published: give the reservation back (this is
+                // the only appender) and refuse further appends.
+                self.poisoned.store(true, Ordering::Release);
+                self.reserved.store(end, Ordering::Release);
+                return Err(e);
+            }
             rest = &rest[n..];
             at = next;
         }
@@ -809,7 +847,7 @@ impl RingLog {
             let mut done = 0;
             while done < span {
                 let n = (span - done).min(zeros.len() as u64);
-                self.mem.write(offset + done, &zeros[..n as usize]);
+                self.mem.write(offset + done, &zeros[..n as usize])?;
                 done += n;
             }
             self.mem
@@ -854,7 +892,7 @@ impl RingLog {
             });
         }
         self.check_not_lapped(from)?;
-        self.mem.read(from, buf);
+        self.mem.read(from, buf)?;
         std::sync::atomic::fence(Ordering::Acquire);
         self.check_not_lapped(from)
     }
@@ -998,19 +1036,30 @@ fn read_header_slots(file: &File) -> Result<RingHeader, LogError> {
     }
 }
 
+/// The largest payload of a ring of `capacity` bytes with this record
+/// fraction: `capacity / max_record_fraction` less a record header, at most
+/// `u32::MAX` (a record's length field); `None` if that leaves nothing.
+fn payload_limit(capacity: u64, max_record_fraction: u64) -> Option<usize> {
+    let limit = capacity
+        .checked_div(max_record_fraction)?
+        .checked_sub(HEADER_LEN as u64)
+        .filter(|&n| n > 0)?;
+    usize::try_from(limit.min(u64::from(u32::MAX))).ok()
+}
+
 /// Validates the record at `pos`; returns its total length.
 fn check_record(mem: &RingMemory, pos: u64, max_payload: usize) -> Option<u64> {
     if mem.load_commit(pos) != pos {
         return None;
     }
     let mut head = [0u8; HEADER_LEN];
-    mem.read(pos, &mut head);
+    mem.read(pos, &mut head).ok()?;
     let h = Header::parse(&head);
     if h.len as usize > max_payload {
         return None;
     }
     let mut payload = vec![0u8; h.len as usize];
-    mem.read(pos + HEADER_LEN as u64, &mut payload);
+    mem.read(pos + HEADER_LEN as u64, &mut payload).ok()?;
     (record::checksum(pos, &payload, &[]) == h.crc).then(|| record::record_len(payload.len()))
 }
 
@@ -1060,7 +1109,7 @@ fn find_end(mem: &RingMemory, header: &RingHeader, max_payload: usize) -> Result
     // is readable, else nothing.
     let torn = if end < limit {
         let mut head = [0u8; HEADER_LEN];
-        mem.read(end, &mut head);
+        mem.read(end, &mut head)?;
         let h = Header::parse(&head);
         if h.len as usize <= max_payload && h.len > 0 {
             record::record_len(h.len as usize).min(limit - end)
