@@ -184,7 +184,8 @@ pub enum LogError {
         /// Bytes free before the oldest kept offset.
         free: u64,
     },
-    /// A record larger than the configured fraction of the ring.
+    /// A record larger than the ring's limit (`capacity /
+    /// max_record_fraction` of the ring file, less a record header).
     #[error("record of {len} bytes exceeds the limit of {max} bytes (capacity / max_record_fraction)")]
     RecordTooLarge {
         /// Payload length.

@@ -231,6 +231,46 @@ proptest! {
     }
 }
 
+/// F4: the record limit is the file's, not the configuration's. A record
+/// written under `max_record_fraction = 2` is larger than `capacity / 8`;
+/// reopening with the default 8 must keep it and everything after it (it
+/// used to stop the scan for the end of the log there and cut the rest as a
+/// "torn tail" of 0 bytes, without a word).
+#[test]
+fn a_record_larger_than_the_configured_limit_survives_a_reopen() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let with_fraction = |fraction: u64| {
+        let mut c = config(1 << 20, Durability::None);
+        c.log.max_record_fraction = fraction;
+        c
+    };
+    let big = vec![b'B'; 200_000];
+    let digest = {
+        let e = Engine::open(dir.path(), with_fraction(2)).expect("open");
+        e.set("k0", "small").expect("set");
+        e.set("k1", big.clone()).expect("a 200 KB value fits capacity / 2");
+        for i in 2..102 {
+            e.set(format!("k{i}"), format!("v{i}")).expect("set");
+        }
+        assert_eq!(e.dbsize(), 102);
+        e.digest()
+    };
+    let e = Engine::open(dir.path(), with_fraction(8)).expect("reopen with a smaller configured limit");
+    assert_eq!(e.dbsize(), 102, "every key is back");
+    assert_eq!(e.get("k1").expect("get").expect("k1").as_ref(), &big[..]);
+    assert_eq!(e.get("k101").expect("get").expect("k101").as_ref(), b"v101");
+    assert_eq!(e.digest(), digest);
+    let log = e.stats().log.expect("log stats");
+    assert_eq!(log.torn_bytes, 0, "{log:?}");
+    // The file's limit goes on deciding: the same large value still fits.
+    assert_eq!(e.log().expect("log").max_payload(), (1 << 20) / 2 - 16);
+    e.set("k102", big.clone())
+        .expect("the file's limit applies to new records too");
+    drop(e);
+    let e = Engine::open(dir.path(), with_fraction(64)).expect("reopen again");
+    assert_eq!(e.dbsize(), 103);
+}
+
 /// F5: a record limit below a record header is refused when the engine is
 /// built (it used to underflow `max_payload` and let a large value be copied
 /// past the end of the mapping: a segfault from safe code).

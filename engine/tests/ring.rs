@@ -221,6 +221,68 @@ fn with_fraction(capacity: u64, max_record_fraction: u64) -> LogConfig {
     }
 }
 
+/// Runs `f` with a subscriber that keeps the log lines; returns them too.
+fn logged<T>(f: impl FnOnce() -> T) -> (T, String) {
+    #[derive(Clone, Default)]
+    struct Lines(Arc<std::sync::Mutex<Vec<u8>>>);
+    impl std::io::Write for Lines {
+        fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+            self.0.lock().expect("lines").extend_from_slice(buf);
+            Ok(buf.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+    let lines = Lines::default();
+    let writer = lines.clone();
+    let subscriber = tracing_subscriber::fmt()
+        .with_writer(move || writer.clone())
+        .with_ansi(false)
+        .finish();
+    let out = tracing::subscriber::with_default(subscriber, f);
+    let text = String::from_utf8_lossy(&lines.0.lock().expect("lines")).into_owned();
+    (out, text)
+}
+
+/// F4: a ring file validates its records by its own limit, whatever the
+/// configuration says when it is reopened.
+#[test]
+fn reopening_with_another_record_limit_keeps_every_record() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join("ring.log");
+    let capacity = 256 * 1024;
+    let mut written = Vec::new();
+    {
+        let ring = RingLog::create(&path, with_fraction(capacity, 2)).expect("create");
+        assert_eq!(ring.max_payload(), 128 * 1024 - 16);
+        for (i, len) in [10usize, 100_000, 20, 60_000, 30].into_iter().enumerate() {
+            let payload = vec![i as u8 + 1; len];
+            written.push((ring.append(&payload).expect("append"), payload));
+        }
+    }
+    for fraction in [8, 2, 64] {
+        let (ring, said) = logged(|| RingLog::open(&path, with_fraction(capacity, fraction)));
+        let ring = ring.expect("open");
+        assert_eq!(
+            said.contains("the file's limit is used"),
+            fraction != 2,
+            "fraction {fraction}: {said}"
+        );
+        assert_eq!(ring.torn_bytes(), 0, "fraction {fraction}");
+        let all = ring.read(0, usize::MAX).expect("read");
+        assert_eq!(all.records.len(), written.len(), "fraction {fraction}");
+        assert_eq!(
+            ring.max_payload(),
+            128 * 1024 - 16,
+            "the file's limit, not the configured 1/{fraction}"
+        );
+        for ((at, p), (want_at, want)) in all.records.iter().zip(&written) {
+            assert_eq!((at, &p[..]), (want_at, &want[..]));
+        }
+    }
+}
+
 /// F5: limits that leave no room for a record are configuration errors,
 /// not an underflowing `max_payload`.
 #[test]
@@ -242,4 +304,87 @@ fn record_limits_below_a_sane_minimum_are_refused() {
     let err = RingLog::create(&path, with_fraction(64 * 1024, 5000)).expect_err("refused");
     assert!(matches!(err, LogError::Config(_)), "{err}");
     assert!(!path.exists());
+}
+
+/// A header slot as `log/mod.rs` documents it (ring format 2), checksummed.
+struct Slot {
+    format: u32,
+    seq: u64,
+    capacity: u64,
+    switch_offset: u64,
+    oldest: u64,
+    synced: u64,
+    max_record_fraction: u64,
+}
+
+impl Slot {
+    fn new(capacity: u64) -> Slot {
+        Slot {
+            format: 2,
+            seq: 1,
+            capacity,
+            switch_offset: 0,
+            oldest: 0,
+            synced: 0,
+            max_record_fraction: 8,
+        }
+    }
+
+    fn encode(&self) -> Vec<u8> {
+        let mut b = vec![0u8; 148];
+        b[0..8].copy_from_slice(b"RKVRING\0");
+        b[8..12].copy_from_slice(&self.format.to_le_bytes());
+        b[12..16].copy_from_slice(&record::MUTATION_FORMAT.to_le_bytes());
+        b[16..24].copy_from_slice(&self.seq.to_le_bytes());
+        b[24..32].copy_from_slice(&self.capacity.to_le_bytes());
+        b[32..72].copy_from_slice(&[b'a'; 40]);
+        b[112..120].copy_from_slice(&self.switch_offset.to_le_bytes());
+        b[120..128].copy_from_slice(&self.oldest.to_le_bytes());
+        b[128..136].copy_from_slice(&self.synced.to_le_bytes());
+        b[136..144].copy_from_slice(&self.max_record_fraction.to_le_bytes());
+        let crc = crc32c::crc32c(&b[..144]);
+        b[144..148].copy_from_slice(&crc.to_le_bytes());
+        b
+    }
+}
+
+/// Writes `slot` as the only valid header slot of the ring file at `path`
+/// (the other one is zeroed) and sets the file's length to `file_len`.
+fn write_header(path: &std::path::Path, slot: &Slot, file_len: u64) {
+    use std::os::unix::fs::FileExt;
+    let file = std::fs::OpenOptions::new().write(true).open(path).expect("open");
+    file.set_len(file_len).expect("set_len");
+    let mut page = vec![0u8; 4096];
+    page[..148].copy_from_slice(&slot.encode());
+    file.write_all_at(&page, 0).expect("write header");
+}
+
+#[test]
+fn a_version_1_ring_file_is_refused_by_its_version() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join("ring.log");
+    drop(RingLog::create(&path, small(64 * 1024)).expect("create"));
+    // Version 1: no record fraction, checksum of bytes 0..136 at 136.
+    let mut v1 = Slot::new(64 * 1024).encode();
+    v1[8..12].copy_from_slice(&1u32.to_le_bytes());
+    v1[136..148].fill(0);
+    let crc = crc32c::crc32c(&v1[..136]);
+    v1[136..140].copy_from_slice(&crc.to_le_bytes());
+    {
+        use std::os::unix::fs::FileExt;
+        let file = std::fs::OpenOptions::new().write(true).open(&path).expect("open");
+        let mut page = vec![0u8; 4096];
+        page[..148].copy_from_slice(&v1);
+        file.write_all_at(&page, 0).expect("write");
+    }
+    let err = RingLog::open(&path, small(64 * 1024)).expect_err("refused");
+    assert!(
+        matches!(err, LogError::UnsupportedFormat { found: 1, supported: 2 }),
+        "{err}"
+    );
+    // The current layout, as documented, opens.
+    write_header(&path, &Slot::new(64 * 1024), 4096 + 64 * 1024);
+    let ring = RingLog::open(&path, small(64 * 1024)).expect("a documented format-2 header opens");
+    assert_eq!(ring.header().max_record_fraction, 8);
+    assert_eq!(ring.header().replid, "a".repeat(40));
 }

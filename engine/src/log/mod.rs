@@ -17,9 +17,14 @@
 //! 8   ring format (u32)        112 switch offset (u64)
 //! 12  mutation format (u32)    120 oldest kept offset (u64)
 //! 16  sequence (u64)           128 synced offset (u64)
-//! 24  capacity (u64)           136 crc32c of bytes 0..136 (u32)
-//! 32  replid, 40 bytes
+//! 24  capacity (u64)           136 max record fraction (u64)
+//! 32  replid, 40 bytes         144 crc32c of bytes 0..144 (u32)
 //! ```
+//!
+//! The record limit (payloads up to `capacity / max record fraction` less a
+//! record header) is the file's: it decides which records are valid when the
+//! ring is opened, whatever the configuration says then. Version 1 files
+//! (without the fraction) are refused with [`LogError::UnsupportedFormat`].
 //!
 //! Records are described in [`record`]. Offsets are byte positions in the
 //! logical stream of one replication history: monotonic, never reused, and

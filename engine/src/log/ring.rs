@@ -31,11 +31,15 @@ use crate::error::LogError;
 
 /// Magic bytes at the start of each header slot.
 const MAGIC: &[u8; 8] = b"RKVRING\0";
-/// Version of the ring file layout.
-pub const RING_FORMAT: u32 = 1;
+/// Version of the ring file layout. Version 2 added the record fraction to
+/// the header; a version 1 file is refused with
+/// [`LogError::UnsupportedFormat`].
+pub const RING_FORMAT: u32 = 2;
 /// Header slots: two copies, written alternately, the newest valid one wins.
 const SLOT_LEN: usize = 2048;
-const SLOT_FIELDS: usize = 140;
+/// Bytes of a slot covered by its checksum; the checksum follows them.
+const SLOT_CRC_AT: usize = 144;
+const SLOT_FIELDS: usize = SLOT_CRC_AT + 4;
 
 /// What the header page says (see the format in `log/mod.rs`).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -56,21 +60,26 @@ pub struct RingHeader {
     pub oldest: u64,
     /// Offset up to which records were known durable at the last header write.
     pub synced: u64,
+    /// The ring's record limit: payloads up to `capacity /
+    /// max_record_fraction` less a record header. The file's value decides
+    /// which records are valid, whatever a later configuration says.
+    pub max_record_fraction: u64,
     seq: u64,
 }
 
 impl RingHeader {
     /// The header of a new, empty ring with a new replication id.
-    fn fresh(capacity: u64) -> RingHeader {
+    fn fresh(config: &LogConfig) -> RingHeader {
         RingHeader {
             format: RING_FORMAT,
             mutation_format: MUTATION_FORMAT,
-            capacity,
+            capacity: config.capacity,
             replid: new_replid(),
             prev_replid: String::new(),
             switch_offset: 0,
             oldest: 0,
             synced: 0,
+            max_record_fraction: config.max_record_fraction,
             seq: 0,
         }
     }
@@ -87,8 +96,9 @@ impl RingHeader {
         b[112..120].copy_from_slice(&self.switch_offset.to_le_bytes());
         b[120..128].copy_from_slice(&self.oldest.to_le_bytes());
         b[128..136].copy_from_slice(&self.synced.to_le_bytes());
-        let crc = crc32c::crc32c(&b[..136]);
-        b[136..140].copy_from_slice(&crc.to_le_bytes());
+        b[136..144].copy_from_slice(&self.max_record_fraction.to_le_bytes());
+        let crc = crc32c::crc32c(&b[..SLOT_CRC_AT]);
+        b[SLOT_CRC_AT..SLOT_FIELDS].copy_from_slice(&crc.to_le_bytes());
         b
     }
 
@@ -102,15 +112,16 @@ impl RingHeader {
             a.copy_from_slice(&b[i..i + 8]);
             u64::from_le_bytes(a)
         };
-        if crc32c::crc32c(&b[..136]) != u32_at(136) {
-            return Err(LogError::BadHeader("header checksum mismatch".into()));
-        }
+        // The version first: other versions put the checksum elsewhere.
         let format = u32_at(8);
         if format != RING_FORMAT {
             return Err(LogError::UnsupportedFormat {
                 found: format,
                 supported: RING_FORMAT,
             });
+        }
+        if crc32c::crc32c(&b[..SLOT_CRC_AT]) != u32_at(SLOT_CRC_AT) {
+            return Err(LogError::BadHeader("header checksum mismatch".into()));
         }
         let mutation_format = u32_at(12);
         if mutation_format != MUTATION_FORMAT {
@@ -129,6 +140,7 @@ impl RingHeader {
             switch_offset: u64_at(112),
             oldest: u64_at(120),
             synced: u64_at(128),
+            max_record_fraction: u64_at(136),
         })
     }
 }
@@ -379,7 +391,7 @@ impl RingLog {
     pub(crate) fn anonymous_with(config: LogConfig, retention: Retention) -> Result<RingLog, LogError> {
         config.validate()?;
         let mem = RingMemory::anonymous(config.capacity).map_err(|e| LogError::io("mapping anonymous memory", e))?;
-        let header = RingHeader::fresh(config.capacity);
+        let header = RingHeader::fresh(&config);
         Self::new(mem, None, config, retention, header, 0, 0)
     }
 
@@ -395,7 +407,7 @@ impl RingLog {
         file.set_len(HEADER_PAGE as u64 + config.capacity)
             .map_err(|e| LogError::io("sizing the ring file", e))?;
         let mem = RingMemory::map_file(&file, config.capacity).map_err(|e| LogError::io("mapping the ring file", e))?;
-        let header = RingHeader::fresh(config.capacity);
+        let header = RingHeader::fresh(&config);
         let ring = Self::new(
             mem,
             Some((file, path.to_path_buf())),
@@ -414,8 +426,10 @@ impl RingLog {
     /// the stream by validating records from the oldest kept offset. A torn
     /// tail (an invalid record with nothing valid after it) is cut and
     /// reported in [`RingLog::torn_bytes`]; an invalid record followed by a
-    /// valid one is [`LogError::Corrupt`]. The capacity comes from the file;
-    /// `config.capacity` is ignored.
+    /// valid one is [`LogError::Corrupt`]. The capacity and the record limit
+    /// come from the file: `config.capacity` is ignored, and a
+    /// `config.max_record_fraction` other than the file's is logged and
+    /// ignored (records written under the file's limit stay valid).
     pub fn open(path: &Path, mut config: LogConfig) -> Result<RingLog, LogError> {
         let file = OpenOptions::new()
             .read(true)
@@ -436,7 +450,17 @@ impl RingLog {
                 header.capacity
             )));
         }
+        if config.max_record_fraction != header.max_record_fraction {
+            tracing::warn!(
+                path = %path.display(),
+                file = header.max_record_fraction,
+                configured = config.max_record_fraction,
+                "ring log max_record_fraction differs from the configuration; the file's limit is used"
+            );
+        }
+        // The file's own limits decide which records are valid.
         config.capacity = header.capacity;
+        config.max_record_fraction = header.max_record_fraction;
         config.validate()?;
         let mem = RingMemory::map_file(&file, config.capacity).map_err(|e| LogError::io("mapping the ring file", e))?;
         let max_payload = payload_limit(config.capacity, config.max_record_fraction)
