@@ -292,3 +292,38 @@ fn a_record_limit_smaller_than_a_record_header_is_refused() {
     assert!(matches!(opened, Err(Error::Log(LogError::Config(_)))), "{opened:?}");
     assert!(!dir.path().join("ring.log").exists(), "no ring file is left behind");
 }
+
+/// F13: a full sync at an offset no stream can reach (a hostile or broken
+/// primary) is refused before the data directory changes.
+#[test]
+fn a_full_sync_at_an_impossible_offset_changes_nothing() {
+    let snapshots = |dir: &std::path::Path| {
+        std::fs::read_dir(dir)
+            .expect("ls")
+            .filter(|f| {
+                f.as_ref()
+                    .is_ok_and(|f| f.file_name().to_string_lossy().ends_with(".rkvs"))
+            })
+            .count()
+    };
+    let dir = tempfile::tempdir().expect("tempdir");
+    let e = Engine::open(dir.path(), config(1 << 20, Durability::None)).expect("open");
+    e.set("k", "v").expect("set");
+    e.save().expect("save");
+    e.set("k2", "v2").expect("set");
+    e.set_role(ringkv::Role::Follower).expect("follower");
+    let before = e.log().expect("log").published();
+    assert_eq!(snapshots(dir.path()), 1);
+    let r = e.replica_begin_full_sync(u64::MAX - 7, &"f".repeat(40), "", 0);
+    assert!(
+        matches!(r, Err(Error::Log(LogError::OutOfBounds { offset, .. })) if offset == u64::MAX - 7),
+        "{r:?}"
+    );
+    assert_eq!(e.log().expect("log").published(), before);
+    assert!(!dir.path().join("FULLSYNC").exists(), "no full-sync marker");
+    assert_eq!(snapshots(dir.path()), 1, "the snapshot is still there");
+    e.close();
+    let e = Engine::open(dir.path(), config(1 << 20, Durability::None)).expect("reopen");
+    assert_eq!(e.get("k2").expect("get").expect("k2").as_ref(), b"v2");
+    assert_eq!(e.dbsize(), 2);
+}

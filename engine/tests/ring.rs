@@ -388,3 +388,111 @@ fn a_version_1_ring_file_is_refused_by_its_version() {
     assert_eq!(ring.header().max_record_fraction, 8);
     assert_eq!(ring.header().replid, "a".repeat(40));
 }
+
+/// F13: a hostile or corrupt header (a valid checksum over impossible
+/// values) is a clean [`LogError::BadHeader`]: never a panic, an overflow
+/// or a huge allocation.
+#[test]
+fn impossible_header_fields_are_bad_headers() {
+    let cap = 64 * 1024;
+    let len = 4096 + cap;
+    let with = |f: &dyn Fn(&mut Slot)| {
+        let mut s = Slot::new(cap);
+        f(&mut s);
+        s
+    };
+    let cases: Vec<(&str, Slot, u64)> = vec![
+        ("capacity u64::MAX", with(&|s| s.capacity = u64::MAX), len),
+        (
+            "capacity + header page overflows",
+            with(&|s| s.capacity = u64::MAX - 4095),
+            len,
+        ),
+        ("capacity not a multiple of 8", with(&|s| s.capacity = cap + 4), len + 4),
+        ("capacity below 64 KiB", with(&|s| s.capacity = 4096), 8192),
+        ("capacity not the file's", with(&|s| s.capacity = 2 * cap), len),
+        ("oldest near u64::MAX", with(&|s| s.oldest = u64::MAX - 7), len),
+        (
+            "oldest beyond the largest offset",
+            with(&|s| s.oldest = 1 << 63 | 8),
+            len,
+        ),
+        ("oldest misaligned", with(&|s| s.oldest = 3), len),
+        ("synced u64::MAX", with(&|s| s.synced = u64::MAX), len),
+        ("synced beyond oldest + capacity", with(&|s| s.synced = cap + 8), len),
+        ("switch offset u64::MAX", with(&|s| s.switch_offset = u64::MAX), len),
+        ("sequence u64::MAX", with(&|s| s.seq = u64::MAX), len),
+        ("record fraction 0", with(&|s| s.max_record_fraction = 0), len),
+        ("record fraction 1", with(&|s| s.max_record_fraction = 1), len),
+        ("record fraction 5000", with(&|s| s.max_record_fraction = 5000), len),
+        (
+            "record fraction u64::MAX",
+            with(&|s| s.max_record_fraction = u64::MAX),
+            len,
+        ),
+    ];
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut wrong = Vec::new();
+    for (i, (what, slot, file_len)) in cases.iter().enumerate() {
+        let path = dir.path().join(format!("ring{i}.log"));
+        drop(RingLog::create(&path, small(cap)).expect("create"));
+        write_header(&path, slot, *file_len);
+        let opened = std::panic::catch_unwind(|| {
+            let ring = RingLog::open(&path, small(cap))?;
+            // Whatever opened must also survive its next header write and append.
+            ring.set_history(&"b".repeat(40), "", 0)?;
+            ring.append(b"after")?;
+            Ok::<_, LogError>(ring)
+        });
+        match opened {
+            Ok(Err(LogError::BadHeader(msg))) => println!("{what}: {msg}"),
+            Ok(Err(e)) => wrong.push(format!("{what}: wrong error {e:?}")),
+            Ok(Ok(ring)) => wrong.push(format!("{what}: opened ({ring:?})")),
+            Err(_) => wrong.push(format!("{what}: panicked")),
+        }
+    }
+    assert!(wrong.is_empty(), "{wrong:#?}");
+    // The limits of a sane header are still accepted (1 KiB records).
+    let path = dir.path().join("sane.log");
+    drop(RingLog::create(&path, small(cap)).expect("create"));
+    write_header(&path, &with(&|s| s.max_record_fraction = 64), len);
+    assert_eq!(RingLog::open(&path, small(cap)).expect("open").max_payload(), 1024 - 16);
+}
+
+/// F13: offsets near `u64::MAX` from callers (a full sync's offset, a raw
+/// read) are refused cleanly, and the ring goes on working.
+#[test]
+fn offsets_near_u64_max_are_refused() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join("ring.log");
+    let ring = RingLog::create(&path, small(64 * 1024)).expect("create");
+    ring.append(b"one").expect("append");
+    for offset in [u64::MAX - 7, (1 << 63) + 8] {
+        let err = ring.reset_to(offset, &"c".repeat(40), "", 0).expect_err("refused");
+        assert!(
+            matches!(err, LogError::OutOfBounds { offset: o, .. } if o == offset),
+            "{err}"
+        );
+    }
+    assert_eq!((ring.oldest(), ring.published()), (0, 24), "nothing moved");
+    let mut buf = [0u8; 16];
+    let err = ring.read_raw(u64::MAX - 7, &mut buf).expect_err("refused");
+    assert!(matches!(err, LogError::Corrupt { .. }), "{err}");
+    assert!(ring.read(u64::MAX - 7, 100).is_err());
+    assert!(ring.read_stream(u64::MAX - 7, 100).is_err());
+    let err = ring.append_stream(u64::MAX - 7, &[0u8; 24]).expect_err("refused");
+    assert!(matches!(err, LogError::Corrupt { .. }), "{err}");
+    ring.append(b"two").expect("still appends");
+    drop(ring);
+    let ring = RingLog::open(&path, small(64 * 1024)).expect("reopen");
+    assert_eq!(ring.read(0, usize::MAX).expect("read").records.len(), 2);
+    // The largest offset itself is a valid reset point; the stream then ends there.
+    let top = 1u64 << 63;
+    ring.reset_to(top, &"d".repeat(40), "", 0)
+        .expect("reset to the largest offset");
+    let err = ring.append(b"x").expect_err("no room past the largest offset");
+    assert!(matches!(err, LogError::OutOfBounds { .. }), "{err}");
+    drop(ring);
+    let ring = RingLog::open(&path, small(64 * 1024)).expect("reopen at the top");
+    assert_eq!((ring.oldest(), ring.published()), (top, top));
+}

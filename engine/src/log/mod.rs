@@ -29,7 +29,16 @@
 //! Records are described in [`record`]. Offsets are byte positions in the
 //! logical stream of one replication history: monotonic, never reused, and
 //! independent of the ring's capacity (there are no padding records), so two
-//! rings of different sizes hold the same bytes at the same offsets.
+//! rings of different sizes hold the same bytes at the same offsets. They
+//! never pass [`MAX_OFFSET`] (2^63): a full sync or an append beyond it is
+//! [`LogError::OutOfBounds`].
+//!
+//! Opening checks a header's values before using any of them: the capacity
+//! must be the file's (a multiple of 8, 64 KiB to 256 TiB), the record limit
+//! at least 1 KiB, the oldest offset aligned and at most [`MAX_OFFSET`], the
+//! synced offset at most one capacity beyond it; otherwise the file is
+//! [`LogError::BadHeader`] (a checksummed slot with impossible values is
+//! damage or forgery, not a reason to panic or to map a huge region).
 //!
 //! # Guarantees
 //!
@@ -53,7 +62,9 @@ use std::time::Duration;
 
 pub use crate::config::{Durability, LogConfig, MAX_LOG_CAPACITY, MIN_LOG_CAPACITY, MIN_RECORD_LIMIT};
 pub use crate::error::{DecodeError, LogError};
-pub use ring::{new_replid, validate_stream, RawBatch, ReadBatch, Retention, RingHeader, RingLog, RING_FORMAT};
+pub use ring::{
+    new_replid, validate_stream, RawBatch, ReadBatch, Retention, RingHeader, RingLog, MAX_OFFSET, RING_FORMAT,
+};
 pub use tail::TailReader;
 pub use view::LogView;
 

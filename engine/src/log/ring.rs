@@ -26,7 +26,7 @@ use parking_lot::{Condvar, Mutex, RwLock};
 
 use super::memory::{RingMemory, HEADER_PAGE};
 use super::record::{self, Header, HEADER_LEN, MUTATION_FORMAT};
-use crate::config::{Durability, LogConfig};
+use crate::config::{check_log_limits, Durability, LogConfig};
 use crate::error::LogError;
 
 /// Magic bytes at the start of each header slot.
@@ -35,6 +35,15 @@ const MAGIC: &[u8; 8] = b"RKVRING\0";
 /// the header; a version 1 file is refused with
 /// [`LogError::UnsupportedFormat`].
 pub const RING_FORMAT: u32 = 2;
+/// The largest stream offset (2^63: more than 29 years of appends at
+/// 10 GB/s). Offsets, and the ends of records, never pass it, so `offset +
+/// capacity` (at most 2^48, `MAX_LOG_CAPACITY`) never overflows; a header,
+/// a full sync or an append that would go beyond it is refused.
+pub const MAX_OFFSET: u64 = 1 << 63;
+/// Largest header sequence number accepted: a header is rewritten at most a
+/// few thousand times a second, so a larger one is damage (and would
+/// overflow on the next write).
+const MAX_SEQ: u64 = 1 << 62;
 /// Header slots: two copies, written alternately, the newest valid one wins.
 const SLOT_LEN: usize = 2048;
 /// Bytes of a slot covered by its checksum; the checksum follows them.
@@ -142,6 +151,52 @@ impl RingHeader {
             synced: u64_at(128),
             max_record_fraction: u64_at(136),
         })
+    }
+}
+
+impl RingHeader {
+    /// Checks that the fields describe a ring this file of `file_len` bytes
+    /// can be: the capacity is the file's (a multiple of 8, 64 KiB to
+    /// 256 TiB), the record limit leaves room for records, the oldest offset
+    /// is an aligned offset no larger than [`MAX_OFFSET`], the synced offset
+    /// is no further than one ring beyond it, the sequence number is sane.
+    /// A checksummed header that fails this is damage or forgery:
+    /// [`LogError::BadHeader`], before any of the values is used.
+    fn check(&self, file_len: u64) -> Result<(), LogError> {
+        let bad = |msg: String| Err(LogError::BadHeader(msg));
+        if (HEADER_PAGE as u64).checked_add(self.capacity) != Some(file_len) {
+            return bad(format!(
+                "file is {file_len} bytes but the header says capacity {}",
+                self.capacity
+            ));
+        }
+        check_log_limits(self.capacity, self.max_record_fraction).map_err(LogError::BadHeader)?;
+        if !self.oldest.is_multiple_of(record::ALIGN) {
+            return bad(format!("oldest offset {} is not aligned", self.oldest));
+        }
+        if self.oldest > MAX_OFFSET {
+            return bad(format!(
+                "oldest offset {} is beyond the largest offset {MAX_OFFSET}",
+                self.oldest
+            ));
+        }
+        // No overflow: oldest <= 2^63, capacity <= 2^48.
+        if self.synced > self.oldest + self.capacity {
+            return bad(format!(
+                "synced offset {} is more than the capacity {} beyond the oldest offset {}",
+                self.synced, self.capacity, self.oldest
+            ));
+        }
+        if self.switch_offset > MAX_OFFSET {
+            return bad(format!(
+                "switch offset {} is beyond the largest offset {MAX_OFFSET}",
+                self.switch_offset
+            ));
+        }
+        if self.seq > MAX_SEQ {
+            return bad(format!("sequence number {} is out of range", self.seq));
+        }
+        Ok(())
     }
 }
 
@@ -444,12 +499,7 @@ impl RingLog {
             return Err(LogError::BadHeader(format!("file of {len} bytes has no header page")));
         }
         let header = read_header_slots(&file)?;
-        if len != HEADER_PAGE as u64 + header.capacity {
-            return Err(LogError::BadHeader(format!(
-                "file is {len} bytes but the header says capacity {}",
-                header.capacity
-            )));
-        }
+        header.check(len)?;
         if config.max_record_fraction != header.max_record_fraction {
             tracing::warn!(
                 path = %path.display(),
@@ -461,7 +511,6 @@ impl RingLog {
         // The file's own limits decide which records are valid.
         config.capacity = header.capacity;
         config.max_record_fraction = header.max_record_fraction;
-        config.validate()?;
         let mem = RingMemory::map_file(&file, config.capacity).map_err(|e| LogError::io("mapping the ring file", e))?;
         let max_payload = payload_limit(config.capacity, config.max_record_fraction)
             .ok_or_else(|| LogError::BadHeader("the record limit leaves no room for a record".into()))?;
@@ -611,7 +660,12 @@ impl RingLog {
         let cap = self.capacity();
         let mut cur = self.reserved.load(Ordering::Relaxed);
         loop {
-            let end = cur + len;
+            let Some(end) = cur.checked_add(len).filter(|&end| end <= MAX_OFFSET) else {
+                return Err(LogError::OutOfBounds {
+                    offset: cur,
+                    reason: format!("a record of {len} bytes would pass the largest offset {MAX_OFFSET}"),
+                });
+            };
             if self.retention == Retention::KeepHistory {
                 let oldest = self.oldest.load(Ordering::Acquire);
                 if end - oldest > cap {
@@ -793,6 +847,12 @@ impl RingLog {
         }
         let new = &bytes[overlap..];
         let len = new.len() as u64;
+        if end.checked_add(len).is_none_or(|e| e > MAX_OFFSET) {
+            return Err(LogError::OutOfBounds {
+                offset: end,
+                reason: format!("{len} bytes would pass the largest offset {MAX_OFFSET}"),
+            });
+        }
         if len > self.capacity() {
             return Err(LogError::RecordTooLarge {
                 len: new.len(),
@@ -859,11 +919,7 @@ impl RingLog {
         prev_replid: &str,
         switch_offset: u64,
     ) -> Result<(), LogError> {
-        if !offset.is_multiple_of(record::ALIGN) {
-            return Err(LogError::Config(format!(
-                "reset offset {offset} is not a record boundary"
-            )));
-        }
+        self.check_reset_offset(offset)?;
         let old_end = self.reserved.load(Ordering::Acquire);
         if old_end > offset {
             let span = (old_end - offset).min(self.capacity());
@@ -893,6 +949,26 @@ impl RingLog {
         Ok(())
     }
 
+    /// Checks that the stream may restart at `offset` (what
+    /// [`reset_to`](Self::reset_to) checks, for callers that must know
+    /// before they change anything else): a record boundary
+    /// ([`LogError::Config`] otherwise), no larger than [`MAX_OFFSET`]
+    /// ([`LogError::OutOfBounds`]).
+    pub(crate) fn check_reset_offset(&self, offset: u64) -> Result<(), LogError> {
+        if offset > MAX_OFFSET {
+            return Err(LogError::OutOfBounds {
+                offset,
+                reason: format!("a stream cannot restart beyond the largest offset {MAX_OFFSET}"),
+            });
+        }
+        if !offset.is_multiple_of(record::ALIGN) {
+            return Err(LogError::Config(format!(
+                "reset offset {offset} is not a record boundary"
+            )));
+        }
+        Ok(())
+    }
+
     /// Records this ring's replication history: its id, and the previous id
     /// with the offset where the history switched (after a promotion, or
     /// when a follower continues a promoted primary's stream).
@@ -908,11 +984,14 @@ impl RingLog {
     /// Copies the raw stream bytes `[from, from + buf.len())` (must be
     /// published); errors if they left the ring meanwhile.
     pub fn read_raw(&self, from: u64, buf: &mut [u8]) -> Result<(), LogError> {
-        let end = from + buf.len() as u64;
-        if end > self.published() {
+        let published = self.published();
+        if from.checked_add(buf.len() as u64).is_none_or(|end| end > published) {
             return Err(LogError::Corrupt {
-                offset: end,
-                reason: "raw read beyond the end of the log".into(),
+                offset: from,
+                reason: format!(
+                    "raw read of {} bytes beyond the end of the log ({published})",
+                    buf.len()
+                ),
             });
         }
         self.check_not_lapped(from)?;
@@ -1028,7 +1107,9 @@ impl RingLog {
     fn write_header(&self, change: impl FnOnce(&mut RingHeader)) -> Result<(), LogError> {
         let mut h = self.header.lock();
         change(&mut h);
-        h.seq += 1;
+        // At most MAX_SEQ when read (`RingHeader::check`); a header is
+        // rewritten far less than 2^62 times in a ring's life.
+        h.seq = h.seq.saturating_add(1);
         let slot = (h.seq % 2) as usize * SLOT_LEN;
         self.mem.write_header(slot, &h.encode());
         Ok(())
@@ -1096,12 +1177,8 @@ fn check_record(mem: &RingMemory, pos: u64, max_payload: usize) -> Option<u64> {
 /// would read every page of a multi-GiB file on each open.)
 fn find_end(mem: &RingMemory, header: &RingHeader, max_payload: usize) -> Result<(u64, u64), LogError> {
     let cap = mem.capacity();
-    if !header.oldest.is_multiple_of(8) {
-        return Err(LogError::BadHeader(format!(
-            "oldest offset {} is not aligned",
-            header.oldest
-        )));
-    }
+    // `RingHeader::check` made oldest aligned and at most MAX_OFFSET, and
+    // the capacity at most 2^48: no sum below overflows.
     let limit = header.oldest + cap;
     let mut pos = header.oldest;
     while pos < limit {
