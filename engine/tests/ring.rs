@@ -496,3 +496,35 @@ fn offsets_near_u64_max_are_refused() {
     let ring = RingLog::open(&path, small(64 * 1024)).expect("reopen at the top");
     assert_eq!((ring.oldest(), ring.published()), (top, top));
 }
+
+/// The ring_open fuzz target's forged headers: every field at each kind of
+/// value the fuzzer can pick, one at a time and all at once. Opening may
+/// refuse; nothing may panic.
+#[test]
+fn the_fuzz_harness_forges_headers_without_panicking() {
+    use ringkv::internals::{fuzz_open_ring_bytes, FuzzHeader};
+    const FIELDS: usize = 9;
+    for tag in 1u8..4 {
+        for raw in [0u64, 8, 3, 65_536, u64::MAX, 1 << 63] {
+            for field in 0..=FIELDS {
+                // Mode byte (forge the header), then the fields; `field ==
+                // FIELDS` forges all of them.
+                let mut input = vec![1u8];
+                for i in 0..FIELDS {
+                    let t = if i == field || field == FIELDS { tag } else { 0 };
+                    input.push(t);
+                    input.extend_from_slice(&raw.to_le_bytes());
+                }
+                input.push(3); // both slots
+                input.extend_from_slice(&[0xA5; 64]);
+                let (parsed, region) = FuzzHeader::parse(&input[1..]);
+                assert_eq!(region.len(), 64, "{parsed:?}");
+                fuzz_open_ring_bytes(&input);
+            }
+        }
+    }
+    // The data-region mode, and inputs too short for any field.
+    for input in [&[][..], &[0u8][..], &[0, 1, 2, 3][..], &[1u8][..], &[1, 2][..]] {
+        fuzz_open_ring_bytes(input);
+    }
+}

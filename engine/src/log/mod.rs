@@ -62,6 +62,8 @@ use std::time::Duration;
 
 pub use crate::config::{Durability, LogConfig, MAX_LOG_CAPACITY, MIN_LOG_CAPACITY, MIN_RECORD_LIMIT};
 pub use crate::error::{DecodeError, LogError};
+#[cfg(feature = "internals")]
+pub(crate) use ring::forge_header_page;
 pub use ring::{
     new_replid, validate_stream, RawBatch, ReadBatch, Retention, RingHeader, RingLog, MAX_OFFSET, RING_FORMAT,
 };

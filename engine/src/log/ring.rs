@@ -200,6 +200,22 @@ impl RingHeader {
     }
 }
 
+/// A forged header page: each slot holds the given header with the given
+/// sequence number (written with a valid checksum), or zeros. For the
+/// fuzz targets, which feed the header checks values no ring writes.
+#[cfg(feature = "internals")]
+pub(crate) fn forge_header_page(slots: [Option<(&RingHeader, u64)>; 2]) -> Vec<u8> {
+    let mut page = vec![0u8; HEADER_PAGE];
+    for (i, slot) in slots.into_iter().enumerate() {
+        if let Some((header, seq)) = slot {
+            let mut h = header.clone();
+            h.seq = seq;
+            page[i * SLOT_LEN..i * SLOT_LEN + SLOT_FIELDS].copy_from_slice(&h.encode());
+        }
+    }
+    page
+}
+
 fn put_id(dst: &mut [u8], id: &str) {
     let n = id.len().min(dst.len());
     dst[..n].copy_from_slice(&id.as_bytes()[..n]);
