@@ -327,3 +327,133 @@ fn a_full_sync_at_an_impossible_offset_changes_nothing() {
     assert_eq!(e.get("k2").expect("get").expect("k2").as_ref(), b"v2");
     assert_eq!(e.dbsize(), 2);
 }
+
+/// A tmpfs of limited size mounted on a temporary directory, unmounted
+/// when dropped.
+struct SmallFs {
+    dir: tempfile::TempDir,
+}
+
+impl SmallFs {
+    /// Mounts one of `size` (as `mount -o size=` takes it), or says why
+    /// not: it needs root and a working `mount`.
+    fn mount(size: &str) -> Result<SmallFs, String> {
+        let status = std::fs::read_to_string("/proc/self/status").map_err(|e| e.to_string())?;
+        let uid = status
+            .lines()
+            .find_map(|l| l.strip_prefix("Uid:"))
+            .and_then(|ids| ids.split_whitespace().nth(1))
+            .ok_or("no effective uid in /proc/self/status")?;
+        if uid != "0" {
+            return Err(format!("not root (euid {uid})"));
+        }
+        let dir = tempfile::tempdir().map_err(|e| e.to_string())?;
+        let out = std::process::Command::new("mount")
+            .args(["-t", "tmpfs", "-o", &format!("size={size}"), "tmpfs"])
+            .arg(dir.path())
+            .output()
+            .map_err(|e| format!("mount: {e}"))?;
+        if !out.status.success() {
+            return Err(format!("mount failed: {}", String::from_utf8_lossy(&out.stderr).trim()));
+        }
+        Ok(SmallFs { dir })
+    }
+
+    fn path(&self) -> &std::path::Path {
+        self.dir.path()
+    }
+}
+
+impl Drop for SmallFs {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("umount").arg(self.dir.path()).status();
+    }
+}
+
+/// F15: the ring file's blocks are allocated when it is created, so a
+/// filesystem without room for it refuses it then, with a clear error,
+/// instead of killing the process with SIGBUS when a write faults on a page
+/// of the sparse file that the filesystem cannot back.
+#[test]
+fn a_ring_larger_than_the_free_space_is_refused_when_created() {
+    let fs = match SmallFs::mount("4m") {
+        Ok(fs) => fs,
+        Err(why) => {
+            println!("skipped: no small tmpfs to fill ({why})");
+            return;
+        }
+    };
+    let data = fs.path().join("data");
+    let ring = data.join("ring.log");
+    match Engine::open(&data, config(16 << 20, Durability::None)) {
+        Err(Error::Log(LogError::Io { context, source })) => {
+            assert!(context.contains("no space"), "{context}");
+            assert!(context.contains(&ring.display().to_string()), "{context}");
+            assert_eq!(source.kind(), std::io::ErrorKind::StorageFull, "{source}");
+        }
+        Err(other) => panic!("wrong error: {other:?}"),
+        Ok(e) => {
+            // The sparse file was made: writing 10 MB into it faults once
+            // the filesystem's 4 MiB are used up.
+            for i in 0..100 {
+                e.set(format!("k{i}"), vec![b'x'; 100_000]).expect("set");
+            }
+            panic!("a 16 MiB ring was created on a 4 MiB filesystem");
+        }
+    }
+    assert!(!ring.exists(), "the half-made ring file is removed");
+    // The space is free again: a ring that fits is created there.
+    let e = Engine::open(&data, config(1 << 20, Durability::None)).expect("a ring that fits");
+    e.set("k", "v").expect("set");
+    e.close();
+    let e = Engine::open(&data, config(1 << 20, Durability::None)).expect("reopen");
+    assert_eq!(e.get("k").expect("get").expect("k").as_ref(), b"v");
+}
+
+/// F15, for a file that exists: a ring file made sparse (a copy, say) on a
+/// filesystem that cannot back it is refused when opened, and kept.
+#[test]
+fn a_sparse_ring_file_that_cannot_be_backed_is_refused_when_opened() {
+    let fs = match SmallFs::mount("4m") {
+        Ok(fs) => fs,
+        Err(why) => {
+            println!("skipped: no small tmpfs to fill ({why})");
+            return;
+        }
+    };
+    // A valid 16 MiB ring's header page, in a sparse file on the small filesystem.
+    let elsewhere = tempfile::tempdir().expect("tempdir");
+    drop(Engine::open(elsewhere.path(), config(16 << 20, Durability::None)).expect("open"));
+    let mut header = vec![0u8; 4096];
+    {
+        use std::io::Read;
+        std::fs::File::open(elsewhere.path().join("ring.log"))
+            .expect("open")
+            .read_exact(&mut header)
+            .expect("read");
+    }
+    let data = fs.path().join("data");
+    std::fs::create_dir(&data).expect("mkdir");
+    let ring = data.join("ring.log");
+    let len = 4096 + (16 << 20);
+    {
+        let file = std::fs::File::create_new(&ring).expect("create");
+        file.set_len(len).expect("set_len");
+        std::os::unix::fs::FileExt::write_all_at(&file, &header, 0).expect("write");
+    }
+    match Engine::open(&data, config(16 << 20, Durability::None)) {
+        Err(Error::Log(LogError::Io { context, source })) => {
+            assert!(context.contains("no space"), "{context}");
+            assert!(context.contains(&ring.display().to_string()), "{context}");
+            assert_eq!(source.kind(), std::io::ErrorKind::StorageFull, "{source}");
+        }
+        Err(other) => panic!("wrong error: {other:?}"),
+        Ok(e) => {
+            for i in 0..100 {
+                e.set(format!("k{i}"), vec![b'x'; 100_000]).expect("set");
+            }
+            panic!("a sparse 16 MiB ring was opened on a 4 MiB filesystem");
+        }
+    }
+    assert_eq!(std::fs::metadata(&ring).expect("kept").len(), len, "the file is kept");
+}

@@ -51,6 +51,7 @@
 //! - A ring that keeps history (the write-ahead log) refuses appends that
 //!   would overwrite it ([`LogError::Full`]) rather than lose data.
 
+mod file;
 mod memory;
 pub mod record;
 mod ring;

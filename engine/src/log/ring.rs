@@ -24,6 +24,7 @@ use std::time::{Duration, Instant};
 use crossbeam::utils::Backoff;
 use parking_lot::{Condvar, Mutex, RwLock};
 
+use super::file;
 use super::memory::{RingMemory, HEADER_PAGE};
 use super::record::{self, Header, HEADER_LEN, MUTATION_FORMAT};
 use crate::config::{check_log_limits, Durability, LogConfig};
@@ -466,17 +467,21 @@ impl RingLog {
         Self::new(mem, None, config, retention, header, 0, 0)
     }
 
-    /// Creates a new ring file at `path` (which must not exist), keeping history.
+    /// Creates a new ring file at `path` (which must not exist), keeping
+    /// history. Every block of the file is allocated first (`log/file.rs`):
+    /// a filesystem without room for it is a [`LogError::Io`] saying "no
+    /// space", not a SIGBUS at a later write. The file, its header and the
+    /// directory entry are synced before this returns; on an error the file
+    /// is removed.
     pub fn create(path: &Path, config: LogConfig) -> Result<RingLog, LogError> {
         config.validate()?;
-        let file = OpenOptions::new()
-            .read(true)
-            .write(true)
-            .create_new(true)
-            .open(path)
-            .map_err(|e| LogError::io(format!("creating {}", path.display()), e))?;
-        file.set_len(HEADER_PAGE as u64 + config.capacity)
-            .map_err(|e| LogError::io("sizing the ring file", e))?;
+        // No overflow: the capacity is at most MAX_LOG_CAPACITY.
+        let len = HEADER_PAGE as u64 + config.capacity;
+        let file = file::create_allocated(path, len)?;
+        Self::create_in(file, path, config).inspect_err(|_| file::remove_half_made(path))
+    }
+
+    fn create_in(file: File, path: &Path, config: LogConfig) -> Result<RingLog, LogError> {
         let mem = RingMemory::map_file(&file, config.capacity).map_err(|e| LogError::io("mapping the ring file", e))?;
         let header = RingHeader::fresh(&config);
         let ring = Self::new(
@@ -490,6 +495,11 @@ impl RingLog {
         )?;
         ring.write_header(|_| {})?;
         ring.file_sync()?;
+        if let Some(f) = &ring.file {
+            f.sync_all()
+                .map_err(|e| LogError::io(format!("fsync of {}", path.display()), e))?;
+        }
+        file::sync_parent_dir(path)?;
         Ok(ring)
     }
 
@@ -500,7 +510,10 @@ impl RingLog {
     /// valid one is [`LogError::Corrupt`]. The capacity and the record limit
     /// come from the file: `config.capacity` is ignored, and a
     /// `config.max_record_fraction` other than the file's is logged and
-    /// ignored (records written under the file's limit stay valid).
+    /// ignored (records written under the file's limit stay valid). Blocks
+    /// the file lacks (a copy may have made it sparse) are allocated first;
+    /// no room for them is a [`LogError::Io`] saying "no space", and the
+    /// file is left as it was.
     pub fn open(path: &Path, mut config: LogConfig) -> Result<RingLog, LogError> {
         let file = OpenOptions::new()
             .read(true)
@@ -516,6 +529,9 @@ impl RingLog {
         }
         let header = read_header_slots(&file)?;
         header.check(len)?;
+        // A copied file may be sparse: give it its blocks (or fail cleanly)
+        // before any write can fault on a hole.
+        file::allocate_existing(&file, path, len)?;
         if config.max_record_fraction != header.max_record_fraction {
             tracing::warn!(
                 path = %path.display(),
