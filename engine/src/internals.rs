@@ -215,5 +215,7 @@ pub fn fuzz_open_ring(header: Option<&FuzzHeader>, region: &[u8]) {
         // A ring that opened takes writes (they exercise the header's
         // offsets: the next append and header write).
         let _ = engine.set("fuzz", "x");
+        engine.close();
     }
+    let _ = std::fs::remove_dir_all(&dir);
 }
