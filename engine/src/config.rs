@@ -136,12 +136,16 @@ pub enum Durability {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct LogConfig {
-    /// Bytes of the data region: a multiple of 8, at least 64 KiB.
+    /// Bytes of the data region: a multiple of 8, at least 64 KiB and at
+    /// most [`MAX_LOG_CAPACITY`].
     pub capacity: u64,
     /// When writes reach the disk.
     pub durability: Durability,
     /// A record larger than `capacity / max_record_fraction` is refused
-    /// (a 3 MB value must not make a follower loop, Redis #11666).
+    /// (a 3 MB value must not make a follower loop, Redis #11666). At least
+    /// 2, and small enough that `capacity / max_record_fraction` is at least
+    /// [`MIN_RECORD_LIMIT`] bytes. A ring file keeps the value it was
+    /// created with: reopening it with another one uses the file's.
     pub max_record_fraction: u64,
 }
 
@@ -155,19 +159,42 @@ impl Default for LogConfig {
     }
 }
 
+/// Smallest data region of a ring log.
+pub const MIN_LOG_CAPACITY: u64 = 64 * 1024;
+/// Largest data region of a ring log (256 TiB): keeps every offset
+/// computation far from overflowing.
+pub const MAX_LOG_CAPACITY: u64 = 1 << 48;
+/// Smallest record limit, `capacity / max_record_fraction`, in bytes
+/// (a record header and a useful payload).
+pub const MIN_RECORD_LIMIT: u64 = 1024;
+
 impl LogConfig {
     pub(crate) fn validate(&self) -> Result<(), LogError> {
-        if self.capacity < 64 * 1024 || !self.capacity.is_multiple_of(8) {
-            return Err(LogError::Config(format!(
-                "capacity must be a multiple of 8 of at least 64 KiB, not {}",
-                self.capacity
-            )));
-        }
-        if self.max_record_fraction < 2 {
-            return Err(LogError::Config("max_record_fraction must be at least 2".into()));
-        }
-        Ok(())
+        check_log_limits(self.capacity, self.max_record_fraction).map_err(LogError::Config)
     }
+}
+
+/// Checks a ring's capacity and record fraction (from a configuration, or
+/// from a ring file's header); says what is wrong.
+pub(crate) fn check_log_limits(capacity: u64, max_record_fraction: u64) -> Result<(), String> {
+    if !(MIN_LOG_CAPACITY..=MAX_LOG_CAPACITY).contains(&capacity) || !capacity.is_multiple_of(8) {
+        return Err(format!(
+            "capacity must be a multiple of 8 between 64 KiB and 256 TiB, not {capacity}"
+        ));
+    }
+    if max_record_fraction < 2 {
+        return Err(format!(
+            "max_record_fraction must be at least 2, not {max_record_fraction}"
+        ));
+    }
+    let limit = capacity / max_record_fraction;
+    if limit < MIN_RECORD_LIMIT {
+        return Err(format!(
+            "max_record_fraction {max_record_fraction} leaves records of {limit} bytes in a ring of {capacity}: \
+             capacity / max_record_fraction must be at least {MIN_RECORD_LIMIT}"
+        ));
+    }
+    Ok(())
 }
 
 /// Snapshot settings.

@@ -184,7 +184,8 @@ pub enum LogError {
         /// Bytes free before the oldest kept offset.
         free: u64,
     },
-    /// A record larger than the configured fraction of the ring.
+    /// A record larger than the ring's limit (`capacity /
+    /// max_record_fraction` of the ring file, less a record header).
     #[error("record of {len} bytes exceeds the limit of {max} bytes (capacity / max_record_fraction)")]
     RecordTooLarge {
         /// Payload length.
@@ -197,6 +198,16 @@ pub enum LogError {
     Lagged {
         /// The oldest offset still readable.
         oldest: u64,
+    },
+    /// An offset or a length the ring cannot address: a copy longer than
+    /// the ring, or a stream offset beyond the largest one
+    /// (`log::MAX_OFFSET`).
+    #[error("ring log range out of bounds at offset {offset}: {reason}")]
+    OutOfBounds {
+        /// The offset involved.
+        offset: u64,
+        /// What is out of bounds.
+        reason: String,
     },
     /// An earlier msync failed; the log refuses writes (nothing is lost silently).
     #[error("ring log poisoned by an earlier sync failure")]

@@ -35,6 +35,7 @@ const LAYERS: &[(&str, u8)] = &[
     ("stats", 0),
     // L1 formats
     ("log", 1),
+    ("log::file", 1),
     ("log::memory", 1),
     ("log::record", 1),
     ("log::ring", 1),

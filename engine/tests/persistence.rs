@@ -230,3 +230,230 @@ proptest! {
         }
     }
 }
+
+/// F4: the record limit is the file's, not the configuration's. A record
+/// written under `max_record_fraction = 2` is larger than `capacity / 8`;
+/// reopening with the default 8 must keep it and everything after it (it
+/// used to stop the scan for the end of the log there and cut the rest as a
+/// "torn tail" of 0 bytes, without a word).
+#[test]
+fn a_record_larger_than_the_configured_limit_survives_a_reopen() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let with_fraction = |fraction: u64| {
+        let mut c = config(1 << 20, Durability::None);
+        c.log.max_record_fraction = fraction;
+        c
+    };
+    let big = vec![b'B'; 200_000];
+    let digest = {
+        let e = Engine::open(dir.path(), with_fraction(2)).expect("open");
+        e.set("k0", "small").expect("set");
+        e.set("k1", big.clone()).expect("a 200 KB value fits capacity / 2");
+        for i in 2..102 {
+            e.set(format!("k{i}"), format!("v{i}")).expect("set");
+        }
+        assert_eq!(e.dbsize(), 102);
+        e.digest()
+    };
+    let e = Engine::open(dir.path(), with_fraction(8)).expect("reopen with a smaller configured limit");
+    assert_eq!(e.dbsize(), 102, "every key is back");
+    assert_eq!(e.get("k1").expect("get").expect("k1").as_ref(), &big[..]);
+    assert_eq!(e.get("k101").expect("get").expect("k101").as_ref(), b"v101");
+    assert_eq!(e.digest(), digest);
+    let log = e.stats().log.expect("log stats");
+    assert_eq!(log.torn_bytes, 0, "{log:?}");
+    // The file's limit goes on deciding: the same large value still fits.
+    assert_eq!(e.log().expect("log").max_payload(), (1 << 20) / 2 - 16);
+    e.set("k102", big.clone())
+        .expect("the file's limit applies to new records too");
+    drop(e);
+    let e = Engine::open(dir.path(), with_fraction(64)).expect("reopen again");
+    assert_eq!(e.dbsize(), 103);
+}
+
+/// F5: a record limit below a record header is refused when the engine is
+/// built (it used to underflow `max_payload` and let a large value be copied
+/// past the end of the mapping: a segfault from safe code).
+#[test]
+fn a_record_limit_smaller_than_a_record_header_is_refused() {
+    let mut c = config(64 * 1024, Durability::None);
+    c.log.max_record_fraction = 5000;
+    let built = Engine::builder().config(c.clone()).anonymous_log().build();
+    match built {
+        Err(Error::Log(LogError::Config(msg))) => assert!(msg.contains("max_record_fraction"), "{msg}"),
+        Err(other) => panic!("wrong error: {other:?}"),
+        Ok(e) => {
+            let r = e.set("k", vec![0u8; 200_000]);
+            panic!("an engine with a 13-byte record limit was built; a 200 KB set gave {r:?}");
+        }
+    }
+    let dir = tempfile::tempdir().expect("tempdir");
+    let opened = Engine::open(dir.path(), c);
+    assert!(matches!(opened, Err(Error::Log(LogError::Config(_)))), "{opened:?}");
+    assert!(!dir.path().join("ring.log").exists(), "no ring file is left behind");
+}
+
+/// F13: a full sync at an offset no stream can reach (a hostile or broken
+/// primary) is refused before the data directory changes.
+#[test]
+fn a_full_sync_at_an_impossible_offset_changes_nothing() {
+    let snapshots = |dir: &std::path::Path| {
+        std::fs::read_dir(dir)
+            .expect("ls")
+            .filter(|f| {
+                f.as_ref()
+                    .is_ok_and(|f| f.file_name().to_string_lossy().ends_with(".rkvs"))
+            })
+            .count()
+    };
+    let dir = tempfile::tempdir().expect("tempdir");
+    let e = Engine::open(dir.path(), config(1 << 20, Durability::None)).expect("open");
+    e.set("k", "v").expect("set");
+    e.save().expect("save");
+    e.set("k2", "v2").expect("set");
+    e.set_role(ringkv::Role::Follower).expect("follower");
+    let before = e.log().expect("log").published();
+    assert_eq!(snapshots(dir.path()), 1);
+    let r = e.replica_begin_full_sync(u64::MAX - 7, &"f".repeat(40), "", 0);
+    assert!(
+        matches!(r, Err(Error::Log(LogError::OutOfBounds { offset, .. })) if offset == u64::MAX - 7),
+        "{r:?}"
+    );
+    assert_eq!(e.log().expect("log").published(), before);
+    assert!(!dir.path().join("FULLSYNC").exists(), "no full-sync marker");
+    assert_eq!(snapshots(dir.path()), 1, "the snapshot is still there");
+    e.close();
+    let e = Engine::open(dir.path(), config(1 << 20, Durability::None)).expect("reopen");
+    assert_eq!(e.get("k2").expect("get").expect("k2").as_ref(), b"v2");
+    assert_eq!(e.dbsize(), 2);
+}
+
+/// A tmpfs of limited size mounted on a temporary directory, unmounted
+/// when dropped.
+struct SmallFs {
+    dir: tempfile::TempDir,
+}
+
+impl SmallFs {
+    /// Mounts one of `size` (as `mount -o size=` takes it), or says why
+    /// not: it needs root and a working `mount`.
+    fn mount(size: &str) -> Result<SmallFs, String> {
+        let status = std::fs::read_to_string("/proc/self/status").map_err(|e| e.to_string())?;
+        let uid = status
+            .lines()
+            .find_map(|l| l.strip_prefix("Uid:"))
+            .and_then(|ids| ids.split_whitespace().nth(1))
+            .ok_or("no effective uid in /proc/self/status")?;
+        if uid != "0" {
+            return Err(format!("not root (euid {uid})"));
+        }
+        let dir = tempfile::tempdir().map_err(|e| e.to_string())?;
+        let out = std::process::Command::new("mount")
+            .args(["-t", "tmpfs", "-o", &format!("size={size}"), "tmpfs"])
+            .arg(dir.path())
+            .output()
+            .map_err(|e| format!("mount: {e}"))?;
+        if !out.status.success() {
+            return Err(format!("mount failed: {}", String::from_utf8_lossy(&out.stderr).trim()));
+        }
+        Ok(SmallFs { dir })
+    }
+
+    fn path(&self) -> &std::path::Path {
+        self.dir.path()
+    }
+}
+
+impl Drop for SmallFs {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("umount").arg(self.dir.path()).status();
+    }
+}
+
+/// F15: the ring file's blocks are allocated when it is created, so a
+/// filesystem without room for it refuses it then, with a clear error,
+/// instead of killing the process with SIGBUS when a write faults on a page
+/// of the sparse file that the filesystem cannot back.
+#[test]
+fn a_ring_larger_than_the_free_space_is_refused_when_created() {
+    let fs = match SmallFs::mount("4m") {
+        Ok(fs) => fs,
+        Err(why) => {
+            println!("skipped: no small tmpfs to fill ({why})");
+            return;
+        }
+    };
+    let data = fs.path().join("data");
+    let ring = data.join("ring.log");
+    match Engine::open(&data, config(16 << 20, Durability::None)) {
+        Err(Error::Log(LogError::Io { context, source })) => {
+            assert!(context.contains("no space"), "{context}");
+            assert!(context.contains(&ring.display().to_string()), "{context}");
+            assert_eq!(source.kind(), std::io::ErrorKind::StorageFull, "{source}");
+        }
+        Err(other) => panic!("wrong error: {other:?}"),
+        Ok(e) => {
+            // The sparse file was made: writing 10 MB into it faults once
+            // the filesystem's 4 MiB are used up.
+            for i in 0..100 {
+                e.set(format!("k{i}"), vec![b'x'; 100_000]).expect("set");
+            }
+            panic!("a 16 MiB ring was created on a 4 MiB filesystem");
+        }
+    }
+    assert!(!ring.exists(), "the half-made ring file is removed");
+    // The space is free again: a ring that fits is created there.
+    let e = Engine::open(&data, config(1 << 20, Durability::None)).expect("a ring that fits");
+    e.set("k", "v").expect("set");
+    e.close();
+    let e = Engine::open(&data, config(1 << 20, Durability::None)).expect("reopen");
+    assert_eq!(e.get("k").expect("get").expect("k").as_ref(), b"v");
+}
+
+/// F15, for a file that exists: a ring file made sparse (a copy, say) on a
+/// filesystem that cannot back it is refused when opened, and kept.
+#[test]
+fn a_sparse_ring_file_that_cannot_be_backed_is_refused_when_opened() {
+    let fs = match SmallFs::mount("4m") {
+        Ok(fs) => fs,
+        Err(why) => {
+            println!("skipped: no small tmpfs to fill ({why})");
+            return;
+        }
+    };
+    // A valid 16 MiB ring's header page, in a sparse file on the small filesystem.
+    let elsewhere = tempfile::tempdir().expect("tempdir");
+    drop(Engine::open(elsewhere.path(), config(16 << 20, Durability::None)).expect("open"));
+    let mut header = vec![0u8; 4096];
+    {
+        use std::io::Read;
+        std::fs::File::open(elsewhere.path().join("ring.log"))
+            .expect("open")
+            .read_exact(&mut header)
+            .expect("read");
+    }
+    let data = fs.path().join("data");
+    std::fs::create_dir(&data).expect("mkdir");
+    let ring = data.join("ring.log");
+    let len = 4096 + (16 << 20);
+    {
+        let file = std::fs::File::create_new(&ring).expect("create");
+        file.set_len(len).expect("set_len");
+        std::os::unix::fs::FileExt::write_all_at(&file, &header, 0).expect("write");
+    }
+    match Engine::open(&data, config(16 << 20, Durability::None)) {
+        Err(Error::Log(LogError::Io { context, source })) => {
+            assert!(context.contains("no space"), "{context}");
+            assert!(context.contains(&ring.display().to_string()), "{context}");
+            assert_eq!(source.kind(), std::io::ErrorKind::StorageFull, "{source}");
+        }
+        Err(other) => panic!("wrong error: {other:?}"),
+        Ok(e) => {
+            for i in 0..100 {
+                e.set(format!("k{i}"), vec![b'x'; 100_000]).expect("set");
+            }
+            panic!("a sparse 16 MiB ring was opened on a 4 MiB filesystem");
+        }
+    }
+    assert_eq!(std::fs::metadata(&ring).expect("kept").len(), len, "the file is kept");
+}

@@ -212,3 +212,319 @@ fn many_appenders_and_readers_on_a_lapping_ring_never_see_a_torn_record() {
             .sum()
     }
 }
+
+fn with_fraction(capacity: u64, max_record_fraction: u64) -> LogConfig {
+    LogConfig {
+        capacity,
+        max_record_fraction,
+        ..LogConfig::default()
+    }
+}
+
+/// Runs `f` with a subscriber that keeps the log lines; returns them too.
+fn logged<T>(f: impl FnOnce() -> T) -> (T, String) {
+    #[derive(Clone, Default)]
+    struct Lines(Arc<std::sync::Mutex<Vec<u8>>>);
+    impl std::io::Write for Lines {
+        fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+            self.0.lock().expect("lines").extend_from_slice(buf);
+            Ok(buf.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+    let lines = Lines::default();
+    let writer = lines.clone();
+    let subscriber = tracing_subscriber::fmt()
+        .with_writer(move || writer.clone())
+        .with_ansi(false)
+        .finish();
+    let out = tracing::subscriber::with_default(subscriber, f);
+    let text = String::from_utf8_lossy(&lines.0.lock().expect("lines")).into_owned();
+    (out, text)
+}
+
+/// F4: a ring file validates its records by its own limit, whatever the
+/// configuration says when it is reopened.
+#[test]
+fn reopening_with_another_record_limit_keeps_every_record() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join("ring.log");
+    let capacity = 256 * 1024;
+    let mut written = Vec::new();
+    {
+        let ring = RingLog::create(&path, with_fraction(capacity, 2)).expect("create");
+        assert_eq!(ring.max_payload(), 128 * 1024 - 16);
+        for (i, len) in [10usize, 100_000, 20, 60_000, 30].into_iter().enumerate() {
+            let payload = vec![i as u8 + 1; len];
+            written.push((ring.append(&payload).expect("append"), payload));
+        }
+    }
+    for fraction in [8, 2, 64] {
+        let (ring, said) = logged(|| RingLog::open(&path, with_fraction(capacity, fraction)));
+        let ring = ring.expect("open");
+        assert_eq!(
+            said.contains("the file's limit is used"),
+            fraction != 2,
+            "fraction {fraction}: {said}"
+        );
+        assert_eq!(ring.torn_bytes(), 0, "fraction {fraction}");
+        let all = ring.read(0, usize::MAX).expect("read");
+        assert_eq!(all.records.len(), written.len(), "fraction {fraction}");
+        assert_eq!(
+            ring.max_payload(),
+            128 * 1024 - 16,
+            "the file's limit, not the configured 1/{fraction}"
+        );
+        for ((at, p), (want_at, want)) in all.records.iter().zip(&written) {
+            assert_eq!((at, &p[..]), (want_at, &want[..]));
+        }
+    }
+}
+
+/// F5: limits that leave no room for a record are configuration errors,
+/// not an underflowing `max_payload`.
+#[test]
+fn record_limits_below_a_sane_minimum_are_refused() {
+    for fraction in [0, 1, 4097, 5000, 64 * 1024, u64::MAX] {
+        let err = RingLog::anonymous(with_fraction(64 * 1024, fraction)).expect_err("refused");
+        assert!(matches!(err, LogError::Config(_)), "fraction {fraction}: {err}");
+    }
+    // capacity / 64 = 1 KiB is the smallest record limit accepted.
+    let ring = RingLog::anonymous(with_fraction(64 * 1024, 64)).expect("1 KiB records");
+    assert_eq!(ring.max_payload(), 1024 - 16);
+    ring.append(&[1u8; 1024 - 16]).expect("at the limit");
+    assert!(matches!(
+        ring.append(&[1u8; 1024 - 15]),
+        Err(LogError::RecordTooLarge { len: 1009, max: 1008 })
+    ));
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join("ring.log");
+    let err = RingLog::create(&path, with_fraction(64 * 1024, 5000)).expect_err("refused");
+    assert!(matches!(err, LogError::Config(_)), "{err}");
+    assert!(!path.exists());
+}
+
+/// A header slot as `log/mod.rs` documents it (ring format 2), checksummed.
+struct Slot {
+    format: u32,
+    seq: u64,
+    capacity: u64,
+    switch_offset: u64,
+    oldest: u64,
+    synced: u64,
+    max_record_fraction: u64,
+}
+
+impl Slot {
+    fn new(capacity: u64) -> Slot {
+        Slot {
+            format: 2,
+            seq: 1,
+            capacity,
+            switch_offset: 0,
+            oldest: 0,
+            synced: 0,
+            max_record_fraction: 8,
+        }
+    }
+
+    fn encode(&self) -> Vec<u8> {
+        let mut b = vec![0u8; 148];
+        b[0..8].copy_from_slice(b"RKVRING\0");
+        b[8..12].copy_from_slice(&self.format.to_le_bytes());
+        b[12..16].copy_from_slice(&record::MUTATION_FORMAT.to_le_bytes());
+        b[16..24].copy_from_slice(&self.seq.to_le_bytes());
+        b[24..32].copy_from_slice(&self.capacity.to_le_bytes());
+        b[32..72].copy_from_slice(&[b'a'; 40]);
+        b[112..120].copy_from_slice(&self.switch_offset.to_le_bytes());
+        b[120..128].copy_from_slice(&self.oldest.to_le_bytes());
+        b[128..136].copy_from_slice(&self.synced.to_le_bytes());
+        b[136..144].copy_from_slice(&self.max_record_fraction.to_le_bytes());
+        let crc = crc32c::crc32c(&b[..144]);
+        b[144..148].copy_from_slice(&crc.to_le_bytes());
+        b
+    }
+}
+
+/// Writes `slot` as the only valid header slot of the ring file at `path`
+/// (the other one is zeroed) and sets the file's length to `file_len`.
+fn write_header(path: &std::path::Path, slot: &Slot, file_len: u64) {
+    use std::os::unix::fs::FileExt;
+    let file = std::fs::OpenOptions::new().write(true).open(path).expect("open");
+    file.set_len(file_len).expect("set_len");
+    let mut page = vec![0u8; 4096];
+    page[..148].copy_from_slice(&slot.encode());
+    file.write_all_at(&page, 0).expect("write header");
+}
+
+#[test]
+fn a_version_1_ring_file_is_refused_by_its_version() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join("ring.log");
+    drop(RingLog::create(&path, small(64 * 1024)).expect("create"));
+    // Version 1: no record fraction, checksum of bytes 0..136 at 136.
+    let mut v1 = Slot::new(64 * 1024).encode();
+    v1[8..12].copy_from_slice(&1u32.to_le_bytes());
+    v1[136..148].fill(0);
+    let crc = crc32c::crc32c(&v1[..136]);
+    v1[136..140].copy_from_slice(&crc.to_le_bytes());
+    {
+        use std::os::unix::fs::FileExt;
+        let file = std::fs::OpenOptions::new().write(true).open(&path).expect("open");
+        let mut page = vec![0u8; 4096];
+        page[..148].copy_from_slice(&v1);
+        file.write_all_at(&page, 0).expect("write");
+    }
+    let err = RingLog::open(&path, small(64 * 1024)).expect_err("refused");
+    assert!(
+        matches!(err, LogError::UnsupportedFormat { found: 1, supported: 2 }),
+        "{err}"
+    );
+    // The current layout, as documented, opens.
+    write_header(&path, &Slot::new(64 * 1024), 4096 + 64 * 1024);
+    let ring = RingLog::open(&path, small(64 * 1024)).expect("a documented format-2 header opens");
+    assert_eq!(ring.header().max_record_fraction, 8);
+    assert_eq!(ring.header().replid, "a".repeat(40));
+}
+
+/// F13: a hostile or corrupt header (a valid checksum over impossible
+/// values) is a clean [`LogError::BadHeader`]: never a panic, an overflow
+/// or a huge allocation.
+#[test]
+fn impossible_header_fields_are_bad_headers() {
+    let cap = 64 * 1024;
+    let len = 4096 + cap;
+    let with = |f: &dyn Fn(&mut Slot)| {
+        let mut s = Slot::new(cap);
+        f(&mut s);
+        s
+    };
+    let cases: Vec<(&str, Slot, u64)> = vec![
+        ("capacity u64::MAX", with(&|s| s.capacity = u64::MAX), len),
+        (
+            "capacity + header page overflows",
+            with(&|s| s.capacity = u64::MAX - 4095),
+            len,
+        ),
+        ("capacity not a multiple of 8", with(&|s| s.capacity = cap + 4), len + 4),
+        ("capacity below 64 KiB", with(&|s| s.capacity = 4096), 8192),
+        ("capacity not the file's", with(&|s| s.capacity = 2 * cap), len),
+        ("oldest near u64::MAX", with(&|s| s.oldest = u64::MAX - 7), len),
+        (
+            "oldest beyond the largest offset",
+            with(&|s| s.oldest = 1 << 63 | 8),
+            len,
+        ),
+        ("oldest misaligned", with(&|s| s.oldest = 3), len),
+        ("synced u64::MAX", with(&|s| s.synced = u64::MAX), len),
+        ("synced beyond oldest + capacity", with(&|s| s.synced = cap + 8), len),
+        ("switch offset u64::MAX", with(&|s| s.switch_offset = u64::MAX), len),
+        ("sequence u64::MAX", with(&|s| s.seq = u64::MAX), len),
+        ("record fraction 0", with(&|s| s.max_record_fraction = 0), len),
+        ("record fraction 1", with(&|s| s.max_record_fraction = 1), len),
+        ("record fraction 5000", with(&|s| s.max_record_fraction = 5000), len),
+        (
+            "record fraction u64::MAX",
+            with(&|s| s.max_record_fraction = u64::MAX),
+            len,
+        ),
+    ];
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut wrong = Vec::new();
+    for (i, (what, slot, file_len)) in cases.iter().enumerate() {
+        let path = dir.path().join(format!("ring{i}.log"));
+        drop(RingLog::create(&path, small(cap)).expect("create"));
+        write_header(&path, slot, *file_len);
+        let opened = std::panic::catch_unwind(|| {
+            let ring = RingLog::open(&path, small(cap))?;
+            // Whatever opened must also survive its next header write and append.
+            ring.set_history(&"b".repeat(40), "", 0)?;
+            ring.append(b"after")?;
+            Ok::<_, LogError>(ring)
+        });
+        match opened {
+            Ok(Err(LogError::BadHeader(msg))) => println!("{what}: {msg}"),
+            Ok(Err(e)) => wrong.push(format!("{what}: wrong error {e:?}")),
+            Ok(Ok(ring)) => wrong.push(format!("{what}: opened ({ring:?})")),
+            Err(_) => wrong.push(format!("{what}: panicked")),
+        }
+    }
+    assert!(wrong.is_empty(), "{wrong:#?}");
+    // The limits of a sane header are still accepted (1 KiB records).
+    let path = dir.path().join("sane.log");
+    drop(RingLog::create(&path, small(cap)).expect("create"));
+    write_header(&path, &with(&|s| s.max_record_fraction = 64), len);
+    assert_eq!(RingLog::open(&path, small(cap)).expect("open").max_payload(), 1024 - 16);
+}
+
+/// F13: offsets near `u64::MAX` from callers (a full sync's offset, a raw
+/// read) are refused cleanly, and the ring goes on working.
+#[test]
+fn offsets_near_u64_max_are_refused() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join("ring.log");
+    let ring = RingLog::create(&path, small(64 * 1024)).expect("create");
+    ring.append(b"one").expect("append");
+    for offset in [u64::MAX - 7, (1 << 63) + 8] {
+        let err = ring.reset_to(offset, &"c".repeat(40), "", 0).expect_err("refused");
+        assert!(
+            matches!(err, LogError::OutOfBounds { offset: o, .. } if o == offset),
+            "{err}"
+        );
+    }
+    assert_eq!((ring.oldest(), ring.published()), (0, 24), "nothing moved");
+    let mut buf = [0u8; 16];
+    let err = ring.read_raw(u64::MAX - 7, &mut buf).expect_err("refused");
+    assert!(matches!(err, LogError::Corrupt { .. }), "{err}");
+    assert!(ring.read(u64::MAX - 7, 100).is_err());
+    assert!(ring.read_stream(u64::MAX - 7, 100).is_err());
+    let err = ring.append_stream(u64::MAX - 7, &[0u8; 24]).expect_err("refused");
+    assert!(matches!(err, LogError::Corrupt { .. }), "{err}");
+    ring.append(b"two").expect("still appends");
+    drop(ring);
+    let ring = RingLog::open(&path, small(64 * 1024)).expect("reopen");
+    assert_eq!(ring.read(0, usize::MAX).expect("read").records.len(), 2);
+    // The largest offset itself is a valid reset point; the stream then ends there.
+    let top = 1u64 << 63;
+    ring.reset_to(top, &"d".repeat(40), "", 0)
+        .expect("reset to the largest offset");
+    let err = ring.append(b"x").expect_err("no room past the largest offset");
+    assert!(matches!(err, LogError::OutOfBounds { .. }), "{err}");
+    drop(ring);
+    let ring = RingLog::open(&path, small(64 * 1024)).expect("reopen at the top");
+    assert_eq!((ring.oldest(), ring.published()), (top, top));
+}
+
+/// The ring_open fuzz target's forged headers: every field at each kind of
+/// value the fuzzer can pick, one at a time and all at once. Opening may
+/// refuse; nothing may panic.
+#[test]
+fn the_fuzz_harness_forges_headers_without_panicking() {
+    use ringkv::internals::{fuzz_open_ring_bytes, FuzzHeader};
+    const FIELDS: usize = 9;
+    for tag in 1u8..4 {
+        for raw in [0u64, 8, 3, 65_536, u64::MAX, 1 << 63] {
+            for field in 0..=FIELDS {
+                // Mode byte (forge the header), then the fields; `field ==
+                // FIELDS` forges all of them.
+                let mut input = vec![1u8];
+                for i in 0..FIELDS {
+                    let t = if i == field || field == FIELDS { tag } else { 0 };
+                    input.push(t);
+                    input.extend_from_slice(&raw.to_le_bytes());
+                }
+                input.push(3); // both slots
+                input.extend_from_slice(&[0xA5; 64]);
+                let (parsed, region) = FuzzHeader::parse(&input[1..]);
+                assert_eq!(region.len(), 64, "{parsed:?}");
+                fuzz_open_ring_bytes(&input);
+            }
+        }
+    }
+    // The data-region mode, and inputs too short for any field.
+    for input in [&[][..], &[0u8][..], &[0, 1, 2, 3][..], &[1u8][..], &[1, 2][..]] {
+        fuzz_open_ring_bytes(input);
+    }
+}

@@ -5,7 +5,12 @@
 //! lets many threads copy bytes in and out of it at the same time through a
 //! raw pointer, never through references to the mapped bytes.
 //!
-//! Soundness rests on the callers' protocol (see `ring.rs`):
+//! Staying inside the mapping does not depend on the callers: every copy is
+//! checked here, in release builds too (a copy longer than the data region
+//! is [`LogError::OutOfBounds`]; offsets wrap modulo the capacity), and the
+//! constructors refuse a capacity that is zero, not a multiple of 8, or not
+//! addressable. What the callers' protocol (see `ring.rs`) provides is that
+//! concurrent copies do not race:
 //! - writers only write ranges they reserved, so two writers never write the
 //!   same byte;
 //! - readers only read below the published watermark; in a ring that keeps
@@ -16,8 +21,8 @@
 //!   lapped. The copied bytes are never interpreted before that check, and
 //!   the memory stays mapped for the life of the `RingMemory`.
 //! - the 8-byte commit word of a record is always 8-aligned (records and the
-//!   capacity are multiples of 8, the data region starts at a page boundary)
-//!   and is accessed only atomically.
+//!   capacity are multiples of 8, the data region starts at a page boundary;
+//!   a misaligned offset panics) and is accessed only atomically.
 
 #![allow(unsafe_code)]
 
@@ -26,6 +31,8 @@ use std::io;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use memmap2::{MmapMut, MmapOptions};
+
+use crate::error::LogError;
 
 /// Size of the header page in front of the data region.
 pub(crate) const HEADER_PAGE: usize = 4096;
@@ -45,14 +52,33 @@ unsafe impl Send for RingMemory {}
 // SAFETY: see `Send`; `&RingMemory` only offers the protocol's operations.
 unsafe impl Sync for RingMemory {}
 
+/// The layout the unsafe code relies on: a non-empty data region whose size
+/// is a multiple of 8 (commit words never straddle its end) and addressable
+/// together with the header page.
+fn check_capacity(capacity: u64) -> io::Result<()> {
+    let addressable = (HEADER_PAGE as u64)
+        .checked_add(capacity)
+        .is_some_and(|size| usize::try_from(size).is_ok());
+    if capacity == 0 || !capacity.is_multiple_of(8) || !addressable {
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidInput,
+            format!("ring capacity {capacity} is not a non-zero, addressable multiple of 8"),
+        ));
+    }
+    Ok(())
+}
+
 impl RingMemory {
     /// Maps `file`, which must be exactly `HEADER_PAGE + capacity` bytes long.
     pub(crate) fn map_file(file: &File, capacity: u64) -> io::Result<RingMemory> {
+        check_capacity(capacity)?;
         let len = file.metadata()?.len();
-        if len != HEADER_PAGE as u64 + capacity {
+        // No overflow: `check_capacity` made sure HEADER_PAGE + capacity fits.
+        let expected = HEADER_PAGE as u64 + capacity;
+        if len != expected {
             return Err(io::Error::new(
                 io::ErrorKind::InvalidData,
-                format!("ring file is {len} bytes, expected {}", HEADER_PAGE as u64 + capacity),
+                format!("ring file is {len} bytes, expected {expected}"),
             ));
         }
         let size = usize::try_from(len).map_err(|_| io::Error::other("ring larger than the address space"))?;
@@ -68,6 +94,7 @@ impl RingMemory {
 
     /// Anonymous zeroed memory (a ring without persistence).
     pub(crate) fn anonymous(capacity: u64) -> io::Result<RingMemory> {
+        check_capacity(capacity)?;
         let size = usize::try_from(HEADER_PAGE as u64 + capacity)
             .map_err(|_| io::Error::other("ring larger than the address space"))?;
         let mut map = MmapOptions::new().len(size).map_anon()?;
@@ -83,39 +110,59 @@ impl RingMemory {
         HEADER_PAGE + (offset % self.capacity) as usize
     }
 
-    /// Copies `src` into the data region at logical `offset`, wrapping at the end.
-    /// The caller must have reserved `[offset, offset + src.len())`.
-    pub(crate) fn write(&self, offset: u64, src: &[u8]) {
-        debug_assert!(src.len() as u64 <= self.capacity);
+    /// The split of a copy of `len` bytes at logical `offset`: bytes before
+    /// the physical end of the data region, then bytes from its start. A
+    /// copy longer than the data region would run past the mapping (or
+    /// overwrite itself), so it is refused here, in release builds too.
+    fn split(&self, offset: u64, len: usize) -> Result<(usize, usize), LogError> {
+        if len as u64 > self.capacity {
+            return Err(LogError::OutOfBounds {
+                offset,
+                reason: format!(
+                    "a copy of {len} bytes is longer than the ring's {} data bytes",
+                    self.capacity
+                ),
+            });
+        }
+        // Both below `capacity`, which fits in usize (checked when mapping).
         let start = (offset % self.capacity) as usize;
-        let first = src.len().min(self.capacity as usize - start);
-        // SAFETY: `data_index(offset) + first` and `HEADER_PAGE + (len - first)`
-        // are within the mapping (first ≤ capacity - start; the rest ≤
-        // capacity); the caller reserved these bytes, so no other writer
-        // touches them, and `src` cannot overlap the mapping's reserved range.
+        let first = len.min(self.capacity as usize - start);
+        Ok((first, len - first))
+    }
+
+    /// Copies `src` into the data region at logical `offset`, wrapping at the end.
+    /// The caller must have reserved `[offset, offset + src.len())`. A source
+    /// longer than the ring is [`LogError::OutOfBounds`] (nothing is written).
+    pub(crate) fn write(&self, offset: u64, src: &[u8]) -> Result<(), LogError> {
+        let (first, rest) = self.split(offset, src.len())?;
+        // SAFETY: `split` checked `src.len() <= capacity`, so `first ≤ capacity
+        // - start` bytes from `data_index(offset)` (= HEADER_PAGE + start) and
+        // `rest ≤ start` bytes from `HEADER_PAGE` are inside the mapping of
+        // HEADER_PAGE + capacity bytes; `first + rest = src.len()`, so both
+        // source ranges are inside `src`. The caller reserved these bytes, so
+        // no other writer touches them, and `src` cannot overlap the mapping's
+        // reserved range.
         unsafe {
             std::ptr::copy_nonoverlapping(src.as_ptr(), self.base.add(self.data_index(offset)), first);
-            std::ptr::copy_nonoverlapping(src.as_ptr().add(first), self.base.add(HEADER_PAGE), src.len() - first);
+            std::ptr::copy_nonoverlapping(src.as_ptr().add(first), self.base.add(HEADER_PAGE), rest);
         }
+        Ok(())
     }
 
     /// Copies data bytes at logical `offset` into `dst`, wrapping at the end.
     /// The result may be torn if a lapping writer raced; the caller validates.
-    pub(crate) fn read(&self, offset: u64, dst: &mut [u8]) {
-        debug_assert!(dst.len() as u64 <= self.capacity);
-        let start = (offset % self.capacity) as usize;
-        let first = dst.len().min(self.capacity as usize - start);
-        // SAFETY: same bounds as `write`; we copy through raw pointers without
-        // forming references to bytes another thread may be writing, and the
-        // caller discards the copy if a writer lapped it (module docs).
+    /// A destination longer than the ring is [`LogError::OutOfBounds`].
+    pub(crate) fn read(&self, offset: u64, dst: &mut [u8]) -> Result<(), LogError> {
+        let (first, rest) = self.split(offset, dst.len())?;
+        // SAFETY: same bounds as `write` (checked by `split`); we copy through
+        // raw pointers without forming references to bytes another thread may
+        // be writing, and the caller discards the copy if a writer lapped it
+        // (module docs).
         unsafe {
             std::ptr::copy_nonoverlapping(self.base.add(self.data_index(offset)), dst.as_mut_ptr(), first);
-            std::ptr::copy_nonoverlapping(
-                self.base.add(HEADER_PAGE),
-                dst.as_mut_ptr().add(first),
-                dst.len() - first,
-            );
+            std::ptr::copy_nonoverlapping(self.base.add(HEADER_PAGE), dst.as_mut_ptr().add(first), rest);
         }
+        Ok(())
     }
 
     /// The commit word of the record at `offset` (8-aligned).
@@ -169,5 +216,61 @@ impl RingMemory {
     /// Flushes the header page.
     pub(crate) fn flush_header(&self) -> io::Result<()> {
         self.map.flush_range(0, HEADER_PAGE)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const CAP: u64 = 64 * 1024;
+
+    #[test]
+    fn copies_longer_than_the_ring_are_refused_not_run_past_the_mapping() {
+        let mem = RingMemory::anonymous(CAP).expect("map");
+        let big = vec![0xAAu8; CAP as usize + 1];
+        for offset in [0, 8, CAP - 8, u64::MAX - 7] {
+            let err = mem.write(offset, &big).expect_err("too long");
+            assert!(
+                matches!(err, LogError::OutOfBounds { offset: o, .. } if o == offset),
+                "{err}"
+            );
+            let mut dst = vec![0u8; 200_000];
+            let err = mem.read(offset, &mut dst).expect_err("too long");
+            assert!(matches!(err, LogError::OutOfBounds { .. }), "{err}");
+        }
+        // Nothing was written by the refused copies.
+        let mut all = vec![1u8; CAP as usize];
+        mem.read(0, &mut all).expect("read the whole ring");
+        assert!(all.iter().all(|&b| b == 0));
+        // The header page is untouched too.
+        let mut head = [1u8; 8];
+        // SAFETY: test only; reads the first header bytes.
+        unsafe { std::ptr::copy_nonoverlapping(mem.base, head.as_mut_ptr(), 8) };
+        assert_eq!(head, [0u8; 8]);
+    }
+
+    #[test]
+    fn copies_up_to_the_whole_ring_wrap_around() {
+        let mem = RingMemory::anonymous(CAP).expect("map");
+        let src: Vec<u8> = (0..CAP).map(|i| (i % 251) as u8).collect();
+        // A whole-ring copy starting near the end, and at an offset far beyond one lap.
+        for offset in [CAP - 24, 5 * CAP + 1000, u64::MAX - 7] {
+            mem.write(offset, &src).expect("write");
+            let mut back = vec![0u8; src.len()];
+            mem.read(offset, &mut back).expect("read");
+            assert_eq!(back, src);
+        }
+        mem.write(CAP - 4, b"abcdefgh").expect("wrapping write");
+        let mut first = [0u8; 4];
+        mem.read(0, &mut first).expect("read the wrapped part");
+        assert_eq!(&first, b"efgh");
+    }
+
+    #[test]
+    fn capacities_that_break_the_layout_are_refused() {
+        for cap in [0, 4, CAP + 4, u64::MAX - 7] {
+            assert!(RingMemory::anonymous(cap).is_err(), "capacity {cap}");
+        }
     }
 }

@@ -17,14 +17,28 @@
 //! 8   ring format (u32)        112 switch offset (u64)
 //! 12  mutation format (u32)    120 oldest kept offset (u64)
 //! 16  sequence (u64)           128 synced offset (u64)
-//! 24  capacity (u64)           136 crc32c of bytes 0..136 (u32)
-//! 32  replid, 40 bytes
+//! 24  capacity (u64)           136 max record fraction (u64)
+//! 32  replid, 40 bytes         144 crc32c of bytes 0..144 (u32)
 //! ```
+//!
+//! The record limit (payloads up to `capacity / max record fraction` less a
+//! record header) is the file's: it decides which records are valid when the
+//! ring is opened, whatever the configuration says then. Version 1 files
+//! (without the fraction) are refused with [`LogError::UnsupportedFormat`].
 //!
 //! Records are described in [`record`]. Offsets are byte positions in the
 //! logical stream of one replication history: monotonic, never reused, and
 //! independent of the ring's capacity (there are no padding records), so two
-//! rings of different sizes hold the same bytes at the same offsets.
+//! rings of different sizes hold the same bytes at the same offsets. They
+//! never pass [`MAX_OFFSET`] (2^63): a full sync or an append beyond it is
+//! [`LogError::OutOfBounds`].
+//!
+//! Opening checks a header's values before using any of them: the capacity
+//! must be the file's (a multiple of 8, 64 KiB to 256 TiB), the record limit
+//! at least 1 KiB, the oldest offset aligned and at most [`MAX_OFFSET`], the
+//! synced offset at most one capacity beyond it; otherwise the file is
+//! [`LogError::BadHeader`] (a checksummed slot with impossible values is
+//! damage or forgery, not a reason to panic or to map a huge region).
 //!
 //! # Guarantees
 //!
@@ -37,6 +51,7 @@
 //! - A ring that keeps history (the write-ahead log) refuses appends that
 //!   would overwrite it ([`LogError::Full`]) rather than lose data.
 
+mod file;
 mod memory;
 pub mod record;
 mod ring;
@@ -46,9 +61,13 @@ mod view;
 use std::sync::{Arc, Weak};
 use std::time::Duration;
 
-pub use crate::config::{Durability, LogConfig};
+pub use crate::config::{Durability, LogConfig, MAX_LOG_CAPACITY, MIN_LOG_CAPACITY, MIN_RECORD_LIMIT};
 pub use crate::error::{DecodeError, LogError};
-pub use ring::{new_replid, validate_stream, RawBatch, ReadBatch, Retention, RingHeader, RingLog, RING_FORMAT};
+#[cfg(feature = "internals")]
+pub(crate) use ring::forge_header_page;
+pub use ring::{
+    new_replid, validate_stream, RawBatch, ReadBatch, Retention, RingHeader, RingLog, MAX_OFFSET, RING_FORMAT,
+};
 pub use tail::TailReader;
 pub use view::LogView;
 

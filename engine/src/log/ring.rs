@@ -24,18 +24,32 @@ use std::time::{Duration, Instant};
 use crossbeam::utils::Backoff;
 use parking_lot::{Condvar, Mutex, RwLock};
 
+use super::file;
 use super::memory::{RingMemory, HEADER_PAGE};
 use super::record::{self, Header, HEADER_LEN, MUTATION_FORMAT};
-use crate::config::{Durability, LogConfig};
+use crate::config::{check_log_limits, Durability, LogConfig};
 use crate::error::LogError;
 
 /// Magic bytes at the start of each header slot.
 const MAGIC: &[u8; 8] = b"RKVRING\0";
-/// Version of the ring file layout.
-pub const RING_FORMAT: u32 = 1;
+/// Version of the ring file layout. Version 2 added the record fraction to
+/// the header; a version 1 file is refused with
+/// [`LogError::UnsupportedFormat`].
+pub const RING_FORMAT: u32 = 2;
+/// The largest stream offset (2^63: more than 29 years of appends at
+/// 10 GB/s). Offsets, and the ends of records, never pass it, so `offset +
+/// capacity` (at most 2^48, `MAX_LOG_CAPACITY`) never overflows; a header,
+/// a full sync or an append that would go beyond it is refused.
+pub const MAX_OFFSET: u64 = 1 << 63;
+/// Largest header sequence number accepted: a header is rewritten at most a
+/// few thousand times a second, so a larger one is damage (and would
+/// overflow on the next write).
+const MAX_SEQ: u64 = 1 << 62;
 /// Header slots: two copies, written alternately, the newest valid one wins.
 const SLOT_LEN: usize = 2048;
-const SLOT_FIELDS: usize = 140;
+/// Bytes of a slot covered by its checksum; the checksum follows them.
+const SLOT_CRC_AT: usize = 144;
+const SLOT_FIELDS: usize = SLOT_CRC_AT + 4;
 
 /// What the header page says (see the format in `log/mod.rs`).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -56,21 +70,26 @@ pub struct RingHeader {
     pub oldest: u64,
     /// Offset up to which records were known durable at the last header write.
     pub synced: u64,
+    /// The ring's record limit: payloads up to `capacity /
+    /// max_record_fraction` less a record header. The file's value decides
+    /// which records are valid, whatever a later configuration says.
+    pub max_record_fraction: u64,
     seq: u64,
 }
 
 impl RingHeader {
     /// The header of a new, empty ring with a new replication id.
-    fn fresh(capacity: u64) -> RingHeader {
+    fn fresh(config: &LogConfig) -> RingHeader {
         RingHeader {
             format: RING_FORMAT,
             mutation_format: MUTATION_FORMAT,
-            capacity,
+            capacity: config.capacity,
             replid: new_replid(),
             prev_replid: String::new(),
             switch_offset: 0,
             oldest: 0,
             synced: 0,
+            max_record_fraction: config.max_record_fraction,
             seq: 0,
         }
     }
@@ -87,8 +106,9 @@ impl RingHeader {
         b[112..120].copy_from_slice(&self.switch_offset.to_le_bytes());
         b[120..128].copy_from_slice(&self.oldest.to_le_bytes());
         b[128..136].copy_from_slice(&self.synced.to_le_bytes());
-        let crc = crc32c::crc32c(&b[..136]);
-        b[136..140].copy_from_slice(&crc.to_le_bytes());
+        b[136..144].copy_from_slice(&self.max_record_fraction.to_le_bytes());
+        let crc = crc32c::crc32c(&b[..SLOT_CRC_AT]);
+        b[SLOT_CRC_AT..SLOT_FIELDS].copy_from_slice(&crc.to_le_bytes());
         b
     }
 
@@ -102,15 +122,16 @@ impl RingHeader {
             a.copy_from_slice(&b[i..i + 8]);
             u64::from_le_bytes(a)
         };
-        if crc32c::crc32c(&b[..136]) != u32_at(136) {
-            return Err(LogError::BadHeader("header checksum mismatch".into()));
-        }
+        // The version first: other versions put the checksum elsewhere.
         let format = u32_at(8);
         if format != RING_FORMAT {
             return Err(LogError::UnsupportedFormat {
                 found: format,
                 supported: RING_FORMAT,
             });
+        }
+        if crc32c::crc32c(&b[..SLOT_CRC_AT]) != u32_at(SLOT_CRC_AT) {
+            return Err(LogError::BadHeader("header checksum mismatch".into()));
         }
         let mutation_format = u32_at(12);
         if mutation_format != MUTATION_FORMAT {
@@ -129,8 +150,71 @@ impl RingHeader {
             switch_offset: u64_at(112),
             oldest: u64_at(120),
             synced: u64_at(128),
+            max_record_fraction: u64_at(136),
         })
     }
+}
+
+impl RingHeader {
+    /// Checks that the fields describe a ring this file of `file_len` bytes
+    /// can be: the capacity is the file's (a multiple of 8, 64 KiB to
+    /// 256 TiB), the record limit leaves room for records, the oldest offset
+    /// is an aligned offset no larger than [`MAX_OFFSET`], the synced offset
+    /// is no further than one ring beyond it, the sequence number is sane.
+    /// A checksummed header that fails this is damage or forgery:
+    /// [`LogError::BadHeader`], before any of the values is used.
+    fn check(&self, file_len: u64) -> Result<(), LogError> {
+        let bad = |msg: String| Err(LogError::BadHeader(msg));
+        if (HEADER_PAGE as u64).checked_add(self.capacity) != Some(file_len) {
+            return bad(format!(
+                "file is {file_len} bytes but the header says capacity {}",
+                self.capacity
+            ));
+        }
+        check_log_limits(self.capacity, self.max_record_fraction).map_err(LogError::BadHeader)?;
+        if !self.oldest.is_multiple_of(record::ALIGN) {
+            return bad(format!("oldest offset {} is not aligned", self.oldest));
+        }
+        if self.oldest > MAX_OFFSET {
+            return bad(format!(
+                "oldest offset {} is beyond the largest offset {MAX_OFFSET}",
+                self.oldest
+            ));
+        }
+        // No overflow: oldest <= 2^63, capacity <= 2^48.
+        if self.synced > self.oldest + self.capacity {
+            return bad(format!(
+                "synced offset {} is more than the capacity {} beyond the oldest offset {}",
+                self.synced, self.capacity, self.oldest
+            ));
+        }
+        if self.switch_offset > MAX_OFFSET {
+            return bad(format!(
+                "switch offset {} is beyond the largest offset {MAX_OFFSET}",
+                self.switch_offset
+            ));
+        }
+        if self.seq > MAX_SEQ {
+            return bad(format!("sequence number {} is out of range", self.seq));
+        }
+        Ok(())
+    }
+}
+
+/// A forged header page: each slot holds the given header with the given
+/// sequence number (written with a valid checksum), or zeros. For the
+/// fuzz targets, which feed the header checks values no ring writes.
+#[cfg(feature = "internals")]
+pub(crate) fn forge_header_page(slots: [Option<(&RingHeader, u64)>; 2]) -> Vec<u8> {
+    let mut page = vec![0u8; HEADER_PAGE];
+    for (i, slot) in slots.into_iter().enumerate() {
+        if let Some((header, seq)) = slot {
+            let mut h = header.clone();
+            h.seq = seq;
+            page[i * SLOT_LEN..i * SLOT_LEN + SLOT_FIELDS].copy_from_slice(&h.encode());
+        }
+    }
+    page
 }
 
 fn put_id(dst: &mut [u8], id: &str) {
@@ -278,6 +362,8 @@ pub struct RingLog {
     file: Option<File>,
     path: Option<PathBuf>,
     config: LogConfig,
+    /// Largest payload accepted (from the capacity and the record fraction).
+    max_payload: usize,
     retention: Retention,
     /// End of the reserved region.
     reserved: AtomicU64,
@@ -326,10 +412,18 @@ impl RingLog {
         header: RingHeader,
         end: u64,
         torn_bytes: u64,
-    ) -> RingLog {
+    ) -> Result<RingLog, LogError> {
+        let max_payload = payload_limit(mem.capacity(), config.max_record_fraction).ok_or_else(|| {
+            LogError::Config(format!(
+                "max_record_fraction {} leaves no room for a record in a ring of {}",
+                config.max_record_fraction,
+                mem.capacity()
+            ))
+        })?;
         let (file, path) = file.unzip();
-        RingLog {
+        Ok(RingLog {
             mem,
+            max_payload,
             file,
             path,
             retention,
@@ -348,7 +442,7 @@ impl RingLog {
             hook_count: AtomicUsize::new(0),
             torn_bytes,
             config,
-        }
+        })
     }
 
     /// A ring in anonymous memory (no persistence), overwriting old laps.
@@ -369,23 +463,27 @@ impl RingLog {
     pub(crate) fn anonymous_with(config: LogConfig, retention: Retention) -> Result<RingLog, LogError> {
         config.validate()?;
         let mem = RingMemory::anonymous(config.capacity).map_err(|e| LogError::io("mapping anonymous memory", e))?;
-        let header = RingHeader::fresh(config.capacity);
-        Ok(Self::new(mem, None, config, retention, header, 0, 0))
+        let header = RingHeader::fresh(&config);
+        Self::new(mem, None, config, retention, header, 0, 0)
     }
 
-    /// Creates a new ring file at `path` (which must not exist), keeping history.
+    /// Creates a new ring file at `path` (which must not exist), keeping
+    /// history. Every block of the file is allocated first (`log/file.rs`):
+    /// a filesystem without room for it is a [`LogError::Io`] saying "no
+    /// space", not a SIGBUS at a later write. The file, its header and the
+    /// directory entry are synced before this returns; on an error the file
+    /// is removed.
     pub fn create(path: &Path, config: LogConfig) -> Result<RingLog, LogError> {
         config.validate()?;
-        let file = OpenOptions::new()
-            .read(true)
-            .write(true)
-            .create_new(true)
-            .open(path)
-            .map_err(|e| LogError::io(format!("creating {}", path.display()), e))?;
-        file.set_len(HEADER_PAGE as u64 + config.capacity)
-            .map_err(|e| LogError::io("sizing the ring file", e))?;
+        // No overflow: the capacity is at most MAX_LOG_CAPACITY.
+        let len = HEADER_PAGE as u64 + config.capacity;
+        let file = file::create_allocated(path, len)?;
+        Self::create_in(file, path, config).inspect_err(|_| file::remove_half_made(path))
+    }
+
+    fn create_in(file: File, path: &Path, config: LogConfig) -> Result<RingLog, LogError> {
         let mem = RingMemory::map_file(&file, config.capacity).map_err(|e| LogError::io("mapping the ring file", e))?;
-        let header = RingHeader::fresh(config.capacity);
+        let header = RingHeader::fresh(&config);
         let ring = Self::new(
             mem,
             Some((file, path.to_path_buf())),
@@ -394,9 +492,14 @@ impl RingLog {
             header,
             0,
             0,
-        );
+        )?;
         ring.write_header(|_| {})?;
         ring.file_sync()?;
+        if let Some(f) = &ring.file {
+            f.sync_all()
+                .map_err(|e| LogError::io(format!("fsync of {}", path.display()), e))?;
+        }
+        file::sync_parent_dir(path)?;
         Ok(ring)
     }
 
@@ -404,8 +507,13 @@ impl RingLog {
     /// the stream by validating records from the oldest kept offset. A torn
     /// tail (an invalid record with nothing valid after it) is cut and
     /// reported in [`RingLog::torn_bytes`]; an invalid record followed by a
-    /// valid one is [`LogError::Corrupt`]. The capacity comes from the file;
-    /// `config.capacity` is ignored.
+    /// valid one is [`LogError::Corrupt`]. The capacity and the record limit
+    /// come from the file: `config.capacity` is ignored, and a
+    /// `config.max_record_fraction` other than the file's is logged and
+    /// ignored (records written under the file's limit stay valid). Blocks
+    /// the file lacks (a copy may have made it sparse) are allocated first;
+    /// no room for them is a [`LogError::Io`] saying "no space", and the
+    /// file is left as it was.
     pub fn open(path: &Path, mut config: LogConfig) -> Result<RingLog, LogError> {
         let file = OpenOptions::new()
             .read(true)
@@ -420,16 +528,24 @@ impl RingLog {
             return Err(LogError::BadHeader(format!("file of {len} bytes has no header page")));
         }
         let header = read_header_slots(&file)?;
-        if len != HEADER_PAGE as u64 + header.capacity {
-            return Err(LogError::BadHeader(format!(
-                "file is {len} bytes but the header says capacity {}",
-                header.capacity
-            )));
+        header.check(len)?;
+        // A copied file may be sparse: give it its blocks (or fail cleanly)
+        // before any write can fault on a hole.
+        file::allocate_existing(&file, path, len)?;
+        if config.max_record_fraction != header.max_record_fraction {
+            tracing::warn!(
+                path = %path.display(),
+                file = header.max_record_fraction,
+                configured = config.max_record_fraction,
+                "ring log max_record_fraction differs from the configuration; the file's limit is used"
+            );
         }
+        // The file's own limits decide which records are valid.
         config.capacity = header.capacity;
-        config.validate()?;
+        config.max_record_fraction = header.max_record_fraction;
         let mem = RingMemory::map_file(&file, config.capacity).map_err(|e| LogError::io("mapping the ring file", e))?;
-        let max_payload = (config.capacity / config.max_record_fraction) as usize - HEADER_LEN;
+        let max_payload = payload_limit(config.capacity, config.max_record_fraction)
+            .ok_or_else(|| LogError::BadHeader("the record limit leaves no room for a record".into()))?;
         let (end, torn) = find_end(&mem, &header, max_payload)?;
         if torn > 0 {
             tracing::warn!(path = %path.display(), offset = end, bytes = torn, "ring log: cut a torn tail");
@@ -442,7 +558,7 @@ impl RingLog {
             header,
             end,
             torn,
-        );
+        )?;
         Ok(ring)
     }
 
@@ -497,9 +613,10 @@ impl RingLog {
         Ok(())
     }
 
-    /// Largest payload accepted.
+    /// Largest payload accepted: `capacity / max_record_fraction` less a
+    /// record header, and at most `u32::MAX` (a record's length field).
     pub fn max_payload(&self) -> usize {
-        (self.capacity() / self.config.max_record_fraction) as usize - HEADER_LEN
+        self.max_payload
     }
 
     /// Appends one record with this payload (kind byte and body); returns its
@@ -559,7 +676,14 @@ impl RingLog {
         let h = record::header(offset, &buf[HEADER_LEN..HEADER_LEN + payload_len]);
         // The commit word (first 8 bytes) stays whatever it was until publish.
         buf[8..HEADER_LEN].copy_from_slice(&h[8..]);
-        self.mem.write(offset + 8, &buf[8..]);
+        if let Err(e) = self.mem.write(offset + 8, &buf[8..]) {
+            // Cannot happen while records are shorter than the ring (the
+            // limit above); if it did, later appenders would wait for this
+            // reservation forever: give it up and refuse further appends.
+            self.poisoned.store(true, Ordering::Release);
+            self.abandon(offset, offset + len);
+            return Err(e);
+        }
         self.publish(offset, offset + len);
         Ok((offset, offset + len))
     }
@@ -568,7 +692,12 @@ impl RingLog {
         let cap = self.capacity();
         let mut cur = self.reserved.load(Ordering::Relaxed);
         loop {
-            let end = cur + len;
+            let Some(end) = cur.checked_add(len).filter(|&end| end <= MAX_OFFSET) else {
+                return Err(LogError::OutOfBounds {
+                    offset: cur,
+                    reason: format!("a record of {len} bytes would pass the largest offset {MAX_OFFSET}"),
+                });
+            };
             if self.retention == Retention::KeepHistory {
                 let oldest = self.oldest.load(Ordering::Acquire);
                 if end - oldest > cap {
@@ -597,6 +726,18 @@ impl RingLog {
             backoff.snooze();
         }
         self.mem.store_commit(offset);
+        self.published.store(end, Ordering::Release);
+        self.notify_published();
+    }
+
+    /// Moves `published` over a reservation whose bytes were not written,
+    /// without storing its commit word: readers find no record there
+    /// ([`LogError::Corrupt`]), and neither does recovery.
+    fn abandon(&self, offset: u64, end: u64) {
+        let backoff = Backoff::new();
+        while self.published.load(Ordering::Acquire) != offset {
+            backoff.snooze();
+        }
         self.published.store(end, Ordering::Release);
         self.notify_published();
     }
@@ -633,7 +774,7 @@ impl RingLog {
         while pos < published && (records.is_empty() || total < max_bytes) {
             let h = self.header_at(from, pos)?;
             let mut payload = vec![0u8; h.len as usize];
-            self.mem.read(pos + HEADER_LEN as u64, &mut payload);
+            self.mem.read(pos + HEADER_LEN as u64, &mut payload)?;
             // Seqlock-style validation: the copy is good only if no writer
             // lapped `from` while we copied.
             std::sync::atomic::fence(Ordering::Acquire);
@@ -657,7 +798,7 @@ impl RingLog {
     /// is `Lagged` if a writer lapped `from` meanwhile, else `Corrupt`.
     fn header_at(&self, from: u64, pos: u64) -> Result<Header, LogError> {
         let mut head = [0u8; HEADER_LEN];
-        self.mem.read(pos, &mut head);
+        self.mem.read(pos, &mut head)?;
         let h = Header::parse(&head);
         if h.offset != pos || h.len as usize > self.max_payload() {
             self.check_not_lapped(from)?;
@@ -688,7 +829,7 @@ impl RingLog {
             end += record::record_len(self.header_at(from, end)?.len as usize);
         }
         let mut bytes = vec![0u8; (end - from) as usize];
-        self.mem.read(from, &mut bytes);
+        self.mem.read(from, &mut bytes)?;
         std::sync::atomic::fence(Ordering::Acquire);
         self.check_not_lapped(from)?;
         let records = validate_stream(from, &bytes, self.max_payload())?.len();
@@ -738,6 +879,12 @@ impl RingLog {
         }
         let new = &bytes[overlap..];
         let len = new.len() as u64;
+        if end.checked_add(len).is_none_or(|e| e > MAX_OFFSET) {
+            return Err(LogError::OutOfBounds {
+                offset: end,
+                reason: format!("{len} bytes would pass the largest offset {MAX_OFFSET}"),
+            });
+        }
         if len > self.capacity() {
             return Err(LogError::RecordTooLarge {
                 len: new.len(),
@@ -771,7 +918,14 @@ impl RingLog {
         for (i, &o) in starts.iter().enumerate() {
             let next = starts.get(i + 1).copied().unwrap_or(end + len);
             let n = (next - o) as usize;
-            self.mem.write(o + 8, &rest[8..n]);
+            if let Err(e) = self.mem.write(o + 8, &rest[8..n]) {
+                // Cannot happen (the bytes fit the ring, checked above).
+                // Nothing is published: give the reservation back (this is
+                // the only appender) and refuse further appends.
+                self.poisoned.store(true, Ordering::Release);
+                self.reserved.store(end, Ordering::Release);
+                return Err(e);
+            }
             rest = &rest[n..];
             at = next;
         }
@@ -797,11 +951,7 @@ impl RingLog {
         prev_replid: &str,
         switch_offset: u64,
     ) -> Result<(), LogError> {
-        if !offset.is_multiple_of(record::ALIGN) {
-            return Err(LogError::Config(format!(
-                "reset offset {offset} is not a record boundary"
-            )));
-        }
+        self.check_reset_offset(offset)?;
         let old_end = self.reserved.load(Ordering::Acquire);
         if old_end > offset {
             let span = (old_end - offset).min(self.capacity());
@@ -809,7 +959,7 @@ impl RingLog {
             let mut done = 0;
             while done < span {
                 let n = (span - done).min(zeros.len() as u64);
-                self.mem.write(offset + done, &zeros[..n as usize]);
+                self.mem.write(offset + done, &zeros[..n as usize])?;
                 done += n;
             }
             self.mem
@@ -831,6 +981,26 @@ impl RingLog {
         Ok(())
     }
 
+    /// Checks that the stream may restart at `offset` (what
+    /// [`reset_to`](Self::reset_to) checks, for callers that must know
+    /// before they change anything else): a record boundary
+    /// ([`LogError::Config`] otherwise), no larger than [`MAX_OFFSET`]
+    /// ([`LogError::OutOfBounds`]).
+    pub(crate) fn check_reset_offset(&self, offset: u64) -> Result<(), LogError> {
+        if offset > MAX_OFFSET {
+            return Err(LogError::OutOfBounds {
+                offset,
+                reason: format!("a stream cannot restart beyond the largest offset {MAX_OFFSET}"),
+            });
+        }
+        if !offset.is_multiple_of(record::ALIGN) {
+            return Err(LogError::Config(format!(
+                "reset offset {offset} is not a record boundary"
+            )));
+        }
+        Ok(())
+    }
+
     /// Records this ring's replication history: its id, and the previous id
     /// with the offset where the history switched (after a promotion, or
     /// when a follower continues a promoted primary's stream).
@@ -846,15 +1016,18 @@ impl RingLog {
     /// Copies the raw stream bytes `[from, from + buf.len())` (must be
     /// published); errors if they left the ring meanwhile.
     pub fn read_raw(&self, from: u64, buf: &mut [u8]) -> Result<(), LogError> {
-        let end = from + buf.len() as u64;
-        if end > self.published() {
+        let published = self.published();
+        if from.checked_add(buf.len() as u64).is_none_or(|end| end > published) {
             return Err(LogError::Corrupt {
-                offset: end,
-                reason: "raw read beyond the end of the log".into(),
+                offset: from,
+                reason: format!(
+                    "raw read of {} bytes beyond the end of the log ({published})",
+                    buf.len()
+                ),
             });
         }
         self.check_not_lapped(from)?;
-        self.mem.read(from, buf);
+        self.mem.read(from, buf)?;
         std::sync::atomic::fence(Ordering::Acquire);
         self.check_not_lapped(from)
     }
@@ -966,7 +1139,9 @@ impl RingLog {
     fn write_header(&self, change: impl FnOnce(&mut RingHeader)) -> Result<(), LogError> {
         let mut h = self.header.lock();
         change(&mut h);
-        h.seq += 1;
+        // At most MAX_SEQ when read (`RingHeader::check`); a header is
+        // rewritten far less than 2^62 times in a ring's life.
+        h.seq = h.seq.saturating_add(1);
         let slot = (h.seq % 2) as usize * SLOT_LEN;
         self.mem.write_header(slot, &h.encode());
         Ok(())
@@ -998,19 +1173,30 @@ fn read_header_slots(file: &File) -> Result<RingHeader, LogError> {
     }
 }
 
+/// The largest payload of a ring of `capacity` bytes with this record
+/// fraction: `capacity / max_record_fraction` less a record header, at most
+/// `u32::MAX` (a record's length field); `None` if that leaves nothing.
+fn payload_limit(capacity: u64, max_record_fraction: u64) -> Option<usize> {
+    let limit = capacity
+        .checked_div(max_record_fraction)?
+        .checked_sub(HEADER_LEN as u64)
+        .filter(|&n| n > 0)?;
+    usize::try_from(limit.min(u64::from(u32::MAX))).ok()
+}
+
 /// Validates the record at `pos`; returns its total length.
 fn check_record(mem: &RingMemory, pos: u64, max_payload: usize) -> Option<u64> {
     if mem.load_commit(pos) != pos {
         return None;
     }
     let mut head = [0u8; HEADER_LEN];
-    mem.read(pos, &mut head);
+    mem.read(pos, &mut head).ok()?;
     let h = Header::parse(&head);
     if h.len as usize > max_payload {
         return None;
     }
     let mut payload = vec![0u8; h.len as usize];
-    mem.read(pos + HEADER_LEN as u64, &mut payload);
+    mem.read(pos + HEADER_LEN as u64, &mut payload).ok()?;
     (record::checksum(pos, &payload, &[]) == h.crc).then(|| record::record_len(payload.len()))
 }
 
@@ -1023,12 +1209,8 @@ fn check_record(mem: &RingMemory, pos: u64, max_payload: usize) -> Option<u64> {
 /// would read every page of a multi-GiB file on each open.)
 fn find_end(mem: &RingMemory, header: &RingHeader, max_payload: usize) -> Result<(u64, u64), LogError> {
     let cap = mem.capacity();
-    if !header.oldest.is_multiple_of(8) {
-        return Err(LogError::BadHeader(format!(
-            "oldest offset {} is not aligned",
-            header.oldest
-        )));
-    }
+    // `RingHeader::check` made oldest aligned and at most MAX_OFFSET, and
+    // the capacity at most 2^48: no sum below overflows.
     let limit = header.oldest + cap;
     let mut pos = header.oldest;
     while pos < limit {
@@ -1060,7 +1242,7 @@ fn find_end(mem: &RingMemory, header: &RingHeader, max_payload: usize) -> Result
     // is readable, else nothing.
     let torn = if end < limit {
         let mut head = [0u8; HEADER_LEN];
-        mem.read(end, &mut head);
+        mem.read(end, &mut head)?;
         let h = Header::parse(&head);
         if h.len as usize <= max_payload && h.len > 0 {
             record::record_len(h.len as usize).min(limit - end)

@@ -167,6 +167,8 @@ pub(crate) fn replica_begin_full_sync(
     if !inner.replica.is_follower() {
         return Err(Error::Replication("a full sync needs a follower".into()));
     }
+    // Refuse an offset the ring cannot restart at before anything changes.
+    log.check_reset_offset(offset)?;
     inner.replica.set_syncing(true);
     // A save that started before the flag finishes before the ring moves.
     inner.snapshot.wait_idle();
