@@ -105,11 +105,11 @@ impl EngineBuilder {
             self.data_dir,
             self.config,
         ));
-        // Dropped in this order with the engine (after its ring): the
-        // directory's lock file first, then the background thread's stop
-        // signal, so the directory is unlocked only once the ring is closed.
-        if let Some(lock) = lock {
-            inner.own(Box::new(lock));
+        // The directory's lock lives as long as its ring, not only as long
+        // as the engine: a `LogView` (or the sync thread) that outlives the
+        // engine keeps the directory locked until it lets go of the ring.
+        if let (Some(lock), Some(ring)) = (lock, inner.log()) {
+            ring.hold(Box::new(lock));
         }
         // A write that finds the log filling up starts a background save.
         let weak: Weak<Inner> = Arc::downgrade(&inner);

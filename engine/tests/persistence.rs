@@ -457,3 +457,22 @@ fn a_sparse_ring_file_that_cannot_be_backed_is_refused_when_opened() {
     }
     assert_eq!(std::fs::metadata(&ring).expect("kept").len(), len, "the file is kept");
 }
+
+/// F18: the directory's lock lives as long as the ring, so a `LogView`
+/// that outlives its engine keeps another open out.
+#[test]
+fn a_log_view_that_outlives_the_engine_keeps_the_directory_locked() {
+    let dir = tempfile::tempdir().expect("dir");
+    let e = Engine::open(dir.path(), Config::default()).expect("open");
+    e.set("k", "v").expect("set");
+    let view = e.log().expect("a data directory has a log");
+    drop(e);
+    match Engine::open(dir.path(), Config::default()) {
+        Err(Error::Locked(_)) => {}
+        other => panic!("opened beside a live view of the old ring: {other:?}"),
+    }
+    assert!(view.published() > 0);
+    drop(view);
+    let again = Engine::open(dir.path(), Config::default()).expect("reopen once the view is gone");
+    assert_eq!(again.get("k").expect("get").as_deref(), Some(&b"v"[..]));
+}

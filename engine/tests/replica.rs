@@ -83,7 +83,9 @@ fn follower_tails_by_offset_and_refuses_writes() {
     let a = p.read_stream(0, 1 << 30).expect("read");
     let b = fl.read_stream(0, 1 << 30).expect("read");
     assert_eq!(a.bytes, b.bytes);
-    // Restart from the data directory: resumes at the same offset.
+    // Restart from the data directory: resumes at the same offset (the old
+    // ring's view keeps the directory locked, so let go of it first).
+    drop(fl);
     let digest = f.digest();
     drop(staging);
     f.close();

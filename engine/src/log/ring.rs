@@ -386,6 +386,10 @@ pub struct RingLog {
     hook_count: AtomicUsize,
     /// Bytes of torn tail cut when the ring was opened.
     pub(crate) torn_bytes: u64,
+    /// What must live as long as the mapping: the data directory's lock
+    /// file, so that no other process opens the directory while anything
+    /// (a `LogView`, the sync thread) can still read or write this ring.
+    held: Mutex<Vec<Box<dyn std::any::Any + Send + Sync>>>,
 }
 
 impl std::fmt::Debug for RingLog {
@@ -396,6 +400,14 @@ impl std::fmt::Debug for RingLog {
             .field("oldest", &self.oldest())
             .field("published", &self.published())
             .finish_non_exhaustive()
+    }
+}
+
+impl RingLog {
+    /// Keeps `resource` (the data directory's lock) alive as long as this
+    /// ring: it is released only when the last handle to the ring goes.
+    pub(crate) fn hold(&self, resource: Box<dyn std::any::Any + Send + Sync>) {
+        self.held.lock().push(resource);
     }
 }
 
@@ -437,6 +449,7 @@ impl RingLog {
             poisoned: AtomicBool::new(false),
             waiters: AtomicUsize::new(0),
             wait_lock: Mutex::new(()),
+            held: Mutex::new(Vec::new()),
             wait_cv: Condvar::new(),
             hooks: RwLock::new(Vec::new()),
             hook_count: AtomicUsize::new(0),
