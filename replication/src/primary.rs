@@ -742,8 +742,34 @@ async fn stream_log(
 }
 
 /// Bytes written by a snapshot, in chunks, to an async receiver.
+/// What a full sync's snapshot producer hands the sender: bytes, then
+/// `Done` only once the whole stream was written. A producer that fails
+/// says so; one that stops without `Done` (a panic) is a failure too, so a
+/// partial snapshot is never ended with `SnapshotEnd`.
+#[derive(Debug)]
+enum SnapshotPiece {
+    Bytes(Vec<u8>),
+    Done,
+    Failed(String),
+}
+
+/// The next bytes of a snapshot stream; `None` at its end. A failed or
+/// abandoned producer is an error.
+async fn next_piece(rx: &mut mpsc::Receiver<SnapshotPiece>) -> Result<Option<Vec<u8>>, ReplError> {
+    match rx.recv().await {
+        Some(SnapshotPiece::Bytes(b)) => Ok(Some(b)),
+        Some(SnapshotPiece::Done) => Ok(None),
+        Some(SnapshotPiece::Failed(e)) => Err(ReplError::Connection(format!(
+            "the snapshot for the follower failed: {e}"
+        ))),
+        None => Err(ReplError::Connection(
+            "the snapshot for the follower stopped before it was complete".into(),
+        )),
+    }
+}
+
 struct ChannelWriter {
-    tx: mpsc::Sender<Vec<u8>>,
+    tx: mpsc::Sender<SnapshotPiece>,
     buf: Vec<u8>,
     /// A chunk the follower does not take within the timeout aborts the
     /// snapshot (writers touching unserialized keys wait for it).
@@ -763,9 +789,9 @@ impl std::io::Write for ChannelWriter {
 
     fn flush(&mut self) -> std::io::Result<()> {
         if !self.buf.is_empty() {
-            let mut chunk = std::mem::take(&mut self.buf);
+            let mut piece = SnapshotPiece::Bytes(std::mem::take(&mut self.buf));
             loop {
-                match self.tx.try_send(chunk) {
+                match self.tx.try_send(piece) {
                     Ok(()) => {
                         self.stall.handle_taken();
                         break;
@@ -780,7 +806,7 @@ impl std::io::Write for ChannelWriter {
                                 "the follower stopped reading the snapshot",
                             ));
                         }
-                        chunk = back;
+                        piece = back;
                         std::thread::sleep(Duration::from_micros(200));
                     }
                 }
@@ -795,8 +821,8 @@ impl std::io::Write for ChannelWriter {
 async fn start_snapshot(
     engine: Engine,
     timeout: Duration,
-) -> Result<(u64, String, mpsc::Receiver<Vec<u8>>), ReplError> {
-    let (tx, mut rx) = mpsc::channel::<Vec<u8>>(4);
+) -> Result<(u64, String, mpsc::Receiver<SnapshotPiece>), ReplError> {
+    let (tx, mut rx) = mpsc::channel::<SnapshotPiece>(4);
     tokio::task::spawn_blocking(move || {
         let mut out = ChannelWriter {
             tx,
@@ -815,21 +841,26 @@ async fn start_snapshot(
                     std::thread::sleep(Duration::from_millis(20));
                 }
                 Ok(_) => {
-                    let _ = std::io::Write::flush(&mut out);
+                    // `Done` only once every byte was handed over.
+                    let end = match std::io::Write::flush(&mut out) {
+                        Ok(()) => SnapshotPiece::Done,
+                        Err(e) => SnapshotPiece::Failed(e.to_string()),
+                    };
+                    let _ = out.tx.blocking_send(end);
                     return;
                 }
                 Err(e) => {
                     tracing::warn!(error = %e, "snapshot for a follower failed");
+                    let _ = out.tx.blocking_send(SnapshotPiece::Failed(e.to_string()));
                     return;
                 }
             }
         }
     });
     // The header comes first: the header is flushed with the first chunk.
-    let first = rx
-        .recv()
-        .await
-        .ok_or_else(|| ReplError::Connection("the snapshot for the follower failed".into()))?;
+    let first = next_piece(&mut rx)
+        .await?
+        .ok_or_else(|| ReplError::Connection("the snapshot for the follower was empty".into()))?;
     let head: &[u8; ringkv::snapshot::format::HEADER_LEN] = first
         .get(..ringkv::snapshot::format::HEADER_LEN)
         .and_then(|h| h.try_into().ok())
@@ -838,7 +869,7 @@ async fn start_snapshot(
     // Hand the first chunk back in front of the rest.
     let (tx2, rx2) = mpsc::channel(4);
     tokio::spawn(async move {
-        if tx2.send(first).await.is_err() {
+        if tx2.send(SnapshotPiece::Bytes(first)).await.is_err() {
             return;
         }
         while let Some(chunk) = rx.recv().await {
@@ -854,13 +885,15 @@ async fn send_snapshot(
     shared: &Shared,
     conn: &quinn::Connection,
     id: u64,
-    mut chunks: mpsc::Receiver<Vec<u8>>,
+    mut chunks: mpsc::Receiver<SnapshotPiece>,
     codec: Codec,
 ) -> Result<(), ReplError> {
     let mut send = conn.open_uni().await?;
     let mut sender = SnapshotSender::new(codec);
     write_frame(&mut send, &sender.start()).await?;
-    while let Some(chunk) = chunks.recv().await {
+    // A failed producer returns an error here: no `SnapshotEnd` follows a
+    // partial snapshot, and the follower is not marked online.
+    while let Some(chunk) = next_piece(&mut chunks).await? {
         for frame in sender.chunk(&chunk) {
             write_frame(&mut send, &frame).await?;
         }
@@ -930,5 +963,42 @@ impl ringkv::WriteGate for Gate {
             "{good} of the {need} required followers are within {} bytes",
             self.config.max_lag_bytes
         ))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn runtime() -> tokio::runtime::Runtime {
+        tokio::runtime::Builder::new_current_thread().build().expect("runtime")
+    }
+
+    /// F17: a snapshot stream ends only with the producer's `Done`; a
+    /// failure, or a producer that went away without `Done` (a panic),
+    /// is an error instead of a `SnapshotEnd` after a partial stream.
+    #[test]
+    fn a_snapshot_stream_ends_only_when_its_producer_says_done() {
+        runtime().block_on(async {
+            let (tx, mut rx) = mpsc::channel(4);
+            tx.send(SnapshotPiece::Bytes(b"head".to_vec())).await.expect("send");
+            tx.send(SnapshotPiece::Done).await.expect("send");
+            assert_eq!(next_piece(&mut rx).await.expect("bytes"), Some(b"head".to_vec()));
+            assert_eq!(next_piece(&mut rx).await.expect("done"), None);
+
+            let (tx, mut rx) = mpsc::channel(4);
+            tx.send(SnapshotPiece::Bytes(b"part".to_vec())).await.expect("send");
+            tx.send(SnapshotPiece::Failed("disk error".into())).await.expect("send");
+            assert!(next_piece(&mut rx).await.expect("bytes").is_some());
+            let e = next_piece(&mut rx).await.expect_err("failed");
+            assert!(e.to_string().contains("disk error"), "{e}");
+
+            let (tx, mut rx) = mpsc::channel(4);
+            tx.send(SnapshotPiece::Bytes(b"part".to_vec())).await.expect("send");
+            drop(tx);
+            assert!(next_piece(&mut rx).await.expect("bytes").is_some());
+            let e = next_piece(&mut rx).await.expect_err("abandoned");
+            assert!(e.to_string().contains("before it was complete"), "{e}");
+        });
     }
 }
