@@ -105,6 +105,10 @@ async fn full_sync_when_the_offset_left_the_ring_while_writes_continue() {
     let f = follow(&replica, server.local_addr(), "f", &c.client).await;
     writer.join().expect("writer");
     converged(&primary, &replica, 30).await;
+    // The data is swapped in before the sync is reported: the follower
+    // saves it first.
+    let fr = &f;
+    eventually(20, "the full sync is reported", || fr.info().full_syncs == 1).await;
     let info = f.info();
     assert_eq!(info.full_syncs, 1, "{info:?}");
     assert!(
