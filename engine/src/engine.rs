@@ -631,7 +631,9 @@ impl Engine {
     /// Makes this engine a follower (writes fail with [`Error::ReadOnly`];
     /// only [`Engine::replica_replay_ring`] changes the keyspace) or a primary
     /// again. Needs a ring log. Prefer [`Engine::promote`] to turn a follower
-    /// into a primary: it starts a new history.
+    /// into a primary: it starts a new history. A follower whose full sync
+    /// is not saved yet saves it first (as [`Engine::promote`] does), and
+    /// stays a follower if that fails.
     pub fn set_role(&self, role: Role) -> Result<()> {
         services::replica::set_role(&self.inner, role)
     }
@@ -666,6 +668,17 @@ impl Engine {
         services::replica::last_write_offset(&self.inner)
     }
 
+    /// The offset up to which this engine's state survives a crash of the
+    /// machine, at most [`Engine::applied_offset`]: what its newest durable
+    /// snapshot holds, or its ring has synced above that (with
+    /// `durability = always` every write and every appended batch; with
+    /// `everysec` once a second; with `none` at [`Engine::sync`]). 0
+    /// without a data directory, and while a full sync's data has no
+    /// durable snapshot yet. A follower acks this as its durable offset.
+    pub fn durable_offset(&self) -> u64 {
+        services::replica::durable_offset(&self.inner)
+    }
+
     /// Installs (or removes) a gate every write must pass first.
     pub fn set_write_gate(&self, gate: Option<Arc<dyn WriteGate>>) {
         services::replica::set_write_gate(&self.inner, gate)
@@ -680,10 +693,14 @@ impl Engine {
     /// Follower: appends a primary's raw stream bytes (whole records
     /// starting at `start`) to this engine's ring at the same offsets, after
     /// checking them; bytes this ring already holds must be identical
-    /// ([`LogError::Divergent`](crate::log::LogError::Divergent) otherwise). When the ring is full, starts a
+    /// ([`LogError::Divergent`](crate::log::LogError::Divergent) otherwise). With `durability = always` the
+    /// bytes are synced before it returns. When the ring is full, starts a
     /// snapshot to release history and waits for it (bounded by
-    /// `snapshot.log_full_wait_ms`). Returns the ring's new end. Does not
-    /// apply: see [`Engine::replica_replay_ring`].
+    /// `snapshot.log_full_wait_ms`). During a full sync nothing can release
+    /// the ring's history before [`Engine::swap_in`]: bytes that do not fit
+    /// are refused at once with [`LogError::Full`](crate::log::LogError::Full), whatever the ring's
+    /// retention (hold them, swap in, then append them). Returns the ring's
+    /// new end. Does not apply: see [`Engine::replica_replay_ring`].
     pub fn replica_append(&self, start: u64, bytes: &[u8]) -> Result<u64> {
         services::replica::replica_append(&self.inner, start, bytes)
     }
@@ -691,7 +708,12 @@ impl Engine {
     /// Follower: applies the ring's records from the applied offset up to
     /// `upto` (at most the ring's end) to the keyspace; returns the new
     /// applied offset. The applied offset moves under the shard locks of
-    /// each record, so a snapshot's cut always matches its offset.
+    /// each record, so a snapshot's cut always matches its offset. A record
+    /// that does not decode or apply here ([`Error::BadRecord`],
+    /// [`Error::RecordRejected`]: the primary's state and this one differ)
+    /// stops the replay; the ring is then cut back to the applied offset
+    /// (after saving a snapshot there, in a data directory), so the
+    /// directory still opens with everything applied.
     pub fn replica_replay_ring(&self, upto: u64) -> Result<u64> {
         services::replica::replay_ring(&self.inner, upto)
     }
@@ -703,7 +725,8 @@ impl Engine {
     /// value kept in the keyspace must not pin the whole received buffer.
     /// Records below the applied offset are skipped; `start` beyond it is
     /// an error (apply from the ring with [`Engine::replica_replay_ring`] first).
-    /// Returns the new applied offset.
+    /// A record that does not replay is handled as in
+    /// [`Engine::replica_replay_ring`]. Returns the new applied offset.
     pub fn replica_replay_stream(&self, start: u64, bytes: &[u8]) -> Result<u64> {
         services::replica::replay_stream(&self.inner, start, bytes)
     }
@@ -746,8 +769,12 @@ impl Engine {
     /// primary's snapshot at `snapshot_offset`), then swaps the two
     /// keyspaces in one step under every shard lock. Readers see the old
     /// data or the new, never a mix. `staging` ends up with the old data.
-    /// In a data directory a background save of the new data starts; it
-    /// clears the full-sync mark when it completes.
+    /// In a data directory a snapshot of the new data is saved before it
+    /// returns (clearing the full-sync mark): the full sync is complete on
+    /// disk when this returns `Ok`. If that save fails, the new data is
+    /// swapped in (no longer stale) but the error is returned and the mark
+    /// stays: a crash restarts empty, [`Engine::durable_offset`] is 0, and
+    /// [`Engine::promote`] saves before it takes writes.
     pub fn swap_in(&self, staging: &Engine, snapshot_offset: u64) -> Result<u64> {
         services::replica::swap_in(&self.inner, &staging.inner, snapshot_offset)
     }
@@ -758,6 +785,9 @@ impl Engine {
     /// that offset continue with a partial resync. Stop the replication
     /// session first (`Follower::promote` does): bytes appended after the
     /// switch offset is taken would otherwise stay in the ring unapplied.
+    /// A full sync whose data has no durable snapshot yet is saved first;
+    /// if that fails, the engine stays a follower (no write is taken that a
+    /// crash would wipe).
     pub fn promote(&self) -> Result<Promotion> {
         services::replica::promote(&self.inner)
     }

@@ -103,6 +103,13 @@ pub mod replica {
     //! follower's state is always the primary's state at some offset of the
     //! same stream, and its ring is byte-identical to the primary's.
     //!
+    //! In a data directory: appended bytes are synced as the ring's
+    //! durability says, and [`Engine::durable_offset`](crate::Engine::durable_offset) is what a follower acks
+    //! as durable; a full sync is complete when [`Engine::swap_in`](crate::Engine::swap_in) has saved
+    //! the new data (until then a crash restarts empty, and promotion saves
+    //! first); a record that does not replay is cut from the ring, so the
+    //! directory always reopens with what was applied.
+    //!
     //! Without a network (what the replication crate does over QUIC):
     //!
     //! ```

@@ -140,6 +140,10 @@ pub struct FollowerConfig {
     pub idle_timeout_ms: u64,
     /// Interval of acks while idle (acks follow every applied batch).
     pub ack_interval_ms: u64,
+    /// Full syncs that may fail in a row (begun, never swapped in) before
+    /// the follower halts and says why (`ReplicaInfo::halted`,
+    /// `last_error`) rather than start over forever. 0: no limit.
+    pub max_full_sync_attempts: u32,
 }
 
 impl FollowerConfig {
@@ -166,6 +170,7 @@ impl Default for FollowerConfig {
             sync_loop_window_ms: 30_000,
             idle_timeout_ms: 10_000,
             ack_interval_ms: 200,
+            max_full_sync_attempts: 10,
         }
     }
 }

@@ -163,11 +163,14 @@ fn blocking<T>(f: impl FnOnce() -> T) -> T {
 
 // The engine adapter: the follower's only reads of the engine's ring.
 
-/// The engine's offsets for the session.
+/// The engine's offsets for the session: durable is what survives a
+/// crash of this machine (synced by the engine as its durability says, or
+/// in a durable snapshot), never more than applied.
 fn progress(engine: &Engine) -> Progress {
-    let applied = engine.applied_offset();
-    let durable = engine.log().map_or(0, |l| l.synced().min(applied));
-    Progress { applied, durable }
+    Progress {
+        applied: engine.applied_offset(),
+        durable: engine.durable_offset(),
+    }
 }
 
 /// The engine's state when a link starts.
@@ -228,15 +231,24 @@ async fn perform(
                 *staging = Some(engine.staging().map_err(ReplError::from)?);
             }
             FollowerAction::Append { start, bytes, apply } => {
-                let e = engine.clone();
-                blocking(move || -> Result<(), ReplError> {
-                    e.replica_append(start, &bytes).map_err(stream_error)?;
-                    if apply {
-                        // Applied straight from the received bytes (checked by the append).
-                        e.replica_replay_stream(start, &bytes).map_err(stream_error)?;
+                match blocking(|| engine.replica_append(start, &bytes)) {
+                    Ok(_) => {}
+                    Err(e) if e.is_log_full() => {
+                        // During a full sync the session holds the bytes
+                        // and pauses the log stream until the swap.
+                        let actions = shared
+                            .session
+                            .lock()
+                            .handle_ring_full(Instant::now(), start, bytes, e.into())?;
+                        queue.extend(actions);
+                        continue;
                     }
-                    Ok(())
-                })?;
+                    Err(e) => return Err(stream_error(e).into()),
+                }
+                if apply {
+                    // Applied straight from the received bytes (checked by the append).
+                    blocking(|| engine.replica_replay_stream(start, &bytes)).map_err(stream_error)?;
+                }
                 let p = progress(engine);
                 queue.extend(shared.session.lock().handle_appended(Instant::now(), p));
             }
@@ -309,7 +321,10 @@ async fn drive(
     let mut control = frame_reader(crecv, MAX_CONTROL_FRAME);
     perform(shared, &mut csend, &mut staging, actions).await?;
     loop {
-        let deadline = shared.session.lock().poll_timeout();
+        let (deadline, paused) = {
+            let session = shared.session.lock();
+            (session.poll_timeout(), session.log_paused())
+        };
         let timer = async {
             match deadline {
                 Some(t) => tokio::time::sleep_until(t.into()).await,
@@ -317,7 +332,7 @@ async fn drive(
             }
         };
         tokio::select! {
-            frame = log_frames.recv() => {
+            frame = log_frames.recv(), if !paused => {
                 let frame = frame.transpose()?;
                 let actions = shared.session.lock().handle_log_frame(Instant::now(), frame)?;
                 perform(shared, &mut csend, &mut staging, actions).await?;

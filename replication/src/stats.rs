@@ -143,9 +143,18 @@ pub struct ReplicaInfo {
     pub bytes_raw: u64,
     /// Log and snapshot bytes received on the wire.
     pub bytes_wire: u64,
+    /// Full syncs that began and ended before their swap (a link lost, the
+    /// primary's resync, a load that failed), summed.
+    pub failed_full_syncs: u64,
+    /// Full syncs during which the ring filled: the log stream waited for
+    /// the swap (the ring is smaller than the log written during the
+    /// transfer; see `FollowerSession::handle_ring_full`).
+    pub full_sync_log_pauses: u64,
     /// The last error, if any.
     pub last_error: Option<String>,
-    /// Stopped for good (a divergent stream): needs an operator.
+    /// Stopped for good: a divergent stream, a record of the primary's that
+    /// does not apply here, or `max_full_sync_attempts` failed full syncs in
+    /// a row (`last_error` says which). Needs an operator.
     pub halted: bool,
 }
 
@@ -171,6 +180,8 @@ impl ReplicaInfo {
             lost_bytes: 0,
             bytes_raw: 0,
             bytes_wire: 0,
+            failed_full_syncs: 0,
+            full_sync_log_pauses: 0,
             last_error: None,
             halted: false,
         }

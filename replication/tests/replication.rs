@@ -105,6 +105,10 @@ async fn full_sync_when_the_offset_left_the_ring_while_writes_continue() {
     let f = follow(&replica, server.local_addr(), "f", &c.client).await;
     writer.join().expect("writer");
     converged(&primary, &replica, 30).await;
+    // The data is swapped in before the sync is reported: the follower
+    // saves it first.
+    let fr = &f;
+    eventually(20, "the full sync is reported", || fr.info().full_syncs == 1).await;
     let info = f.info();
     assert_eq!(info.full_syncs, 1, "{info:?}");
     assert!(
@@ -415,5 +419,190 @@ async fn an_interrupted_full_sync_syncs_again_and_a_too_small_frame_limit_is_ref
     .await;
     assert_eq!(small.dbsize(), 0);
     f.stop().await;
+    server.shutdown().await;
+}
+
+/// One record at `offset` holding `m`, as a primary's stream carries it.
+fn record_at(offset: u64, m: &ringkv::Mutation) -> Vec<u8> {
+    use ringkv::log::record;
+    let mut payload = Vec::new();
+    record::encode_mutation(m, &mut payload);
+    let mut bytes = record::header(offset, &payload).to_vec();
+    bytes.extend_from_slice(&payload);
+    bytes.resize(record::record_len(payload.len()) as usize, 0);
+    bytes
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_full_sync_converges_when_the_log_written_meanwhile_exceeds_the_follower_ring() {
+    init_tracing();
+    let c = certs();
+    let primary = anonymous(64 << 20);
+    // A dataset whose snapshot takes a while to stream and load.
+    for i in 0..32_000u32 {
+        primary.set(format!("data:{i}"), vec![b'd'; 500]).expect("set");
+    }
+    let server = Primary::start(primary.clone(), primary_config(), c.server.clone())
+        .await
+        .expect("primary");
+    let dir = tempfile::tempdir().expect("dir");
+    let ring = 1u64 << 20;
+    let replica = ringkv::Engine::open(dir.path(), config_with_ring(ring)).expect("follower");
+    // Each time the follower begins a full sync (its ring restarts at the
+    // snapshot's offset), the primary writes three times the follower's
+    // ring while the snapshot streams (on at most 20 full syncs).
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let writer = {
+        let (p, r, stop) = (primary.clone(), replica.clone(), stop.clone());
+        std::thread::spawn(move || {
+            let mut bursts = 0u64;
+            let mut synced_at = None;
+            while bursts < 20 && !stop.load(std::sync::atomic::Ordering::Acquire) {
+                let at = r.log().expect("log").oldest();
+                if !r.is_stale() || synced_at == Some(at) {
+                    std::thread::sleep(Duration::from_millis(1));
+                    continue;
+                }
+                synced_at = Some(at);
+                let start = p.log().expect("log").published();
+                let mut n = 0u64;
+                while p.log().expect("log").published() - start < 3 * ring {
+                    p.set(format!("burst:{bursts}:{n}"), vec![b'b'; 1000]).expect("set");
+                    n += 1;
+                }
+                bursts += 1;
+            }
+            bursts
+        })
+    };
+    let f = follow(&replica, server.local_addr(), "small-ring", &c.client).await;
+    let (p, r) = (primary.clone(), replica.clone());
+    eventually(60, "the follower converges", move || {
+        !r.is_stale() && r.applied_offset() >= p.log().expect("log").published()
+    })
+    .await;
+    stop.store(true, std::sync::atomic::Ordering::Release);
+    let bursts = writer.join().expect("writer");
+    assert!(bursts >= 1, "the primary wrote during the full sync");
+    converged(&primary, &replica, 30).await;
+    let fr = &f;
+    eventually(20, "the full sync is reported", || fr.info().full_syncs >= 1).await;
+    let info = f.info();
+    let stats = server.stats();
+    assert_eq!(stats.sync_full, 1, "one full sync was enough: {info:?}");
+    assert_eq!(info.full_syncs, 1, "{info:?}");
+    assert_eq!(info.full_sync_log_pauses, 1, "the log outgrew the ring: {info:?}");
+    assert!(!info.halted, "{info:?}");
+    f.stop().await;
+    // The directory reopens to the same state.
+    let digest = replica.digest();
+    replica.close();
+    let reopened = ringkv::Engine::open(dir.path(), config_with_ring(ring)).expect("reopen");
+    assert_eq!(reopened.digest(), digest);
+    server.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_follower_acks_as_durable_only_what_it_synced() {
+    init_tracing();
+    let c = certs();
+    let primary = anonymous(8 << 20);
+    let server = Primary::start(primary.clone(), primary_config(), c.server.clone())
+        .await
+        .expect("primary");
+    workload(&primary, 0, 300);
+    let dir = tempfile::tempdir().expect("dir");
+    // Durability always: every batch is synced before it is acked durable.
+    let mut config = config_with_ring(8 << 20);
+    config.log.durability = ringkv::Durability::Always;
+    let always = ringkv::Engine::open(dir.path().join("always"), config).expect("follower");
+    let fa = follow(&always, server.local_addr(), "always", &c.client).await;
+    for round in 1..4 {
+        workload(&primary, round, 300);
+        converged(&primary, &always, 20).await;
+        let end = primary.log().expect("log").published();
+        let (fa_ref, srv) = (&fa, &server);
+        eventually(10, "the durable ack reaches the primary's log end", || {
+            let info = fa_ref.info();
+            let link = srv.stats().followers.iter().find(|l| l.name == "always").cloned();
+            info.durable_offset == end && link.is_some_and(|l| l.durable == end)
+        })
+        .await;
+        assert!(always.log().expect("log").synced() >= end);
+    }
+    fa.stop().await;
+
+    // Durability none: what is applied is not durable until synced.
+    let none = ringkv::Engine::open(dir.path().join("none"), config_with_ring(8 << 20)).expect("follower");
+    let fnone = follow(&none, server.local_addr(), "none", &c.client).await;
+    converged(&primary, &none, 20).await;
+    workload(&primary, 10, 300);
+    converged(&primary, &none, 20).await;
+    let info = fnone.info();
+    assert!(
+        info.durable_offset < info.slave_repl_offset,
+        "nothing synced the last writes: {info:?}"
+    );
+    assert!(
+        info.durable_offset
+            <= none
+                .log()
+                .expect("log")
+                .synced()
+                .max(none.stats().snapshot.last.map_or(0, |s| s.offset))
+    );
+    none.sync().expect("sync");
+    let end = primary.log().expect("log").published();
+    let (fn_ref, srv) = (&fnone, &server);
+    eventually(10, "after a sync everything applied is durable", || {
+        let link = srv.stats().followers.iter().find(|l| l.name == "none").cloned();
+        fn_ref.info().durable_offset == end && link.is_some_and(|l| l.durable == end)
+    })
+    .await;
+    fnone.stop().await;
+    server.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_record_that_does_not_apply_halts_the_follower_and_keeps_its_directory_openable() {
+    init_tracing();
+    let c = certs();
+    let primary = anonymous(8 << 20);
+    let server = Primary::start(primary.clone(), primary_config(), c.server.clone())
+        .await
+        .expect("primary");
+    workload(&primary, 0, 300);
+    primary.set("s", "a string").expect("set");
+    let dir = tempfile::tempdir().expect("dir");
+    let replica = ringkv::Engine::open(dir.path(), config_with_ring(8 << 20)).expect("follower");
+    let f = follow(&replica, server.local_addr(), "f", &c.client).await;
+    converged(&primary, &replica, 20).await;
+    let digest = replica.digest();
+    let applied = replica.applied_offset();
+    // A buggy primary: its ring gets a record that validates but cannot
+    // apply (HSET on a string), then serves it.
+    let at = primary.log().expect("log").published();
+    primary.set_role(Role::Follower).expect("follower for a moment");
+    let bad = record_at(
+        at,
+        &ringkv::Mutation::HSet {
+            key: "s".into(),
+            fields: vec![("f".into(), "v".into())],
+        },
+    );
+    primary.replica_append(at, &bad).expect("the record validates");
+    primary.set_role(Role::Primary).expect("primary again");
+    let fr = &f;
+    eventually(10, "the follower halts", || fr.info().halted).await;
+    let info = f.info();
+    let reason = info.last_error.clone().unwrap_or_default();
+    assert!(reason.contains("does not apply"), "{info:?}");
+    assert!(reason.contains(&at.to_string()), "the offset is named: {info:?}");
+    assert_eq!(replica.applied_offset(), applied);
+    assert_eq!(replica.digest(), digest);
+    f.stop().await;
+    replica.close();
+    let reopened = ringkv::Engine::open(dir.path(), config_with_ring(8 << 20)).expect("the directory opens");
+    assert_eq!(reopened.digest(), digest, "every applied record is there");
     server.shutdown().await;
 }

@@ -1,6 +1,7 @@
 //! Who may write: the engine's role (a follower's keyspace changes only
 //! through its primary's stream), its applied offset with a condvar for
-//! read-after-write waits, a full sync in progress, the optional write gate
+//! read-after-write waits, a full sync in progress (and one whose data the
+//! data directory does not hold durably yet), the optional write gate
 //! (synchronous replication), and the thread's last write offset.
 
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicU8, Ordering};
@@ -51,6 +52,10 @@ pub(crate) struct ReplicaState {
     /// A full sync is in progress: the ring restarted at a new offset while
     /// the keyspace still serves the previous data (stale).
     syncing: AtomicBool,
+    /// The data directory holds a `FULLSYNC` marker: the last full sync
+    /// (swapped in or not) has no durable snapshot yet, so a crash would
+    /// restart empty. Cleared by the save that removes the marker.
+    unsaved_full_sync: AtomicBool,
     gate: parking_lot::RwLock<Option<Arc<dyn WriteGate>>>,
     gate_set: AtomicBool,
     applied_lock: parking_lot::Mutex<()>,
@@ -63,6 +68,7 @@ impl ReplicaState {
             role: AtomicU8::new(0),
             applied: AtomicU64::new(0),
             syncing: AtomicBool::new(false),
+            unsaved_full_sync: AtomicBool::new(false),
             gate: parking_lot::RwLock::new(None),
             gate_set: AtomicBool::new(false),
             applied_lock: parking_lot::Mutex::new(()),
@@ -137,6 +143,15 @@ impl ReplicaState {
 
     pub(crate) fn set_syncing(&self, syncing: bool) {
         self.syncing.store(syncing, Ordering::Release);
+    }
+
+    /// The data directory's `FULLSYNC` marker is present (see the field).
+    pub(crate) fn has_unsaved_full_sync(&self) -> bool {
+        self.unsaved_full_sync.load(Ordering::Acquire)
+    }
+
+    pub(crate) fn set_unsaved_full_sync(&self, unsaved: bool) {
+        self.unsaved_full_sync.store(unsaved, Ordering::Release);
     }
 
     /// Installs (or removes) the write gate consulted before every public write.

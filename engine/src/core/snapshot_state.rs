@@ -87,6 +87,11 @@ impl SnapshotState {
         self.bgsave_thread.lock()
     }
 
+    /// Log offset of the newest durable snapshot (0: none).
+    pub(crate) fn newest_durable(&self) -> u64 {
+        self.newest_durable.load(Ordering::Acquire)
+    }
+
     /// Records a new newest durable snapshot; returns the previous offset.
     pub(crate) fn set_newest_durable(&self, offset: u64) -> u64 {
         self.newest_durable.swap(offset, Ordering::AcqRel)

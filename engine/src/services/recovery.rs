@@ -1,5 +1,26 @@
 //! Opening a data directory: the lock file, the ring log, and replaying the
 //! log into a fresh keyspace.
+//!
+//! # An interrupted full sync
+//!
+//! A `FULLSYNC` marker (`data_dir.rs`) says a follower's full sync restarted
+//! the ring at its primary's snapshot offset and no local snapshot covers it
+//! yet: the directory holds a partial copy of the primary's data, which
+//! opening wipes (the follower starts empty and full-syncs again). That is
+//! safe only while the ring still follows one of the histories the marker
+//! names: a copy of someone else's data. The rule:
+//!
+//! - the marker names histories and the ring's replid is one of them → wipe;
+//! - the marker names none (written by an older version) and the ring's
+//!   header shows no history switch at or after the restart with records
+//!   past it → wipe;
+//! - otherwise the node was promoted (or made a primary) after the marker
+//!   and may have acknowledged writes: opening refuses with
+//!   [`Error::Recovery`] naming the marker, and deletes nothing. (Promotion
+//!   saves a snapshot and clears the marker before taking writes, so only
+//!   a directory written by an older version gets here.) An operator moves
+//!   the directory aside; removing the marker opens what the ring and
+//!   snapshots hold, if they are complete.
 
 use std::fs::{File, OpenOptions};
 use std::path::Path;
@@ -7,7 +28,7 @@ use std::path::Path;
 use std::sync::Arc;
 use std::time::Instant;
 
-use super::data_dir::{remove, remove_full_sync_marker, FULL_SYNC_MARKER};
+use super::data_dir::{read_full_sync_marker, remove, remove_full_sync_marker, FULL_SYNC_MARKER};
 use super::snapshot::load_snapshot;
 use crate::core::Inner;
 use crate::error::{Error, Result};
@@ -44,10 +65,20 @@ pub(crate) fn open_dir(dir: &Path, config: &LogConfig) -> Result<(Arc<RingLog>, 
         }
     }
     let path = dir.join(RING_FILE);
-    if dir.join(FULL_SYNC_MARKER).exists() {
+    if let Some(histories) = read_full_sync_marker(dir)? {
         // A follower crashed in the middle of a full sync: its ring had
         // restarted at the primary's snapshot offset, which no local
-        // snapshot covers. Start empty; the follower full-syncs again.
+        // snapshot covers. Start empty (the follower full-syncs again),
+        // unless the ring shows this node took writes of its own since.
+        if path.exists() {
+            let ring = RingLog::open(&path, config.clone()).map_err(|e| Error::Recovery {
+                offset: 0,
+                reason: format!(
+                    "a {FULL_SYNC_MARKER} marker is present and the ring cannot be read ({e}): refusing to wipe it"
+                ),
+            })?;
+            check_wipe_allowed(&ring, &histories)?;
+        }
         tracing::warn!(dir = %dir.display(), "a full sync was interrupted: starting empty");
         for (_, snap) in crate::snapshot::list_snapshots(dir) {
             remove(&snap)?;
@@ -71,6 +102,34 @@ pub(crate) fn open_dir(dir: &Path, config: &LogConfig) -> Result<(Arc<RingLog>, 
         RingLog::create(&path, config.clone())?
     };
     Ok((Arc::new(ring), lock))
+}
+
+/// The rule of the module docs: a ring under a `FULLSYNC` marker may be
+/// wiped only while it follows a history the marker names (or, for a
+/// marker naming none, shows no history switch after its restart with
+/// records past it).
+fn check_wipe_allowed(ring: &RingLog, histories: &[String]) -> Result<()> {
+    let h = ring.header();
+    let ours = if histories.is_empty() {
+        h.prev_replid.is_empty() || h.switch_offset < h.oldest || ring.published() <= h.switch_offset
+    } else {
+        histories.contains(&h.replid)
+    };
+    if ours {
+        return Ok(());
+    }
+    Err(Error::Recovery {
+        offset: h.switch_offset,
+        reason: format!(
+            "a {FULL_SYNC_MARKER} marker says a full sync never completed, but the ring follows history {} \
+             (switched from {} at this offset, log up to {}): this node was promoted since and may have \
+             acknowledged writes, so it is not wiped; move the directory aside (or remove {FULL_SYNC_MARKER} \
+             to open what it holds)",
+            h.replid,
+            h.prev_replid,
+            ring.published()
+        ),
+    })
 }
 
 /// Restores a data directory's state into `inner` (empty): loads the

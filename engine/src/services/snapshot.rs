@@ -4,7 +4,7 @@
 use std::fs::File;
 use std::io::{BufWriter, Read, Write};
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use super::data_dir;
 use crate::blob::Blob;
@@ -189,16 +189,42 @@ pub(crate) fn save(inner: &Inner) -> Result<SnapshotInfo> {
             tracing::warn!(path = %old.display(), error = %e, "could not remove an old snapshot");
         }
     }
-    // The ring keeps history from the previous snapshot on, so that a
-    // damaged newest snapshot can fall back to the previous one.
     // A follower's first snapshot after a full sync completes it on disk.
-    data_dir::remove_full_sync_marker(dir)?;
+    let completed_full_sync = data_dir::remove_full_sync_marker(dir)?;
+    inner.replica.set_unsaved_full_sync(false);
     let previous = inner.snapshot.set_newest_durable(info.offset);
     if let Some(log) = inner.log() {
-        let oldest_kept = all.iter().rev().nth(1).map_or(previous, |(o, _)| *o).min(info.offset);
+        // The ring keeps history from the previous snapshot on, so that a
+        // damaged newest snapshot can fall back to the previous one. After
+        // a full sync there is no previous snapshot of this history: the
+        // ring before this one serves no recovery and is released.
+        let oldest_kept = if completed_full_sync {
+            info.offset
+        } else {
+            all.iter().rev().nth(1).map_or(previous, |(o, _)| *o).min(info.offset)
+        };
         log.set_oldest(oldest_kept)?;
     }
     Ok(info)
+}
+
+/// How long [`save_now`] waits for a save or snapshot already running.
+const SAVE_NOW_WAIT: Duration = Duration::from_secs(60);
+
+/// SAVE for callers that need a durable snapshot of the data as it is now
+/// (the end of a full sync, a promotion, a follower discarding a record
+/// that does not apply): a save or snapshot already running is waited for
+/// (up to a minute) instead of failing with `InProgress`.
+pub(crate) fn save_now(inner: &Inner) -> Result<SnapshotInfo> {
+    let deadline = Instant::now() + SAVE_NOW_WAIT;
+    loop {
+        match save(inner) {
+            Err(Error::Snapshot(SnapshotError::InProgress)) if Instant::now() < deadline => {
+                std::thread::sleep(Duration::from_millis(2));
+            }
+            r => return r,
+        }
+    }
 }
 
 /// BGSAVE: [`save`] on a background thread; false if a snapshot runs.

@@ -11,6 +11,13 @@
 //! - the data streams: which ones to expect, what each first frame must
 //!   be, decoding log frames into engine appends (applied at once when
 //!   live, only stored during a full sync), swapping the snapshot in;
+//! - a ring too small for the log written during a full sync's transfer:
+//!   the refused bytes are held and the log stream pauses
+//!   ([`FollowerSession::log_paused`]; QUIC flow control holds the rest at
+//!   the primary) until the snapshot is swapped in and saved, which
+//!   releases the ring; then the held bytes go in and the stream resumes.
+//!   A full sync therefore completes whatever the ring's size, instead of
+//!   failing and starting over forever;
 //! - acks: after every applied frame when the offsets moved, and every
 //!   `ack_interval_ms` regardless (the primary's write gate counts fresh
 //!   acks, so an idle follower acks too);
@@ -18,7 +25,10 @@
 //!   previous one is counted with its cause, and the next reconnect waits
 //!   the longest backoff;
 //! - lost bytes on a rejoin, the reconnect backoff with jitter, and
-//!   halting for good on a divergent stream;
+//!   halting for good on a divergent stream: bytes that contradict the
+//!   ring, or a record that does not decode or apply here (the engine's
+//!   `BadRecord` / `RecordRejected`: retrying would fail the same way), or
+//!   `max_full_sync_attempts` full syncs in a row that did not complete;
 //! - the stats ([`ReplicaInfo`]) that follow from all this.
 //!
 //! The driver reads the engine for each event ([`ReplicaState`],
@@ -82,8 +92,9 @@ pub enum FollowerAction {
         /// Apply them too.
         apply: bool,
     },
-    /// Swap the loaded staging keyspace in at the snapshot's offset; then
-    /// report [`FollowerSession::handle_swapped_in`].
+    /// Swap the loaded staging keyspace in at the snapshot's offset (and
+    /// save it, in a data directory); then report
+    /// [`FollowerSession::handle_swapped_in`].
     SwapIn {
         /// The snapshot's offset.
         offset: u64,
@@ -134,7 +145,9 @@ pub enum FollowerPhase {
     FullSync,
     /// Applying the log as it comes.
     Live,
-    /// Stopped for good (a divergent stream).
+    /// Stopped for good (a divergent stream, a record that does not apply,
+    /// too many failed full syncs): `ReplicaInfo::halted` and `last_error`
+    /// say why.
     Halted,
 }
 
@@ -217,6 +230,9 @@ struct Data {
     ready: bool,
     last_ack: Option<(u64, u64)>,
     next_ack: Option<Instant>,
+    /// Log bytes the ring refused during the full sync (it was full): held
+    /// until the swap, the log stream paused meanwhile.
+    held: Option<(u64, Vec<u8>)>,
 }
 
 impl Data {
@@ -242,6 +258,8 @@ pub struct FollowerSession {
     last_full_sync: Option<Instant>,
     /// Set after a sync loop: the next reconnect waits the longest backoff.
     slow_down: bool,
+    /// Full syncs begun in a row that ended before their swap.
+    failed_full_syncs: u32,
     backoff: Duration,
     seed: u64,
     link: Link,
@@ -258,6 +276,7 @@ impl FollowerSession {
             last_io: now,
             last_full_sync: None,
             slow_down: false,
+            failed_full_syncs: 0,
             backoff,
             seed: seed | 1,
             link: Link::Down,
@@ -339,6 +358,8 @@ impl FollowerSession {
                         ReplError::Peer(format!("continue at {from}, but this follower is at {offset}")).into(),
                     );
                 }
+                // Not stale: the last full sync, if any, was swapped in.
+                self.failed_full_syncs = 0;
                 let info = &mut self.info;
                 info.partial_syncs += 1;
                 info.master_link_status = LinkStatus::Up;
@@ -472,6 +493,40 @@ impl FollowerSession {
         }
     }
 
+    /// The ring refused an [`FollowerAction::Append`] because it is full
+    /// (`error`, the engine's `LogError::Full`). During a full sync nothing
+    /// can release the ring before the swap: the bytes are held, the log
+    /// stream pauses ([`FollowerSession::log_paused`]) and both resume
+    /// after [`FollowerSession::handle_swapped_in`]. Live, the engine has
+    /// already waited for a save: the link fails with `error`.
+    pub fn handle_ring_full(
+        &mut self,
+        _now: Instant,
+        start: u64,
+        bytes: Vec<u8>,
+        error: ReplError,
+    ) -> Result<Vec<FollowerAction>, LinkEnd> {
+        match &mut self.link {
+            Link::Data(d) if d.full.is_some() && d.held.is_none() => {
+                tracing::info!(
+                    start,
+                    "ring full during the full sync: the log waits for the snapshot to be swapped in"
+                );
+                self.info.full_sync_log_pauses += 1;
+                d.held = Some((start, bytes));
+                Ok(Vec::new())
+            }
+            _ => Err(error.into()),
+        }
+    }
+
+    /// True while the driver must not feed log frames (they wait in the
+    /// stream, under QUIC flow control): the ring refused bytes during a
+    /// full sync, see [`FollowerSession::handle_ring_full`].
+    pub fn log_paused(&self) -> bool {
+        matches!(&self.link, Link::Data(d) if d.held.is_some())
+    }
+
     /// An [`FollowerAction::Append`] was carried out: acks when live and
     /// the offsets moved.
     pub fn handle_appended(&mut self, _now: Instant, progress: Progress) -> Vec<FollowerAction> {
@@ -525,11 +580,22 @@ impl FollowerSession {
             return Vec::new();
         }
         self.last_full_sync = Some(now);
+        self.failed_full_syncs = 0;
         self.info.full_syncs += 1;
         self.info.master_sync_in_progress = false;
         tracing::info!(applied = progress.applied, "full sync complete: new data swapped in");
         d.next_ack = Some(now + interval);
-        d.ack(progress, true).into_iter().collect()
+        let mut actions: Vec<_> = d.ack(progress, true).into_iter().collect();
+        // The bytes the ring refused go in now (the swap's save released
+        // the ring), and the log stream resumes.
+        if let Some((start, bytes)) = d.held.take() {
+            actions.push(FollowerAction::Append {
+                start,
+                bytes,
+                apply: true,
+            });
+        }
+        actions
     }
 
     /// When [`FollowerSession::handle_timeout`] is next due (the periodic ack).
@@ -554,12 +620,31 @@ impl FollowerSession {
     }
 
     /// The link ended: how long to wait before the next connection, or
-    /// `None` to stop (stopped, or halted for good on a divergent stream).
+    /// `None` to stop (stopped, or halted for good: a divergent stream, a
+    /// record that does not apply here, `max_full_sync_attempts` failed full
+    /// syncs in a row).
     pub fn handle_link_end(&mut self, _now: Instant, end: LinkEnd) -> Option<Duration> {
         self.info.master_link_status = LinkStatus::Down;
         let min = Self::min_backoff(&self.config);
         let max = self.max_backoff();
+        let in_full_sync = matches!(&self.link, Link::Data(d) if d.full.is_some());
         self.link = Link::Down;
+        if in_full_sync && !matches!(end, LinkEnd::Stopped) {
+            self.failed_full_syncs += 1;
+            self.info.failed_full_syncs += 1;
+            let limit = self.config.max_full_sync_attempts;
+            if limit > 0 && self.failed_full_syncs >= limit {
+                let why = match &end {
+                    LinkEnd::Reconnect(reason) => reason.clone(),
+                    LinkEnd::Failed(e) => e.to_string(),
+                    LinkEnd::Stopped => String::new(),
+                };
+                return self.halt(format!(
+                    "{} full syncs in a row did not complete (max_full_sync_attempts); the last: {why}",
+                    self.failed_full_syncs
+                ));
+            }
+        }
         let wait = match end {
             LinkEnd::Stopped => return None,
             LinkEnd::Reconnect(reason) => {
@@ -567,12 +652,15 @@ impl FollowerSession {
                 self.backoff = min;
                 Duration::ZERO
             }
-            LinkEnd::Failed(ReplError::Divergent(e)) => {
-                tracing::error!(error = %e, "divergent stream: replication stopped");
-                self.info.last_error = Some(format!("divergent stream: {e}"));
-                self.info.halted = true;
-                self.link = Link::Halted;
-                return None;
+            LinkEnd::Failed(ReplError::Divergent(e)) => return self.halt(format!("divergent stream: {e}")),
+            LinkEnd::Failed(ReplError::Engine(
+                e @ (ringkv::Error::RecordRejected { .. } | ringkv::Error::BadRecord { .. }),
+            )) => {
+                // The engine cut its ring back to the applied offset; the
+                // primary would send the same record again.
+                return self.halt(format!(
+                    "divergent stream: the primary's {e}; this follower's state differs from the primary's"
+                ));
             }
             LinkEnd::Failed(e) => {
                 tracing::warn!(error = %e, backoff_ms = self.backoff.as_millis() as u64, "replication link down");
@@ -588,6 +676,15 @@ impl FollowerSession {
             Some(wait)
         }
     }
+
+    /// Stops for good, saying why.
+    fn halt(&mut self, reason: String) -> Option<Duration> {
+        tracing::error!(%reason, "replication stopped");
+        self.info.last_error = Some(reason);
+        self.info.halted = true;
+        self.link = Link::Halted;
+        None
+    }
 }
 
 impl Data {
@@ -601,6 +698,7 @@ impl Data {
             ready: false,
             last_ack: None,
             next_ack: None,
+            held: None,
         }
     }
 
@@ -1003,6 +1101,81 @@ mod tests {
         assert!(info.halted);
         assert_eq!(info.last_error.as_deref(), Some("divergent stream: bytes differ at 7"));
         assert_eq!(info.master_link_status, LinkStatus::Down);
+    }
+
+    #[test]
+    fn a_record_that_does_not_apply_halts_for_good() {
+        let now = Instant::now();
+        let mut s = FollowerSession::new(config(), now, 7);
+        live_at(&mut s, now, 0);
+        let rejected = ringkv::Error::RecordRejected {
+            offset: 4096,
+            source: Box::new(ringkv::Error::Apply("HSET on a key that holds a string")),
+        };
+        assert_eq!(
+            s.handle_link_end(now, LinkEnd::Failed(ReplError::Engine(rejected))),
+            None
+        );
+        assert_eq!(s.phase(), FollowerPhase::Halted);
+        let info = s.info(now);
+        assert!(info.halted);
+        assert_eq!(
+            info.last_error.as_deref(),
+            Some(
+                "divergent stream: the primary's log record at offset 4096 does not apply: cannot apply mutation: \
+                 HSET on a key that holds a string; this follower's state differs from the primary's"
+            )
+        );
+        // Other engine errors are retried.
+        let mut s = FollowerSession::new(config(), now, 7);
+        live_at(&mut s, now, 0);
+        let io = ringkv::Error::Replication("busy".into());
+        assert!(s.handle_link_end(now, LinkEnd::Failed(ReplError::Engine(io))).is_some());
+        assert!(!s.info(now).halted);
+    }
+
+    #[test]
+    fn a_full_ring_during_a_full_sync_holds_the_bytes_until_the_swap() {
+        let now = Instant::now();
+        let mut s = FollowerSession::new(config(), now, 7);
+        s.handle_connected(now, &state(0, "old", false));
+        s.handle_reply(now, Some(full_sync(500, "unknown", 0))).expect("full");
+        assert!(matches!(s.handle_stream(stream(StreamKind::Log)), Ok(DataStream::Log)));
+        assert!(matches!(
+            s.handle_stream(stream(StreamKind::Snapshot)),
+            Ok(DataStream::Snapshot(_))
+        ));
+        assert_eq!(s.handle_streams_ready(now, progress(0)).expect("ready"), vec![]);
+        let full = || ReplError::Engine(ringkv::Error::Log(ringkv::log::LogError::Full { needed: 2, free: 0 }));
+        assert!(!s.log_paused());
+        assert_eq!(
+            s.handle_ring_full(now, 500, b"xy".to_vec(), full()).expect("held"),
+            vec![]
+        );
+        assert!(s.log_paused());
+        assert_eq!(s.phase(), FollowerPhase::FullSync);
+        assert_eq!(
+            s.handle_snapshot_loaded(now),
+            vec![FollowerAction::SwapIn { offset: 500 }]
+        );
+        assert_eq!(
+            s.handle_swapped_in(now, progress(500)),
+            vec![
+                ack(500),
+                FollowerAction::Append {
+                    start: 500,
+                    bytes: b"xy".to_vec(),
+                    apply: true
+                }
+            ]
+        );
+        assert!(!s.log_paused());
+        assert_eq!(s.info(now).full_sync_log_pauses, 1);
+        // Live, a full ring fails the link (the engine already waited for a save).
+        assert!(matches!(
+            s.handle_ring_full(now, 502, b"zz".to_vec(), full()),
+            Err(LinkEnd::Failed(ReplError::Engine(_)))
+        ));
     }
 
     #[test]

@@ -12,7 +12,9 @@
 //! - [`FollowerSession`] is a follower's link to its primary across
 //!   reconnections: the `Hello` it sends, how it reads `Continue`,
 //!   `FullSync`, `Reject`, `Resync` and `Ping`, when it acks, sync-loop
-//!   detection, divergence (halted for good), and the reconnect backoff.
+//!   detection, a ring that fills during a full sync (the log waits for the
+//!   swap), halting for good (divergence, a record that does not apply,
+//!   too many failed full syncs), and the reconnect backoff.
 //!   [`SnapshotIntake`] checks and decodes the snapshot stream.
 //!
 //! Events are method calls named `handle_*` (a frame received, a timer

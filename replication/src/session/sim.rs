@@ -56,6 +56,10 @@ struct FakeFollower {
     /// During a full sync: the snapshot's offset, bytes stored since, the staging load.
     full: Option<(u64, Vec<u8>)>,
     staging: Vec<u8>,
+    /// The ring's capacity, if small: during a full sync it holds at most
+    /// this many bytes from the snapshot's offset (the engine refuses the
+    /// rest with `LogError::Full`); the swap's save releases it.
+    ring: Option<usize>,
 }
 
 impl FakeFollower {
@@ -210,6 +214,22 @@ impl Pair {
                         ))));
                         return;
                     }
+                    if let (Some((_, stored)), Some(cap)) = (&self.fe.full, self.fe.ring) {
+                        if stored.len() + bytes.len() > cap {
+                            let full = ReplError::Engine(ringkv::Error::Log(ringkv::log::LogError::Full {
+                                needed: bytes.len() as u64,
+                                free: (cap - stored.len()) as u64,
+                            }));
+                            match self.f.handle_ring_full(self.now, start, bytes, full) {
+                                Ok(actions) => queue.extend(actions),
+                                Err(end) => {
+                                    self.follower_end = Some(end);
+                                    return;
+                                }
+                            }
+                            continue;
+                        }
+                    }
                     match (&mut self.fe.full, apply) {
                         (Some((_, stored)), false) => stored.extend_from_slice(&bytes),
                         (None, true) => self.fe.data.extend_from_slice(&bytes),
@@ -301,7 +321,10 @@ impl Pair {
                 _ => {}
             }
         }
-        while let Some(frame) = self.log_frames.pop_front() {
+        while !self.f.log_paused() {
+            let Some(frame) = self.log_frames.pop_front() else {
+                break;
+            };
             let actions = self.f.handle_log_frame(self.now, Some(frame));
             self.follower(actions);
         }
@@ -463,4 +486,59 @@ fn a_follower_that_left_the_ring_gets_a_full_sync() {
     pair.run(60, 3);
     assert!(!pair.ended());
     assert_eq!(pair.fe.data, pair.pe.ring);
+}
+
+#[test]
+fn a_full_sync_whose_log_outgrows_the_ring_pauses_the_log_until_the_swap() {
+    let fe = FakeFollower {
+        replid: "mine".into(),
+        ring: Some(300),
+        ..FakeFollower::default()
+    };
+    let mut pair = Pair::new(primary_engine("P", 2000), fe);
+    pair.connect();
+    assert_eq!(pair.f.phase(), FollowerPhase::FullSync);
+    // The snapshot streams in 29 steps of 70 bytes while the primary writes
+    // 60 bytes a step: far more than the 300-byte ring.
+    pair.run(10, 60);
+    assert!(pair.f.log_paused(), "the ring filled: the log waits");
+    assert_eq!(pair.f.phase(), FollowerPhase::FullSync);
+    pair.run(60, 60);
+    pair.run(40, 0);
+    assert!(!pair.ended(), "{:?} {:?}", pair.primary_closed, pair.follower_end);
+    assert_eq!(pair.f.phase(), FollowerPhase::Live);
+    assert!(!pair.f.log_paused());
+    assert_eq!(pair.fe.data, pair.pe.ring, "the follower holds the primary's bytes");
+    let info = pair.f.info(pair.now);
+    assert_eq!(
+        (info.full_syncs, info.failed_full_syncs, info.full_sync_log_pauses),
+        (1, 0, 1)
+    );
+    assert!(pair.p.acked(pair.pe.published()));
+}
+
+#[test]
+fn full_syncs_that_keep_failing_halt_after_the_configured_attempts() {
+    let mut pair = Pair::new(primary_engine("P", 2000), FakeFollower::default());
+    for attempt in 1..=10u64 {
+        pair.reconnect();
+        pair.connect();
+        assert_eq!(pair.f.phase(), FollowerPhase::FullSync, "attempt {attempt}");
+        pair.run(3, 10);
+        let end = LinkEnd::Failed(ReplError::Timeout("snapshot stalled".into()));
+        let wait = pair.f.handle_link_end(pair.now, end);
+        assert_eq!(pair.f.info(pair.now).failed_full_syncs, attempt);
+        if attempt < 10 {
+            assert!(wait.is_some(), "attempt {attempt} retries");
+        } else {
+            assert_eq!(wait, None, "halts after max_full_sync_attempts");
+        }
+    }
+    assert_eq!(pair.f.phase(), FollowerPhase::Halted);
+    let info = pair.f.info(pair.now);
+    assert!(info.halted);
+    assert_eq!(
+        info.last_error.as_deref(),
+        Some("10 full syncs in a row did not complete (max_full_sync_attempts); the last: timed out: snapshot stalled")
+    );
 }
