@@ -654,6 +654,8 @@ fn a_restarted_follower_resumes_by_offset() {
         info.contains("ringkv_full_syncs:0"),
         "no full sync after the restart:\n{info}"
     );
+    assert!(info.contains("ringkv_halted:0"), "{info}");
+    assert!(info.contains("ringkv_last_error:"), "{info}");
 }
 
 #[test]

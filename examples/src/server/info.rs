@@ -221,6 +221,14 @@ fn replication(node: &Node, out: &mut String) -> std::fmt::Result {
                 writeln!(out, "ringkv_lag_bytes:{}\r", i.lag_bytes)?;
                 writeln!(out, "ringkv_full_syncs:{}\r", i.full_syncs)?;
                 writeln!(out, "ringkv_partial_syncs:{}\r", i.partial_syncs)?;
+                writeln!(out, "ringkv_failed_full_syncs:{}\r", i.failed_full_syncs)?;
+                writeln!(out, "ringkv_full_sync_log_pauses:{}\r", i.full_sync_log_pauses)?;
+                writeln!(out, "ringkv_durable_offset:{}\r", i.durable_offset)?;
+                // A follower that stopped on divergence says so, and why
+                // (one line: a newline would end the INFO field).
+                writeln!(out, "ringkv_halted:{}\r", u8::from(i.halted))?;
+                let why = i.last_error.as_deref().unwrap_or("").replace(['\r', '\n'], " ");
+                writeln!(out, "ringkv_last_error:{why}\r")?;
                 writeln!(out, "ringkv_lost_bytes:{}\r", i.lost_bytes)
             }
             None => writeln!(out, "master_link_status:down\r"),
