@@ -53,6 +53,8 @@
 
 mod file;
 mod memory;
+#[cfg(feature = "internals")]
+pub(crate) mod power;
 pub mod record;
 mod ring;
 mod tail;

@@ -442,7 +442,10 @@ impl RingLog {
             reserved: AtomicU64::new(end),
             published: AtomicU64::new(end),
             oldest: AtomicU64::new(header.oldest),
-            synced: AtomicU64::new(end),
+            // Only what the header says was msynced is durable: bytes up to
+            // `end` may sit unflushed in the page cache, left by a process
+            // that exited without syncing them. The next sync flushes from here.
+            synced: AtomicU64::new(header.synced.min(end)),
             header: Mutex::new(header),
             sync_state: Mutex::new(SyncState { syncing: false }),
             sync_done: Condvar::new(),
@@ -513,6 +516,12 @@ impl RingLog {
                 .map_err(|e| LogError::io(format!("fsync of {}", path.display()), e))?;
         }
         file::sync_parent_dir(path)?;
+        #[cfg(feature = "internals")]
+        if let (Some(t), Some(f)) = (super::power::tracker_for(path), &ring.file) {
+            ring.mem
+                .track(t, f)
+                .map_err(|e| LogError::io("attaching the power-cut tracker", e))?;
+        }
         Ok(ring)
     }
 
@@ -557,6 +566,11 @@ impl RingLog {
         config.capacity = header.capacity;
         config.max_record_fraction = header.max_record_fraction;
         let mem = RingMemory::map_file(&file, config.capacity).map_err(|e| LogError::io("mapping the ring file", e))?;
+        #[cfg(feature = "internals")]
+        if let Some(t) = super::power::tracker_for(path) {
+            mem.track(t, &file)
+                .map_err(|e| LogError::io("attaching the power-cut tracker", e))?;
+        }
         let max_payload = payload_limit(config.capacity, config.max_record_fraction)
             .ok_or_else(|| LogError::BadHeader("the record limit leaves no room for a record".into()))?;
         let (end, torn) = find_end(&mem, &header, max_payload)?;
