@@ -103,6 +103,51 @@ fn a_sync_after_reopening_makes_the_earlier_unflushed_records_durable() {
     );
 }
 
+/// F3: records past the durable hint are written back in any order, so a
+/// damaged record there followed by a valid one is a torn tail: the ring
+/// opens with everything before it, reports the cut, and the records it cut
+/// never come back, even once new records end exactly where one of them
+/// starts.
+#[test]
+fn damage_past_the_durable_hint_is_a_torn_tail_whose_records_never_come_back() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join("ring.log");
+    let ring = RingLog::create(&path, config()).expect("create");
+    ring.append(b"a-durable").expect("append a");
+    ring.sync().expect("sync");
+    let synced = ring.synced();
+    let b_payload = vec![b'b'; 100];
+    let b = ring.append(&b_payload).expect("append b");
+    let c = ring.append(b"c-stale").expect("append c");
+    ring.append(b"c2-stale").expect("append c2");
+    assert_eq!(ring.header().synced, synced);
+    assert_eq!(b, synced);
+    let b_len = record::record_len(b_payload.len());
+    assert_eq!(c, b + b_len);
+    drop(ring);
+
+    // B's payload is damaged (its page reached the disk half written); C
+    // and its successor reached the disk whole.
+    damage(&path, b + record::HEADER_LEN as u64 + 10);
+    let ring = RingLog::open(&path, config()).expect("a torn tail past the durable hint opens");
+    assert_eq!(ring.published(), b, "everything before the damage is kept, nothing after it");
+    assert!(ring.torn_bytes() >= b_len, "torn bytes reported: {}", ring.torn_bytes());
+    assert_eq!(records(&ring).len(), 1);
+
+    // New records D1 and D2 end exactly where C starts.
+    let d1 = vec![b'd'; 40];
+    let d2 = vec![b'e'; (b_len - record::record_len(d1.len())) as usize - record::HEADER_LEN];
+    ring.append(&d1).expect("append d1");
+    ring.append(&d2).expect("append d2");
+    assert_eq!(ring.published(), c, "the test needs D2 to end where C starts");
+    drop(ring);
+
+    let ring = RingLog::open(&path, config()).expect("reopen");
+    let got: Vec<Vec<u8>> = records(&ring).into_iter().map(|(_, p)| p).collect();
+    assert_eq!(got, vec![b"a-durable".to_vec(), d1, d2], "a record of the cut tail came back");
+    assert_eq!(ring.published(), c);
+}
+
 /// Below the durable hint, damage is corruption: a clear error naming the
 /// offset, never a silent cut.
 #[test]

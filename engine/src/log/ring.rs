@@ -574,8 +574,17 @@ impl RingLog {
         let max_payload = payload_limit(config.capacity, config.max_record_fraction)
             .ok_or_else(|| LogError::BadHeader("the record limit leaves no room for a record".into()))?;
         let (end, torn) = find_end(&mem, &header, max_payload)?;
-        if torn > 0 {
-            tracing::warn!(path = %path.display(), offset = end, bytes = torn, "ring log: cut a torn tail");
+        // No sum overflows (see `find_end`).
+        let (cleared, furthest) = wipe_cut_tail(&mem, end, header.oldest + mem.capacity(), max_payload)?;
+        let torn = torn.max(furthest - end);
+        if torn > 0 || cleared > 0 {
+            tracing::warn!(
+                path = %path.display(),
+                offset = end,
+                bytes = torn,
+                cleared_records = cleared,
+                "ring log: cut a torn tail"
+            );
         }
         let ring = Self::new(
             mem,
@@ -1230,10 +1239,12 @@ fn check_record(mem: &RingMemory, pos: u64, max_payload: usize) -> Option<u64> {
 /// Walks the records from `header.oldest`; returns the end of the valid
 /// prefix and the number of bytes of torn tail after it.
 ///
-/// After the first invalid record it looks for a valid one within one
-/// maximum record length: if the invalid record was damaged in place, its
-/// successor starts within that distance. (Scanning the whole ring instead
-/// would read every page of a multi-GiB file on each open.)
+/// An invalid record below `header.synced` (the durable hint) is
+/// corruption: those bytes were msynced. Past it, pages reach the disk in
+/// any order before a power loss, so the first invalid record there is a
+/// torn tail, whatever follows it: the stream ends there. Records of that
+/// lap may still sit further on; [`wipe_cut_tail`] makes sure none of them
+/// ever validates again.
 fn find_end(mem: &RingMemory, header: &RingHeader, max_payload: usize) -> Result<(u64, u64), LogError> {
     let cap = mem.capacity();
     // `RingHeader::check` made oldest aligned and at most MAX_OFFSET, and
@@ -1253,18 +1264,6 @@ fn find_end(mem: &RingMemory, header: &RingHeader, max_payload: usize) -> Result
             reason: format!("invalid record before the durable end {}", header.synced),
         });
     }
-    // Anything valid after the first invalid record means damage, not a torn write.
-    let probe_limit = limit.min(end + record::record_len(max_payload) + 8);
-    let mut probe = end + 8;
-    while probe < probe_limit {
-        if mem.load_commit(probe) == probe && check_record(mem, probe, max_payload).is_some() {
-            return Err(LogError::Corrupt {
-                offset: end,
-                reason: format!("invalid record followed by a valid one at {probe}"),
-            });
-        }
-        probe += 8;
-    }
     // How much of a torn record is there: its claimed length if the header
     // is readable, else nothing.
     let torn = if end < limit {
@@ -1280,4 +1279,44 @@ fn find_end(mem: &RingMemory, header: &RingHeader, max_payload: usize) -> Result
         0
     };
     Ok((end, torn))
+}
+
+/// Makes the cut tail `[end, limit)` unable to validate: every commit word
+/// there that names its own position (a record of this lap, written before
+/// the stream was cut at `end`) is cleared, and the cleared words are
+/// msynced before the ring takes appends. Without this, new records ending
+/// exactly where a cut one starts would make it part of the stream again at
+/// the next open. (Words of older laps name other offsets and never
+/// validate.) Reads the free part of the ring once; returns the number of
+/// words cleared and the end of the furthest valid record among them.
+fn wipe_cut_tail(mem: &RingMemory, end: u64, limit: u64, max_payload: usize) -> Result<(u64, u64), LogError> {
+    const CHUNK: u64 = 1 << 20;
+    let mut buf = vec![0u8; CHUNK as usize];
+    let mut cleared = 0;
+    let mut furthest = end;
+    let mut at = end;
+    while at < limit {
+        let n = (limit - at).min(CHUNK);
+        let chunk = &mut buf[..n as usize];
+        mem.read(at, chunk)?;
+        for (i, word) in chunk.chunks_exact(8).enumerate() {
+            let pos = at + 8 * i as u64;
+            let mut w = [0u8; 8];
+            w.copy_from_slice(word);
+            if u64::from_le_bytes(w) != pos {
+                continue;
+            }
+            if let Some(len) = check_record(mem, pos, max_payload) {
+                furthest = furthest.max((pos + len).min(limit));
+            }
+            mem.clear_commit(pos);
+            cleared += 1;
+        }
+        at += n;
+    }
+    if cleared > 0 {
+        mem.flush_data(end, limit)
+            .map_err(|e| LogError::io("msync of the wiped ring tail", e))?;
+    }
+    Ok((cleared, furthest))
 }
