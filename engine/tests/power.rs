@@ -57,7 +57,11 @@ fn records(ring: &RingLog) -> Vec<(u64, Vec<u8>)> {
 }
 
 fn damage(path: &Path, offset: u64) {
-    let file = std::fs::OpenOptions::new().read(true).write(true).open(path).expect("open for damage");
+    let file = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open(path)
+        .expect("open for damage");
     let mut b = [0u8; 1];
     file.read_exact_at(&mut b, 4096 + offset).expect("read byte");
     b[0] ^= 0x5a;
@@ -90,7 +94,11 @@ fn a_sync_after_reopening_makes_the_earlier_unflushed_records_durable() {
     let img = t.image("cut.log");
     t.tracker.cut_with(&img, |_| false).expect("power cut");
     let back = RingLog::open(&img, config()).expect("the cut image opens");
-    assert!(back.published() >= durable, "lost synced records: {} < {durable}", back.published());
+    assert!(
+        back.published() >= durable,
+        "lost synced records: {} < {durable}",
+        back.published()
+    );
     let got = records(&back);
     assert_eq!(got.len(), 2);
     assert_eq!(got[0].1, a);
@@ -130,7 +138,11 @@ fn damage_past_the_durable_hint_is_a_torn_tail_whose_records_never_come_back() {
     // and its successor reached the disk whole.
     damage(&path, b + record::HEADER_LEN as u64 + 10);
     let ring = RingLog::open(&path, config()).expect("a torn tail past the durable hint opens");
-    assert_eq!(ring.published(), b, "everything before the damage is kept, nothing after it");
+    assert_eq!(
+        ring.published(),
+        b,
+        "everything before the damage is kept, nothing after it"
+    );
     assert!(ring.torn_bytes() >= b_len, "torn bytes reported: {}", ring.torn_bytes());
     assert_eq!(records(&ring).len(), 1);
 
@@ -144,7 +156,11 @@ fn damage_past_the_durable_hint_is_a_torn_tail_whose_records_never_come_back() {
 
     let ring = RingLog::open(&path, config()).expect("reopen");
     let got: Vec<Vec<u8>> = records(&ring).into_iter().map(|(_, p)| p).collect();
-    assert_eq!(got, vec![b"a-durable".to_vec(), d1, d2], "a record of the cut tail came back");
+    assert_eq!(
+        got,
+        vec![b"a-durable".to_vec(), d1, d2],
+        "a record of the cut tail came back"
+    );
     assert_eq!(ring.published(), c);
 }
 
@@ -165,4 +181,186 @@ fn damage_below_the_durable_hint_is_corruption() {
         matches!(err, ringkv::log::LogError::Corrupt { offset, .. } if offset == a),
         "{err}"
     );
+}
+
+// ----- the power-cut proptest ------------------------------------------------
+
+mod workload {
+    use std::sync::atomic::{AtomicU64, Ordering};
+
+    use proptest::prelude::*;
+    use proptest::test_runner::{Config as RunnerConfig, TestCaseError, TestRunner};
+    use ringkv::{Config, Durability, Engine, LogConfig, SnapshotConfig};
+
+    use super::Tracked;
+
+    #[derive(Debug, Clone)]
+    enum Op {
+        Set(u8, usize),
+        HSet(u8, u8, usize),
+        Del(u8),
+        Incr(u8, i64),
+        /// `Engine::sync` (what the everysec timer does, or any caller).
+        Sync,
+        /// The process exits without a power loss, and the directory is opened again.
+        Reopen,
+        /// The power goes now (the workload goes on from the live state).
+        Cut(u64),
+    }
+
+    fn op() -> impl Strategy<Value = Op> {
+        prop_oneof![
+            8 => (0u8..24, 0usize..3000).prop_map(|(k, n)| Op::Set(k, n)),
+            6 => (0u8..6, 0u8..40, 0usize..600).prop_map(|(k, f, n)| Op::HSet(k, f, n)),
+            3 => (0u8..24).prop_map(Op::Del),
+            4 => (0u8..6, -50i64..50).prop_map(|(k, d)| Op::Incr(k, d)),
+            2 => Just(Op::Sync),
+            1 => Just(Op::Reopen),
+            1 => any::<u64>().prop_map(Op::Cut),
+        ]
+    }
+
+    fn durability() -> impl Strategy<Value = Durability> {
+        prop_oneof![
+            Just(Durability::Always),
+            Just(Durability::Everysec),
+            Just(Durability::None)
+        ]
+    }
+
+    fn config(durability: Durability) -> Config {
+        Config {
+            shards: 4,
+            active_expire: false,
+            log: LogConfig {
+                capacity: 4 << 20,
+                durability,
+                ..LogConfig::default()
+            },
+            snapshot: SnapshotConfig {
+                save: Vec::new(),
+                ..SnapshotConfig::default()
+            },
+            ..Config::default()
+        }
+    }
+
+    /// Runs one write on `e`; `Ok(false)` for ops that write nothing.
+    fn write(e: &Engine, op: &Op, i: usize) -> ringkv::Result<bool> {
+        match *op {
+            Op::Set(k, n) => e.set(format!("k{k}"), format!("{i}-{}", "v".repeat(n))).map(|_| true),
+            Op::HSet(k, f, n) => e
+                .hset(format!("h{k}"), [(format!("f{f}"), format!("{i}-{}", "w".repeat(n)))])
+                .map(|_| true),
+            Op::Del(k) => e.del([format!("k{k}")]).map(|_| true),
+            Op::Incr(k, d) => e.incr_by(format!("c{k}"), d).map(|_| true),
+            Op::Sync | Op::Reopen | Op::Cut(_) => Ok(false),
+        }
+    }
+
+    static CUTS: AtomicU64 = AtomicU64::new(0);
+
+    /// Cuts the power now and checks the image: it opens, and its state is
+    /// the state after some prefix of the writes with at least `durable`
+    /// of them (`digests[n]` is the model's digest after `n` writes).
+    fn check_cut(
+        t: &Tracked,
+        seed: u64,
+        durability: Durability,
+        digests: &[u64],
+        durable: usize,
+    ) -> Result<(), TestCaseError> {
+        let dir = tempfile::tempdir().expect("image dir");
+        let cut = t
+            .tracker
+            .cut(&dir.path().join(ringkv::internals::power::RING_FILE), seed)
+            .expect("power cut");
+        CUTS.fetch_add(1, Ordering::Relaxed);
+        let e = Engine::open(dir.path(), config(durability)).map_err(|e| {
+            TestCaseError::fail(format!("the power-cut image ({cut:?}, seed {seed}) does not open: {e}"))
+        })?;
+        let want = e.digest();
+        e.close();
+        let found = (durable..digests.len()).find(|&n| digests[n] == want);
+        prop_assert!(
+            found.is_some(),
+            "after a power cut ({cut:?}, seed {seed}) the state is no prefix of the {} writes with the {durable} durable ones",
+            digests.len() - 1
+        );
+        Ok(())
+    }
+
+    fn run(ops: &[Op], durability: Durability) -> Result<(), TestCaseError> {
+        let t = Tracked::new();
+        let dir = t.path.parent().expect("dir").to_path_buf();
+        let model = Engine::new(Config {
+            shards: 4,
+            active_expire: false,
+            ..Config::default()
+        })
+        .expect("model");
+        let mut digests = vec![model.digest()];
+        // Writes that must survive a power cut: every one acknowledged
+        // under `always`, every one before the last completed sync.
+        let mut durable = 0;
+        let mut e = Engine::open(&dir, config(durability)).expect("open");
+        for (i, op) in ops.iter().enumerate() {
+            match op {
+                Op::Sync => {
+                    e.sync().expect("sync");
+                    durable = digests.len() - 1;
+                }
+                Op::Reopen => {
+                    e.close();
+                    e = Engine::open(&dir, config(durability))
+                        .map_err(|err| TestCaseError::fail(format!("reopening after a clean exit: {err}")))?;
+                }
+                Op::Cut(seed) => check_cut(&t, *seed, durability, &digests, durable)?,
+                _ => {
+                    if write(&e, op, i).expect("write") {
+                        write(&model, op, i).expect("model write");
+                        digests.push(model.digest());
+                        if durability == Durability::Always {
+                            durable = digests.len() - 1;
+                        }
+                    }
+                }
+            }
+        }
+        // And at the end, a few cuts of the final state.
+        for seed in 0..5 {
+            check_cut(&t, seed * 7 + ops.len() as u64, durability, &digests, durable)?;
+        }
+        e.close();
+        Ok(())
+    }
+
+    /// Random workloads, durability modes and power cuts: every image opens,
+    /// keeps every durable write, and holds a prefix of the writes. Cases:
+    /// `PROPTEST_CASES` (default 24).
+    #[test]
+    fn power_cuts_keep_a_prefix_with_every_durable_write() {
+        let cases = std::env::var("PROPTEST_CASES")
+            .ok()
+            .and_then(|s| s.parse().ok())
+            .unwrap_or(24);
+        let started = std::time::Instant::now();
+        let mut runner = TestRunner::new(RunnerConfig {
+            cases,
+            failure_persistence: None,
+            ..RunnerConfig::default()
+        });
+        let result = runner.run(
+            &(proptest::collection::vec(op(), 100..400), durability()),
+            |(ops, durability)| run(&ops, durability),
+        );
+        println!(
+            "power cuts simulated: {} in {cases} cases, {:.1?}",
+            CUTS.load(Ordering::Relaxed),
+            started.elapsed()
+        );
+        if let Err(e) = result {
+            panic!("{e}");
+        }
+    }
 }
