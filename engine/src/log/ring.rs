@@ -10,10 +10,35 @@
 //! 4. wait until every earlier record is published, then publish this one:
 //!    store its commit word (release) and advance `published`.
 //!
-//! Publishing in offset order keeps two facts simple: everything below
-//! `published` is complete (readers read up to it, group commit syncs up to
-//! it), and after a crash the valid records form a prefix of the stream, so
-//! an invalid record followed by a valid one can only be corruption.
+//! Publishing in offset order keeps everything below `published` complete:
+//! readers read up to it, group commit syncs up to it.
+//!
+//! # Recovery model
+//!
+//! The header's `synced` offset is the durable hint: every byte below it
+//! was msynced before the header saying so was written. Above it, bytes are
+//! page cache the kernel writes back when and in whatever order it likes.
+//! After a process crash the page cache survives and the valid records form
+//! a prefix of the stream (publication is in order); after a power loss any
+//! subset of the pages written since the last msync may have reached the
+//! disk, so past the hint a damaged record may be followed by valid ones.
+//! Opening therefore:
+//! - walks the records from `oldest`; an invalid record below the hint is
+//!   [`LogError::Corrupt`] naming its offset;
+//! - past the hint, ends the stream at the first invalid record (a torn
+//!   tail, reported in [`RingLog::torn_bytes`] and in the stats), whatever
+//!   follows it;
+//! - clears every commit word of the cut tail that names its own position
+//!   (a record of this lap) and msyncs them, so no cut record validates
+//!   again once new records reach its offset (records of older laps name
+//!   other offsets and never validate);
+//! - starts the in-memory synced offset at the hint, not at the end found:
+//!   bytes between them may be page cache an earlier process never flushed,
+//!   and [`RingLog::synced`] (what followers ack as durable) claims only
+//!   what this or an earlier process msynced. The next sync flushes from the
+//!   hint.
+//!
+//! Tests simulate power cuts with `log/power.rs` (feature `internals`).
 
 use std::fs::{File, OpenOptions};
 use std::path::{Path, PathBuf};
@@ -372,7 +397,8 @@ pub struct RingLog {
     /// Oldest offset kept (`KeepHistory`), or the oldest offset of the
     /// stream (`Overwrite`; the real bound then is `reserved - capacity`).
     oldest: AtomicU64,
-    /// Offset up to which records are known msynced.
+    /// Offset up to which records are known msynced (by this ring, or by
+    /// an earlier one as the header says).
     synced: AtomicU64,
     header: Mutex<RingHeader>,
     sync_state: Mutex<SyncState>,
@@ -526,10 +552,12 @@ impl RingLog {
     }
 
     /// Opens an existing ring file: reads the header, then finds the end of
-    /// the stream by validating records from the oldest kept offset. A torn
-    /// tail (an invalid record with nothing valid after it) is cut and
-    /// reported in [`RingLog::torn_bytes`]; an invalid record followed by a
-    /// valid one is [`LogError::Corrupt`]. The capacity and the record limit
+    /// the stream by validating records from the oldest kept offset (see the
+    /// recovery model in the module docs). Past the header's synced offset,
+    /// the first invalid record ends the stream: the tail is cut (its
+    /// records' commit words cleared and msynced) and reported in
+    /// [`RingLog::torn_bytes`]; an invalid record below it is
+    /// [`LogError::Corrupt`]. The capacity and the record limit
     /// come from the file: `config.capacity` is ignored, and a
     /// `config.max_record_fraction` other than the file's is logged and
     /// ignored (records written under the file's limit stay valid). Blocks
@@ -632,7 +660,8 @@ impl RingLog {
         self.torn_bytes
     }
 
-    /// Offset up to which records are known durable.
+    /// Offset up to which records are known durable: msynced by this ring
+    /// or, for a reopened file, below the synced offset its header recorded.
     pub fn synced(&self) -> u64 {
         self.synced.load(Ordering::Acquire)
     }
