@@ -8,6 +8,14 @@ use crate::error::LogError;
 use crate::log::{RingHeader, RingLog};
 use crate::services::recovery::RING_FILE;
 
+/// Power-cut simulation: what a tracked ring file would look like on disk
+/// after a power loss (see the module docs of `log/power.rs`).
+pub mod power {
+    pub use crate::log::power::{track, untrack, PowerCut, PowerTracker, PAGE};
+    /// Name of the ring file in a data directory.
+    pub const RING_FILE: &str = crate::services::recovery::RING_FILE;
+}
+
 /// The ring log's mutators, for a ring that no engine owns (an engine's
 /// ring is appended, trimmed and reset only by the engine).
 pub trait RingLogWriter {

@@ -37,6 +37,7 @@ const LAYERS: &[(&str, u8)] = &[
     ("log", 1),
     ("log::file", 1),
     ("log::memory", 1),
+    ("log::power", 1),
     ("log::record", 1),
     ("log::ring", 1),
     ("log::tail", 1),

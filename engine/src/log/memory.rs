@@ -42,6 +42,9 @@ pub(crate) struct RingMemory {
     /// Start of the mapping; the data region starts `HEADER_PAGE` later.
     base: *mut u8,
     capacity: u64,
+    /// Tests' power-cut simulation: told of every write and flush.
+    #[cfg(feature = "internals")]
+    tracker: std::sync::OnceLock<std::sync::Arc<super::power::PowerTracker>>,
 }
 
 // SAFETY: the mapping is owned by this struct and lives as long as it; all
@@ -89,7 +92,13 @@ impl RingMemory {
         // references into the mapping.
         let mut map = unsafe { MmapOptions::new().len(size).map_mut(file)? };
         let base = map.as_mut_ptr();
-        Ok(RingMemory { map, base, capacity })
+        Ok(RingMemory {
+            map,
+            base,
+            capacity,
+            #[cfg(feature = "internals")]
+            tracker: std::sync::OnceLock::new(),
+        })
     }
 
     /// Anonymous zeroed memory (a ring without persistence).
@@ -99,7 +108,44 @@ impl RingMemory {
             .map_err(|_| io::Error::other("ring larger than the address space"))?;
         let mut map = MmapOptions::new().len(size).map_anon()?;
         let base = map.as_mut_ptr();
-        Ok(RingMemory { map, base, capacity })
+        Ok(RingMemory {
+            map,
+            base,
+            capacity,
+            #[cfg(feature = "internals")]
+            tracker: std::sync::OnceLock::new(),
+        })
+    }
+
+    /// Reports this mapping's writes and flushes of `file` to `tracker`
+    /// from now on (tests' power-cut simulation).
+    #[cfg(feature = "internals")]
+    pub(crate) fn track(&self, tracker: std::sync::Arc<super::power::PowerTracker>, file: &File) -> io::Result<()> {
+        tracker.attach(file)?;
+        let _ = self.tracker.set(tracker);
+        Ok(())
+    }
+
+    /// Tells the tracker, if any, that file bytes `[start, start + len)` were written.
+    #[inline]
+    fn wrote(&self, start: usize, len: usize) {
+        #[cfg(feature = "internals")]
+        if let Some(t) = self.tracker.get() {
+            t.wrote(start, start + len);
+        }
+        #[cfg(not(feature = "internals"))]
+        let _ = (start, len);
+    }
+
+    /// Tells the tracker, if any, that file bytes `[start, start + len)` are about to be msynced.
+    #[inline]
+    fn flushing(&self, start: usize, len: usize) {
+        #[cfg(feature = "internals")]
+        if let Some(t) = self.tracker.get() {
+            t.flushing(start, start + len);
+        }
+        #[cfg(not(feature = "internals"))]
+        let _ = (start, len);
     }
 
     pub(crate) fn capacity(&self) -> u64 {
@@ -146,6 +192,8 @@ impl RingMemory {
             std::ptr::copy_nonoverlapping(src.as_ptr(), self.base.add(self.data_index(offset)), first);
             std::ptr::copy_nonoverlapping(src.as_ptr().add(first), self.base.add(HEADER_PAGE), rest);
         }
+        self.wrote(self.data_index(offset), first);
+        self.wrote(HEADER_PAGE, rest);
         Ok(())
     }
 
@@ -179,6 +227,14 @@ impl RingMemory {
     /// Publishes the record at `offset`: its commit word becomes the offset.
     pub(crate) fn store_commit(&self, offset: u64) {
         self.commit_word(offset).store(offset.to_le(), Ordering::Release);
+        self.wrote(self.data_index(offset), 8);
+    }
+
+    /// Clears the commit word at `offset`: no record validates there until
+    /// one is published (recovery's wipe of a cut tail).
+    pub(crate) fn clear_commit(&self, offset: u64) {
+        self.commit_word(offset).store(0, Ordering::Release);
+        self.wrote(self.data_index(offset), 8);
     }
 
     /// The commit word at `offset` (a record there is published iff it equals `offset`).
@@ -192,6 +248,7 @@ impl RingMemory {
         // SAFETY: within the header page (checked above); serialized by the
         // ring's header lock.
         unsafe { std::ptr::copy_nonoverlapping(src.as_ptr(), self.base.add(at), src.len()) }
+        self.wrote(at, src.len());
     }
 
     /// Flushes (msync) the data bytes `[from, to)` of the logical stream,
@@ -201,13 +258,16 @@ impl RingMemory {
             return Ok(());
         }
         if to - from >= self.capacity {
+            self.flushing(HEADER_PAGE, self.capacity as usize);
             return self.map.flush_range(HEADER_PAGE, self.capacity as usize);
         }
         let start = self.data_index(from);
         let len = (to - from) as usize;
         let first = len.min(HEADER_PAGE + self.capacity as usize - start);
+        self.flushing(start, first);
         self.map.flush_range(start, first)?;
         if len > first {
+            self.flushing(HEADER_PAGE, len - first);
             self.map.flush_range(HEADER_PAGE, len - first)?;
         }
         Ok(())
@@ -215,6 +275,7 @@ impl RingMemory {
 
     /// Flushes the header page.
     pub(crate) fn flush_header(&self) -> io::Result<()> {
+        self.flushing(0, HEADER_PAGE);
         self.map.flush_range(0, HEADER_PAGE)
     }
 }

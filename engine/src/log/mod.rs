@@ -46,13 +46,19 @@
 //!   records in order, never a half-written one.
 //! - Readers copy, then validate (checksum with offset, and that no writer
 //!   lapped them); a reader behind the ring gets [`LogError::Lagged`].
-//! - Opening cuts a torn tail (reported), and refuses a damaged middle with
-//!   [`LogError::Corrupt`] naming the offset.
+//! - Opening refuses damage below the header's synced offset with
+//!   [`LogError::Corrupt`] naming the offset; past it, the first invalid
+//!   record ends the stream (a torn tail after a power loss, reported), and
+//!   the cut records can never validate again.
+//! - A reopened ring counts as durable only what the header says was
+//!   msynced; its next sync flushes the rest.
 //! - A ring that keeps history (the write-ahead log) refuses appends that
 //!   would overwrite it ([`LogError::Full`]) rather than lose data.
 
 mod file;
 mod memory;
+#[cfg(feature = "internals")]
+pub(crate) mod power;
 pub mod record;
 mod ring;
 mod tail;

@@ -10,10 +10,35 @@
 //! 4. wait until every earlier record is published, then publish this one:
 //!    store its commit word (release) and advance `published`.
 //!
-//! Publishing in offset order keeps two facts simple: everything below
-//! `published` is complete (readers read up to it, group commit syncs up to
-//! it), and after a crash the valid records form a prefix of the stream, so
-//! an invalid record followed by a valid one can only be corruption.
+//! Publishing in offset order keeps everything below `published` complete:
+//! readers read up to it, group commit syncs up to it.
+//!
+//! # Recovery model
+//!
+//! The header's `synced` offset is the durable hint: every byte below it
+//! was msynced before the header saying so was written. Above it, bytes are
+//! page cache the kernel writes back when and in whatever order it likes.
+//! After a process crash the page cache survives and the valid records form
+//! a prefix of the stream (publication is in order); after a power loss any
+//! subset of the pages written since the last msync may have reached the
+//! disk, so past the hint a damaged record may be followed by valid ones.
+//! Opening therefore:
+//! - walks the records from `oldest`; an invalid record below the hint is
+//!   [`LogError::Corrupt`] naming its offset;
+//! - past the hint, ends the stream at the first invalid record (a torn
+//!   tail, reported in [`RingLog::torn_bytes`] and in the stats), whatever
+//!   follows it;
+//! - clears every commit word of the cut tail that names its own position
+//!   (a record of this lap) and msyncs them, so no cut record validates
+//!   again once new records reach its offset (records of older laps name
+//!   other offsets and never validate);
+//! - starts the in-memory synced offset at the hint, not at the end found:
+//!   bytes between them may be page cache an earlier process never flushed,
+//!   and [`RingLog::synced`] (what followers ack as durable) claims only
+//!   what this or an earlier process msynced. The next sync flushes from the
+//!   hint.
+//!
+//! Tests simulate power cuts with `log/power.rs` (feature `internals`).
 
 use std::fs::{File, OpenOptions};
 use std::path::{Path, PathBuf};
@@ -372,7 +397,8 @@ pub struct RingLog {
     /// Oldest offset kept (`KeepHistory`), or the oldest offset of the
     /// stream (`Overwrite`; the real bound then is `reserved - capacity`).
     oldest: AtomicU64,
-    /// Offset up to which records are known msynced.
+    /// Offset up to which records are known msynced (by this ring, or by
+    /// an earlier one as the header says).
     synced: AtomicU64,
     header: Mutex<RingHeader>,
     sync_state: Mutex<SyncState>,
@@ -442,7 +468,10 @@ impl RingLog {
             reserved: AtomicU64::new(end),
             published: AtomicU64::new(end),
             oldest: AtomicU64::new(header.oldest),
-            synced: AtomicU64::new(end),
+            // Only what the header says was msynced is durable: bytes up to
+            // `end` may sit unflushed in the page cache, left by a process
+            // that exited without syncing them. The next sync flushes from here.
+            synced: AtomicU64::new(header.synced.min(end)),
             header: Mutex::new(header),
             sync_state: Mutex::new(SyncState { syncing: false }),
             sync_done: Condvar::new(),
@@ -513,14 +542,22 @@ impl RingLog {
                 .map_err(|e| LogError::io(format!("fsync of {}", path.display()), e))?;
         }
         file::sync_parent_dir(path)?;
+        #[cfg(feature = "internals")]
+        if let (Some(t), Some(f)) = (super::power::tracker_for(path), &ring.file) {
+            ring.mem
+                .track(t, f)
+                .map_err(|e| LogError::io("attaching the power-cut tracker", e))?;
+        }
         Ok(ring)
     }
 
     /// Opens an existing ring file: reads the header, then finds the end of
-    /// the stream by validating records from the oldest kept offset. A torn
-    /// tail (an invalid record with nothing valid after it) is cut and
-    /// reported in [`RingLog::torn_bytes`]; an invalid record followed by a
-    /// valid one is [`LogError::Corrupt`]. The capacity and the record limit
+    /// the stream by validating records from the oldest kept offset (see the
+    /// recovery model in the module docs). Past the header's synced offset,
+    /// the first invalid record ends the stream: the tail is cut (its
+    /// records' commit words cleared and msynced) and reported in
+    /// [`RingLog::torn_bytes`]; an invalid record below it is
+    /// [`LogError::Corrupt`]. The capacity and the record limit
     /// come from the file: `config.capacity` is ignored, and a
     /// `config.max_record_fraction` other than the file's is logged and
     /// ignored (records written under the file's limit stay valid). Blocks
@@ -557,11 +594,25 @@ impl RingLog {
         config.capacity = header.capacity;
         config.max_record_fraction = header.max_record_fraction;
         let mem = RingMemory::map_file(&file, config.capacity).map_err(|e| LogError::io("mapping the ring file", e))?;
+        #[cfg(feature = "internals")]
+        if let Some(t) = super::power::tracker_for(path) {
+            mem.track(t, &file)
+                .map_err(|e| LogError::io("attaching the power-cut tracker", e))?;
+        }
         let max_payload = payload_limit(config.capacity, config.max_record_fraction)
             .ok_or_else(|| LogError::BadHeader("the record limit leaves no room for a record".into()))?;
         let (end, torn) = find_end(&mem, &header, max_payload)?;
-        if torn > 0 {
-            tracing::warn!(path = %path.display(), offset = end, bytes = torn, "ring log: cut a torn tail");
+        // No sum overflows (see `find_end`).
+        let (cleared, furthest) = wipe_cut_tail(&mem, end, header.oldest + mem.capacity(), max_payload)?;
+        let torn = torn.max(furthest - end);
+        if torn > 0 || cleared > 0 {
+            tracing::warn!(
+                path = %path.display(),
+                offset = end,
+                bytes = torn,
+                cleared_records = cleared,
+                "ring log: cut a torn tail"
+            );
         }
         let ring = Self::new(
             mem,
@@ -609,7 +660,8 @@ impl RingLog {
         self.torn_bytes
     }
 
-    /// Offset up to which records are known durable.
+    /// Offset up to which records are known durable: msynced by this ring
+    /// or, for a reopened file, below the synced offset its header recorded.
     pub fn synced(&self) -> u64 {
         self.synced.load(Ordering::Acquire)
     }
@@ -1216,10 +1268,12 @@ fn check_record(mem: &RingMemory, pos: u64, max_payload: usize) -> Option<u64> {
 /// Walks the records from `header.oldest`; returns the end of the valid
 /// prefix and the number of bytes of torn tail after it.
 ///
-/// After the first invalid record it looks for a valid one within one
-/// maximum record length: if the invalid record was damaged in place, its
-/// successor starts within that distance. (Scanning the whole ring instead
-/// would read every page of a multi-GiB file on each open.)
+/// An invalid record below `header.synced` (the durable hint) is
+/// corruption: those bytes were msynced. Past it, pages reach the disk in
+/// any order before a power loss, so the first invalid record there is a
+/// torn tail, whatever follows it: the stream ends there. Records of that
+/// lap may still sit further on; [`wipe_cut_tail`] makes sure none of them
+/// ever validates again.
 fn find_end(mem: &RingMemory, header: &RingHeader, max_payload: usize) -> Result<(u64, u64), LogError> {
     let cap = mem.capacity();
     // `RingHeader::check` made oldest aligned and at most MAX_OFFSET, and
@@ -1239,18 +1293,6 @@ fn find_end(mem: &RingMemory, header: &RingHeader, max_payload: usize) -> Result
             reason: format!("invalid record before the durable end {}", header.synced),
         });
     }
-    // Anything valid after the first invalid record means damage, not a torn write.
-    let probe_limit = limit.min(end + record::record_len(max_payload) + 8);
-    let mut probe = end + 8;
-    while probe < probe_limit {
-        if mem.load_commit(probe) == probe && check_record(mem, probe, max_payload).is_some() {
-            return Err(LogError::Corrupt {
-                offset: end,
-                reason: format!("invalid record followed by a valid one at {probe}"),
-            });
-        }
-        probe += 8;
-    }
     // How much of a torn record is there: its claimed length if the header
     // is readable, else nothing.
     let torn = if end < limit {
@@ -1266,4 +1308,44 @@ fn find_end(mem: &RingMemory, header: &RingHeader, max_payload: usize) -> Result
         0
     };
     Ok((end, torn))
+}
+
+/// Makes the cut tail `[end, limit)` unable to validate: every commit word
+/// there that names its own position (a record of this lap, written before
+/// the stream was cut at `end`) is cleared, and the cleared words are
+/// msynced before the ring takes appends. Without this, new records ending
+/// exactly where a cut one starts would make it part of the stream again at
+/// the next open. (Words of older laps name other offsets and never
+/// validate.) Reads the free part of the ring once; returns the number of
+/// words cleared and the end of the furthest valid record among them.
+fn wipe_cut_tail(mem: &RingMemory, end: u64, limit: u64, max_payload: usize) -> Result<(u64, u64), LogError> {
+    const CHUNK: u64 = 1 << 20;
+    let mut buf = vec![0u8; CHUNK as usize];
+    let mut cleared = 0;
+    let mut furthest = end;
+    let mut at = end;
+    while at < limit {
+        let n = (limit - at).min(CHUNK);
+        let chunk = &mut buf[..n as usize];
+        mem.read(at, chunk)?;
+        for (i, word) in chunk.chunks_exact(8).enumerate() {
+            let pos = at + 8 * i as u64;
+            let mut w = [0u8; 8];
+            w.copy_from_slice(word);
+            if u64::from_le_bytes(w) != pos {
+                continue;
+            }
+            if let Some(len) = check_record(mem, pos, max_payload) {
+                furthest = furthest.max((pos + len).min(limit));
+            }
+            mem.clear_commit(pos);
+            cleared += 1;
+        }
+        at += n;
+    }
+    if cleared > 0 {
+        mem.flush_data(end, limit)
+            .map_err(|e| LogError::io("msync of the wiped ring tail", e))?;
+    }
+    Ok((cleared, furthest))
 }
