@@ -1086,7 +1086,6 @@ mod tests {
             Decision::Reject("protocol version 1 is not supported (this primary speaks 2)".into())
         );
         // This version's Hello must carry the limits.
-        let mut body = body;
         body[1..3].copy_from_slice(&PROTOCOL_VERSION.to_le_bytes());
         assert!(matches!(
             decode_body(&body),
