@@ -15,11 +15,15 @@ pub struct PrimaryConfig {
     /// Codecs offered to followers (the follower's first preference that is
     /// listed here wins).
     pub codecs: Vec<Codec>,
-    /// Log bytes per data frame (at least one record is sent).
+    /// Log bytes read per data frame (at least one record is sent; less
+    /// when a follower's limits are smaller, see
+    /// [`Limits`](crate::protocol::Limits)).
     pub batch_bytes: usize,
-    /// Largest data frame sent (a follower refuses a handshake whose
-    /// records could need more than it accepts). Frames read from
-    /// followers are control frames, limited to
+    /// Largest data frame sent (with each follower, the smaller of this
+    /// and the follower's own `max_frame_bytes`; at least
+    /// [`MIN_DATA_FRAME`](crate::protocol::MIN_DATA_FRAME)). A record that
+    /// needs a larger frame stops that follower at the record, with the
+    /// reason. Frames read from followers are control frames, limited to
     /// [`MAX_CONTROL_FRAME`](crate::protocol::MAX_CONTROL_FRAME).
     pub max_frame_bytes: usize,
     /// Most follower connections served at once, counting those that have
@@ -125,7 +129,11 @@ pub struct FollowerConfig {
     pub codecs: Vec<Codec>,
     /// Largest data frame accepted (log and snapshot streams; control
     /// frames are limited to
-    /// [`MAX_CONTROL_FRAME`](crate::protocol::MAX_CONTROL_FRAME)).
+    /// [`MAX_CONTROL_FRAME`](crate::protocol::MAX_CONTROL_FRAME)). Sent in
+    /// `Hello` with the ring's record limit and capacity: the primary cuts
+    /// its frames to fit, and a record that cannot fit (or that the ring
+    /// refuses) halts the follower with the reason. At least
+    /// [`MIN_DATA_FRAME`](crate::protocol::MIN_DATA_FRAME).
     pub max_frame_bytes: usize,
     /// QUIC stream window.
     pub window_bytes: u64,

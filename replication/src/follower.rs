@@ -17,7 +17,7 @@ use tokio::sync::{oneshot, watch};
 
 use crate::config::FollowerConfig;
 use crate::io::{code, frame_reader, read_frame, write_frame};
-use crate::protocol::{History, MAX_CONTROL_FRAME};
+use crate::protocol::{History, MAX_CONTROL_FRAME, MIN_DATA_FRAME};
 use crate::session::{
     DataStream, FollowerAction, FollowerSession, LinkEnd, Progress, ReplicaState, SnapshotIntake, SnapshotStep,
 };
@@ -57,6 +57,12 @@ impl Follower {
     pub async fn start(engine: Engine, config: FollowerConfig, tls: TlsMaterial) -> Result<Follower, ReplError> {
         if engine.log().is_none() {
             return Err(ReplError::Config("a follower's engine needs a ring log".into()));
+        }
+        if config.max_frame_bytes < MIN_DATA_FRAME {
+            return Err(ReplError::Config(format!(
+                "max_frame_bytes must be at least {MIN_DATA_FRAME}, not {}",
+                config.max_frame_bytes
+            )));
         }
         if tokio::runtime::Handle::current().runtime_flavor() == tokio::runtime::RuntimeFlavor::CurrentThread {
             return Err(ReplError::Config(
@@ -175,10 +181,13 @@ fn progress(engine: &Engine) -> Progress {
 
 /// The engine's state when a link starts.
 fn replica_state(engine: &Engine) -> ReplicaState {
+    let log = engine.log();
     ReplicaState {
         applied: engine.applied_offset(),
-        replid: engine.log().map_or_else(String::new, |l| l.replid()),
+        replid: log.as_ref().map_or_else(String::new, |l| l.replid()),
         stale: engine.is_stale(),
+        max_record: log.as_ref().map_or(0, |l| l.max_payload()),
+        capacity: log.as_ref().map_or(0, |l| l.capacity()),
     }
 }
 

@@ -54,6 +54,9 @@ pub(crate) mod code {
     pub const REJECTED: u32 = 3;
     /// The primary serves `max_followers` connections already.
     pub const TOO_MANY_FOLLOWERS: u32 = 4;
+    /// The follower cannot take the primary's stream (its limits; the
+    /// reason names them): it halts instead of reconnecting.
+    pub const INCOMPATIBLE: u32 = 5;
 }
 
 /// Reads frames on a task of its own and hands them over a small channel:

@@ -80,6 +80,10 @@ pub enum ReplError {
     /// The bytes received contradict this follower's ring.
     #[error("divergent stream: {0}")]
     Divergent(String),
+    /// The primary's stream holds what this follower cannot take (a
+    /// record or frame beyond its limits, named with the offset): it halts.
+    #[error("incompatible with the primary: {0}")]
+    Incompatible(String),
     /// Invalid configuration.
     #[error("configuration: {0}")]
     Config(String),
@@ -94,7 +98,13 @@ pub enum ReplError {
 #[cfg(feature = "quic")]
 impl From<quinn::ConnectionError> for ReplError {
     fn from(e: quinn::ConnectionError) -> Self {
-        ReplError::Connection(e.to_string())
+        match e {
+            // The primary's refusal for good, however the follower learns it.
+            quinn::ConnectionError::ApplicationClosed(c) if c.error_code == io::code::INCOMPATIBLE.into() => {
+                ReplError::Incompatible(String::from_utf8_lossy(&c.reason).into_owned())
+            }
+            other => ReplError::Connection(other.to_string()),
+        }
     }
 }
 

@@ -32,7 +32,7 @@ use tokio::sync::{mpsc, watch, Notify};
 
 use crate::config::{GateMode, PrimaryConfig, WriteGateConfig};
 use crate::io::{code, finish_and_wait, frame_reader, read_frame, write_frame};
-use crate::protocol::{Codec, History, Message, PrimaryView, StreamKind, MAX_CONTROL_FRAME};
+use crate::protocol::{Codec, History, Limits, Message, PrimaryView, StreamKind, MAX_CONTROL_FRAME, MIN_DATA_FRAME};
 use crate::session::{
     CloseCode, LogCursor, LogEnd, LogStep, PrimaryAction, PrimaryCounter, PrimarySession, Served, SnapshotSender,
     SnapshotStall,
@@ -159,6 +159,12 @@ impl Primary {
         let log = engine
             .log()
             .ok_or_else(|| ReplError::Config("the primary's engine needs a ring log".into()))?;
+        if config.max_frame_bytes < MIN_DATA_FRAME {
+            return Err(ReplError::Config(format!(
+                "max_frame_bytes must be at least {MIN_DATA_FRAME}, not {}",
+                config.max_frame_bytes
+            )));
+        }
         let server =
             crate::tls::server_config(&tls, config.window_bytes, Duration::from_millis(config.idle_timeout_ms))?;
         let endpoint = quinn::Endpoint::server(server, config.listen)?;
@@ -532,6 +538,7 @@ fn close_code(c: CloseCode) -> u32 {
         CloseCode::Rejected => code::REJECTED,
         CloseCode::Resync => code::RESYNC,
         CloseCode::Protocol => code::PROTOCOL,
+        CloseCode::Incompatible => code::INCOMPATIBLE,
         CloseCode::Shutdown => code::SHUTDOWN,
     }
 }
@@ -655,10 +662,15 @@ async fn serve(
                 }
                 queue.extend(more);
             }
-            PrimaryAction::OpenLog { from, codec, replid } => {
-                cursor = Some(LogCursor::new(from, replid, codec, shared.config.batch_bytes));
+            PrimaryAction::OpenLog {
+                from,
+                codec,
+                replid,
+                limits,
+            } => {
+                cursor = Some(LogCursor::new(from, replid, codec, shared.config.batch_bytes, limits));
             }
-            PrimaryAction::OpenSnapshot { codec } => snapshot = chunks.take().map(|c| (c, codec)),
+            PrimaryAction::OpenSnapshot { codec, limits } => snapshot = chunks.take().map(|c| (c, codec, limits)),
             _ => {}
         }
     }
@@ -672,7 +684,7 @@ async fn serve(
     let mut snapshot_running = snapshot.is_some();
     let snap_task = async {
         match snapshot {
-            Some((chunks, codec)) => send_snapshot(shared, conn, id, chunks, codec).await,
+            Some((chunks, codec, limits)) => send_snapshot(shared, conn, id, chunks, codec, limits).await,
             None => Ok(()),
         }
     };
@@ -736,6 +748,13 @@ async fn stream_log(
             // Applied moves after published: poll it (bounded extra lag).
             LogStep::PollApplied => tokio::time::sleep(Duration::from_millis(1)).await,
             LogStep::HistoryChanged => return Ok(LogEnd::HistoryChanged),
+            LogStep::Incompatible { frame, reason } => {
+                // In the stream, after every record before it: the
+                // follower reads it before the connection closes.
+                write_frame(&mut send, &frame).await?;
+                finish_and_wait(&mut send).await;
+                return Ok(LogEnd::Incompatible(reason));
+            }
             LogStep::Read { .. } => {}
         }
     }
@@ -887,9 +906,10 @@ async fn send_snapshot(
     id: u64,
     mut chunks: mpsc::Receiver<SnapshotPiece>,
     codec: Codec,
+    limits: Limits,
 ) -> Result<(), ReplError> {
     let mut send = conn.open_uni().await?;
-    let mut sender = SnapshotSender::new(codec);
+    let mut sender = SnapshotSender::new(codec, &limits);
     write_frame(&mut send, &sender.start()).await?;
     // A failed producer returns an error here: no `SnapshotEnd` follows a
     // partial snapshot, and the follower is not marked online.

@@ -9,10 +9,37 @@
 //! little-endian fixed width, strings and byte strings are a u32 length
 //! and the bytes. A follower opens one
 //! bidirectional control stream (`Hello` → `Continue` | `FullSync` |
-//! `Reject`, then `Ack`s one way and `Ping`s / `Resync` the other); the
-//! primary opens one unidirectional stream per data flow, each starting
-//! with a `Stream` frame naming it (the log, and for a full sync the
-//! snapshot).
+//! `Reject` | `Incompatible`, then `Ack`s one way and `Ping`s / `Resync`
+//! the other); the primary opens one unidirectional stream per data flow,
+//! each starting with a `Stream` frame naming it (the log, and for a full
+//! sync the snapshot).
+//!
+//! **Limits.** The follower's `Hello` carries its own limits: the largest
+//! data frame it reads (`max_frame_bytes`), its ring's largest record
+//! payload (`LogView::max_payload`) and the ring's capacity. The primary
+//! agrees on [`Limits`] with [`Limits::negotiate`]: every data frame it
+//! sends that follower is at most the smaller of both sides'
+//! `max_frame_bytes`, and carries no more ring bytes than the follower's
+//! largest record takes, so a batch of records is split across frames and
+//! a snapshot is cut into pieces that fit. A record is never split: one
+//! that the follower cannot take ([`Limits::check_record`]: its payload
+//! above the follower's ring limit, or its frame above the frame limit)
+//! stops the log stream *at that record* with an `Incompatible` frame
+//! naming the limit and the offset (on the log stream, after every record
+//! before it, and on the control stream), and the connection is closed
+//! with close code 5; the follower halts with that reason
+//! (`ReplicaInfo::halted`, `last_error`) instead of reconnecting to fail
+//! at the same offset forever. Limits that could carry no record at all
+//! (a frame limit below [`MIN_DATA_FRAME`]) are refused the same way at
+//! the handshake.
+//!
+//! **Versions.** This is version 2 (version 1's `Hello` had no ring
+//! limits). A primary decodes any version's `Hello` far enough to answer
+//! one of another version with a `Reject` naming both versions (a
+//! `Reject` reads the same in every version); the ALPN identifier stays
+//! `ringkv-repl/1` so that such a follower reaches that answer instead of
+//! a TLS failure. A version 1 primary refuses a version 2 `Hello` as
+//! malformed (a protocol error, close code 1): upgrade primaries first.
 //!
 //! ```
 //! use ringkv_replication::protocol::{decode_frame, encode_frame, Message};
@@ -26,9 +53,11 @@
 use serde::{Deserialize, Serialize};
 
 /// Protocol version spoken by this build (sent in `Hello`).
-pub const PROTOCOL_VERSION: u16 = 1;
+pub const PROTOCOL_VERSION: u16 = 2;
 
-/// ALPN identifier of the protocol.
+/// ALPN identifier of the protocol (unchanged across versions: the
+/// version is negotiated in `Hello`, where a mismatch gets a readable
+/// `Reject`).
 pub const ALPN: &[u8] = b"ringkv-repl/1";
 
 /// Bytes of the frame length prefix.
@@ -39,6 +68,20 @@ pub const LEN_PREFIX: usize = 4;
 /// at most 4 KiB), so a peer cannot make the other side buffer data-sized
 /// frames there.
 pub const MAX_CONTROL_FRAME: usize = 64 << 10;
+
+/// Bytes of a `Log` frame besides its data (kind, start, codec, raw
+/// length, data length): a frame is this plus the data, which is never
+/// longer than the raw bytes (compression is used only when it shrinks).
+pub const LOG_FRAME_OVERHEAD: usize = 18;
+
+/// Bytes of a `Snapshot` frame besides its data (kind, codec, raw length,
+/// data length).
+pub const SNAPSHOT_FRAME_OVERHEAD: usize = 10;
+
+/// Smallest data frame limit accepted (either side's `max_frame_bytes`):
+/// a `Log` frame carrying one record of the smallest record limit a ring
+/// may have ([`ringkv::log::MIN_RECORD_LIMIT`]).
+pub const MIN_DATA_FRAME: usize = LOG_FRAME_OVERHEAD + ringkv::log::MIN_RECORD_LIMIT as usize;
 
 /// A malformed or oversized frame.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -134,9 +177,14 @@ pub enum Message {
         offset: u64,
         /// Codecs the follower accepts, preferred first.
         codecs: Vec<Codec>,
-        /// Largest frame the follower accepts (the primary refuses a
-        /// follower that could not take its largest record).
+        /// Largest data frame the follower accepts (its
+        /// `max_frame_bytes`): no data frame sent to it is longer.
         max_frame: u32,
+        /// Largest record payload its ring accepts (`LogView::max_payload`):
+        /// a larger record stops its log stream with `Incompatible`.
+        max_record: u32,
+        /// Its ring's capacity in bytes.
+        capacity: u64,
     },
     /// Primary → follower: the log streams from `offset`.
     Continue {
@@ -162,9 +210,19 @@ pub enum Message {
         /// (writes it lost in a failover), 0 if none.
         lost_bytes: u64,
     },
-    /// Primary → follower: refused, with the reason.
+    /// Primary → follower: refused, with the reason (the same in every
+    /// protocol version).
     Reject {
         /// Why.
+        reason: String,
+    },
+    /// Primary → follower: this follower cannot take the primary's
+    /// stream (limits too small for any record, or a record beyond its
+    /// limits, named with its offset): it halts instead of reconnecting.
+    /// Answers `Hello`, or ends the log stream at that record (and is
+    /// sent on the control stream too).
+    Incompatible {
+        /// Why: the limit, and the offset of the record.
         reason: String,
     },
     /// Follower → primary: applied and durable offsets.
@@ -229,6 +287,7 @@ const STREAM: u8 = 8;
 const LOG: u8 = 9;
 const SNAPSHOT: u8 = 10;
 const SNAPSHOT_END: u8 = 11;
+const INCOMPATIBLE: u8 = 12;
 
 /// Longest string field accepted (ids, names, reasons).
 const MAX_STRING: usize = 4096;
@@ -344,6 +403,8 @@ pub fn encode_frame(msg: &Message) -> Vec<u8> {
             offset,
             codecs,
             max_frame,
+            max_record,
+            capacity,
         } => {
             o.u8(HELLO);
             o.u16(*version);
@@ -355,6 +416,8 @@ pub fn encode_frame(msg: &Message) -> Vec<u8> {
                 o.u8(c.to_byte());
             }
             o.u32(*max_frame);
+            o.u32(*max_record);
+            o.u64(*capacity);
         }
         Message::Continue { history, offset, codec } => {
             o.u8(CONTINUE);
@@ -378,6 +441,10 @@ pub fn encode_frame(msg: &Message) -> Vec<u8> {
         }
         Message::Reject { reason } => {
             o.u8(REJECT);
+            o.str(reason);
+        }
+        Message::Incompatible { reason } => {
+            o.u8(INCOMPATIBLE);
             o.str(reason);
         }
         Message::Ack { applied, durable } => {
@@ -470,6 +537,7 @@ pub fn decode_body(body: &[u8]) -> Result<Message, ProtocolError> {
         LOG => "Log",
         SNAPSHOT => "Snapshot",
         SNAPSHOT_END => "SnapshotEnd",
+        INCOMPATIBLE => "Incompatible",
         other => return Err(ProtocolError::UnknownKind(other)),
     };
     let mut i = In { buf: rest, kind: name };
@@ -487,13 +555,30 @@ pub fn decode_body(body: &[u8]) -> Result<Message, ProtocolError> {
             for _ in 0..n {
                 codecs.push(i.codec()?);
             }
+            let max_frame = i.u32()?;
+            if version != PROTOCOL_VERSION {
+                // Another version's Hello: what every version has in
+                // common is enough to refuse it by its version.
+                return Ok(Message::Hello {
+                    version,
+                    name,
+                    replid,
+                    offset,
+                    codecs,
+                    max_frame,
+                    max_record: 0,
+                    capacity: 0,
+                });
+            }
             Message::Hello {
                 version,
                 name,
                 replid,
                 offset,
                 codecs,
-                max_frame: i.u32()?,
+                max_frame,
+                max_record: i.u32()?,
+                capacity: i.u64()?,
             }
         }
         CONTINUE => Message::Continue {
@@ -509,6 +594,7 @@ pub fn decode_body(body: &[u8]) -> Result<Message, ProtocolError> {
             lost_bytes: i.u64()?,
         },
         REJECT => Message::Reject { reason: i.str()? },
+        INCOMPATIBLE => Message::Incompatible { reason: i.str()? },
         ACK => Message::Ack {
             applied: i.u64()?,
             durable: i.u64()?,
@@ -690,6 +776,112 @@ pub fn choose_codec(follower: &[Codec], allowed: &[Codec]) -> Codec {
         .unwrap_or(Codec::None)
 }
 
+/// What one follower can take, agreed at the handshake from its `Hello`
+/// and the primary's own `max_frame_bytes` (see the module docs).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Limits {
+    /// Largest data frame sent (the smaller of both sides' `max_frame_bytes`).
+    pub max_frame: usize,
+    /// Whose `max_frame_bytes` that is (for refusals).
+    pub frame_limit_is_the_followers: bool,
+    /// Largest record payload the follower's ring accepts.
+    pub max_record: usize,
+    /// The follower ring's capacity.
+    pub capacity: u64,
+}
+
+impl Limits {
+    /// The limits for a follower that said `max_frame`, `max_record` and
+    /// `capacity` in its `Hello`, served by a primary whose
+    /// `max_frame_bytes` is `primary_max_frame`; `Err` with the reason when
+    /// no record could reach it (refused with `Incompatible`).
+    ///
+    /// ```
+    /// use ringkv_replication::protocol::Limits;
+    /// let l = Limits::negotiate(64 << 20, 4096, 1 << 20, 8 << 20).expect("limits");
+    /// assert_eq!((l.max_frame, l.frame_limit_is_the_followers), (4096, true));
+    /// assert!(l.log_bytes_per_frame() <= 4096 - ringkv_replication::protocol::LOG_FRAME_OVERHEAD);
+    /// assert!(l.check_record(800, 1 << 20).is_err(), "a 1 MiB record needs a 1 MiB frame");
+    /// assert!(Limits::negotiate(64 << 20, 512, 1 << 20, 8 << 20).is_err());
+    /// ```
+    pub fn negotiate(
+        primary_max_frame: usize,
+        max_frame: u32,
+        max_record: u32,
+        capacity: u64,
+    ) -> Result<Limits, String> {
+        let follower_max_frame = max_frame as usize;
+        let frame_limit_is_the_followers = follower_max_frame <= primary_max_frame;
+        let limits = Limits {
+            max_frame: follower_max_frame.min(primary_max_frame),
+            frame_limit_is_the_followers,
+            max_record: max_record as usize,
+            capacity,
+        };
+        if limits.max_frame < MIN_DATA_FRAME {
+            return Err(format!(
+                "data frames are limited to {} bytes ({}), below the smallest useful limit of {MIN_DATA_FRAME} bytes",
+                limits.max_frame,
+                limits.frame_limit_owner()
+            ));
+        }
+        let smallest_record = ringkv::log::MIN_RECORD_LIMIT as usize - ringkv::log::record::HEADER_LEN;
+        if limits.max_record < smallest_record || (limits.max_record as u64) >= capacity {
+            return Err(format!(
+                "the follower's ring claims records of at most {max_record} bytes in a capacity of {capacity}: \
+                 no ring has such limits"
+            ));
+        }
+        Ok(limits)
+    }
+
+    fn frame_limit_owner(&self) -> &'static str {
+        if self.frame_limit_is_the_followers {
+            "the follower's max_frame_bytes"
+        } else {
+            "the primary's max_frame_bytes"
+        }
+    }
+
+    /// Most ring bytes in one `Log` frame when it carries several records:
+    /// within the frame limit, and no more than the follower's largest
+    /// record takes (so a frame needs no more room in its ring than one
+    /// record). A multiple of the record alignment; a single record that
+    /// passes [`Limits::check_record`] is sent whole even when longer.
+    pub fn log_bytes_per_frame(&self) -> usize {
+        let by_frame = self.max_frame.saturating_sub(LOG_FRAME_OVERHEAD);
+        let by_ring = self.max_record.saturating_add(ringkv::log::record::HEADER_LEN);
+        let align = ringkv::log::record::ALIGN as usize;
+        by_frame.min(by_ring) / align * align
+    }
+
+    /// Most snapshot bytes in one `Snapshot` frame, at most `piece`.
+    pub fn snapshot_bytes_per_frame(&self, piece: usize) -> usize {
+        self.max_frame.saturating_sub(SNAPSHOT_FRAME_OVERHEAD).min(piece).max(1)
+    }
+
+    /// Whether the follower can take the record at `offset` with a
+    /// payload of `payload_len` bytes; `Err` names the limit and the offset.
+    pub fn check_record(&self, offset: u64, payload_len: usize) -> Result<(), String> {
+        if payload_len > self.max_record {
+            return Err(format!(
+                "the record at offset {offset} has a payload of {payload_len} bytes, above the follower's ring \
+                 limit of {} bytes (its capacity {} / max_record_fraction)",
+                self.max_record, self.capacity
+            ));
+        }
+        let frame = LOG_FRAME_OVERHEAD as u64 + ringkv::log::record::record_len(payload_len);
+        if frame > self.max_frame as u64 {
+            return Err(format!(
+                "the record at offset {offset} needs a data frame of {frame} bytes, above the limit of {} bytes ({})",
+                self.max_frame,
+                self.frame_limit_owner()
+            ));
+        }
+        Ok(())
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -772,20 +964,25 @@ mod tests {
         let data = proptest::collection::vec(any::<u8>(), 0..300).prop_map(bytes::Bytes::from);
         prop_oneof![
             (
-                any::<u16>(),
                 ".{0,20}",
                 "[a-f0-9]{0,40}",
                 any::<u64>(),
                 proptest::collection::vec(codec(), 0..4),
                 any::<u32>(),
+                any::<u32>(),
+                any::<u64>(),
             )
-                .prop_map(|(version, name, replid, offset, codecs, max_frame)| Message::Hello {
-                    version,
-                    name,
-                    replid,
-                    offset,
-                    codecs,
-                    max_frame
+                .prop_map(|(name, replid, offset, codecs, max_frame, max_record, capacity)| {
+                    Message::Hello {
+                        version: PROTOCOL_VERSION,
+                        name,
+                        replid,
+                        offset,
+                        codecs,
+                        max_frame,
+                        max_record,
+                        capacity,
+                    }
                 }),
             (history(), any::<u64>(), codec()).prop_map(|(history, offset, codec)| Message::Continue {
                 history,
@@ -802,6 +999,7 @@ mod tests {
                 }
             ),
             ".{0,30}".prop_map(|reason| Message::Reject { reason }),
+            ".{0,30}".prop_map(|reason| Message::Incompatible { reason }),
             (any::<u64>(), any::<u64>()).prop_map(|(applied, durable)| Message::Ack { applied, durable }),
             (any::<u64>(), any::<u64>()).prop_map(|(published, time_ms)| Message::Ping { published, time_ms }),
             ".{0,30}".prop_map(|reason| Message::Resync { reason }),
@@ -854,5 +1052,90 @@ mod tests {
         ));
         assert_eq!(decode_frame(&[0, 0, 0, 0], 10), Err(ProtocolError::Empty));
         assert_eq!(decode_body(&[200]), Err(ProtocolError::UnknownKind(200)));
+    }
+
+    /// A version 1 `Hello` (no ring limits) decodes far enough to be
+    /// refused by its version, with a `Reject` every version reads.
+    #[test]
+    fn an_old_hello_is_refused_by_its_version() {
+        let mut body = vec![HELLO];
+        body.extend_from_slice(&1u16.to_le_bytes());
+        for s in ["old-follower", "B"] {
+            body.extend_from_slice(&(s.len() as u32).to_le_bytes());
+            body.extend_from_slice(s.as_bytes());
+        }
+        body.extend_from_slice(&300u64.to_le_bytes());
+        body.extend_from_slice(&[1, 1]);
+        body.extend_from_slice(&(64u32 << 20).to_le_bytes());
+        let Message::Hello {
+            version,
+            offset,
+            max_frame,
+            max_record,
+            ..
+        } = decode_body(&body).expect("decodes")
+        else {
+            panic!("a hello")
+        };
+        assert_eq!((version, offset, max_frame, max_record), (1, 300, 64 << 20, 0));
+        let p = view("B", "A", 1000, 200, 5000);
+        let mut old = hello("B", 300);
+        old.version = version;
+        assert_eq!(
+            decide(&p, &old),
+            Decision::Reject("protocol version 1 is not supported (this primary speaks 2)".into())
+        );
+        // This version's Hello must carry the limits.
+        body[1..3].copy_from_slice(&PROTOCOL_VERSION.to_le_bytes());
+        assert!(matches!(
+            decode_body(&body),
+            Err(ProtocolError::Malformed { kind: "Hello", .. })
+        ));
+    }
+
+    #[test]
+    fn frame_overheads_are_exact() {
+        let data = bytes::Bytes::from(vec![7u8; 100]);
+        let log = encode_frame(&Message::Log {
+            start: 8,
+            codec: Codec::None,
+            raw_len: 100,
+            data: data.clone(),
+        });
+        assert_eq!(log.len() - LEN_PREFIX, LOG_FRAME_OVERHEAD + 100);
+        let snap = encode_frame(&Message::Snapshot {
+            codec: Codec::None,
+            raw_len: 100,
+            data,
+        });
+        assert_eq!(snap.len() - LEN_PREFIX, SNAPSHOT_FRAME_OVERHEAD + 100);
+    }
+
+    #[test]
+    fn limits_take_the_smaller_frame_and_name_the_limit_that_refuses() {
+        let l = Limits::negotiate(1 << 20, 64 << 20, 32752, 256 << 10).expect("limits");
+        assert_eq!((l.max_frame, l.frame_limit_is_the_followers), (1 << 20, false));
+        // A frame of records carries no more than the follower's largest record.
+        assert_eq!(l.log_bytes_per_frame(), 32768);
+        assert_eq!(l.snapshot_bytes_per_frame(256 << 10), 256 << 10);
+        assert_eq!(l.check_record(8, 32752), Ok(()));
+        let e = l.check_record(4096, 32753).expect_err("too large for the ring");
+        assert!(e.contains("offset 4096") && e.contains("32752"), "{e}");
+        let l = Limits::negotiate(64 << 20, 4096, 1 << 20, 8 << 20).expect("limits");
+        assert_eq!(l.log_bytes_per_frame(), 4072);
+        assert_eq!(l.snapshot_bytes_per_frame(256 << 10), 4086);
+        assert_eq!(l.check_record(8, 4056), Ok(()));
+        let e = l.check_record(64, 5000).expect_err("too large for the frame");
+        assert!(
+            e.contains("offset 64") && e.contains("4096") && e.contains("the follower's max_frame_bytes"),
+            "{e}"
+        );
+        // Limits that carry no record at all are refused.
+        let e = Limits::negotiate(64 << 20, 1000, 1 << 20, 8 << 20).expect_err("frame");
+        assert!(e.contains("1000") && e.contains("follower's"), "{e}");
+        let e = Limits::negotiate(1000, 64 << 20, 1 << 20, 8 << 20).expect_err("frame");
+        assert!(e.contains("primary's"), "{e}");
+        assert!(Limits::negotiate(64 << 20, 64 << 20, 0, 8 << 20).is_err());
+        assert!(Limits::negotiate(64 << 20, 64 << 20, 1 << 20, 1 << 20).is_err());
     }
 }

@@ -73,6 +73,8 @@ fn hello_at_end(primary: &ringkv::Engine, name: String) -> Message {
         offset: log.published(),
         codecs: vec![Codec::None],
         max_frame: 64 << 20,
+        max_record: log.max_payload() as u32,
+        capacity: log.capacity(),
     }
 }
 

@@ -378,7 +378,7 @@ async fn write_gate_refuses_or_delays_without_enough_followers() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn an_interrupted_full_sync_syncs_again_and_a_too_small_frame_limit_is_refused() {
+async fn an_interrupted_full_sync_syncs_again_and_a_small_frame_limit_still_converges() {
     let c = certs();
     let primary = anonymous(4 << 20);
     let server = Primary::start(primary.clone(), primary_config(), c.server.clone())
@@ -403,22 +403,28 @@ async fn an_interrupted_full_sync_syncs_again_and_a_too_small_frame_limit_is_ref
     assert_eq!(info.full_syncs, 1, "{info:?}");
     f.stop().await;
 
-    // A follower whose frame limit is below the primary's largest record.
+    // A follower whose frame limit is below the primary's largest record:
+    // frames are cut to it (only a record that needs more would stop it).
     let small = anonymous(4 << 20);
     let config = ringkv_replication::FollowerConfig {
         max_frame_bytes: 4096,
         ..follower_config(server.local_addr(), "small")
     };
-    let f = Follower::start(small.clone(), config, c.client.clone())
+    let f = Follower::start(small.clone(), config.clone(), c.client.clone())
         .await
         .expect("starts");
-    let fr = &f;
-    eventually(10, "refused", || {
-        fr.info().last_error.is_some_and(|e| e.contains("frames of"))
-    })
-    .await;
-    assert_eq!(small.dbsize(), 0);
+    converged(&primary, &small, 20).await;
+    assert_eq!(f.info().connects, 1);
     f.stop().await;
+    // One that no record could reach is a configuration error.
+    let useless = ringkv_replication::FollowerConfig {
+        max_frame_bytes: 512,
+        ..config
+    };
+    let e = Follower::start(small.clone(), useless, c.client.clone())
+        .await
+        .expect_err("refused");
+    assert!(e.to_string().contains("max_frame_bytes"), "{e}");
     server.shutdown().await;
 }
 
@@ -604,5 +610,100 @@ async fn a_record_that_does_not_apply_halts_the_follower_and_keeps_its_directory
     replica.close();
     let reopened = ringkv::Engine::open(dir.path(), config_with_ring(8 << 20)).expect("the directory opens");
     assert_eq!(reopened.digest(), digest, "every applied record is there");
+    server.shutdown().await;
+}
+
+/// F8: a follower whose frame limit is below the primary's `batch_bytes`
+/// (and below a snapshot frame) gets its data in frames it accepts, on a
+/// full sync and on a partial resync with much to catch up, instead of
+/// failing at the same offset forever.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_follower_frame_limit_below_the_batch_size_splits_frames_and_converges() {
+    init_tracing();
+    let c = certs();
+    // Records up to 128 KiB, batches of 256 KiB.
+    let primary = anonymous(1 << 20);
+    let server = Primary::start(primary.clone(), primary_config(), c.server.clone())
+        .await
+        .expect("primary");
+    for i in 0..400u32 {
+        primary.set(format!("snap:{i}"), vec![b's'; 1000]).expect("set");
+    }
+    let replica = anonymous(4 << 20);
+    let config = ringkv_replication::FollowerConfig {
+        // Above the primary's largest record, below its batches.
+        max_frame_bytes: 192 << 10,
+        ..follower_config(server.local_addr(), "narrow")
+    };
+    let f = Follower::start(replica.clone(), config.clone(), c.client.clone())
+        .await
+        .expect("starts");
+    converged(&primary, &replica, 20).await;
+    for i in 0..300u32 {
+        primary.set(format!("live:{i}"), vec![b'l'; 1000]).expect("set");
+    }
+    converged(&primary, &replica, 20).await;
+    let info = f.info();
+    assert_eq!((info.connects, info.full_syncs), (1, 1), "{info:?}");
+    assert_eq!(info.last_error, None);
+    f.stop().await;
+
+    // Much to catch up on a partial resync: 600 KB of log in batches of 256 KiB.
+    for i in 0..600u32 {
+        primary.set(format!("later:{i}"), vec![b'p'; 1000]).expect("set");
+    }
+    let f = Follower::start(replica.clone(), config, c.client.clone())
+        .await
+        .expect("starts");
+    converged(&primary, &replica, 20).await;
+    let info = f.info();
+    assert_eq!(
+        (info.connects, info.partial_syncs, info.full_syncs),
+        (1, 1, 0),
+        "{info:?}"
+    );
+    assert_eq!(info.last_error, None);
+    f.stop().await;
+    server.shutdown().await;
+}
+
+/// F8: a record larger than the follower's ring accepts stops that
+/// follower with the reason (the limit and the offset) instead of a
+/// reconnect at the same offset forever.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_record_beyond_the_follower_ring_limit_halts_it_with_the_reason() {
+    init_tracing();
+    let c = certs();
+    // Records up to 512 KiB on the primary, 32 KiB on the follower.
+    let primary = anonymous(4 << 20);
+    let server = Primary::start(primary.clone(), primary_config(), c.server.clone())
+        .await
+        .expect("primary");
+    workload(&primary, 0, 100);
+    let replica = anonymous(256 << 10);
+    let limit = replica.log().expect("log").max_payload();
+    let f = follow(&replica, server.local_addr(), "small-ring", &c.client).await;
+    converged(&primary, &replica, 20).await;
+    let at = primary.log().expect("log").published();
+    primary
+        .set("big", vec![b'x'; 100_000])
+        .expect("a record the primary's ring takes");
+    primary.set("after", "small").expect("set");
+    let fr = &f;
+    eventually(10, "the follower halts", || fr.info().halted).await;
+    let info = f.info();
+    let error = info.last_error.clone().unwrap_or_default();
+    assert!(
+        error.contains(&limit.to_string()) && error.contains(&format!("offset {at}")),
+        "{error}"
+    );
+    assert_eq!(replica.applied_offset(), at, "everything before the record is applied");
+    assert_eq!(replica.get("big").expect("read"), None);
+    // No reconnect loop.
+    let connects = info.connects;
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    assert_eq!(f.info().connects, connects);
+    assert!(connects <= 1, "{info:?}");
+    f.stop().await;
     server.shutdown().await;
 }

@@ -4,10 +4,12 @@
 //! link to the primary in turn. It owns:
 //!
 //! - the `Hello` of each link (the follower's history, or none while a
-//!   full sync was interrupted and the data is stale; its applied offset);
+//!   full sync was interrupted and the data is stale; its applied offset;
+//!   its limits: `max_frame_bytes`, its ring's largest record payload and
+//!   capacity, which the primary keeps every frame and record within);
 //! - the reading of the primary's answer: `Continue` (adopt the history,
 //!   stream from our offset), `FullSync` (begin a full sync: a snapshot
-//!   stream and a log stream), `Reject`;
+//!   stream and a log stream), `Reject`, `Incompatible` (halt);
 //! - the data streams: which ones to expect, what each first frame must
 //!   be, decoding log frames into engine appends (applied at once when
 //!   live, only stored during a full sync), swapping the snapshot in;
@@ -27,8 +29,11 @@
 //! - lost bytes on a rejoin, the reconnect backoff with jitter, and
 //!   halting for good on a divergent stream: bytes that contradict the
 //!   ring, or a record that does not decode or apply here (the engine's
-//!   `BadRecord` / `RecordRejected`: retrying would fail the same way), or
-//!   `max_full_sync_attempts` full syncs in a row that did not complete;
+//!   `BadRecord` / `RecordRejected`: retrying would fail the same way),
+//!   `max_full_sync_attempts` full syncs in a row that did not complete, or
+//!   the primary's `Incompatible` (at the handshake, on the log stream at
+//!   the record this follower's limits cannot take, on the control stream,
+//!   or as close code 5: the reason names the limit and the offset);
 //! - the stats ([`ReplicaInfo`]) that follow from all this.
 //!
 //! The driver reads the engine for each event ([`ReplicaState`],
@@ -54,6 +59,10 @@ pub struct ReplicaState {
     pub replid: String,
     /// The keyspace is stale (a full sync began and never swapped in).
     pub stale: bool,
+    /// Largest record payload the ring accepts (`LogView::max_payload`).
+    pub max_record: usize,
+    /// The ring's capacity.
+    pub capacity: u64,
 }
 
 /// The follower engine's offsets, reported after engine calls and on timers.
@@ -146,8 +155,8 @@ pub enum FollowerPhase {
     /// Applying the log as it comes.
     Live,
     /// Stopped for good (a divergent stream, a record that does not apply,
-    /// too many failed full syncs): `ReplicaInfo::halted` and `last_error`
-    /// say why.
+    /// too many failed full syncs, a primary whose stream is beyond this
+    /// follower's limits): `ReplicaInfo::halted` and `last_error` say why.
     Halted,
 }
 
@@ -338,6 +347,8 @@ impl FollowerSession {
             offset: state.applied,
             codecs: self.config.codecs.clone(),
             max_frame: self.config.max_frame_bytes.min(u32::MAX as usize) as u32,
+            max_record: state.max_record.min(u32::MAX as usize) as u32,
+            capacity: state.capacity,
         }
     }
 
@@ -406,6 +417,7 @@ impl FollowerSession {
                 }])
             }
             Some(Message::Reject { reason }) => Err(ReplError::Peer(format!("primary refused: {reason}")).into()),
+            Some(Message::Incompatible { reason }) => Err(ReplError::Incompatible(reason).into()),
             Some(other) => Err(ReplError::Peer(format!("unexpected reply {other:?}")).into()),
             None => Err(ReplError::Peer("the primary closed the control stream".into()).into()),
         }
@@ -488,6 +500,8 @@ impl FollowerSession {
                     apply: d.full.is_none(),
                 }])
             }
+            // The primary stops the stream at a record we cannot take.
+            Some(Message::Incompatible { reason }) => Err(ReplError::Incompatible(reason).into()),
             Some(other) => Err(ReplError::Peer(format!("unexpected {other:?} on the log stream")).into()),
             None => Err(LinkEnd::Reconnect("the primary ended the log stream".into())),
         }
@@ -546,6 +560,7 @@ impl FollowerSession {
                 Ok(())
             }
             Some(Message::Resync { reason }) => Err(LinkEnd::Reconnect(reason)),
+            Some(Message::Incompatible { reason }) => Err(ReplError::Incompatible(reason).into()),
             Some(other) => Err(ReplError::Peer(format!("unexpected {other:?} on the control stream")).into()),
             None => Err(LinkEnd::Reconnect("the primary closed the control stream".into())),
         }
@@ -622,13 +637,18 @@ impl FollowerSession {
     /// The link ended: how long to wait before the next connection, or
     /// `None` to stop (stopped, or halted for good: a divergent stream, a
     /// record that does not apply here, `max_full_sync_attempts` failed full
-    /// syncs in a row).
+    /// syncs in a row, a primary whose stream is beyond this follower's
+    /// limits).
     pub fn handle_link_end(&mut self, _now: Instant, end: LinkEnd) -> Option<Duration> {
         self.info.master_link_status = LinkStatus::Down;
         let min = Self::min_backoff(&self.config);
         let max = self.max_backoff();
         let in_full_sync = matches!(&self.link, Link::Data(d) if d.full.is_some());
         self.link = Link::Down;
+        if let LinkEnd::Failed(e @ ReplError::Incompatible(_)) = &end {
+            // The primary would stop at the same record again.
+            return self.halt(e.to_string());
+        }
         if in_full_sync && !matches!(end, LinkEnd::Stopped) {
             self.failed_full_syncs += 1;
             self.info.failed_full_syncs += 1;
@@ -758,6 +778,8 @@ mod tests {
             applied,
             replid: replid.into(),
             stale,
+            max_record: 1 << 20,
+            capacity: 8 << 20,
         }
     }
 
@@ -1132,6 +1154,56 @@ mod tests {
         let io = ringkv::Error::Replication("busy".into());
         assert!(s.handle_link_end(now, LinkEnd::Failed(ReplError::Engine(io))).is_some());
         assert!(!s.info(now).halted);
+    }
+
+    /// F8: the primary's `Incompatible` (a record beyond this follower's
+    /// limits) halts it, wherever it arrives, with the reason.
+    #[test]
+    fn an_incompatible_primary_halts_for_good_with_the_reason() {
+        let now = Instant::now();
+        let reason =
+            "the record at offset 4096 has a payload of 100010 bytes, above the follower's ring limit of 32752";
+        let incompatible = || Some(Message::Incompatible { reason: reason.into() });
+        let halted = |s: &mut FollowerSession, end: LinkEnd| {
+            assert_eq!(s.handle_link_end(now, end), None);
+            assert_eq!(s.phase(), FollowerPhase::Halted);
+            let info = s.info(now);
+            assert!(info.halted);
+            assert_eq!(
+                info.last_error.as_deref(),
+                Some(format!("incompatible with the primary: {reason}").as_str())
+            );
+        };
+        // On the log stream, at the record.
+        let mut s = FollowerSession::new(config(), now, 7);
+        live_at(&mut s, now, 4096);
+        let end = s.handle_log_frame(now, incompatible()).expect_err("ends");
+        halted(&mut s, end);
+        // On the control stream.
+        let mut s = FollowerSession::new(config(), now, 7);
+        live_at(&mut s, now, 4096);
+        let end = s.handle_control_frame(now, incompatible()).expect_err("ends");
+        halted(&mut s, end);
+        // As the handshake's answer, or the close code (also during a full sync).
+        let mut s = FollowerSession::new(config(), now, 7);
+        s.handle_connected(now, &state(0, "P", false));
+        let end = s.handle_reply(now, incompatible()).expect_err("ends");
+        halted(&mut s, end);
+        let mut s = FollowerSession::new(config(), now, 7);
+        s.handle_connected(now, &state(0, "old", false));
+        s.handle_reply(now, Some(full_sync(500, "unknown", 0))).expect("full");
+        halted(&mut s, LinkEnd::Failed(ReplError::Incompatible(reason.into())));
+        // The Hello says what this follower can take.
+        let Message::Hello {
+            max_frame,
+            max_record,
+            capacity,
+            ..
+        } = s.handle_connected(now, &state(0, "P", false))
+        else {
+            panic!("a hello")
+        };
+        assert_eq!((max_frame, max_record, capacity), (64 << 20, 1 << 20, 8 << 20));
     }
 
     #[test]

@@ -6,15 +6,18 @@
 //!   follower's state (handshake, full sync, online), acks (none beyond
 //!   the offset sent to that follower: a protocol violation), pings, the
 //!   history check that tells a follower to resync, refusals with their
-//!   reasons. [`LogCursor`] is the log stream's side of it (which bytes go
-//!   next, when the served history changed), [`SnapshotSender`] the
-//!   snapshot stream's framing and [`SnapshotStall`] its stall timeout.
+//!   reasons (`Incompatible` for a follower that cannot take a record).
+//!   [`LogCursor`] is the log stream's side of it (which bytes go next, in
+//!   frames within the follower's [`crate::protocol::Limits`], when the
+//!   served history changed), [`SnapshotSender`] the snapshot stream's
+//!   framing and [`SnapshotStall`] its stall timeout.
 //! - [`FollowerSession`] is a follower's link to its primary across
 //!   reconnections: the `Hello` it sends, how it reads `Continue`,
-//!   `FullSync`, `Reject`, `Resync` and `Ping`, when it acks, sync-loop
-//!   detection, a ring that fills during a full sync (the log waits for the
-//!   swap), halting for good (divergence, a record that does not apply,
-//!   too many failed full syncs), and the reconnect backoff.
+//!   `FullSync`, `Reject`, `Incompatible`, `Resync` and `Ping`, when it
+//!   acks, sync-loop detection, a ring that fills during a full sync (the
+//!   log waits for the swap), halting for good (divergence, a record that
+//!   does not apply, too many failed full syncs, a record beyond its
+//!   limits), and the reconnect backoff.
 //!   [`SnapshotIntake`] checks and decodes the snapshot stream.
 //!
 //! Events are method calls named `handle_*` (a frame received, a timer

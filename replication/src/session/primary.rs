@@ -3,12 +3,13 @@
 //! A [`PrimarySession`] owns:
 //!
 //! - the handshake: the control stream and `Hello` each within
-//!   `handshake_timeout_ms`, the codec, the refusal of a follower whose
-//!   frame limit is below the ring's largest record, and otherwise
-//!   [`decide`] (PSYNC2's rules): `Continue` with the log stream from the
-//!   follower's offset, or a full sync (a snapshot is started; once its
-//!   offset is known, `FullSync`, the log stream from there and the
-//!   snapshot stream), or `Reject`;
+//!   `handshake_timeout_ms`, the codec, the follower's [`Limits`] (from its
+//!   `Hello` and this primary's `max_frame_bytes`; limits that can carry no
+//!   record are refused with `Incompatible`), and otherwise [`decide`]
+//!   (PSYNC2's rules, and the protocol version): `Continue` with the log
+//!   stream from the follower's offset, or a full sync (a snapshot is
+//!   started; once its offset is known, `FullSync`, the log stream from
+//!   there and the snapshot stream), or `Reject`;
 //! - the follower's state (handshake, full sync until the snapshot is
 //!   sent, online) and what it acknowledged (applied, durable, when); an
 //!   ack beyond the offset sent to it (the follower's own offset at the
@@ -18,23 +19,27 @@
 //! - pings every `ping_interval_ms`, each after checking that the history
 //!   served is still the one the follower was told (else `Resync`);
 //! - how a log stream's end is answered (the follower left the ring, or
-//!   the history changed: `Resync`; anything else ends the connection);
+//!   the history changed: `Resync`; a record beyond the follower's limits:
+//!   `Incompatible`, so it halts; anything else ends the connection);
 //! - which errors are the follower's fault (protocol errors) and which
 //!   counters each outcome moves ([`PrimaryCounter`]).
 //!
 //! The log stream runs beside the control stream; its logic is a
 //! [`LogCursor`] (what to read next, when to stop because the history
-//! changed, where to cut a batch on a chained node), driven by the task
-//! that writes the stream. [`SnapshotSender`] frames the snapshot stream
-//! and [`SnapshotStall`] decides when a follower that takes no snapshot
-//! bytes is given up on.
+//! changed, where to cut a batch: on a chained node at the applied offset,
+//! and always at a record boundary within the follower's [`Limits`]; a
+//! record beyond them stops the stream), driven by the task that writes
+//! the stream. [`SnapshotSender`] frames the snapshot stream within the
+//! same limits and [`SnapshotStall`] decides when a follower that takes no
+//! snapshot bytes is given up on.
 
 use std::time::{Duration, Instant};
 
 use crate::compress::Compressor;
 use crate::config::PrimaryConfig;
 use crate::protocol::{
-    choose_codec, decide, Codec, Decision, FollowerView, FullSyncReason, History, Message, PrimaryView, StreamKind,
+    choose_codec, decide, Codec, Decision, FollowerView, FullSyncReason, History, Limits, Message, PrimaryView,
+    StreamKind, PROTOCOL_VERSION,
 };
 use crate::stats::FollowerState;
 use crate::ReplError;
@@ -88,6 +93,9 @@ pub enum CloseCode {
     Resync,
     /// The follower sent a malformed or unexpected frame.
     Protocol,
+    /// The follower cannot take this primary's stream (its limits): it
+    /// halts rather than reconnect.
+    Incompatible,
     /// Anything else (a failure, a timeout).
     Shutdown,
 }
@@ -100,7 +108,8 @@ pub enum PrimaryAction {
     /// Start a snapshot, then report [`PrimarySession::handle_snapshot_started`].
     StartSnapshot,
     /// Open the log stream, streaming from `from` with `codec` while the
-    /// served history stays `replid` (a [`LogCursor`]).
+    /// served history stays `replid` (a [`LogCursor`]), in frames within
+    /// `limits`.
     OpenLog {
         /// First offset sent.
         from: u64,
@@ -108,12 +117,17 @@ pub enum PrimaryAction {
         codec: Codec,
         /// The history the follower was told about.
         replid: String,
+        /// What the follower can take.
+        limits: Limits,
     },
     /// Open the snapshot stream and stream the started snapshot (a
-    /// [`SnapshotSender`]); report [`PrimarySession::handle_snapshot_sent`].
+    /// [`SnapshotSender`], in frames within `limits`); report
+    /// [`PrimarySession::handle_snapshot_sent`].
     OpenSnapshot {
         /// The connection's codec.
         codec: Codec,
+        /// What the follower can take.
+        limits: Limits,
     },
     /// Add one to this counter.
     Count(PrimaryCounter),
@@ -192,6 +206,9 @@ pub enum LogEnd {
     },
     /// The served history is no longer the one the follower was told.
     HistoryChanged,
+    /// The next record is beyond the follower's limits (the reason names
+    /// the limit and the offset); the stream told the follower so.
+    Incompatible(String),
     /// The stream failed (connection lost, engine error).
     Failed(ReplError),
 }
@@ -212,6 +229,8 @@ pub struct PrimarySession {
     full: Option<(FullSyncReason, u64)>,
     /// The history the follower was told about.
     history_sent: String,
+    /// What the follower can take, once it said hello.
+    limits: Option<Limits>,
 }
 
 impl PrimarySession {
@@ -230,6 +249,7 @@ impl PrimarySession {
             link: None,
             full: None,
             history_sent: String::new(),
+            limits: None,
         }
     }
 
@@ -241,6 +261,11 @@ impl PrimarySession {
     /// The follower's link, once it said hello.
     pub fn link(&self) -> Option<&LinkProgress> {
         self.link.as_ref()
+    }
+
+    /// What the follower can take, once its hello was accepted.
+    pub fn limits(&self) -> Option<Limits> {
+        self.limits
     }
 
     /// Online and acknowledged applying `offset` (a closed session never
@@ -311,7 +336,9 @@ impl PrimarySession {
 
     /// The first frame on the control stream (`Ok(None)`: the stream
     /// ended). `view` is what the engine serves now, `max_payload` the
-    /// ring's largest record.
+    /// ring's largest record (a follower that cannot take a record that
+    /// large is warned about in the logs; the record itself, if ever
+    /// written, stops its stream).
     pub fn handle_hello(
         &mut self,
         now: Instant,
@@ -326,6 +353,8 @@ impl PrimarySession {
             offset,
             codecs,
             max_frame,
+            max_record,
+            capacity,
         })) = frame
         else {
             // A bad first frame, or none, is the follower's fault.
@@ -350,36 +379,45 @@ impl PrimarySession {
             snapshot_bytes: 0,
             snapshot_wire: 0,
         });
-        // The largest Log frame carries one whole record of the largest size.
-        let needed = max_payload + 64;
-        let decision = if (max_frame as usize) < needed.min(self.max_frame_bytes) {
-            Decision::Reject(format!(
-                "this ring's records can need frames of {needed} bytes; the follower accepts {max_frame}"
-            ))
-        } else {
-            decide(
-                view,
-                &FollowerView {
-                    version,
-                    replid,
-                    offset,
-                },
-            )
+        let follower = FollowerView {
+            version,
+            replid,
+            offset,
         };
-        tracing::info!(id = self.id, %name, offset, ?decision, "follower handshake");
-        match decision {
-            Decision::Reject(reason) => {
-                self.phase = PrimaryPhase::Closed;
-                vec![
-                    PrimaryAction::Count(PrimaryCounter::Rejected),
-                    PrimaryAction::Close {
-                        last: Some(Message::Reject { reason: reason.clone() }),
-                        code: CloseCode::Rejected,
-                        reason,
-                        error: None,
-                    },
-                ]
+        // Another version's Hello carries no limits: refused by its version.
+        let limits = match version {
+            PROTOCOL_VERSION => Limits::negotiate(self.max_frame_bytes, max_frame, max_record, capacity).map(Some),
+            _ => Ok(None),
+        };
+        let limits = match limits {
+            Ok(l) => l,
+            Err(reason) => {
+                tracing::error!(id = self.id, %name, %reason, "follower refused: incompatible limits");
+                return self.incompatible(reason);
             }
+        };
+        let decision = decide(view, &follower);
+        tracing::info!(id = self.id, %name, offset, ?decision, ?limits, "follower handshake");
+        let (decision, limits) = match (decision, limits) {
+            (Decision::Reject(reason), _) => return self.reject(reason),
+            // Not reached: `decide` refuses another version.
+            (_, None) => return self.reject(format!("protocol version {version} is not supported")),
+            (decision, Some(limits)) => (decision, limits),
+        };
+        if limits.check_record(0, max_payload).is_err() {
+            tracing::warn!(
+                id = self.id,
+                %name,
+                max_payload,
+                follower_max_record = limits.max_record,
+                max_frame = limits.max_frame,
+                "this ring accepts records the follower cannot take: such a record would stop it"
+            );
+        }
+        self.limits = Some(limits);
+        match decision {
+            // Answered above.
+            Decision::Reject(reason) => self.fail(ReplError::Peer(reason)),
             Decision::Continue => {
                 self.set_state(FollowerState::Online);
                 self.phase = PrimaryPhase::Online;
@@ -396,6 +434,7 @@ impl PrimarySession {
                         from: offset,
                         codec,
                         replid: view.history.replid.clone(),
+                        limits,
                     },
                 ]
             }
@@ -435,6 +474,9 @@ impl PrimarySession {
             ));
         }
         let codec = self.link.as_ref().map_or(Codec::None, |l| l.codec);
+        let Some(limits) = self.limits else {
+            return self.fail(ReplError::Peer("a snapshot before the follower's limits".into()));
+        };
         if let Some(l) = &mut self.link {
             l.sent = offset;
         }
@@ -453,8 +495,9 @@ impl PrimarySession {
                 from: offset,
                 codec,
                 replid: snap_replid,
+                limits,
             },
-            PrimaryAction::OpenSnapshot { codec },
+            PrimaryAction::OpenSnapshot { codec, limits },
         ]
     }
 
@@ -503,6 +546,11 @@ impl PrimarySession {
                 actions
             }
             LogEnd::HistoryChanged => self.resync(HISTORY_CHANGED.into()),
+            LogEnd::Incompatible(reason) => {
+                let name = self.link.as_ref().map_or("", |l| l.name.as_str());
+                tracing::error!(id = self.id, %name, %reason, "follower cannot take the log: stopped there");
+                self.incompatible(reason)
+            }
             LogEnd::Failed(e) => self.fail(e),
         }
     }
@@ -559,6 +607,34 @@ impl PrimarySession {
         }]
     }
 
+    /// Refuses the handshake (the follower may retry).
+    fn reject(&mut self, reason: String) -> Vec<PrimaryAction> {
+        self.phase = PrimaryPhase::Closed;
+        vec![
+            PrimaryAction::Count(PrimaryCounter::Rejected),
+            PrimaryAction::Close {
+                last: Some(Message::Reject { reason: reason.clone() }),
+                code: CloseCode::Rejected,
+                reason,
+                error: None,
+            },
+        ]
+    }
+
+    /// Refuses the follower for good (it halts): its limits.
+    fn incompatible(&mut self, reason: String) -> Vec<PrimaryAction> {
+        self.phase = PrimaryPhase::Closed;
+        vec![
+            PrimaryAction::Count(PrimaryCounter::Rejected),
+            PrimaryAction::Close {
+                last: Some(Message::Incompatible { reason: reason.clone() }),
+                code: CloseCode::Incompatible,
+                reason,
+                error: None,
+            },
+        ]
+    }
+
     fn protocol_error(&mut self, e: ReplError) -> Vec<PrimaryAction> {
         self.phase = PrimaryPhase::Closed;
         vec![
@@ -608,6 +684,16 @@ pub enum LogStep {
     Send(Message),
     /// The served history changed: end the stream ([`LogEnd::HistoryChanged`]).
     HistoryChanged,
+    /// The record at the cursor is beyond the follower's limits (`reason`
+    /// names the limit and the offset): send `frame` on the log stream
+    /// (after every record before it), finish the stream, and end it with
+    /// [`LogEnd::Incompatible`].
+    Incompatible {
+        /// The `Incompatible` frame.
+        frame: Message,
+        /// Why.
+        reason: String,
+    },
 }
 
 /// The log stream's logic: what to read and send next, while the history
@@ -617,6 +703,7 @@ pub struct LogCursor {
     pos: u64,
     replid: String,
     batch_bytes: usize,
+    limits: Limits,
     compressor: Compressor,
     /// The limit when the pending read was asked for.
     limit: u64,
@@ -624,12 +711,13 @@ pub struct LogCursor {
 
 impl LogCursor {
     /// A stream from `from`, in history `replid`, compressed with `codec`,
-    /// reading up to `batch_bytes` at a time.
-    pub fn new(from: u64, replid: String, codec: Codec, batch_bytes: usize) -> LogCursor {
+    /// reading up to `batch_bytes` at a time, in frames within `limits`.
+    pub fn new(from: u64, replid: String, codec: Codec, batch_bytes: usize, limits: Limits) -> LogCursor {
         LogCursor {
             pos: from,
             replid,
             batch_bytes,
+            limits,
             compressor: Compressor::new(codec),
             limit: from,
         }
@@ -665,13 +753,16 @@ impl LogCursor {
         self.limit = served.limit;
         LogStep::Read {
             from: self.pos,
-            max: self.batch_bytes,
+            max: self.batch_bytes.min(self.limits.log_bytes_per_frame()).max(1),
         }
     }
 
-    /// The bytes read from `start` for the last [`LogStep::Read`];
+    /// The bytes read from `start` for the last [`LogStep::Read`] (whole
+    /// records, at least one, as `LogView::read_stream` returns them);
     /// `served` is read again after the read (a reset that raced it shows
-    /// here).
+    /// here). A batch longer than the follower's [`Limits`] allow is cut at
+    /// a record boundary (the rest is read again for the next frame); a
+    /// first record beyond them is [`LogStep::Incompatible`].
     pub fn handle_batch(&mut self, start: u64, mut bytes: Vec<u8>, served: &Served) -> LogStep {
         if !self.same_history(served) {
             return LogStep::HistoryChanged;
@@ -682,6 +773,21 @@ impl LogCursor {
             bytes.truncate(keep);
             if bytes.is_empty() {
                 return LogStep::WaitPublished { pos: self.pos };
+            }
+        }
+        let cap = self.limits.log_bytes_per_frame();
+        if bytes.len() > cap {
+            // Every record of a batch within `cap` is within the limits;
+            // a longer one is cut after the records that fit (a record is
+            // never split), and its first record is checked.
+            match fit_records(start, &bytes, cap, &self.limits) {
+                Ok(keep) => bytes.truncate(keep),
+                Err(reason) => {
+                    return LogStep::Incompatible {
+                        frame: Message::Incompatible { reason: reason.clone() },
+                        reason,
+                    }
+                }
             }
         }
         let raw_len = bytes.len();
@@ -697,7 +803,32 @@ impl LogCursor {
     }
 }
 
-/// Bytes per snapshot frame (before compression).
+/// How many bytes of `bytes` (whole records from `start`) go in one frame
+/// of at most `cap` ring bytes: the records that fit, and at least the
+/// first one if the follower can take it (else why not).
+fn fit_records(start: u64, bytes: &[u8], cap: usize, limits: &Limits) -> Result<usize, String> {
+    use ringkv::log::record::{record_len, Header, HEADER_LEN};
+    let mut keep = 0usize;
+    while let Some(head) = bytes.get(keep..keep + HEADER_LEN) {
+        let mut b = [0u8; HEADER_LEN];
+        b.copy_from_slice(head);
+        let payload = Header::parse(&b).len as usize;
+        let len = usize::try_from(record_len(payload)).unwrap_or(usize::MAX);
+        if keep == 0 {
+            limits.check_record(start, payload)?;
+        } else if keep.saturating_add(len) > cap {
+            break;
+        }
+        keep = keep.saturating_add(len);
+    }
+    // The bytes were validated by the read: `keep` ends on a record
+    // boundary within them (bytes that are not records are sent as read,
+    // for the follower to refuse).
+    Ok(if keep == 0 { bytes.len() } else { keep.min(bytes.len()) })
+}
+
+/// Bytes per snapshot frame (before compression), at most (less when the
+/// follower's frame limit is smaller).
 pub const SNAPSHOT_FRAME: usize = 256 * 1024;
 
 /// Frames the snapshot stream.
@@ -705,14 +836,16 @@ pub const SNAPSHOT_FRAME: usize = 256 * 1024;
 pub struct SnapshotSender {
     compressor: Compressor,
     total: u64,
+    piece: usize,
 }
 
 impl SnapshotSender {
-    /// A snapshot stream compressed with `codec`.
-    pub fn new(codec: Codec) -> SnapshotSender {
+    /// A snapshot stream compressed with `codec`, in frames within `limits`.
+    pub fn new(codec: Codec, limits: &Limits) -> SnapshotSender {
         SnapshotSender {
             compressor: Compressor::new(codec),
             total: 0,
+            piece: limits.snapshot_bytes_per_frame(SNAPSHOT_FRAME),
         }
     }
 
@@ -729,7 +862,7 @@ impl SnapshotSender {
     pub fn chunk<'a>(&'a mut self, chunk: &'a [u8]) -> impl Iterator<Item = Message> + 'a {
         self.total += chunk.len() as u64;
         let compressor = &mut self.compressor;
-        chunk.chunks(SNAPSHOT_FRAME).map(move |piece| {
+        chunk.chunks(self.piece).map(move |piece| {
             let (codec, data) = compressor.compress(piece);
             Message::Snapshot {
                 codec,
@@ -829,7 +962,13 @@ mod tests {
             offset,
             codecs: vec![Codec::Lz4, Codec::None],
             max_frame,
+            max_record: 512 << 10,
+            capacity: 4 << 20,
         }))
+    }
+
+    fn limits(max_frame: usize) -> Limits {
+        Limits::negotiate(1 << 20, max_frame as u32, 512 << 10, 4 << 20).expect("limits")
     }
 
     fn session(now: Instant) -> PrimarySession {
@@ -865,7 +1004,8 @@ mod tests {
                 PrimaryAction::OpenLog {
                     from: 4000,
                     codec: Codec::Lz4,
-                    replid: "B".into()
+                    replid: "B".into(),
+                    limits: limits(1 << 20),
                 },
             ]
         );
@@ -907,9 +1047,13 @@ mod tests {
                 PrimaryAction::OpenLog {
                     from: 5000,
                     codec: Codec::Lz4,
-                    replid: "B".into()
+                    replid: "B".into(),
+                    limits: limits(1 << 20),
                 },
-                PrimaryAction::OpenSnapshot { codec: Codec::Lz4 },
+                PrimaryAction::OpenSnapshot {
+                    codec: Codec::Lz4,
+                    limits: limits(1 << 20),
+                },
             ]
         );
         assert_eq!(s.phase(), PrimaryPhase::FullSync);
@@ -959,32 +1103,198 @@ mod tests {
         assert_eq!(s.phase(), PrimaryPhase::Closed);
     }
 
+    /// F8: the follower's frame limit is no reason to refuse it unless no
+    /// record fits (frames are cut to it); below that, it is refused for
+    /// good with `Incompatible`, naming the limit.
     #[test]
-    fn a_too_small_frame_limit_is_refused_with_the_reason() {
+    fn frame_limits_are_negotiated_and_only_useless_ones_refused() {
         let now = Instant::now();
         let mut s = session(now);
+        // Below the ring's largest record (64 KiB): accepted, frames are cut.
         let actions = s.handle_hello(now, hello("B", 4000, 4096), &view(0, 5000), 64 << 10);
-        let reason = format!(
-            "this ring's records can need frames of {} bytes; the follower accepts 4096",
-            (64 << 10) + 64
+        assert_eq!(counts(&actions), vec![PrimaryCounter::PartialOk]);
+        assert_eq!(s.limits(), Some(limits(4096)));
+        assert!(matches!(
+            actions.last(),
+            Some(PrimaryAction::OpenLog { limits: l, .. }) if l.max_frame == 4096 && l.log_bytes_per_frame() <= 4096
+        ));
+        // Above this primary's own limit: its own limit applies.
+        let mut s = session(now);
+        s.handle_hello(now, hello("B", 4000, 64 << 20), &view(0, 5000), 4 << 20);
+        let l = s.limits().expect("limits");
+        assert_eq!((l.max_frame, l.frame_limit_is_the_followers), (1 << 20, false));
+        // A limit that carries no record: refused for good.
+        let mut s = session(now);
+        let actions = s.handle_hello(now, hello("B", 4000, 512), &view(0, 5000), 64 << 10);
+        let [PrimaryAction::Count(PrimaryCounter::Rejected), PrimaryAction::Close {
+            last: Some(Message::Incompatible { reason }),
+            code: CloseCode::Incompatible,
+            ..
+        }] = actions.as_slice()
+        else {
+            panic!("{actions:?}")
+        };
+        assert!(
+            reason.contains("512") && reason.contains("follower's max_frame_bytes"),
+            "{reason}"
         );
+        assert_eq!(s.phase(), PrimaryPhase::Closed);
+        // Another version: a Reject that version reads, never its limits.
+        let mut s = session(now);
+        let Ok(Some(Message::Hello {
+            name,
+            replid,
+            offset,
+            codecs,
+            ..
+        })) = hello("B", 4000, 512)
+        else {
+            panic!("a hello")
+        };
+        let old = Message::Hello {
+            version: 1,
+            name,
+            replid,
+            offset,
+            codecs,
+            max_frame: 512,
+            max_record: 0,
+            capacity: 0,
+        };
+        let actions = s.handle_hello(now, Ok(Some(old)), &view(0, 5000), 1024);
+        assert!(
+            matches!(
+                actions.as_slice(),
+                [PrimaryAction::Count(PrimaryCounter::Rejected), PrimaryAction::Close {
+                    last: Some(Message::Reject { reason }),
+                    code: CloseCode::Rejected,
+                    ..
+                }] if reason == "protocol version 1 is not supported (this primary speaks 2)"
+            ),
+            "{actions:?}"
+        );
+    }
+
+    /// Whole records from `start` with these payload lengths, as the ring
+    /// holds them.
+    fn records(start: u64, payloads: &[usize]) -> Vec<u8> {
+        use ringkv::log::record;
+        let mut out = Vec::new();
+        for &n in payloads {
+            let at = start + out.len() as u64;
+            let payload = vec![(n % 251) as u8; n];
+            out.extend_from_slice(&record::header(at, &payload));
+            out.extend_from_slice(&payload);
+            out.resize((at - start + record::record_len(n)) as usize, 0);
+        }
+        out
+    }
+
+    /// F8: a batch longer than the follower's frames allow is cut at a
+    /// record boundary, the rest sent next; a record it cannot take stops
+    /// the stream there with the limit and the offset.
+    #[test]
+    fn the_log_cursor_splits_batches_to_the_follower_limits_and_stops_at_a_record_it_cannot_take() {
+        let served = |published| served("B", published);
+        // Frames of at most 4096 bytes: 4072 ring bytes of several records.
+        let mut c = LogCursor::new(0, "B".into(), Codec::None, 256 << 10, limits(4096));
+        let ring = records(0, &[1000, 1000, 1000, 1000, 1000, 4000, 100, 5000]);
+        let published = ring.len() as u64;
+        let LogStep::Read { from: 0, max } = c.poll(&served(published)) else {
+            panic!("a read")
+        };
+        assert_eq!(max, 4072, "reads ask for what fits a frame");
+        let mut sent = Vec::new();
+        let reason = loop {
+            let from = c.pos();
+            let step = match c.poll(&served(published)) {
+                LogStep::Read { from: at, max } => {
+                    assert_eq!(at, from);
+                    // As `read_stream`: whole records up to about `max`, at least one.
+                    let mut end = from as usize;
+                    while end < ring.len() && (end == from as usize || end - (from as usize) < max) {
+                        let mut h = [0u8; 16];
+                        h.copy_from_slice(&ring[end..end + 16]);
+                        end += ringkv::log::record::record_len(ringkv::log::record::Header::parse(&h).len as usize)
+                            as usize;
+                    }
+                    c.handle_batch(from, ring[from as usize..end].to_vec(), &served(published))
+                }
+                other => panic!("{other:?}"),
+            };
+            match step {
+                LogStep::Send(frame) => {
+                    let frame_len = crate::protocol::encode_frame(&frame).len() - crate::protocol::LEN_PREFIX;
+                    assert!(frame_len <= 4096, "a frame of {frame_len} bytes");
+                    let Message::Log { start, data, .. } = frame else {
+                        panic!("a log frame")
+                    };
+                    assert_eq!(start, sent.len() as u64);
+                    sent.extend_from_slice(&data);
+                    ringkv::log::validate_stream(start, &data, 1 << 20).expect("whole records");
+                }
+                LogStep::Incompatible { frame, reason } => {
+                    assert_eq!(frame, Message::Incompatible { reason: reason.clone() });
+                    break reason;
+                }
+                other => panic!("{other:?}"),
+            }
+        };
+        // Everything before the 5000-byte record went, in frames that fit.
+        let big_at = records(0, &[1000, 1000, 1000, 1000, 1000, 4000, 100]).len();
+        assert_eq!(sent, ring[..big_at]);
+        assert_eq!(c.pos(), big_at as u64, "the cursor stays at the record");
+        assert!(
+            reason.contains(&format!("offset {big_at}")) && reason.contains("4096"),
+            "{reason}"
+        );
+
+        // A record beyond the follower ring's limit, within its frames.
+        let small_ring = Limits::negotiate(64 << 20, 64 << 20, 32752, 256 << 10).expect("limits");
+        let mut c = LogCursor::new(0, "B".into(), Codec::None, 256 << 10, small_ring);
+        let ring = records(0, &[100, 40_000]);
+        assert!(matches!(
+            c.poll(&served(ring.len() as u64)),
+            LogStep::Read { from: 0, max: 32768 }
+        ));
+        let LogStep::Send(Message::Log { raw_len, .. }) = c.handle_batch(0, ring.clone(), &served(ring.len() as u64))
+        else {
+            panic!("the first record goes")
+        };
+        assert_eq!(raw_len as usize, records(0, &[100]).len());
+        c.poll(&served(ring.len() as u64));
+        let at = c.pos();
+        let LogStep::Incompatible { reason, .. } =
+            c.handle_batch(at, ring[at as usize..].to_vec(), &served(ring.len() as u64))
+        else {
+            panic!("refused")
+        };
+        assert!(
+            reason.contains(&format!("offset {at}")) && reason.contains("32752") && reason.contains("40000"),
+            "{reason}"
+        );
+    }
+
+    #[test]
+    fn a_record_the_follower_cannot_take_ends_the_session_for_good() {
+        let now = Instant::now();
+        let mut s = session(now);
+        s.handle_hello(now, hello("B", 4000, 1 << 20), &view(0, 5000), 1024);
+        let actions = s.handle_log_end(now, LogEnd::Incompatible("the record at offset 4000 ...".into()));
         assert_eq!(
             actions,
             vec![
                 PrimaryAction::Count(PrimaryCounter::Rejected),
                 PrimaryAction::Close {
-                    last: Some(Message::Reject { reason: reason.clone() }),
-                    code: CloseCode::Rejected,
-                    reason,
+                    last: Some(Message::Incompatible {
+                        reason: "the record at offset 4000 ...".into()
+                    }),
+                    code: CloseCode::Incompatible,
+                    reason: "the record at offset 4000 ...".into(),
                     error: None,
                 }
             ]
         );
-        assert_eq!(s.phase(), PrimaryPhase::Closed);
-        // The limit that matters is the smaller of the record and the primary's own limit.
-        let mut s = session(now);
-        let actions = s.handle_hello(now, hello("B", 4000, 1 << 20), &view(0, 5000), 4 << 20);
-        assert_eq!(counts(&actions), vec![PrimaryCounter::PartialOk]);
     }
 
     #[test]
@@ -1203,6 +1513,8 @@ mod tests {
                 offset: 0,
                 codecs: vec![],
                 max_frame: 0,
+                max_record: 0,
+                capacity: 0,
             })),
             Some(Err(ReplError::Protocol(crate::protocol::ProtocolError::Empty))),
         ];
@@ -1258,7 +1570,7 @@ mod tests {
 
     #[test]
     fn the_log_cursor_reads_cuts_and_stops_on_a_history_change() {
-        let mut c = LogCursor::new(100, "B".into(), Codec::None, 64);
+        let mut c = LogCursor::new(100, "B".into(), Codec::None, 64, limits(1 << 20));
         // Caught up: wait for the ring to grow.
         assert_eq!(c.poll(&served("B", 100)), LogStep::WaitPublished { pos: 100 });
         assert_eq!(c.poll(&served("B", 150)), LogStep::Read { from: 100, max: 64 });
@@ -1293,7 +1605,7 @@ mod tests {
 
     #[test]
     fn snapshot_frames_and_stall() {
-        let mut s = SnapshotSender::new(Codec::None);
+        let mut s = SnapshotSender::new(Codec::None, &limits(1 << 20));
         assert_eq!(
             s.start(),
             Message::Stream {

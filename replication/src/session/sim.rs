@@ -74,6 +74,8 @@ impl FakeFollower {
             applied: self.data.len() as u64,
             replid: self.replid.clone(),
             stale: self.stale,
+            max_record: 1 << 20,
+            capacity: 8 << 20,
         }
     }
 }
@@ -157,13 +159,18 @@ impl Pair {
                     let history = self.pe.history.clone();
                     queue.extend(self.p.handle_snapshot_started(self.now, started, history));
                 }
-                PrimaryAction::OpenLog { from, codec, replid } => {
+                PrimaryAction::OpenLog {
+                    from,
+                    codec,
+                    replid,
+                    limits,
+                } => {
                     self.log_frames.push_back(Message::Stream { kind: StreamKind::Log });
-                    self.log = Some(LogCursor::new(from, replid, codec, 100));
+                    self.log = Some(LogCursor::new(from, replid, codec, 100, limits));
                 }
-                PrimaryAction::OpenSnapshot { codec } => {
+                PrimaryAction::OpenSnapshot { codec, limits } => {
                     // The snapshot is the ring's bytes so far, in chunks of 70.
-                    let mut sender = SnapshotSender::new(codec);
+                    let mut sender = SnapshotSender::new(codec, &limits);
                     self.snapshot_frames.push_back(sender.start());
                     let snapshot = self.pe.ring.clone();
                     for chunk in snapshot.chunks(70) {
@@ -315,6 +322,12 @@ impl Pair {
                 }
                 LogStep::HistoryChanged => {
                     let actions = self.p.handle_log_end(self.now, LogEnd::HistoryChanged);
+                    self.log = None;
+                    self.primary(actions);
+                }
+                LogStep::Incompatible { frame, reason } => {
+                    self.log_frames.push_back(frame);
+                    let actions = self.p.handle_log_end(self.now, LogEnd::Incompatible(reason));
                     self.log = None;
                     self.primary(actions);
                 }
