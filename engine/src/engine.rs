@@ -576,8 +576,11 @@ impl Engine {
 
     /// Takes a point-in-time snapshot and streams it to `out` while writers
     /// go on: no fork, the cut costs one brief lock of every shard, and extra
-    /// memory is bounded by `SnapshotConfig::buffer_bytes` (writers wait when
-    /// `out` is slower than they are). Returns `out` and what was written.
+    /// memory is bounded by `SnapshotConfig::buffer_bytes` (when `out` is
+    /// slower than the writers, the walk pauses and writers that add to the
+    /// backlog wait, never holding a lock, at most
+    /// `SnapshotConfig::writer_wait_ms`). A failing `out` ends the snapshot
+    /// early with its error. Returns `out` and what was written.
     ///
     /// ```
     /// use ringkv::{Config, Engine};

@@ -347,3 +347,220 @@ fn decoded_values_do_not_share_their_chunk() {
     }
     assert_eq!(checked, 201);
 }
+
+/// A snapshot output that blocks every write until it is opened: a follower
+/// whose link has stalled, or a disk that hangs.
+struct Gated {
+    gate: Arc<Gate>,
+    bytes: Vec<u8>,
+}
+
+#[derive(Default)]
+struct Gate {
+    open: std::sync::Mutex<bool>,
+    opened: std::sync::Condvar,
+    /// The snapshot wrote (tried to write) its first byte: the cut is behind it.
+    entered: AtomicBool,
+}
+
+impl Gate {
+    fn open(&self) {
+        *self.open.lock().expect("gate") = true;
+        self.opened.notify_all();
+    }
+
+    fn is_open(&self) -> bool {
+        *self.open.lock().expect("gate")
+    }
+
+    /// Waits (bounded) until the snapshot has made its cut and blocked on the output.
+    fn wait_entered(&self) {
+        let deadline = std::time::Instant::now() + Duration::from_secs(20);
+        while !self.entered.load(Ordering::Acquire) {
+            assert!(std::time::Instant::now() < deadline, "the snapshot never wrote");
+            std::thread::sleep(Duration::from_millis(1));
+        }
+    }
+}
+
+impl std::io::Write for Gated {
+    fn write(&mut self, data: &[u8]) -> std::io::Result<usize> {
+        self.gate.entered.store(true, Ordering::Release);
+        let mut open = self.gate.open.lock().expect("gate");
+        while !*open {
+            open = self.gate.opened.wait(open).expect("gate");
+        }
+        self.bytes.extend_from_slice(data);
+        Ok(data.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+/// Replays the records of `from`'s log that start in `start..end` into `target`.
+fn replay_range(from: &Engine, target: &Engine, start: u64, end: u64) {
+    let log = from.log().expect("log").clone();
+    let mut reader = log.tail(start);
+    while reader.offset() < end {
+        for (at, m) in reader.next_mutations(Duration::ZERO, 1 << 20).expect("read the log") {
+            if at < end {
+                target.replay(&m).expect("replay");
+            }
+        }
+    }
+}
+
+#[test]
+fn writes_and_flushall_do_not_wait_for_a_blocked_snapshot_output() {
+    let live = Engine::builder()
+        .config(config(256 << 20, 1 << 20))
+        .anonymous_log()
+        .build()
+        .expect("engine");
+    preload(&live);
+    // Several times what the output may buffer, in entries smaller than it.
+    live.del(["huge"]).expect("del");
+    for i in 0..4000 {
+        live.set(format!("pad{i}"), vec![b'p'; 1024]).expect("set");
+    }
+    let gate = Arc::new(Gate::default());
+    let out = Gated {
+        gate: gate.clone(),
+        bytes: Vec::new(),
+    };
+    let snapshot = {
+        let live = live.clone();
+        std::thread::spawn(move || live.snapshot_to(out))
+    };
+    gate.wait_entered();
+    // Give the walk time to fill every buffer the output would take.
+    std::thread::sleep(Duration::from_millis(300));
+    let opener = {
+        let gate = gate.clone();
+        std::thread::spawn(move || {
+            std::thread::sleep(Duration::from_secs(5));
+            gate.open();
+        })
+    };
+    let mut slowest = Duration::ZERO;
+    let mut timed = |what: &str, f: &mut dyn FnMut()| {
+        let t = std::time::Instant::now();
+        f();
+        let took = t.elapsed();
+        assert!(
+            took < Duration::from_secs(1),
+            "{what} took {took:?}: it waited for the snapshot's blocked output"
+        );
+        slowest = slowest.max(took);
+    };
+    // Keys of every shard, all older than the cut: each is serialized first.
+    for k in (0..2000).step_by(10) {
+        timed("SET", &mut || {
+            live.set(format!("s{k}"), "after the cut").expect("set");
+        });
+    }
+    for h in 0..20 {
+        timed("HSET", &mut || {
+            live.hset(format!("h{h}"), [("f1", "after")]).expect("hset");
+        });
+    }
+    timed("HINCRBY", &mut || {
+        live.hincr_by("big", "f7", 1).expect("hincrby");
+    });
+    timed("FLUSHALL", &mut || live.flush().expect("flushall"));
+    timed("SET after FLUSHALL", &mut || {
+        live.set("new", "v").expect("set");
+    });
+    assert!(
+        !gate.is_open(),
+        "the writes ran while the output was blocked (slowest {slowest:?})"
+    );
+    opener.join().expect("opener");
+    let (out, info) = snapshot.join().expect("snapshot thread").expect("snapshot");
+    // The image is exactly the state at the cut: an engine fed the same
+    // writes up to the cut's offset has the same digest.
+    let copy = Engine::new(config(1 << 20, 1 << 20)).expect("copy");
+    let header = copy.load_snapshot(&out.bytes[..]).expect("load");
+    assert_eq!(header.offset, info.offset);
+    let at_cut = Engine::new(config(1 << 20, 1 << 20)).expect("reference");
+    replay_range(&live, &at_cut, live.log().expect("log").oldest(), info.offset);
+    assert_eq!(copy.digest(), at_cut.digest(), "the image is not the state at the cut");
+    assert_eq!(copy.dbsize(), at_cut.dbsize());
+    replay(&live, &copy, info.offset);
+    assert_eq!(
+        copy.digest(),
+        live.digest(),
+        "snapshot + log from its offset != live state"
+    );
+    println!("slowest write {slowest:?}; {info:?}");
+}
+
+#[test]
+fn a_snapshot_under_writes_and_flushall_is_exactly_the_cut() {
+    for round in 0..3u64 {
+        let live = Engine::builder()
+            .config(config(256 << 20, 128 << 10))
+            .anonymous_log()
+            .build()
+            .expect("engine");
+        preload(&live);
+        let stop = Arc::new(AtomicBool::new(false));
+        let gate = Arc::new(Gate::default());
+        let (out, info) = std::thread::scope(|s| {
+            for t in 0..2u64 {
+                let (live, stop) = (live.clone(), stop.clone());
+                s.spawn(move || {
+                    let mut r = 0x2545_f491_4f6c_dd1du64 ^ (round * 977 + t);
+                    while !stop.load(Ordering::Relaxed) {
+                        r ^= r << 13;
+                        r ^= r >> 7;
+                        r ^= r << 17;
+                        random_op(&live, r);
+                    }
+                });
+            }
+            std::thread::sleep(Duration::from_millis(10));
+            let snapshot = {
+                let (live, gate) = (live.clone(), gate.clone());
+                s.spawn(move || {
+                    live.snapshot_to(Gated {
+                        gate,
+                        bytes: Vec::new(),
+                    })
+                })
+            };
+            // FLUSHALL while the walk is paused on the blocked output, new
+            // keys, writes, and another FLUSHALL.
+            gate.wait_entered();
+            std::thread::sleep(Duration::from_millis(20 * round));
+            live.flush().expect("flushall");
+            preload(&live);
+            std::thread::sleep(Duration::from_millis(20));
+            live.flush().expect("flushall");
+            std::thread::sleep(Duration::from_millis(20));
+            gate.open();
+            let out = snapshot.join().expect("snapshot thread").expect("snapshot");
+            stop.store(true, Ordering::Relaxed);
+            out
+        });
+        let copy = Engine::new(config(1 << 20, 1 << 20)).expect("copy");
+        copy.load_snapshot(&out.bytes[..]).expect("load");
+        let at_cut = Engine::new(config(1 << 20, 1 << 20)).expect("reference");
+        replay_range(&live, &at_cut, live.log().expect("log").oldest(), info.offset);
+        assert_eq!(
+            copy.digest(),
+            at_cut.digest(),
+            "round {round}: the image is not the state at the cut"
+        );
+        assert!(info.keys > 2000, "{info:?}");
+        replay(&live, &copy, info.offset);
+        assert_eq!(
+            copy.digest(),
+            live.digest(),
+            "round {round}: snapshot + log != live state"
+        );
+        println!("round {round}: {info:?}");
+    }
+}

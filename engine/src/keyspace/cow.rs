@@ -18,28 +18,191 @@
 //!   removal moves the *last* entry into the hole, so an entry only ever
 //!   moves from the walked part (or from beyond the walk's start) into a hole,
 //!   never from the unwalked part into the walked one.
+//! - FLUSHALL during a snapshot does not serialize anything: the shard's
+//!   table is *frozen* (moved, as it is, into the shard's [`ShardSnap`]) and
+//!   replaced by an empty one. Nothing can change a frozen table, so the walk
+//!   takes it out under the lock and serializes what it holds older than `V`
+//!   with no lock held ([`walk_frozen`]); the new table holds only entries
+//!   stamped `V` or later.
 //!
 //! Each entry and each chunk is serialized exactly once, so the image is
 //! exactly the state at the cut.
+//!
+//! Nothing here waits for the output while a shard lock is held. Serialized
+//! buffers go into the snapshot's [`SnapOutput`], a queue that never blocks
+//! its producers and counts the bytes waiting in it (its backlog). The
+//! backlog is bounded from outside the locks: the walk pauses, holding no
+//! lock, while the backlog is above half of `SnapshotConfig::buffer_bytes`,
+//! and a write that leaves it above the whole of it waits (up to
+//! `SnapshotConfig::writer_wait_ms`) once it has released its shard locks
+//! (`core/writer.rs`, `Writer::finish`). The other half is the writers'
+//! headroom: a stalled output slows the walk, not the writes. A single
+//! write can add more than the bound at once (deleting a large hash writes
+//! all of it), and writes go on after their bounded wait, so the bound is on
+//! what the walk adds and on how fast writers may add to a stalled output.
+//! A frozen table is memory the shard no longer accounts for until the walk
+//! has written it.
 
-use std::time::Instant;
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use crossbeam::channel::{Sender, TrySendError};
+use crossbeam::channel::{Receiver, Sender};
+use parking_lot::{Condvar, Mutex};
 
 use crate::keyspace::table::Table;
 use crate::keyspace::{FieldEntry, HashValue, Hashing, KeyEntry, Shard, Value};
 use crate::snapshot::format::{put_hash_fields, put_hash_head, put_string};
 
-/// A buffer is handed to the snapshot's writer once it holds this much.
+/// A buffer is handed to the snapshot's output once it holds this much.
 pub(crate) const FLUSH_BYTES: usize = 64 * 1024;
 /// Bytes the walk serializes per lock hold (a few microseconds of work).
 const WALK_STEP_BYTES: usize = 16 * 1024;
 /// Entries the walk looks at per lock hold.
 const WALK_STEP_ENTRIES: usize = 256;
+/// How often a wait without a deadline looks again (a missed wake-up costs
+/// at most this).
+const RECHECK: Duration = Duration::from_millis(100);
 
-/// A serialized buffer and the number of items in it.
-pub(crate) type Piece = (Vec<u8>, u64);
+/// What the producers of a snapshot hand to the thread writing its output.
+pub(crate) enum Sent {
+    /// Serialized items and their count.
+    Chunk(Vec<u8>, u64),
+    /// The walk is over: nothing more comes.
+    Done,
+}
+
+/// The output side of one running snapshot, shared by its shards' parts,
+/// its walk and the thread that writes the output: a queue that never
+/// blocks the producers (they may hold shard locks), with the bytes waiting
+/// in it counted so that the producers can wait for room once they hold no
+/// lock.
+pub(crate) struct SnapOutput {
+    tx: Sender<Sent>,
+    /// Bytes the walk may leave waiting is half of this; writers wait above it.
+    bound: usize,
+    /// Bytes queued and not yet written to the output.
+    backlog: AtomicUsize,
+    /// The largest backlog seen.
+    peak: AtomicUsize,
+    /// Time the walk and writers waited for room.
+    wait_ns: AtomicU64,
+    /// The output failed or went away: producers drop what they serialize,
+    /// the walk stops.
+    cancelled: AtomicBool,
+    room: Mutex<()>,
+    room_changed: Condvar,
+}
+
+impl SnapOutput {
+    /// An output whose backlog is bounded by `bound` bytes, and the receiving end.
+    pub(crate) fn new(bound: usize) -> (Arc<SnapOutput>, Receiver<Sent>) {
+        let (tx, rx) = crossbeam::channel::unbounded();
+        let out = SnapOutput {
+            tx,
+            bound: bound.max(2 * FLUSH_BYTES),
+            backlog: AtomicUsize::new(0),
+            peak: AtomicUsize::new(0),
+            wait_ns: AtomicU64::new(0),
+            cancelled: AtomicBool::new(false),
+            room: Mutex::new(()),
+            room_changed: Condvar::new(),
+        };
+        (Arc::new(out), rx)
+    }
+
+    /// Queues a buffer; never blocks (called under a shard lock).
+    fn push(&self, buf: Vec<u8>, items: u64) {
+        if self.is_cancelled() {
+            return;
+        }
+        let len = buf.len();
+        let now = self.backlog.fetch_add(len, Ordering::AcqRel) + len;
+        self.peak.fetch_max(now, Ordering::Relaxed);
+        if self.tx.send(Sent::Chunk(buf, items)).is_err() {
+            self.backlog.fetch_sub(len, Ordering::AcqRel);
+        }
+    }
+
+    /// The walk is over (sent by the walk, after its last buffer).
+    pub(crate) fn done(&self) {
+        let _ = self.tx.send(Sent::Done);
+    }
+
+    /// The writing thread took `bytes` off the queue (written, or dropped).
+    pub(crate) fn written(&self, bytes: usize) {
+        self.backlog.fetch_sub(bytes, Ordering::AcqRel);
+        self.wake();
+    }
+
+    /// The output failed or went away: the walk stops and nothing more is
+    /// serialized for it.
+    pub(crate) fn cancel(&self) {
+        self.cancelled.store(true, Ordering::Release);
+        self.wake();
+    }
+
+    fn wake(&self) {
+        // Taking the lock orders this wake-up after a waiter's last check.
+        drop(self.room.lock());
+        self.room_changed.notify_all();
+    }
+
+    pub(crate) fn is_cancelled(&self) -> bool {
+        self.cancelled.load(Ordering::Acquire)
+    }
+
+    /// More bytes wait than writers may leave waiting.
+    pub(crate) fn over_bound(&self) -> bool {
+        self.backlog.load(Ordering::Acquire) > self.bound && !self.is_cancelled()
+    }
+
+    /// Waits, holding no lock, until at most `limit` bytes wait, the
+    /// snapshot is cancelled, or `deadline` passes.
+    fn wait_below(&self, limit: usize, deadline: Option<Instant>) {
+        let above = || self.backlog.load(Ordering::Acquire) > limit && !self.is_cancelled();
+        if !above() {
+            return;
+        }
+        let started = Instant::now();
+        let mut guard = self.room.lock();
+        while above() {
+            let until = Instant::now() + RECHECK;
+            let until = deadline.map_or(until, |d| d.min(until));
+            self.room_changed.wait_until(&mut guard, until);
+            if deadline.is_some_and(|d| Instant::now() >= d) {
+                break;
+            }
+        }
+        drop(guard);
+        self.wait_ns
+            .fetch_add(started.elapsed().as_nanos() as u64, Ordering::Relaxed);
+    }
+
+    /// A writer that left the backlog over the bound: waits for the output
+    /// to take it down to the bound, until `deadline`. Only with no shard
+    /// lock held.
+    pub(crate) fn wait_for_room(&self, deadline: Instant) {
+        self.wait_below(self.bound, Some(deadline));
+    }
+
+    /// The walk, between steps (no lock held): waits until the backlog is at
+    /// most half the bound, leaving the other half to writers.
+    pub(crate) fn pace_walk(&self) {
+        self.wait_below(self.bound / 2, None);
+    }
+
+    /// The largest backlog seen, bytes.
+    pub(crate) fn peak(&self) -> usize {
+        self.peak.load(Ordering::Relaxed)
+    }
+
+    /// Time the walk and writers waited for room, nanoseconds.
+    pub(crate) fn wait_ns(&self) -> u64 {
+        self.wait_ns.load(Ordering::Relaxed)
+    }
+}
 
 /// A shard's part of a running snapshot.
 pub(crate) struct ShardSnap {
@@ -48,45 +211,40 @@ pub(crate) struct ShardSnap {
     items: u64,
     /// Bytes handed over so far (with `buf.len()`: bytes produced).
     handed: usize,
-    tx: Sender<Piece>,
-    /// Time writers and the walk spent blocked on a full output channel.
-    pub(crate) wait_ns: u64,
+    out: Arc<SnapOutput>,
     /// Entries at indexes `>= cursor` have been walked.
     cursor: usize,
     /// A hash whose head the walk wrote and whose chunks it is writing.
     pending_hash: Option<Bytes>,
+    /// Tables FLUSHALL froze, for the walk to write outside the lock.
+    frozen: Vec<Table<KeyEntry>>,
+    /// A write serialized something since the last [`ShardSnap::take_dirty`].
+    dirty: bool,
 }
 
 impl ShardSnap {
-    pub(crate) fn new(version: u32, tx: Sender<Piece>, len: usize) -> ShardSnap {
+    pub(crate) fn new(version: u32, out: Arc<SnapOutput>, len: usize) -> ShardSnap {
         ShardSnap {
             version,
             buf: Vec::new(),
             items: 0,
             handed: 0,
-            tx,
-            wait_ns: 0,
+            out,
             cursor: len,
             pending_hash: None,
+            frozen: Vec::new(),
+            dirty: false,
         }
     }
 
-    /// Hands the buffer to the writer; blocks (and counts the wait) if the
-    /// writer is behind: this is what bounds the snapshot's memory.
+    /// Hands the buffer to the output's queue; never waits.
     pub(crate) fn flush(&mut self) {
         if self.buf.is_empty() {
             return;
         }
         self.handed += self.buf.len();
-        let piece = (std::mem::take(&mut self.buf), std::mem::take(&mut self.items));
-        match self.tx.try_send(piece) {
-            Ok(()) | Err(TrySendError::Disconnected(_)) => {}
-            Err(TrySendError::Full(piece)) => {
-                let started = Instant::now();
-                let _ = self.tx.send(piece);
-                self.wait_ns += started.elapsed().as_nanos() as u64;
-            }
-        }
+        self.out
+            .push(std::mem::take(&mut self.buf), std::mem::take(&mut self.items));
     }
 
     /// Bytes serialized so far by this shard (monotonic).
@@ -98,6 +256,33 @@ impl ShardSnap {
         if self.buf.len() >= FLUSH_BYTES {
             self.flush();
         }
+    }
+
+    /// The snapshot's output.
+    pub(crate) fn output(&self) -> &Arc<SnapOutput> {
+        &self.out
+    }
+
+    /// Whether a write serialized into this snapshot since the last call
+    /// (the walk's own serializing does not count).
+    pub(crate) fn take_dirty(&mut self) -> bool {
+        std::mem::take(&mut self.dirty)
+    }
+
+    /// FLUSHALL: `table` (the shard's whole table, replaced by an empty one)
+    /// is the snapshot's to walk; the shard's new table holds nothing
+    /// older than the cut.
+    pub(crate) fn freeze(&mut self, table: Table<KeyEntry>) {
+        if table.len() > 0 {
+            self.frozen.push(table);
+        }
+        self.cursor = 0;
+        self.pending_hash = None;
+    }
+
+    /// Frozen tables for the walk to write with no lock held.
+    pub(crate) fn take_frozen(&mut self) -> Vec<Table<KeyEntry>> {
+        std::mem::take(&mut self.frozen)
     }
 }
 
@@ -112,6 +297,7 @@ fn touch_chunk(snap: &mut ShardSnap, key: &[u8], table: &mut Table<FieldEntry>, 
         snap.items += 1;
     }
     table.set_chunk_version(c, snap.version);
+    snap.dirty = true;
     snap.flush_if_full();
 }
 
@@ -138,6 +324,7 @@ pub(crate) fn touch_entry(snap: &mut ShardSnap, e: &mut KeyEntry) {
         return;
     }
     let expire = e.expire();
+    snap.dirty = true;
     match &mut e.value {
         Value::Str(v) => put_string(&mut snap.buf, &e.key, v, expire),
         Value::Hash(hv) => {
@@ -190,9 +377,68 @@ impl HashMut<'_> {
     }
 }
 
+/// Writes what a frozen table holds older than `version` into `out`,
+/// pacing itself like the walk; called with no lock held (nothing can
+/// change a frozen table, so nothing is stamped).
+pub(crate) fn walk_frozen(table: &Table<KeyEntry>, version: u32, out: &SnapOutput) {
+    let mut buf = Vec::new();
+    let mut items = 0u64;
+    for e in table.iter() {
+        if e.version >= version {
+            continue;
+        }
+        items += 1;
+        match &e.value {
+            Value::Str(v) => put_string(&mut buf, &e.key, v, e.expire()),
+            Value::Hash(hv) => {
+                put_hash_head(&mut buf, &e.key, e.expire());
+                for c in 0..hv.table.chunk_count() {
+                    if hv.table.chunk_version(c) >= version {
+                        continue;
+                    }
+                    let fields: Vec<(&[u8], &[u8])> = hv
+                        .table
+                        .chunk_entries(c)
+                        .map(|f| (&f.field[..], &f.value[..]))
+                        .collect();
+                    if !fields.is_empty() {
+                        put_hash_fields(&mut buf, &e.key, fields.into_iter());
+                        items += 1;
+                    }
+                    if buf.len() >= FLUSH_BYTES {
+                        out.push(std::mem::take(&mut buf), std::mem::take(&mut items));
+                        out.pace_walk();
+                    }
+                }
+            }
+        }
+        if buf.len() >= FLUSH_BYTES {
+            out.push(std::mem::take(&mut buf), std::mem::take(&mut items));
+            out.pace_walk();
+        }
+        if out.is_cancelled() {
+            return;
+        }
+    }
+    if !buf.is_empty() {
+        out.push(buf, items);
+    }
+}
+
 /// One bounded step of the walk over `shard`; returns true when the shard
-/// is done (its last buffer handed over).
+/// is done (its last buffer handed over). Frozen tables are the caller's to
+/// take out first ([`ShardSnap::take_frozen`]).
 pub(crate) fn walk_step(shard: &mut Shard, hashing: &Hashing) -> bool {
+    // What the walk serializes is not a writer's to wait for.
+    let dirty = shard.snap.as_ref().map(|s| s.dirty);
+    let done = step(shard, hashing);
+    if let (Some(dirty), Some(snap)) = (dirty, shard.snap.as_mut()) {
+        snap.dirty = dirty;
+    }
+    done
+}
+
+fn step(shard: &mut Shard, hashing: &Hashing) -> bool {
     let Shard { table, snap, .. } = shard;
     let Some(snap) = snap.as_mut() else { return true };
     let start = snap.produced();

@@ -12,9 +12,10 @@ pub(crate) use shards::{Keyspace, Locked};
 use std::collections::BTreeSet;
 use std::mem;
 use std::sync::atomic::AtomicU32;
+use std::sync::Arc;
 
 use crate::blob::{alloc_size, Blob};
-use crate::keyspace::cow::{touch_entry, HashMut, ShardSnap};
+use crate::keyspace::cow::{touch_entry, HashMut, ShardSnap, SnapOutput};
 use table::{Table, TableEntry};
 
 /// Estimated heap bytes of one expiry-index entry (a `(u64, u32)` in a
@@ -363,15 +364,29 @@ impl Shard {
     }
 
     pub(crate) fn clear(&mut self) {
-        if self.snap.is_some() {
-            // FLUSHALL during a snapshot: everything still unwritten goes first.
-            for idx in 0..self.table.len() {
-                self.touch(idx);
-            }
+        match &mut self.snap {
+            // FLUSHALL during a snapshot: the table goes to the snapshot as it
+            // is, for its walk to write outside the lock (`cow.rs`).
+            Some(snap) => snap.freeze(mem::replace(&mut self.table, Table::new())),
+            None => self.table.clear(),
         }
-        self.table.clear();
         self.expires.clear();
         self.data_bytes = 0;
+    }
+
+    /// Adds to `behind` the output of the snapshot running here if the
+    /// write ending now serialized into it and its backlog is over its
+    /// bound (the writer waits for it once it has released its locks).
+    pub(crate) fn snapshots_behind(&mut self, behind: &mut Vec<Arc<SnapOutput>>) {
+        if let Some(snap) = self.snap.as_mut() {
+            if !snap.take_dirty() {
+                return;
+            }
+            let out = snap.output();
+            if out.over_bound() && !behind.iter().any(|b| Arc::ptr_eq(b, out)) {
+                behind.push(Arc::clone(out));
+            }
+        }
     }
 
     /// Slot of the key with the nearest expiry, and that expiry.

@@ -10,7 +10,7 @@ use super::data_dir;
 use crate::blob::Blob;
 use crate::core::Inner;
 use crate::error::{Error, Result, SnapshotError};
-use crate::keyspace::cow::{walk_step, ShardSnap, FLUSH_BYTES};
+use crate::keyspace::cow::{walk_frozen, walk_step, Sent, ShardSnap, SnapOutput};
 use crate::keyspace::{encode_expire, HashValue, Value};
 use crate::mutation::Mutation;
 use crate::snapshot::format::{ChunkWriter, Item, SnapshotHeader, SnapshotReader};
@@ -50,11 +50,12 @@ pub(crate) fn snapshot_to<W: Write + Send>(inner: &Inner, out: W) -> Result<(W, 
 }
 
 /// The cut (every shard locked at once, O(shards)), the walk on its own
-/// thread, and the output drained here.
+/// thread, and the output written here. Nothing holds a shard lock while it
+/// waits for the output (`keyspace/cow.rs`): the walk and the writers hand
+/// buffers to a queue this thread drains, and wait for room holding no lock.
 fn take<W: Write + Send>(inner: &Inner, out: W) -> Result<(W, SnapshotInfo)> {
     let started = Instant::now();
-    let capacity = (inner.config.snapshot.buffer_bytes / FLUSH_BYTES).max(2);
-    let (tx, rx) = crossbeam::channel::bounded(capacity);
+    let (output, rx) = SnapOutput::new(inner.config.snapshot.buffer_bytes);
     // The cut: every shard locked at once, O(shards).
     let mut guards: Vec<_> = inner.keyspace.iter().map(|s| s.write()).collect();
     let version = inner.snapshot.next_generation();
@@ -71,7 +72,7 @@ fn take<W: Write + Send>(inner: &Inner, out: W) -> Result<(W, SnapshotInfo)> {
         g.generation = version;
         keys += g.table.len() as u64;
         changes += g.changes;
-        g.snap = Some(ShardSnap::new(version, tx.clone(), g.table.len()));
+        g.snap = Some(ShardSnap::new(version, Arc::clone(&output), g.table.len()));
     }
     drop(guards);
     let start_pause = started.elapsed();
@@ -82,64 +83,71 @@ fn take<W: Write + Send>(inner: &Inner, out: W) -> Result<(W, SnapshotInfo)> {
         keys,
         replid: inner.log().map(|l| l.replid()).unwrap_or_default(),
     };
-    let (written, wait_ns, peak) = std::thread::scope(|s| {
+    let written = std::thread::scope(|s| {
+        let walk_output = Arc::clone(&output);
         let walker = std::thread::Builder::new()
             .name("ringkv-snapshot".into())
             .spawn_scoped(s, move || {
-                let mut wait_ns = 0;
-                for shard in inner.keyspace.iter() {
-                    loop {
-                        let mut g = shard.write();
-                        if walk_step(&mut g, inner.keyspace.hashing()) {
-                            if let Some(snap) = g.snap.take() {
-                                wait_ns += snap.wait_ns;
-                            }
-                            break;
-                        }
-                        // Hand the lock to a waiting writer rather than
-                        // re-taking it at once (writers otherwise wait for
-                        // parking_lot's eventual fairness, up to ~1 ms).
-                        parking_lot::RwLockWriteGuard::unlock_fair(g);
-                    }
-                }
-                drop(tx);
-                wait_ns
+                walk(inner, version, &walk_output);
+                walk_output.done();
             });
         let mut writer = ChunkWriter::new(out, &header);
-        let mut peak = 0usize;
+        if writer.is_err() {
+            output.cancel();
+        }
+        // Once the walk has ended without saying so (it failed), take what
+        // is queued and stop.
+        let (mut walk_gone, mut done) = (false, false);
         loop {
-            match rx.recv_timeout(std::time::Duration::from_millis(100)) {
-                Ok((buf, items)) => {
-                    peak = peak.max((rx.len() + 1) * FLUSH_BYTES);
+            let sent = if walk_gone {
+                match rx.try_recv() {
+                    Ok(sent) => sent,
+                    Err(_) => break,
+                }
+            } else {
+                match rx.recv_timeout(std::time::Duration::from_millis(100)) {
+                    Ok(sent) => sent,
+                    Err(crossbeam::channel::RecvTimeoutError::Timeout) => {
+                        walk_gone = walker.as_ref().map_or(true, |w| w.is_finished());
+                        continue;
+                    }
+                    Err(crossbeam::channel::RecvTimeoutError::Disconnected) => break,
+                }
+            };
+            match sent {
+                Sent::Chunk(buf, items) => {
                     if let Ok(w) = &mut writer {
                         if let Err(e) = w.chunk(&buf, items) {
-                            // Keep draining so writers never block on a dead output.
+                            // The output failed or went away (a follower
+                            // that disconnected): stop the walk, and drain
+                            // what is queued so the counts stay right.
                             writer = Err(e);
+                            output.cancel();
                         }
                     }
+                    output.written(buf.len());
                 }
-                Err(crossbeam::channel::RecvTimeoutError::Timeout) => {
-                    // A walk that died must not leave writers serializing
-                    // into a snapshot nobody finishes.
-                    if walker.as_ref().map_or(true, |w| w.is_finished()) {
-                        for shard in inner.keyspace.iter() {
-                            shard.write().snap = None;
-                        }
-                    }
+                Sent::Done => {
+                    done = true;
+                    break;
                 }
-                Err(crossbeam::channel::RecvTimeoutError::Disconnected) => break,
             }
         }
-        let wait_ns = match walker {
-            Ok(handle) => handle.join().map_err(|_| ()),
-            Err(_) => Err(()),
+        let walked = match walker {
+            Ok(handle) => handle.join().is_ok() && done,
+            Err(_) => false,
         };
-        let writer = match wait_ns {
-            Ok(_) => writer,
-            Err(()) => Err(std::io::Error::other("the snapshot walk failed")),
-        };
-        (writer, wait_ns.unwrap_or(0), peak)
+        if !walked {
+            output.cancel();
+        }
+        match writer {
+            Ok(_) if !walked => Err(std::io::Error::other("the snapshot walk failed")),
+            w => w,
+        }
     });
+    // However the snapshot ended, no shard keeps serializing for it.
+    release(inner, version);
+    let (wait_ns, peak) = (output.wait_ns(), output.peak());
     let writer = written.map_err(|e| io("writing the snapshot", e))?;
     let (items, bytes) = (writer.items, writer.payload_bytes);
     let out = writer.finish().map_err(|e| io("finishing the snapshot", e))?;
@@ -157,6 +165,51 @@ fn take<W: Write + Send>(inner: &Inner, out: W) -> Result<(W, SnapshotInfo)> {
     tracing::info!(?info, "snapshot written");
     inner.snapshot.set_last_cut(inner.clock.now_ms(), cut_changes);
     Ok((out, info))
+}
+
+/// Walks every shard, one lock hold per bounded step, pacing itself on the
+/// output with no lock held; stops early if the output is cancelled.
+fn walk(inner: &Inner, version: u32, output: &SnapOutput) {
+    for shard in inner.keyspace.iter() {
+        loop {
+            output.pace_walk();
+            if output.is_cancelled() {
+                return;
+            }
+            let mut g = shard.write();
+            let frozen = g.snap.as_mut().map(ShardSnap::take_frozen).unwrap_or_default();
+            if !frozen.is_empty() {
+                // Tables FLUSHALL froze: nothing changes them, so they are
+                // written with no lock held (and freed here, not under it).
+                drop(g);
+                for table in &frozen {
+                    walk_frozen(table, version, output);
+                }
+                continue;
+            }
+            if walk_step(&mut g, inner.keyspace.hashing()) {
+                let done = g.snap.take();
+                drop(g);
+                drop(done);
+                break;
+            }
+            // Hand the lock to a waiting writer rather than re-taking it at
+            // once (writers otherwise wait for parking_lot's eventual
+            // fairness, up to ~1 ms).
+            parking_lot::RwLockWriteGuard::unlock_fair(g);
+        }
+    }
+}
+
+/// Removes the part of snapshot `version` from every shard that still has
+/// one (a cancelled or failed snapshot), dropping it outside the lock.
+fn release(inner: &Inner, version: u32) {
+    for shard in inner.keyspace.iter() {
+        let mut g = shard.write();
+        let part = g.snap.take_if(|s| s.version == version);
+        drop(g);
+        drop(part);
+    }
 }
 
 /// SAVE: a snapshot file in the data directory (see `Engine::save`).
