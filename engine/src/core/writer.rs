@@ -247,7 +247,9 @@ impl Inner {
         if (used as f64) < cap as f64 * self.config.snapshot.auto_share {
             return;
         }
-        if !self.snapshot.is_running() {
+        // A stream snapshot (a follower's full sync) does not keep a save
+        // from starting: they run side by side.
+        if !self.snapshot.is_saving() {
             self.hooks.start_save();
         }
         if cap - used < cap / 16 {
@@ -256,7 +258,7 @@ impl Inner {
             while log.capacity() - log.published().saturating_sub(log.oldest()) < cap / 16
                 && std::time::Instant::now() < deadline
             {
-                if !self.snapshot.is_running() {
+                if !self.snapshot.is_saving() {
                     self.hooks.start_save();
                 }
                 std::thread::sleep(std::time::Duration::from_millis(1));

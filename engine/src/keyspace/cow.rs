@@ -25,8 +25,27 @@
 //!   with no lock held ([`walk_frozen`]); the new table holds only entries
 //!   stamped `V` or later.
 //!
-//! Each entry and each chunk is serialized exactly once, so the image is
-//! exactly the state at the cut.
+//! With one snapshot running, each entry and each chunk is serialized
+//! exactly once, so the image is exactly the state at the cut.
+//!
+//! Two snapshots may run at once (a save beside a follower's full sync,
+//! `core/snapshot_state.rs`), each with its own generation, cursor and
+//! output, and a part in each shard ([`ShardSnap`], oldest first). The
+//! stamps are shared, and mean (see `stamp`): a stamp older than `V` says
+//! "not changed since `V`'s cut, maybe not in `V` yet", a stamp of `V` or
+//! later says "in `V`, or created after its cut". A writer's serialize
+//! before write writes into *every* snapshot the entry or chunk is older
+//! than and stamps the newest generation. A walk writes into its own
+//! snapshot and into the others only while their output has room (a save's
+//! walk must not fill a stalled follower's backlog); what it leaves out of
+//! another keeps a stamp older than that one's generation, so that one
+//! writes it itself. An item may then reach a snapshot twice, always with
+//! its content at that snapshot's cut (loading is idempotent). The walk
+//! writes a hash's head after its chunks and counts another snapshot as
+//! having the hash only if every chunk's stamp says so, so that a snapshot
+//! that starts while the walk is in the middle of a large hash gets all of
+//! it. A frozen table is shared by the snapshots running at the FLUSHALL;
+//! each walks it for its own generation, without stamping.
 //!
 //! Nothing here waits for the output while a shard lock is held. Serialized
 //! buffers go into the snapshot's [`SnapOutput`], a queue that never blocks
@@ -193,6 +212,12 @@ impl SnapOutput {
         self.wait_below(self.bound / 2, None);
     }
 
+    /// Another snapshot's walk may write into this one (the backlog is
+    /// within what a walk may leave).
+    fn walk_has_room(&self) -> bool {
+        self.backlog.load(Ordering::Acquire) <= self.bound / 2 && !self.is_cancelled()
+    }
+
     /// The largest backlog seen, bytes.
     pub(crate) fn peak(&self) -> usize {
         self.peak.load(Ordering::Relaxed)
@@ -214,10 +239,12 @@ pub(crate) struct ShardSnap {
     out: Arc<SnapOutput>,
     /// Entries at indexes `>= cursor` have been walked.
     cursor: usize,
-    /// A hash whose head the walk wrote and whose chunks it is writing.
+    /// A hash whose chunks the walk is writing, and the chunk it goes on from.
     pending_hash: Option<Bytes>,
-    /// Tables FLUSHALL froze, for the walk to write outside the lock.
-    frozen: Vec<Table<KeyEntry>>,
+    pending_chunk: usize,
+    /// Tables FLUSHALL froze, for the walk to write outside the lock (shared
+    /// with the other snapshot running in this shard, if any).
+    frozen: Vec<Arc<Table<KeyEntry>>>,
     /// A write serialized something since the last [`ShardSnap::take_dirty`].
     dirty: bool,
 }
@@ -232,6 +259,7 @@ impl ShardSnap {
             out,
             cursor: len,
             pending_hash: None,
+            pending_chunk: 0,
             frozen: Vec::new(),
             dirty: false,
         }
@@ -272,92 +300,247 @@ impl ShardSnap {
     /// FLUSHALL: `table` (the shard's whole table, replaced by an empty one)
     /// is the snapshot's to walk; the shard's new table holds nothing
     /// older than the cut.
-    pub(crate) fn freeze(&mut self, table: Table<KeyEntry>) {
+    fn freeze(&mut self, table: &Arc<Table<KeyEntry>>) {
         if table.len() > 0 {
-            self.frozen.push(table);
+            self.frozen.push(Arc::clone(table));
         }
         self.cursor = 0;
         self.pending_hash = None;
+        self.pending_chunk = 0;
     }
 
     /// Frozen tables for the walk to write with no lock held.
-    pub(crate) fn take_frozen(&mut self) -> Vec<Table<KeyEntry>> {
+    pub(crate) fn take_frozen(&mut self) -> Vec<Arc<Table<KeyEntry>>> {
         std::mem::take(&mut self.frozen)
     }
 }
 
-/// Serializes one chunk of a hash if it is older than the snapshot.
-fn touch_chunk(snap: &mut ShardSnap, key: &[u8], table: &mut Table<FieldEntry>, c: usize) {
-    if c >= table.chunk_count() || table.chunk_version(c) >= snap.version {
+/// FLUSHALL during snapshots: `table` (the shard's whole table, replaced by
+/// an empty one) goes to every snapshot running in the shard, for their
+/// walks to write outside the lock.
+pub(crate) fn freeze(snaps: &mut [ShardSnap], table: Table<KeyEntry>) {
+    let table = Arc::new(table);
+    for snap in snaps {
+        snap.freeze(&table);
+    }
+}
+
+/// Snapshots of a shard as a set of bits over `Shard::snaps` (a shard has
+/// at most a few: one save and one stream).
+type Mask = u64;
+/// Every snapshot: what a writer's serialize-before-write writes into.
+const ALL: Mask = Mask::MAX;
+
+fn bit(i: usize) -> Mask {
+    debug_assert!(i < Mask::BITS as usize, "more snapshots than a mask holds");
+    1 << i
+}
+
+/// The newest generation of the running snapshots.
+fn newest(snaps: &[ShardSnap]) -> u32 {
+    snaps.iter().map(|s| s.version).max().unwrap_or(0)
+}
+
+/// Bytes serialized so far by this shard for all its snapshots (monotonic).
+fn produced(snaps: &[ShardSnap]) -> usize {
+    snaps.iter().map(ShardSnap::produced).sum()
+}
+
+/// The snapshots something stamped `v` is older than: those it may still
+/// have to be written into.
+fn needing(snaps: &[ShardSnap], v: u32) -> Mask {
+    snaps
+        .iter()
+        .enumerate()
+        .filter(|(_, s)| v < s.version)
+        .fold(0, |m, (i, _)| m | bit(i))
+}
+
+/// The new stamp of something stamped `v`, needed by `need`, just written
+/// into `wrote` (a part of `need`). If every snapshot that needed it has it,
+/// the newest generation; if not, it stays older than every snapshot that
+/// does not have it (each of those writes it itself later), and is raised
+/// only past those that have it below that.
+///
+/// So a stamp older than `V` means: not changed since `V`'s cut (a change
+/// always writes into every snapshot and stamps the newest generation), and
+/// maybe not written into `V` yet. A stamp at least `V` means: written into
+/// `V`, or created after its cut.
+fn stamp(snaps: &[ShardSnap], v: u32, need: Mask, wrote: Mask) -> u32 {
+    let skipped = need & !wrote;
+    if skipped == 0 {
+        return newest(snaps).max(v);
+    }
+    let below = snaps
+        .iter()
+        .enumerate()
+        .filter(|(i, _)| skipped & bit(*i) != 0)
+        .map(|(_, s)| s.version)
+        .min()
+        .unwrap_or(u32::MAX);
+    snaps
+        .iter()
+        .enumerate()
+        .filter(|(i, s)| wrote & bit(*i) != 0 && s.version < below)
+        .map(|(_, s)| s.version)
+        .fold(v, u32::max)
+}
+
+/// Serializes one chunk of a hash into the snapshots of `allowed` it is
+/// older than, then stamps it.
+fn touch_chunk(snaps: &mut [ShardSnap], allowed: Mask, key: &[u8], table: &mut Table<FieldEntry>, c: usize) {
+    if c >= table.chunk_count() {
+        return;
+    }
+    let v = table.chunk_version(c);
+    let need = needing(snaps, v);
+    let wrote = need & allowed;
+    if wrote == 0 {
         return;
     }
     let fields: Vec<(&[u8], &[u8])> = table.chunk_entries(c).map(|f| (&f.field[..], &f.value[..])).collect();
-    if !fields.is_empty() {
-        put_hash_fields(&mut snap.buf, key, fields.into_iter());
-        snap.items += 1;
+    for (i, snap) in snaps.iter_mut().enumerate() {
+        if wrote & bit(i) == 0 {
+            continue;
+        }
+        if !fields.is_empty() {
+            put_hash_fields(&mut snap.buf, key, fields.iter().copied());
+            snap.items += 1;
+        }
+        snap.dirty = true;
+        snap.flush_if_full();
     }
-    table.set_chunk_version(c, snap.version);
-    snap.dirty = true;
-    snap.flush_if_full();
+    drop(fields);
+    table.set_chunk_version(c, stamp(snaps, v, need, wrote));
 }
 
-/// Serializes every chunk of a hash still older than the snapshot, up to
-/// `budget` bytes; returns true when none is left.
-fn hash_chunks(snap: &mut ShardSnap, key: &[u8], hv: &mut HashValue, budget: usize) -> bool {
-    let start = snap.produced();
-    for c in 0..hv.table.chunk_count() {
-        if hv.table.chunk_version(c) < snap.version {
-            if snap.produced() - start >= budget {
-                return false;
-            }
-            touch_chunk(snap, key, &mut hv.table, c);
+/// Writes a hash's head into the snapshots of `mask`.
+fn put_heads(snaps: &mut [ShardSnap], mask: Mask, key: &[u8], expire: Option<u64>) {
+    for (i, snap) in snaps.iter_mut().enumerate() {
+        if mask & bit(i) != 0 {
+            put_hash_head(&mut snap.buf, key, expire);
+            snap.items += 1;
+            snap.dirty = true;
+            snap.flush_if_full();
         }
     }
-    true
 }
 
 /// Serialize before write, for a change of the whole entry (its value, its
-/// expiry, or its removal): writes it (for a hash: head and every old chunk)
-/// and stamps it. A no-op for entries created after the cut or already written.
-pub(crate) fn touch_entry(snap: &mut ShardSnap, e: &mut KeyEntry) {
-    if e.version >= snap.version {
+/// expiry, or its removal): writes it into every snapshot it is older than
+/// (for a hash: head and every chunk still older) and stamps it with the
+/// newest generation. A no-op for entries created after every cut or
+/// already written.
+pub(crate) fn touch_entry(snaps: &mut [ShardSnap], e: &mut KeyEntry) {
+    let v = e.version;
+    let need = needing(snaps, v);
+    if need == 0 {
         return;
     }
     let expire = e.expire();
-    snap.dirty = true;
-    match &mut e.value {
-        Value::Str(v) => put_string(&mut snap.buf, &e.key, v, expire),
+    let KeyEntry {
+        key, value, version, ..
+    } = e;
+    match value {
+        Value::Str(val) => {
+            for (i, snap) in snaps.iter_mut().enumerate() {
+                if need & bit(i) != 0 {
+                    put_string(&mut snap.buf, key, val, expire);
+                    snap.items += 1;
+                    snap.dirty = true;
+                    snap.flush_if_full();
+                }
+            }
+        }
         Value::Hash(hv) => {
-            put_hash_head(&mut snap.buf, &e.key, expire);
-            snap.items += 1;
-            snap.flush_if_full();
-            hash_chunks(snap, &e.key, hv, usize::MAX);
-            e.version = snap.version;
-            return;
+            put_heads(snaps, need, key, expire);
+            for c in 0..hv.table.chunk_count() {
+                touch_chunk(snaps, ALL, key, &mut hv.table, c);
+            }
         }
     }
-    snap.items += 1;
-    e.version = snap.version;
-    snap.flush_if_full();
+    *version = stamp(snaps, v, need, need);
 }
 
-/// A hash being changed field by field during a snapshot: touches each chunk
-/// before the change, so the snapshot gets the chunk as it was at the cut.
+/// The walk of snapshot `w` over an entry older than it. It writes into
+/// `w`, and into the other snapshots of `allowed` (those whose output has
+/// room: a walk must not fill another snapshot's backlog, so a save's walk
+/// never grows a stalled follower's) that need it. For a hash: its chunks
+/// from `from` on, until `budget` bytes were produced since `start`
+/// (`Err(chunk)` to go on from), then the head into `w` (its pass has
+/// written every chunk `w` needed) and into each other allowed snapshot
+/// that now has every chunk, which is also what the stamp is raised for.
+/// Writing the head after the chunks means that a snapshot starting while
+/// the walk is in the middle of the hash is not counted as having it.
+fn walk_entry(
+    snaps: &mut [ShardSnap],
+    w: usize,
+    allowed: Mask,
+    e: &mut KeyEntry,
+    from: usize,
+    start: usize,
+) -> Result<(), usize> {
+    let v = e.version;
+    let need = needing(snaps, v);
+    let expire = e.expire();
+    let KeyEntry {
+        key, value, version, ..
+    } = e;
+    let done = match value {
+        Value::Str(val) => {
+            let wrote = need & allowed;
+            for (i, snap) in snaps.iter_mut().enumerate() {
+                if wrote & bit(i) != 0 {
+                    put_string(&mut snap.buf, key, val, expire);
+                    snap.items += 1;
+                    snap.flush_if_full();
+                }
+            }
+            wrote
+        }
+        Value::Hash(hv) => {
+            for c in from..hv.table.chunk_count() {
+                if needing(snaps, hv.table.chunk_version(c)) & allowed == 0 {
+                    continue;
+                }
+                if produced(snaps) - start >= WALK_STEP_BYTES {
+                    return Err(c);
+                }
+                touch_chunk(snaps, allowed, key, &mut hv.table, c);
+            }
+            let table = &hv.table;
+            let complete = |s: &ShardSnap| (0..table.chunk_count()).all(|c| table.chunk_version(c) >= s.version);
+            let headed = snaps
+                .iter()
+                .enumerate()
+                .filter(|(i, s)| *i == w || (need & allowed & bit(*i) != 0 && complete(s)))
+                .fold(0, |m, (i, _)| m | bit(i))
+                & need;
+            put_heads(snaps, headed, key, expire);
+            headed
+        }
+    };
+    *version = stamp(snaps, v, need, done);
+    Ok(())
+}
+
+/// A hash being changed field by field during snapshots: touches each chunk
+/// before the change, so every snapshot gets the chunk as it was at its cut.
 pub(crate) struct HashMut<'a> {
     pub(crate) hv: &'a mut HashValue,
-    pub(crate) snap: Option<(&'a mut ShardSnap, &'a [u8])>,
+    pub(crate) snap: Option<(&'a mut [ShardSnap], &'a [u8])>,
 }
 
 impl HashMut<'_> {
     /// Sets a field; returns the previous value.
     pub(crate) fn set(&mut self, hash: u32, field: &[u8], value: crate::blob::Blob) -> Option<crate::blob::Blob> {
-        if let Some((snap, key)) = &mut self.snap {
+        if let Some((snaps, key)) = &mut self.snap {
             let c = match self.hv.table.find(hash, field) {
                 Some(idx) => Some(Table::<FieldEntry>::chunk_of(idx)),
                 None => self.hv.table.next_insert_chunk(),
             };
             if let Some(c) = c {
-                touch_chunk(snap, key, &mut self.hv.table, c);
+                touch_chunk(snaps, ALL, key, &mut self.hv.table, c);
             }
         }
         self.hv.set(hash, field, value)
@@ -366,11 +549,11 @@ impl HashMut<'_> {
     /// Removes a field; returns its value.
     pub(crate) fn remove(&mut self, hash: u32, field: &[u8]) -> Option<crate::blob::Blob> {
         let idx = self.hv.table.find(hash, field)?;
-        if let Some((snap, key)) = &mut self.snap {
+        if let Some((snaps, key)) = &mut self.snap {
             // The field's chunk, and the last chunk (its last field moves into the hole).
-            touch_chunk(snap, key, &mut self.hv.table, Table::<FieldEntry>::chunk_of(idx));
+            touch_chunk(snaps, ALL, key, &mut self.hv.table, Table::<FieldEntry>::chunk_of(idx));
             if let Some(last) = self.hv.table.last_index() {
-                touch_chunk(snap, key, &mut self.hv.table, Table::<FieldEntry>::chunk_of(last));
+                touch_chunk(snaps, ALL, key, &mut self.hv.table, Table::<FieldEntry>::chunk_of(last));
             }
         }
         Some(self.hv.remove_at(idx).1)
@@ -425,63 +608,64 @@ pub(crate) fn walk_frozen(table: &Table<KeyEntry>, version: u32, out: &SnapOutpu
     }
 }
 
-/// One bounded step of the walk over `shard`; returns true when the shard
-/// is done (its last buffer handed over). Frozen tables are the caller's to
-/// take out first ([`ShardSnap::take_frozen`]).
-pub(crate) fn walk_step(shard: &mut Shard, hashing: &Hashing) -> bool {
+/// One bounded step of the walk of snapshot `version` over `shard`; returns
+/// true when the shard is done for it (its last buffer handed over).
+/// Frozen tables are the caller's to take out first
+/// ([`ShardSnap::take_frozen`]). What the walk writes goes into every
+/// snapshot running in the shard that needs it, since the stamps are shared.
+pub(crate) fn walk_step(shard: &mut Shard, hashing: &Hashing, version: u32) -> bool {
     // What the walk serializes is not a writer's to wait for.
-    let dirty = shard.snap.as_ref().map(|s| s.dirty);
-    let done = step(shard, hashing);
-    if let (Some(dirty), Some(snap)) = (dirty, shard.snap.as_mut()) {
+    let dirty: Vec<bool> = shard.snaps.iter().map(|s| s.dirty).collect();
+    let done = step(shard, hashing, version);
+    for (snap, dirty) in shard.snaps.iter_mut().zip(dirty) {
         snap.dirty = dirty;
     }
     done
 }
 
-fn step(shard: &mut Shard, hashing: &Hashing) -> bool {
-    let Shard { table, snap, .. } = shard;
-    let Some(snap) = snap.as_mut() else { return true };
-    let start = snap.produced();
-    if let Some(key) = snap.pending_hash.clone() {
+fn step(shard: &mut Shard, hashing: &Hashing, version: u32) -> bool {
+    let Shard { table, snaps, .. } = shard;
+    let Some(w) = snaps.iter().position(|s| s.version == version) else {
+        return true;
+    };
+    let allowed = snaps
+        .iter()
+        .enumerate()
+        .filter(|(i, s)| *i == w || s.out.walk_has_room())
+        .fold(0, |m, (i, _)| m | bit(i));
+    let start = produced(snaps);
+    if let Some(key) = snaps[w].pending_hash.clone() {
         let h = hashing.hash(&key);
         if let Some(idx) = table.find(h as u32, &key) {
             let e = table.at_mut(idx);
-            if e.version < snap.version {
-                if let Value::Hash(hv) = &mut e.value {
-                    if !hash_chunks(snap, &key, hv, WALK_STEP_BYTES) {
-                        return false;
-                    }
-                }
-                e.version = snap.version;
-            }
-        }
-        // Gone, or written by a change meanwhile.
-        snap.pending_hash = None;
-    }
-    let mut looked = 0;
-    snap.cursor = snap.cursor.min(table.len());
-    while snap.cursor > 0 && looked < WALK_STEP_ENTRIES && snap.produced() - start < WALK_STEP_BYTES {
-        snap.cursor -= 1;
-        looked += 1;
-        let e = table.at_mut(snap.cursor);
-        if e.version >= snap.version {
-            continue;
-        }
-        let expire = e.expire();
-        match &mut e.value {
-            Value::Str(_) => touch_entry(snap, e),
-            Value::Hash(hv) => {
-                put_hash_head(&mut snap.buf, &e.key, expire);
-                snap.items += 1;
-                if hash_chunks(snap, &e.key, hv, WALK_STEP_BYTES) {
-                    e.version = snap.version;
-                } else {
-                    snap.pending_hash = Some(Bytes::copy_from_slice(&e.key));
+            // Unless gone, or written by a change (or another walk) meanwhile.
+            if e.version < version {
+                let from = snaps[w].pending_chunk;
+                if let Err(c) = walk_entry(snaps, w, allowed, e, from, start) {
+                    snaps[w].pending_chunk = c;
                     return false;
                 }
             }
         }
+        snaps[w].pending_hash = None;
+        snaps[w].pending_chunk = 0;
     }
+    let mut looked = 0;
+    snaps[w].cursor = snaps[w].cursor.min(table.len());
+    while snaps[w].cursor > 0 && looked < WALK_STEP_ENTRIES && produced(snaps) - start < WALK_STEP_BYTES {
+        snaps[w].cursor -= 1;
+        looked += 1;
+        let e = table.at_mut(snaps[w].cursor);
+        if e.version >= version {
+            continue;
+        }
+        if let Err(c) = walk_entry(snaps, w, allowed, e, 0, start) {
+            snaps[w].pending_hash = Some(Bytes::copy_from_slice(&e.key));
+            snaps[w].pending_chunk = c;
+            return false;
+        }
+    }
+    let snap = &mut snaps[w];
     if snap.cursor == 0 && snap.pending_hash.is_none() {
         snap.flush();
         return true;

@@ -74,7 +74,7 @@ pub(crate) fn replica_append(inner: &Arc<Inner>, start: u64, bytes: &[u8]) -> Re
     loop {
         match log.append_stream(start, bytes) {
             Err(LogError::Full { .. }) if Instant::now() < deadline && inner.data_dir.is_some() && !is_stale(inner) => {
-                if !inner.snapshot.is_running() {
+                if !inner.snapshot.is_saving() {
                     let _ = bgsave(inner);
                 }
                 std::thread::sleep(Duration::from_millis(1));
@@ -221,7 +221,7 @@ pub(crate) fn swap_in(inner: &Arc<Inner>, staging: &Inner, snapshot_offset: u64)
     recovery::replay_range(staging, log, snapshot_offset, pos)?;
     let mut mine: Vec<_> = inner.keyspace.iter().map(|s| s.write()).collect();
     let mut theirs: Vec<_> = staging.keyspace.iter().map(|s| s.write()).collect();
-    if mine.iter().any(|g| g.snap.is_some()) {
+    if mine.iter().any(|g| g.has_snapshot()) {
         return Err(Error::Snapshot(SnapshotError::InProgress));
     }
     for (a, b) in mine.iter_mut().zip(theirs.iter_mut()) {

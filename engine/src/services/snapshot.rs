@@ -8,7 +8,7 @@ use std::time::Instant;
 
 use super::data_dir;
 use crate::blob::Blob;
-use crate::core::Inner;
+use crate::core::{Inner, SnapshotKind};
 use crate::error::{Error, Result, SnapshotError};
 use crate::keyspace::cow::{walk_frozen, walk_step, Sent, ShardSnap, SnapOutput};
 use crate::keyspace::{encode_expire, HashValue, Value};
@@ -24,27 +24,28 @@ fn io(context: &str, e: std::io::Error) -> Error {
     })
 }
 
-/// Takes a snapshot into `out` while writers go on (one at a time; none
-/// while a follower's data is stale).
+/// Takes a snapshot into `out` while writers go on (one stream at a time,
+/// beside at most one save; none while a follower's data is stale).
 pub(crate) fn snapshot_to<W: Write + Send>(inner: &Inner, out: W) -> Result<(W, SnapshotInfo)> {
+    snapshot_as(inner, out, SnapshotKind::Stream)
+}
+
+/// A snapshot of `kind` into `out`: claims its slot, then [`take`].
+fn snapshot_as<W: Write + Send>(inner: &Inner, out: W, kind: SnapshotKind) -> Result<(W, SnapshotInfo)> {
     if inner.replica.is_syncing() {
         return Err(Error::Snapshot(SnapshotError::Stale));
     }
-    let Some(_running) = inner.snapshot.try_begin() else {
+    let Some(_running) = inner.snapshot.try_begin(kind) else {
         return Err(Error::Snapshot(SnapshotError::InProgress));
     };
-    inner.snapshot.update_stats(|s| s.in_progress = true);
-    let result = take(inner, out);
-    inner.snapshot.update_stats(|stats| {
-        stats.in_progress = false;
-        match &result {
-            Ok((_, info)) => {
-                stats.completed += 1;
-                stats.last = Some(info.clone());
-                stats.last_error = None;
-            }
-            Err(e) => stats.last_error = Some(e.to_string()),
+    let result = take(inner, out, kind);
+    inner.snapshot.update_stats(|stats| match &result {
+        Ok((_, info)) => {
+            stats.completed += 1;
+            stats.last = Some(info.clone());
+            stats.last_error = None;
         }
+        Err(e) => stats.last_error = Some(e.to_string()),
     });
     result
 }
@@ -53,10 +54,12 @@ pub(crate) fn snapshot_to<W: Write + Send>(inner: &Inner, out: W) -> Result<(W, 
 /// thread, and the output written here. Nothing holds a shard lock while it
 /// waits for the output (`keyspace/cow.rs`): the walk and the writers hand
 /// buffers to a queue this thread drains, and wait for room holding no lock.
-fn take<W: Write + Send>(inner: &Inner, out: W) -> Result<(W, SnapshotInfo)> {
+fn take<W: Write + Send>(inner: &Inner, out: W, kind: SnapshotKind) -> Result<(W, SnapshotInfo)> {
     let started = Instant::now();
     let (output, rx) = SnapOutput::new(inner.config.snapshot.buffer_bytes);
-    // The cut: every shard locked at once, O(shards).
+    // The cut: every shard locked at once, O(shards). Another snapshot may
+    // be running (a save beside a stream): its parts stay, and the shards
+    // serialize into both (`keyspace/cow.rs`).
     let mut guards: Vec<_> = inner.keyspace.iter().map(|s| s.write()).collect();
     let version = inner.snapshot.next_generation();
     // A follower's keyspace reflects its applied offset (which moves
@@ -72,7 +75,8 @@ fn take<W: Write + Send>(inner: &Inner, out: W) -> Result<(W, SnapshotInfo)> {
         g.generation = version;
         keys += g.table.len() as u64;
         changes += g.changes;
-        g.snap = Some(ShardSnap::new(version, Arc::clone(&output), g.table.len()));
+        let part = ShardSnap::new(version, Arc::clone(&output), g.table.len());
+        g.snaps.push(part);
     }
     drop(guards);
     let start_pause = started.elapsed();
@@ -163,7 +167,11 @@ fn take<W: Write + Send>(inner: &Inner, out: W) -> Result<(W, SnapshotInfo)> {
         created_ms: header.created_ms,
     };
     tracing::info!(?info, "snapshot written");
-    inner.snapshot.set_last_cut(inner.clock.now_ms(), cut_changes);
+    if kind == SnapshotKind::Save {
+        // The `save` rules count from the last save: a stream does not
+        // make the data directory any more durable.
+        inner.snapshot.set_last_cut(inner.clock.now_ms(), cut_changes);
+    }
     Ok((out, info))
 }
 
@@ -177,7 +185,12 @@ fn walk(inner: &Inner, version: u32, output: &SnapOutput) {
                 return;
             }
             let mut g = shard.write();
-            let frozen = g.snap.as_mut().map(ShardSnap::take_frozen).unwrap_or_default();
+            let frozen = g
+                .snaps
+                .iter_mut()
+                .find(|s| s.version == version)
+                .map(ShardSnap::take_frozen)
+                .unwrap_or_default();
             if !frozen.is_empty() {
                 // Tables FLUSHALL froze: nothing changes them, so they are
                 // written with no lock held (and freed here, not under it).
@@ -187,8 +200,8 @@ fn walk(inner: &Inner, version: u32, output: &SnapOutput) {
                 }
                 continue;
             }
-            if walk_step(&mut g, inner.keyspace.hashing()) {
-                let done = g.snap.take();
+            if walk_step(&mut g, inner.keyspace.hashing(), version) {
+                let done = g.take_snapshot_part(version);
                 drop(g);
                 drop(done);
                 break;
@@ -206,7 +219,7 @@ fn walk(inner: &Inner, version: u32, output: &SnapOutput) {
 fn release(inner: &Inner, version: u32) {
     for shard in inner.keyspace.iter() {
         let mut g = shard.write();
-        let part = g.snap.take_if(|s| s.version == version);
+        let part = g.take_snapshot_part(version);
         drop(g);
         drop(part);
     }
@@ -225,7 +238,7 @@ pub(crate) fn save(inner: &Inner) -> Result<SnapshotInfo> {
     };
     let tmp = dir.join("snapshot.tmp");
     let file = File::create(&tmp).map_err(|e| io("creating the snapshot file", e))?;
-    let (out, info) = snapshot_to(inner, BufWriter::with_capacity(1 << 20, file))?;
+    let (out, info) = snapshot_as(inner, BufWriter::with_capacity(1 << 20, file), SnapshotKind::Save)?;
     let file = out
         .into_inner()
         .map_err(|e| io("flushing the snapshot file", e.into_error()))?;
@@ -254,12 +267,13 @@ pub(crate) fn save(inner: &Inner) -> Result<SnapshotInfo> {
     Ok(info)
 }
 
-/// BGSAVE: [`save`] on a background thread; false if a snapshot runs.
+/// BGSAVE: [`save`] on a background thread; false if a save runs (a
+/// stream snapshot, such as a follower's full sync, does not stop it).
 pub(crate) fn bgsave(inner: &Arc<Inner>) -> Result<bool> {
     if inner.data_dir.is_none() {
         return Err(Error::Config("BGSAVE needs a data directory".into()));
     }
-    if inner.snapshot.is_running() {
+    if inner.snapshot.is_saving() {
         return Ok(false);
     }
     let mut slot = inner.snapshot.bgsave_thread();
