@@ -202,9 +202,17 @@ pub(crate) fn check_log_limits(capacity: u64, max_record_fraction: u64) -> Resul
 #[serde(default, deny_unknown_fields)]
 pub struct SnapshotConfig {
     /// Bytes of serialized data that may wait for the output (disk or a
-    /// follower's connection) before writers wait: the bound on a
-    /// snapshot's extra memory, with one 64 KiB buffer per shard.
+    /// follower's connection): the bound on a snapshot's extra memory, with
+    /// one 64 KiB buffer per shard. The walk pauses while half of it waits;
+    /// a write that leaves more than all of it waiting waits (after
+    /// releasing its locks, up to `writer_wait_ms`) for the output to catch
+    /// up. Nothing waits for the output while holding a shard lock.
     pub buffer_bytes: usize,
+    /// Longest time a write waits for a slow snapshot output to take its
+    /// backlog back under `buffer_bytes`, with its locks released; then it
+    /// returns anyway (the output's own timeout, such as a follower's
+    /// `snapshot_send_timeout_ms`, ends a stalled snapshot).
+    pub writer_wait_ms: u64,
     /// Snapshot files kept in the data directory.
     pub keep: usize,
     /// Start a snapshot when history not covered by one exceeds this share
@@ -233,6 +241,7 @@ impl Default for SnapshotConfig {
     fn default() -> Self {
         SnapshotConfig {
             buffer_bytes: 8 << 20,
+            writer_wait_ms: 100,
             keep: 2,
             auto_share: 0.5,
             log_full_wait_ms: 2000,

@@ -576,8 +576,13 @@ impl Engine {
 
     /// Takes a point-in-time snapshot and streams it to `out` while writers
     /// go on: no fork, the cut costs one brief lock of every shard, and extra
-    /// memory is bounded by `SnapshotConfig::buffer_bytes` (writers wait when
-    /// `out` is slower than they are). Returns `out` and what was written.
+    /// memory is bounded by `SnapshotConfig::buffer_bytes` (when `out` is
+    /// slower than the writers, the walk pauses and writers that add to the
+    /// backlog wait, never holding a lock, at most
+    /// `SnapshotConfig::writer_wait_ms`). A failing `out` ends the snapshot
+    /// early with its error. One such snapshot runs at a time (another
+    /// fails with `SnapshotError::InProgress`), beside at most one
+    /// [`Engine::save`]. Returns `out` and what was written.
     ///
     /// ```
     /// use ringkv::{Config, Engine};
@@ -602,7 +607,8 @@ impl Engine {
     }
 
     /// BGSAVE: starts [`Engine::save`] on a background thread; returns false
-    /// if a snapshot is already running.
+    /// if a save is already running (a running [`Engine::snapshot_to`], such
+    /// as a follower's full sync, does not stop it: they run side by side).
     pub fn bgsave(&self) -> Result<bool> {
         services::snapshot::bgsave(&self.inner)
     }

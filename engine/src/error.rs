@@ -270,7 +270,7 @@ pub enum SnapshotError {
         /// Version this build reads.
         supported: u32,
     },
-    /// Another snapshot is running.
+    /// Another snapshot of the same kind (a save, or a stream) is running.
     #[error("a snapshot is already in progress")]
     InProgress,
     /// A follower in a full sync serves stale data and takes no snapshot.

@@ -220,7 +220,8 @@ pub struct SnapshotInfo {
     pub start_pause_us: u64,
     /// Wall time, milliseconds.
     pub duration_ms: u64,
-    /// Time writers (and the walk) waited for a full output buffer, milliseconds.
+    /// Time writers (with no lock held) and the walk waited for the output
+    /// to take its backlog down, milliseconds.
     pub writer_wait_ms: u64,
     /// Largest amount of serialized data waiting for the output, bytes.
     pub peak_buffer_bytes: u64,

@@ -526,3 +526,405 @@ fn a_huge_field_count_fails_without_allocating_for_it() {
     );
     assert!(bytes <= 64 << 10, "{bytes} bytes allocated");
 }
+
+/// A snapshot output that blocks every write until it is opened: a follower
+/// whose link has stalled, or a disk that hangs.
+struct Gated {
+    gate: Arc<Gate>,
+    bytes: Vec<u8>,
+}
+
+#[derive(Default)]
+struct Gate {
+    open: std::sync::Mutex<bool>,
+    opened: std::sync::Condvar,
+    /// The snapshot wrote (tried to write) its first byte: the cut is behind it.
+    entered: AtomicBool,
+}
+
+impl Gate {
+    fn open(&self) {
+        *self.open.lock().expect("gate") = true;
+        self.opened.notify_all();
+    }
+
+    fn is_open(&self) -> bool {
+        *self.open.lock().expect("gate")
+    }
+
+    /// Waits (bounded) until the snapshot has made its cut and blocked on the output.
+    fn wait_entered(&self) {
+        let deadline = std::time::Instant::now() + Duration::from_secs(20);
+        while !self.entered.load(Ordering::Acquire) {
+            assert!(std::time::Instant::now() < deadline, "the snapshot never wrote");
+            std::thread::sleep(Duration::from_millis(1));
+        }
+    }
+}
+
+impl std::io::Write for Gated {
+    fn write(&mut self, data: &[u8]) -> std::io::Result<usize> {
+        self.gate.entered.store(true, Ordering::Release);
+        let mut open = self.gate.open.lock().expect("gate");
+        while !*open {
+            open = self.gate.opened.wait(open).expect("gate");
+        }
+        self.bytes.extend_from_slice(data);
+        Ok(data.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+/// Replays the records of `from`'s log that start in `start..end` into `target`.
+fn replay_range(from: &Engine, target: &Engine, start: u64, end: u64) {
+    let log = from.log().expect("log").clone();
+    let mut reader = log.tail(start);
+    while reader.offset() < end {
+        for (at, m) in reader.next_mutations(Duration::ZERO, 1 << 20).expect("read the log") {
+            if at < end {
+                target.replay(&m).expect("replay");
+            }
+        }
+    }
+}
+
+/// A snapshot whose output blocks (a follower whose link stalled) must not
+/// hold any shard locked: writes and FLUSHALL return while it is blocked.
+#[test]
+fn writes_and_flushall_do_not_wait_for_a_blocked_snapshot_output() {
+    let live = Engine::builder()
+        .config(config(256 << 20, 1 << 20))
+        .anonymous_log()
+        .build()
+        .expect("engine");
+    preload(&live);
+    // Several times what the output may buffer, in entries smaller than it.
+    live.del(["huge"]).expect("del");
+    for i in 0..4000 {
+        live.set(format!("pad{i}"), vec![b'p'; 1024]).expect("set");
+    }
+    let gate = Arc::new(Gate::default());
+    let out = Gated {
+        gate: gate.clone(),
+        bytes: Vec::new(),
+    };
+    let snapshot = {
+        let live = live.clone();
+        std::thread::spawn(move || live.snapshot_to(out))
+    };
+    gate.wait_entered();
+    // Give the walk time to fill every buffer the output would take.
+    std::thread::sleep(Duration::from_millis(300));
+    let opener = {
+        let gate = gate.clone();
+        std::thread::spawn(move || {
+            std::thread::sleep(Duration::from_secs(5));
+            gate.open();
+        })
+    };
+    let mut slowest = Duration::ZERO;
+    let mut timed = |what: &str, f: &mut dyn FnMut()| {
+        let t = std::time::Instant::now();
+        f();
+        let took = t.elapsed();
+        assert!(
+            took < Duration::from_secs(1),
+            "{what} took {took:?}: it waited for the snapshot's blocked output"
+        );
+        slowest = slowest.max(took);
+    };
+    // Keys of every shard, all older than the cut: each is serialized first.
+    for k in (0..2000).step_by(10) {
+        timed("SET", &mut || {
+            live.set(format!("s{k}"), "after the cut").expect("set");
+        });
+    }
+    for h in 0..20 {
+        timed("HSET", &mut || {
+            live.hset(format!("h{h}"), [("f1", "after")]).expect("hset");
+        });
+    }
+    timed("HINCRBY", &mut || {
+        live.hincr_by("big", "f7", 1).expect("hincrby");
+    });
+    timed("FLUSHALL", &mut || live.flush().expect("flushall"));
+    timed("SET after FLUSHALL", &mut || {
+        live.set("new", "v").expect("set");
+    });
+    assert!(
+        !gate.is_open(),
+        "the writes ran while the output was blocked (slowest {slowest:?})"
+    );
+    opener.join().expect("opener");
+    let (out, info) = snapshot.join().expect("snapshot thread").expect("snapshot");
+    // The image is exactly the state at the cut: an engine fed the same
+    // writes up to the cut's offset has the same digest.
+    let copy = Engine::new(config(1 << 20, 1 << 20)).expect("copy");
+    let header = copy.load_snapshot(&out.bytes[..]).expect("load");
+    assert_eq!(header.offset, info.offset);
+    let at_cut = Engine::new(config(1 << 20, 1 << 20)).expect("reference");
+    replay_range(&live, &at_cut, live.log().expect("log").oldest(), info.offset);
+    assert_eq!(copy.digest(), at_cut.digest(), "the image is not the state at the cut");
+    assert_eq!(copy.dbsize(), at_cut.dbsize());
+    replay(&live, &copy, info.offset);
+    assert_eq!(
+        copy.digest(),
+        live.digest(),
+        "snapshot + log from its offset != live state"
+    );
+    println!("slowest write {slowest:?}; {info:?}");
+}
+
+#[test]
+fn a_snapshot_under_writes_and_flushall_is_exactly_the_cut() {
+    for round in 0..3u64 {
+        let live = Engine::builder()
+            .config(config(256 << 20, 128 << 10))
+            .anonymous_log()
+            .build()
+            .expect("engine");
+        preload(&live);
+        let stop = Arc::new(AtomicBool::new(false));
+        let gate = Arc::new(Gate::default());
+        let (out, info) = std::thread::scope(|s| {
+            for t in 0..2u64 {
+                let (live, stop) = (live.clone(), stop.clone());
+                s.spawn(move || {
+                    let mut r = 0x2545_f491_4f6c_dd1du64 ^ (round * 977 + t);
+                    while !stop.load(Ordering::Relaxed) {
+                        r ^= r << 13;
+                        r ^= r >> 7;
+                        r ^= r << 17;
+                        random_op(&live, r);
+                    }
+                });
+            }
+            std::thread::sleep(Duration::from_millis(10));
+            let snapshot = {
+                let (live, gate) = (live.clone(), gate.clone());
+                s.spawn(move || {
+                    live.snapshot_to(Gated {
+                        gate,
+                        bytes: Vec::new(),
+                    })
+                })
+            };
+            // FLUSHALL while the walk is paused on the blocked output, new
+            // keys, writes, and another FLUSHALL.
+            gate.wait_entered();
+            std::thread::sleep(Duration::from_millis(20 * round));
+            live.flush().expect("flushall");
+            preload(&live);
+            std::thread::sleep(Duration::from_millis(20));
+            live.flush().expect("flushall");
+            std::thread::sleep(Duration::from_millis(20));
+            gate.open();
+            let out = snapshot.join().expect("snapshot thread").expect("snapshot");
+            stop.store(true, Ordering::Relaxed);
+            out
+        });
+        let copy = Engine::new(config(1 << 20, 1 << 20)).expect("copy");
+        copy.load_snapshot(&out.bytes[..]).expect("load");
+        let at_cut = Engine::new(config(1 << 20, 1 << 20)).expect("reference");
+        replay_range(&live, &at_cut, live.log().expect("log").oldest(), info.offset);
+        assert_eq!(
+            copy.digest(),
+            at_cut.digest(),
+            "round {round}: the image is not the state at the cut"
+        );
+        assert!(info.keys > 2000, "{info:?}");
+        replay(&live, &copy, info.offset);
+        assert_eq!(
+            copy.digest(),
+            live.digest(),
+            "round {round}: snapshot + log != live state"
+        );
+        println!("round {round}: {info:?}");
+    }
+}
+
+/// A long full sync (a stream snapshot) must not keep a data directory
+/// from being saved: the ring would fill and writes fail with `LogFull`.
+#[test]
+fn a_save_succeeds_and_writes_continue_while_a_slow_stream_snapshot_runs() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let cfg = config(256 << 10, 1 << 20);
+    let e = Engine::open(dir.path(), cfg.clone()).expect("open");
+    for i in 0..500u64 {
+        e.set(format!("old{i}"), format!("value-{i}")).expect("set");
+    }
+    let at_cut = e.digest();
+    // A follower's full sync whose link is stalled.
+    let gate = Arc::new(Gate::default());
+    let out = Gated {
+        gate: gate.clone(),
+        bytes: Vec::new(),
+    };
+    let stream = {
+        let e = e.clone();
+        std::thread::spawn(move || e.snapshot_to(out))
+    };
+    gate.wait_entered();
+    std::thread::sleep(Duration::from_millis(200));
+    // Ten times the ring: only snapshots taken meanwhile make room.
+    let capacity = e.stats().log.expect("log").capacity;
+    let end = e.stats().log.expect("log").offset + 10 * capacity;
+    let mut i = 0u64;
+    while e.stats().log.expect("log").offset < end {
+        if let Err(err) = e.set(format!("k{}", i % 50), vec![b'n'; 2048]) {
+            panic!("write {i} failed while a stream snapshot ran: {err}");
+        }
+        i += 1;
+    }
+    let saved = e.save();
+    assert!(
+        !gate.is_open() && !stream.is_finished(),
+        "the stream snapshot still runs"
+    );
+    let saved = saved.expect("SAVE while a stream snapshot runs");
+    assert!(saved.offset > 0);
+    gate.open();
+    let (out, _) = stream.join().expect("stream thread").expect("stream snapshot");
+    let copy = Engine::new(config(1 << 20, 1 << 20)).expect("copy");
+    copy.load_snapshot(&out.bytes[..]).expect("load");
+    assert_eq!(copy.digest(), at_cut, "the stream is the state at its cut");
+    let digest = e.digest();
+    e.close();
+    let e = Engine::open(dir.path(), cfg).expect("reopen");
+    assert_eq!(e.digest(), digest);
+}
+
+#[test]
+fn a_save_beside_a_stream_snapshot_each_is_exactly_its_cut() {
+    for round in 0..3u64 {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let live = Engine::open(dir.path(), config(64 << 20, 128 << 10)).expect("open");
+        preload(&live);
+        live.del(["huge"]).expect("del");
+        // Most of it stays unwalked by the stream while the save walks it all.
+        for i in 0..4000 {
+            live.set(format!("pad{i}"), vec![b'p'; 1024]).expect("set");
+        }
+        let stop = Arc::new(AtomicBool::new(false));
+        let gate = Arc::new(Gate::default());
+        let (stream, saved) = std::thread::scope(|s| {
+            for t in 0..2u64 {
+                let (live, stop) = (live.clone(), stop.clone());
+                s.spawn(move || {
+                    let mut r = 0x6a09_e667_f3bc_c908u64 ^ (round * 7919 + t);
+                    while !stop.load(Ordering::Relaxed) {
+                        r ^= r << 13;
+                        r ^= r >> 7;
+                        r ^= r << 17;
+                        random_op(&live, r);
+                    }
+                });
+            }
+            std::thread::sleep(Duration::from_millis(10));
+            let stream = {
+                let (live, gate) = (live.clone(), gate.clone());
+                s.spawn(move || {
+                    live.snapshot_to(Gated {
+                        gate,
+                        bytes: Vec::new(),
+                    })
+                })
+            };
+            gate.wait_entered();
+            if round > 0 {
+                // FLUSHALL while both snapshots run (the stream's walk is
+                // paused on its output, the save's is not).
+                let (live, stop) = (live.clone(), stop.clone());
+                s.spawn(move || {
+                    while !stop.load(Ordering::Relaxed) {
+                        std::thread::sleep(Duration::from_millis(2 * round));
+                        live.flush().expect("flushall");
+                        preload(&live);
+                    }
+                });
+            }
+            std::thread::sleep(Duration::from_millis(10));
+            let saved = live.save().expect("save beside the stream");
+            assert!(!stream.is_finished(), "the stream waits for its output");
+            std::thread::sleep(Duration::from_millis(10));
+            gate.open();
+            let stream = stream.join().expect("stream thread").expect("stream snapshot");
+            stop.store(true, Ordering::Relaxed);
+            (stream, saved)
+        });
+        let (out, info) = stream;
+        assert!(info.offset < saved.offset, "the save's cut is the later one");
+        // The save's walk did not fill the stalled stream's backlog.
+        assert!(info.peak_buffer_bytes < 1 << 20, "{info:?}");
+        let oldest = live.log().expect("log").oldest();
+        for (what, bytes, offset) in [
+            ("stream", out.bytes, info.offset),
+            (
+                "save",
+                std::fs::read(dir.path().join(format!("snapshot-{:020}.rkvs", saved.offset))).expect("the save's file"),
+                saved.offset,
+            ),
+        ] {
+            let copy = Engine::new(config(1 << 20, 1 << 20)).expect("copy");
+            copy.load_snapshot(&bytes[..]).expect("load");
+            let at_cut = Engine::new(config(1 << 20, 1 << 20)).expect("reference");
+            replay_range(&live, &at_cut, oldest, offset);
+            assert_eq!(
+                copy.digest(),
+                at_cut.digest(),
+                "round {round}: the {what} is not the state at its cut"
+            );
+            replay(&live, &copy, offset);
+            assert_eq!(
+                copy.digest(),
+                live.digest(),
+                "round {round}: {what} + log != live state"
+            );
+        }
+        println!("round {round}: stream {info:?}, save {saved:?}");
+        live.close();
+    }
+}
+
+/// An output that fails after a few writes (a follower that went away).
+struct Failing(usize);
+
+impl std::io::Write for Failing {
+    fn write(&mut self, data: &[u8]) -> std::io::Result<usize> {
+        if self.0 == 0 {
+            return Err(std::io::Error::new(std::io::ErrorKind::BrokenPipe, "gone"));
+        }
+        self.0 -= 1;
+        Ok(data.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+#[test]
+fn a_snapshot_whose_output_fails_ends_and_frees_its_slot() {
+    let e = Engine::new(config(1 << 20, 128 << 10)).expect("engine");
+    preload(&e);
+    for i in 0..4000 {
+        e.set(format!("pad{i}"), vec![b'p'; 1024]).expect("set");
+    }
+    match e.snapshot_to(Failing(3)) {
+        Err(Error::Snapshot(SnapshotError::Io { source, .. })) => {
+            assert_eq!(source.kind(), std::io::ErrorKind::BrokenPipe)
+        }
+        other => panic!("expected the output's error, got {:?}", other.map(|(_, info)| info)),
+    }
+    assert!(!e.stats().snapshot.in_progress);
+    // Nothing of it is left in the shards: writes serialize nowhere, and the
+    // next snapshot starts at once and is whole.
+    e.set("s1", "after").expect("set");
+    let (bytes, _) = e.snapshot_to(Vec::new()).expect("the next snapshot");
+    let copy = Engine::new(config(1 << 20, 1 << 20)).expect("copy");
+    copy.load_snapshot(&bytes[..]).expect("load");
+    assert_eq!(copy.digest(), e.digest());
+}

@@ -647,7 +647,15 @@ async fn serve(
         match open {
             PrimaryAction::StartSnapshot => {
                 let timeout = Duration::from_millis(shared.config.snapshot_send_timeout_ms);
-                let started = match start_snapshot(shared.engine.clone(), timeout).await {
+                // A follower that goes away while its snapshot waits for the
+                // engine's one stream slot gives up its request: dropping the
+                // receiver ends the waiting thread, or cancels the snapshot.
+                let start = tokio::select! {
+                    started = start_snapshot(shared.engine.clone(), timeout) => started,
+                    _ = conn.closed() => return Err(Closed::Other("gone before its full sync started".into())),
+                    _ = stop.changed() => return Ok(()),
+                };
+                let started = match start {
                     Ok((offset, replid, rx)) => {
                         chunks = Some(rx);
                         Ok((offset, replid))
@@ -791,7 +799,7 @@ struct ChannelWriter {
     tx: mpsc::Sender<SnapshotPiece>,
     buf: Vec<u8>,
     /// A chunk the follower does not take within the timeout aborts the
-    /// snapshot (writers touching unserialized keys wait for it).
+    /// snapshot (the engine holds no lock while this waits).
     stall: SnapshotStall,
 }
 
@@ -848,8 +856,9 @@ async fn start_snapshot(
             buf: Vec::with_capacity(SNAPSHOT_CHUNK),
             stall: SnapshotStall::new(timeout),
         };
-        // Another snapshot (a save, another follower's sync) may be running:
-        // wait for it rather than fail the follower.
+        // Another stream snapshot (another follower's sync, a backup) may be
+        // running: wait for it rather than fail the follower (saves run
+        // beside it). A follower that went away drops the receiver.
         let deadline = Instant::now() + Duration::from_secs(600);
         loop {
             match engine.snapshot_to(&mut out) {

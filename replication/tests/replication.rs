@@ -503,7 +503,18 @@ async fn a_full_sync_converges_when_the_log_written_meanwhile_exceeds_the_follow
     // The directory reopens to the same state.
     let digest = replica.digest();
     replica.close();
-    let reopened = ringkv::Engine::open(dir.path(), config_with_ring(ring)).expect("reopen");
+    // A blocking task of the stopped follower (a replay or load step) can
+    // hold the engine, and so the directory's lock, for a moment after
+    // `stop` returns: retry `Locked` for a bounded time.
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    let reopened = loop {
+        match ringkv::Engine::open(dir.path(), config_with_ring(ring)) {
+            Err(ringkv::Error::Locked(_)) if std::time::Instant::now() < deadline => {
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+            r => break r.expect("reopen"),
+        }
+    };
     assert_eq!(reopened.digest(), digest);
     server.shutdown().await;
 }
@@ -705,5 +716,55 @@ async fn a_record_beyond_the_follower_ring_limit_halts_it_with_the_reason() {
     assert_eq!(f.info().connects, connects);
     assert!(connects <= 1, "{info:?}");
     f.stop().await;
+    server.shutdown().await;
+}
+
+/// A snapshot output that takes nothing until its sender is dropped, then fails.
+struct Stalled(std::sync::mpsc::Receiver<()>);
+
+impl std::io::Write for Stalled {
+    fn write(&mut self, _: &[u8]) -> std::io::Result<usize> {
+        let _ = self.0.recv();
+        Err(std::io::Error::new(std::io::ErrorKind::BrokenPipe, "gone"))
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_follower_gone_while_its_full_sync_waits_gives_up_its_request() {
+    init_tracing();
+    let c = certs();
+    let primary = anonymous(8 << 20);
+    workload(&primary, 0, 500);
+    let server = Primary::start(primary.clone(), primary_config(), c.server.clone())
+        .await
+        .expect("primary");
+    // Another full sync (or a backup) holds the engine's stream snapshot.
+    let (release, stalled) = std::sync::mpsc::channel();
+    let busy = {
+        let primary = primary.clone();
+        std::thread::spawn(move || primary.snapshot_to(Stalled(stalled)))
+    };
+    eventually(10, "the busy snapshot runs", || primary.stats().snapshot.in_progress).await;
+    let completed = primary.stats().snapshot.completed;
+    let replica = anonymous(8 << 20);
+    let f = follow(&replica, server.local_addr(), "f1", &c.client).await;
+    eventually(10, "the primary decides a full sync", || server.stats().sync_full == 1).await;
+    // The follower goes away while its full sync waits for the slot.
+    f.stop().await;
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    drop(release);
+    assert!(busy.join().expect("busy snapshot").is_err(), "its output failed");
+    // A request still queued would take its snapshot now (it retries every 20 ms).
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    assert_eq!(
+        primary.stats().snapshot.completed,
+        completed,
+        "a snapshot was taken for a follower that had gone"
+    );
+    primary.snapshot_to(Vec::new()).expect("the slot is free");
     server.shutdown().await;
 }

@@ -30,7 +30,7 @@ use crate::stats::{OpCounters, RecoveryStats};
 pub(crate) use memory::MemoryState;
 pub(crate) use replica_state::{last_write_end, EngineId, ReplicaState};
 pub use replica_state::{Promotion, Role, WriteGate};
-pub(crate) use snapshot_state::SnapshotState;
+pub(crate) use snapshot_state::{SnapshotKind, SnapshotState};
 pub(crate) use writer::Writer;
 
 /// Everything one engine shares between its handles and threads.
@@ -45,7 +45,7 @@ pub(crate) struct Inner {
     pub(crate) sink: SinkState,
     /// Accounted memory and eviction sampling.
     pub(crate) memory: MemoryState,
-    /// One snapshot at a time, the newest durable one, save-rule state.
+    /// Running snapshots (one save, one stream), the newest durable one, save-rule state.
     pub(crate) snapshot: SnapshotState,
     /// Role, applied offset, full sync flag, write gate.
     pub(crate) replica: ReplicaState,

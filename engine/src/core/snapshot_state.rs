@@ -1,9 +1,12 @@
-//! What the engine knows about its snapshots, owned in one place: that at
-//! most one snapshot runs at a time (and at most one save writes the data
-//! directory), which generation the next one starts, the offset of the
-//! newest durable snapshot, the cut of the last one (for `save` rules), and
-//! the figures [`Stats`](crate::Stats) reports. Taking a snapshot is a
-//! service (`services/snapshot.rs`); this is only its state.
+//! What the engine knows about its snapshots, owned in one place: which
+//! snapshots run (at most one of each [`SnapshotKind`]: a save into the data
+//! directory and a stream, such as a follower's full sync, side by side, so
+//! that a long full sync never keeps the ring from being saved), that at
+//! most one save writes the data directory, which generation the next
+//! snapshot starts, the offset of the newest durable snapshot, the cut of
+//! the last save (for `save` rules), and the figures
+//! [`Stats`](crate::Stats) reports. Taking a snapshot is a service
+//! (`services/snapshot.rs`); this is only its state.
 
 use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
 use std::thread::JoinHandle;
@@ -12,12 +15,24 @@ use parking_lot::{Mutex, MutexGuard};
 
 use crate::stats::SnapshotStats;
 
+/// The two kinds of snapshot, each with its own slot: one of each may run
+/// at a time, side by side (each with its own generation, `keyspace/cow.rs`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum SnapshotKind {
+    /// A save into the data directory (SAVE, BGSAVE, the `save` rules, a
+    /// filling ring).
+    Save = 0,
+    /// A snapshot into a caller's writer (`Engine::snapshot_to`: a
+    /// follower's full sync, a backup).
+    Stream = 1,
+}
+
 /// The snapshot sub-state of an engine.
 pub(crate) struct SnapshotState {
     /// Last snapshot generation started.
     generation: AtomicU32,
-    /// A snapshot (to a file or a stream) is running.
-    running: AtomicBool,
+    /// A snapshot of each kind (indexed by [`SnapshotKind`]) is running.
+    running: [AtomicBool; 2],
     /// Held for the whole of a save: temporary file, rename, ring trimming.
     save_lock: Mutex<()>,
     /// The running or last background save.
@@ -29,13 +44,13 @@ pub(crate) struct SnapshotState {
     stats: Mutex<SnapshotStats>,
 }
 
-/// Proof that this thread runs the engine's one snapshot; dropping it,
-/// however the snapshot ends, lets the next one start.
-pub(crate) struct RunningSnapshot<'a>(&'a SnapshotState);
+/// Proof that this thread runs the engine's one snapshot of its kind;
+/// dropping it, however the snapshot ends, lets the next one start.
+pub(crate) struct RunningSnapshot<'a>(&'a SnapshotState, SnapshotKind);
 
 impl Drop for RunningSnapshot<'_> {
     fn drop(&mut self) {
-        self.0.running.store(false, Ordering::Release);
+        self.0.running[self.1 as usize].store(false, Ordering::Release);
     }
 }
 
@@ -44,7 +59,7 @@ impl SnapshotState {
     pub(crate) fn new(now_ms: u64) -> SnapshotState {
         SnapshotState {
             generation: AtomicU32::new(0),
-            running: AtomicBool::new(false),
+            running: [AtomicBool::new(false), AtomicBool::new(false)],
             save_lock: Mutex::new(()),
             bgsave_thread: Mutex::new(None),
             newest_durable: AtomicU64::new(0),
@@ -53,14 +68,22 @@ impl SnapshotState {
         }
     }
 
-    /// Claims the one running snapshot, or `None` if another runs.
-    pub(crate) fn try_begin(&self) -> Option<RunningSnapshot<'_>> {
-        (!self.running.swap(true, Ordering::AcqRel)).then_some(RunningSnapshot(self))
+    /// Claims the one running snapshot of `kind`, or `None` if another of
+    /// that kind runs.
+    pub(crate) fn try_begin(&self, kind: SnapshotKind) -> Option<RunningSnapshot<'_>> {
+        (!self.running[kind as usize].swap(true, Ordering::AcqRel)).then_some(RunningSnapshot(self, kind))
     }
 
+    /// A snapshot of either kind is running.
     #[inline]
     pub(crate) fn is_running(&self) -> bool {
-        self.running.load(Ordering::Acquire)
+        self.running.iter().any(|r| r.load(Ordering::Acquire))
+    }
+
+    /// A save is running (a stream snapshot does not keep one from starting).
+    #[inline]
+    pub(crate) fn is_saving(&self) -> bool {
+        self.running[SnapshotKind::Save as usize].load(Ordering::Acquire)
     }
 
     /// The generation of a snapshot starting now (taken under every shard lock).
@@ -97,7 +120,7 @@ impl SnapshotState {
         self.newest_durable.swap(offset, Ordering::AcqRel)
     }
 
-    /// Time (unix ms) and mutation count of the last cut.
+    /// Time (unix ms) and mutation count of the last save's cut.
     pub(crate) fn last_cut(&self) -> (u64, u64) {
         *self.last_cut.lock()
     }
@@ -107,7 +130,9 @@ impl SnapshotState {
     }
 
     pub(crate) fn stats(&self) -> SnapshotStats {
-        self.stats.lock().clone()
+        let mut stats = self.stats.lock().clone();
+        stats.in_progress = self.is_running();
+        stats
     }
 
     pub(crate) fn update_stats(&self, f: impl FnOnce(&mut SnapshotStats)) {

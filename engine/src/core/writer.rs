@@ -7,8 +7,9 @@
 //! replays mutations from a log or a primary. Live state and replayed state
 //! therefore cannot differ. A batch applies at once with undo records and
 //! reaches the sink as one `Mutation::Batch` when it completes (or rolls
-//! back). Durability waits (group commit) happen after the locks are
-//! released.
+//! back). Durability waits (group commit) and waits for a slow snapshot
+//! output happen after the locks are released: nothing waits on an output
+//! while holding a shard lock.
 //!
 //! Invariant: a mutation reaches the sink while the locks of every shard
 //! it touches are held, so the log's order of records agrees with the
@@ -125,7 +126,10 @@ impl<'e> Writer<'e> {
     }
 
     /// Ends the write: for a batch, sends its mutation to the sink (rolling
-    /// everything back if the sink refuses it); then reports memory changes.
+    /// everything back if the sink refuses it); then reports memory changes
+    /// and releases the locks. A write that left a running snapshot's
+    /// backlog over its bound then waits (bounded, holding no lock) for the
+    /// snapshot's output to take some of it (`keyspace/cow.rs`).
     fn finish(mut self, ok: bool) -> Result<Option<u64>> {
         let mut result = Ok(());
         if let Mode::Batch { mutations, undo } = std::mem::replace(&mut self.mode, Mode::Direct) {
@@ -151,8 +155,23 @@ impl<'e> Writer<'e> {
             result = recorded;
         }
         let inner = self.inner;
-        self.locked.for_each(|_, shard| inner.memory.publish(shard, false));
-        result.map(|()| self.last_end)
+        let mut behind = Vec::new();
+        self.locked.for_each(|_, shard| {
+            inner.memory.publish(shard, false);
+            shard.snapshots_behind(&mut behind);
+        });
+        let last_end = self.last_end;
+        // Releases the shard locks; only then may the write wait for a
+        // snapshot's output.
+        drop(self);
+        if !behind.is_empty() {
+            let wait = std::time::Duration::from_millis(inner.config.snapshot.writer_wait_ms);
+            let deadline = std::time::Instant::now() + wait;
+            for out in &behind {
+                out.wait_for_room(deadline);
+            }
+        }
+        result.map(|()| last_end)
     }
 
     /// Reports the memory change of the shard of `hash` to the engine-wide
@@ -228,7 +247,9 @@ impl Inner {
         if (used as f64) < cap as f64 * self.config.snapshot.auto_share {
             return;
         }
-        if !self.snapshot.is_running() {
+        // A stream snapshot (a follower's full sync) does not keep a save
+        // from starting: they run side by side.
+        if !self.snapshot.is_saving() {
             self.hooks.start_save();
         }
         if cap - used < cap / 16 {
@@ -237,7 +258,7 @@ impl Inner {
             while log.capacity() - log.published().saturating_sub(log.oldest()) < cap / 16
                 && std::time::Instant::now() < deadline
             {
-                if !self.snapshot.is_running() {
+                if !self.snapshot.is_saving() {
                     self.hooks.start_save();
                 }
                 std::thread::sleep(std::time::Duration::from_millis(1));

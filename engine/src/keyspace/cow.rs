@@ -18,28 +18,216 @@
 //!   removal moves the *last* entry into the hole, so an entry only ever
 //!   moves from the walked part (or from beyond the walk's start) into a hole,
 //!   never from the unwalked part into the walked one.
+//! - FLUSHALL during a snapshot does not serialize anything: the shard's
+//!   table is *frozen* (moved, as it is, into the shard's [`ShardSnap`]) and
+//!   replaced by an empty one. Nothing can change a frozen table, so the walk
+//!   takes it out under the lock and serializes what it holds older than `V`
+//!   with no lock held ([`walk_frozen`]); the new table holds only entries
+//!   stamped `V` or later.
 //!
-//! Each entry and each chunk is serialized exactly once, so the image is
-//! exactly the state at the cut.
+//! With one snapshot running, each entry and each chunk is serialized
+//! exactly once, so the image is exactly the state at the cut.
+//!
+//! Two snapshots may run at once (a save beside a follower's full sync,
+//! `core/snapshot_state.rs`), each with its own generation, cursor and
+//! output, and a part in each shard ([`ShardSnap`], oldest first). The
+//! stamps are shared, and mean (see `stamp`): a stamp older than `V` says
+//! "not changed since `V`'s cut, maybe not in `V` yet", a stamp of `V` or
+//! later says "in `V`, or created after its cut". A writer's serialize
+//! before write writes into *every* snapshot the entry or chunk is older
+//! than and stamps the newest generation. A walk writes into its own
+//! snapshot and into the others only while their output has room (a save's
+//! walk must not fill a stalled follower's backlog); what it leaves out of
+//! another keeps a stamp older than that one's generation, so that one
+//! writes it itself. An item may then reach a snapshot twice, always with
+//! its content at that snapshot's cut (loading is idempotent). The walk
+//! writes a hash's head after its chunks and counts another snapshot as
+//! having the hash only if every chunk's stamp says so, so that a snapshot
+//! that starts while the walk is in the middle of a large hash gets all of
+//! it. A frozen table is shared by the snapshots running at the FLUSHALL;
+//! each walks it for its own generation, without stamping.
+//!
+//! Nothing here waits for the output while a shard lock is held. Serialized
+//! buffers go into the snapshot's [`SnapOutput`], a queue that never blocks
+//! its producers and counts the bytes waiting in it (its backlog). The
+//! backlog is bounded from outside the locks: the walk pauses, holding no
+//! lock, while the backlog is above half of `SnapshotConfig::buffer_bytes`,
+//! and a write that leaves it above the whole of it waits (up to
+//! `SnapshotConfig::writer_wait_ms`) once it has released its shard locks
+//! (`core/writer.rs`, `Writer::finish`). The other half is the writers'
+//! headroom: a stalled output slows the walk, not the writes. A single
+//! write can add more than the bound at once (deleting a large hash writes
+//! all of it), and writes go on after their bounded wait, so the bound is on
+//! what the walk adds and on how fast writers may add to a stalled output.
+//! A frozen table is memory the shard no longer accounts for until the walk
+//! has written it.
 
-use std::time::Instant;
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use crossbeam::channel::{Sender, TrySendError};
+use crossbeam::channel::{Receiver, Sender};
+use parking_lot::{Condvar, Mutex};
 
 use crate::keyspace::table::Table;
 use crate::keyspace::{FieldEntry, HashValue, Hashing, KeyEntry, Shard, Value};
 use crate::snapshot::format::{put_hash_fields, put_hash_head, put_string};
 
-/// A buffer is handed to the snapshot's writer once it holds this much.
+/// A buffer is handed to the snapshot's output once it holds this much.
 pub(crate) const FLUSH_BYTES: usize = 64 * 1024;
 /// Bytes the walk serializes per lock hold (a few microseconds of work).
 const WALK_STEP_BYTES: usize = 16 * 1024;
 /// Entries the walk looks at per lock hold.
 const WALK_STEP_ENTRIES: usize = 256;
+/// How often a wait without a deadline looks again (a missed wake-up costs
+/// at most this).
+const RECHECK: Duration = Duration::from_millis(100);
 
-/// A serialized buffer and the number of items in it.
-pub(crate) type Piece = (Vec<u8>, u64);
+/// What the producers of a snapshot hand to the thread writing its output.
+pub(crate) enum Sent {
+    /// Serialized items and their count.
+    Chunk(Vec<u8>, u64),
+    /// The walk is over: nothing more comes.
+    Done,
+}
+
+/// The output side of one running snapshot, shared by its shards' parts,
+/// its walk and the thread that writes the output: a queue that never
+/// blocks the producers (they may hold shard locks), with the bytes waiting
+/// in it counted so that the producers can wait for room once they hold no
+/// lock.
+pub(crate) struct SnapOutput {
+    tx: Sender<Sent>,
+    /// Bytes the walk may leave waiting is half of this; writers wait above it.
+    bound: usize,
+    /// Bytes queued and not yet written to the output.
+    backlog: AtomicUsize,
+    /// The largest backlog seen.
+    peak: AtomicUsize,
+    /// Time the walk and writers waited for room.
+    wait_ns: AtomicU64,
+    /// The output failed or went away: producers drop what they serialize,
+    /// the walk stops.
+    cancelled: AtomicBool,
+    room: Mutex<()>,
+    room_changed: Condvar,
+}
+
+impl SnapOutput {
+    /// An output whose backlog is bounded by `bound` bytes, and the receiving end.
+    pub(crate) fn new(bound: usize) -> (Arc<SnapOutput>, Receiver<Sent>) {
+        let (tx, rx) = crossbeam::channel::unbounded();
+        let out = SnapOutput {
+            tx,
+            bound: bound.max(2 * FLUSH_BYTES),
+            backlog: AtomicUsize::new(0),
+            peak: AtomicUsize::new(0),
+            wait_ns: AtomicU64::new(0),
+            cancelled: AtomicBool::new(false),
+            room: Mutex::new(()),
+            room_changed: Condvar::new(),
+        };
+        (Arc::new(out), rx)
+    }
+
+    /// Queues a buffer; never blocks (called under a shard lock).
+    fn push(&self, buf: Vec<u8>, items: u64) {
+        if self.is_cancelled() {
+            return;
+        }
+        let len = buf.len();
+        let now = self.backlog.fetch_add(len, Ordering::AcqRel) + len;
+        self.peak.fetch_max(now, Ordering::Relaxed);
+        if self.tx.send(Sent::Chunk(buf, items)).is_err() {
+            self.backlog.fetch_sub(len, Ordering::AcqRel);
+        }
+    }
+
+    /// The walk is over (sent by the walk, after its last buffer).
+    pub(crate) fn done(&self) {
+        let _ = self.tx.send(Sent::Done);
+    }
+
+    /// The writing thread took `bytes` off the queue (written, or dropped).
+    pub(crate) fn written(&self, bytes: usize) {
+        self.backlog.fetch_sub(bytes, Ordering::AcqRel);
+        self.wake();
+    }
+
+    /// The output failed or went away: the walk stops and nothing more is
+    /// serialized for it.
+    pub(crate) fn cancel(&self) {
+        self.cancelled.store(true, Ordering::Release);
+        self.wake();
+    }
+
+    fn wake(&self) {
+        // Taking the lock orders this wake-up after a waiter's last check.
+        drop(self.room.lock());
+        self.room_changed.notify_all();
+    }
+
+    pub(crate) fn is_cancelled(&self) -> bool {
+        self.cancelled.load(Ordering::Acquire)
+    }
+
+    /// More bytes wait than writers may leave waiting.
+    pub(crate) fn over_bound(&self) -> bool {
+        self.backlog.load(Ordering::Acquire) > self.bound && !self.is_cancelled()
+    }
+
+    /// Waits, holding no lock, until at most `limit` bytes wait, the
+    /// snapshot is cancelled, or `deadline` passes.
+    fn wait_below(&self, limit: usize, deadline: Option<Instant>) {
+        let above = || self.backlog.load(Ordering::Acquire) > limit && !self.is_cancelled();
+        if !above() {
+            return;
+        }
+        let started = Instant::now();
+        let mut guard = self.room.lock();
+        while above() {
+            let until = Instant::now() + RECHECK;
+            let until = deadline.map_or(until, |d| d.min(until));
+            self.room_changed.wait_until(&mut guard, until);
+            if deadline.is_some_and(|d| Instant::now() >= d) {
+                break;
+            }
+        }
+        drop(guard);
+        self.wait_ns
+            .fetch_add(started.elapsed().as_nanos() as u64, Ordering::Relaxed);
+    }
+
+    /// A writer that left the backlog over the bound: waits for the output
+    /// to take it down to the bound, until `deadline`. Only with no shard
+    /// lock held.
+    pub(crate) fn wait_for_room(&self, deadline: Instant) {
+        self.wait_below(self.bound, Some(deadline));
+    }
+
+    /// The walk, between steps (no lock held): waits until the backlog is at
+    /// most half the bound, leaving the other half to writers.
+    pub(crate) fn pace_walk(&self) {
+        self.wait_below(self.bound / 2, None);
+    }
+
+    /// Another snapshot's walk may write into this one (the backlog is
+    /// within what a walk may leave).
+    fn walk_has_room(&self) -> bool {
+        self.backlog.load(Ordering::Acquire) <= self.bound / 2 && !self.is_cancelled()
+    }
+
+    /// The largest backlog seen, bytes.
+    pub(crate) fn peak(&self) -> usize {
+        self.peak.load(Ordering::Relaxed)
+    }
+
+    /// Time the walk and writers waited for room, nanoseconds.
+    pub(crate) fn wait_ns(&self) -> u64 {
+        self.wait_ns.load(Ordering::Relaxed)
+    }
+}
 
 /// A shard's part of a running snapshot.
 pub(crate) struct ShardSnap {
@@ -48,45 +236,43 @@ pub(crate) struct ShardSnap {
     items: u64,
     /// Bytes handed over so far (with `buf.len()`: bytes produced).
     handed: usize,
-    tx: Sender<Piece>,
-    /// Time writers and the walk spent blocked on a full output channel.
-    pub(crate) wait_ns: u64,
+    out: Arc<SnapOutput>,
     /// Entries at indexes `>= cursor` have been walked.
     cursor: usize,
-    /// A hash whose head the walk wrote and whose chunks it is writing.
+    /// A hash whose chunks the walk is writing, and the chunk it goes on from.
     pending_hash: Option<Bytes>,
+    pending_chunk: usize,
+    /// Tables FLUSHALL froze, for the walk to write outside the lock (shared
+    /// with the other snapshot running in this shard, if any).
+    frozen: Vec<Arc<Table<KeyEntry>>>,
+    /// A write serialized something since the last [`ShardSnap::take_dirty`].
+    dirty: bool,
 }
 
 impl ShardSnap {
-    pub(crate) fn new(version: u32, tx: Sender<Piece>, len: usize) -> ShardSnap {
+    pub(crate) fn new(version: u32, out: Arc<SnapOutput>, len: usize) -> ShardSnap {
         ShardSnap {
             version,
             buf: Vec::new(),
             items: 0,
             handed: 0,
-            tx,
-            wait_ns: 0,
+            out,
             cursor: len,
             pending_hash: None,
+            pending_chunk: 0,
+            frozen: Vec::new(),
+            dirty: false,
         }
     }
 
-    /// Hands the buffer to the writer; blocks (and counts the wait) if the
-    /// writer is behind: this is what bounds the snapshot's memory.
+    /// Hands the buffer to the output's queue; never waits.
     pub(crate) fn flush(&mut self) {
         if self.buf.is_empty() {
             return;
         }
         self.handed += self.buf.len();
-        let piece = (std::mem::take(&mut self.buf), std::mem::take(&mut self.items));
-        match self.tx.try_send(piece) {
-            Ok(()) | Err(TrySendError::Disconnected(_)) => {}
-            Err(TrySendError::Full(piece)) => {
-                let started = Instant::now();
-                let _ = self.tx.send(piece);
-                self.wait_ns += started.elapsed().as_nanos() as u64;
-            }
-        }
+        self.out
+            .push(std::mem::take(&mut self.buf), std::mem::take(&mut self.items));
     }
 
     /// Bytes serialized so far by this shard (monotonic).
@@ -99,78 +285,262 @@ impl ShardSnap {
             self.flush();
         }
     }
+
+    /// The snapshot's output.
+    pub(crate) fn output(&self) -> &Arc<SnapOutput> {
+        &self.out
+    }
+
+    /// Whether a write serialized into this snapshot since the last call
+    /// (the walk's own serializing does not count).
+    pub(crate) fn take_dirty(&mut self) -> bool {
+        std::mem::take(&mut self.dirty)
+    }
+
+    /// FLUSHALL: `table` (the shard's whole table, replaced by an empty one)
+    /// is the snapshot's to walk; the shard's new table holds nothing
+    /// older than the cut.
+    fn freeze(&mut self, table: &Arc<Table<KeyEntry>>) {
+        if table.len() > 0 {
+            self.frozen.push(Arc::clone(table));
+        }
+        self.cursor = 0;
+        self.pending_hash = None;
+        self.pending_chunk = 0;
+    }
+
+    /// Frozen tables for the walk to write with no lock held.
+    pub(crate) fn take_frozen(&mut self) -> Vec<Arc<Table<KeyEntry>>> {
+        std::mem::take(&mut self.frozen)
+    }
 }
 
-/// Serializes one chunk of a hash if it is older than the snapshot.
-fn touch_chunk(snap: &mut ShardSnap, key: &[u8], table: &mut Table<FieldEntry>, c: usize) {
-    if c >= table.chunk_count() || table.chunk_version(c) >= snap.version {
+/// FLUSHALL during snapshots: `table` (the shard's whole table, replaced by
+/// an empty one) goes to every snapshot running in the shard, for their
+/// walks to write outside the lock.
+pub(crate) fn freeze(snaps: &mut [ShardSnap], table: Table<KeyEntry>) {
+    let table = Arc::new(table);
+    for snap in snaps {
+        snap.freeze(&table);
+    }
+}
+
+/// Snapshots of a shard as a set of bits over `Shard::snaps` (a shard has
+/// at most a few: one save and one stream).
+type Mask = u64;
+/// Every snapshot: what a writer's serialize-before-write writes into.
+const ALL: Mask = Mask::MAX;
+
+fn bit(i: usize) -> Mask {
+    debug_assert!(i < Mask::BITS as usize, "more snapshots than a mask holds");
+    1 << i
+}
+
+/// The newest generation of the running snapshots.
+fn newest(snaps: &[ShardSnap]) -> u32 {
+    snaps.iter().map(|s| s.version).max().unwrap_or(0)
+}
+
+/// Bytes serialized so far by this shard for all its snapshots (monotonic).
+fn produced(snaps: &[ShardSnap]) -> usize {
+    snaps.iter().map(ShardSnap::produced).sum()
+}
+
+/// The snapshots something stamped `v` is older than: those it may still
+/// have to be written into.
+fn needing(snaps: &[ShardSnap], v: u32) -> Mask {
+    snaps
+        .iter()
+        .enumerate()
+        .filter(|(_, s)| v < s.version)
+        .fold(0, |m, (i, _)| m | bit(i))
+}
+
+/// The new stamp of something stamped `v`, needed by `need`, just written
+/// into `wrote` (a part of `need`). If every snapshot that needed it has it,
+/// the newest generation; if not, it stays older than every snapshot that
+/// does not have it (each of those writes it itself later), and is raised
+/// only past those that have it below that.
+///
+/// So a stamp older than `V` means: not changed since `V`'s cut (a change
+/// always writes into every snapshot and stamps the newest generation), and
+/// maybe not written into `V` yet. A stamp at least `V` means: written into
+/// `V`, or created after its cut.
+fn stamp(snaps: &[ShardSnap], v: u32, need: Mask, wrote: Mask) -> u32 {
+    let skipped = need & !wrote;
+    if skipped == 0 {
+        return newest(snaps).max(v);
+    }
+    let below = snaps
+        .iter()
+        .enumerate()
+        .filter(|(i, _)| skipped & bit(*i) != 0)
+        .map(|(_, s)| s.version)
+        .min()
+        .unwrap_or(u32::MAX);
+    snaps
+        .iter()
+        .enumerate()
+        .filter(|(i, s)| wrote & bit(*i) != 0 && s.version < below)
+        .map(|(_, s)| s.version)
+        .fold(v, u32::max)
+}
+
+/// Serializes one chunk of a hash into the snapshots of `allowed` it is
+/// older than, then stamps it.
+fn touch_chunk(snaps: &mut [ShardSnap], allowed: Mask, key: &[u8], table: &mut Table<FieldEntry>, c: usize) {
+    if c >= table.chunk_count() {
+        return;
+    }
+    let v = table.chunk_version(c);
+    let need = needing(snaps, v);
+    let wrote = need & allowed;
+    if wrote == 0 {
         return;
     }
     let fields: Vec<(&[u8], &[u8])> = table.chunk_entries(c).map(|f| (&f.field[..], &f.value[..])).collect();
-    if !fields.is_empty() {
-        put_hash_fields(&mut snap.buf, key, fields.into_iter());
-        snap.items += 1;
+    for (i, snap) in snaps.iter_mut().enumerate() {
+        if wrote & bit(i) == 0 {
+            continue;
+        }
+        if !fields.is_empty() {
+            put_hash_fields(&mut snap.buf, key, fields.iter().copied());
+            snap.items += 1;
+        }
+        snap.dirty = true;
+        snap.flush_if_full();
     }
-    table.set_chunk_version(c, snap.version);
-    snap.flush_if_full();
+    drop(fields);
+    table.set_chunk_version(c, stamp(snaps, v, need, wrote));
 }
 
-/// Serializes every chunk of a hash still older than the snapshot, up to
-/// `budget` bytes; returns true when none is left.
-fn hash_chunks(snap: &mut ShardSnap, key: &[u8], hv: &mut HashValue, budget: usize) -> bool {
-    let start = snap.produced();
-    for c in 0..hv.table.chunk_count() {
-        if hv.table.chunk_version(c) < snap.version {
-            if snap.produced() - start >= budget {
-                return false;
-            }
-            touch_chunk(snap, key, &mut hv.table, c);
+/// Writes a hash's head into the snapshots of `mask`.
+fn put_heads(snaps: &mut [ShardSnap], mask: Mask, key: &[u8], expire: Option<u64>) {
+    for (i, snap) in snaps.iter_mut().enumerate() {
+        if mask & bit(i) != 0 {
+            put_hash_head(&mut snap.buf, key, expire);
+            snap.items += 1;
+            snap.dirty = true;
+            snap.flush_if_full();
         }
     }
-    true
 }
 
 /// Serialize before write, for a change of the whole entry (its value, its
-/// expiry, or its removal): writes it (for a hash: head and every old chunk)
-/// and stamps it. A no-op for entries created after the cut or already written.
-pub(crate) fn touch_entry(snap: &mut ShardSnap, e: &mut KeyEntry) {
-    if e.version >= snap.version {
+/// expiry, or its removal): writes it into every snapshot it is older than
+/// (for a hash: head and every chunk still older) and stamps it with the
+/// newest generation. A no-op for entries created after every cut or
+/// already written.
+pub(crate) fn touch_entry(snaps: &mut [ShardSnap], e: &mut KeyEntry) {
+    let v = e.version;
+    let need = needing(snaps, v);
+    if need == 0 {
         return;
     }
     let expire = e.expire();
-    match &mut e.value {
-        Value::Str(v) => put_string(&mut snap.buf, &e.key, v, expire),
+    let KeyEntry {
+        key, value, version, ..
+    } = e;
+    match value {
+        Value::Str(val) => {
+            for (i, snap) in snaps.iter_mut().enumerate() {
+                if need & bit(i) != 0 {
+                    put_string(&mut snap.buf, key, val, expire);
+                    snap.items += 1;
+                    snap.dirty = true;
+                    snap.flush_if_full();
+                }
+            }
+        }
         Value::Hash(hv) => {
-            put_hash_head(&mut snap.buf, &e.key, expire);
-            snap.items += 1;
-            snap.flush_if_full();
-            hash_chunks(snap, &e.key, hv, usize::MAX);
-            e.version = snap.version;
-            return;
+            put_heads(snaps, need, key, expire);
+            for c in 0..hv.table.chunk_count() {
+                touch_chunk(snaps, ALL, key, &mut hv.table, c);
+            }
         }
     }
-    snap.items += 1;
-    e.version = snap.version;
-    snap.flush_if_full();
+    *version = stamp(snaps, v, need, need);
 }
 
-/// A hash being changed field by field during a snapshot: touches each chunk
-/// before the change, so the snapshot gets the chunk as it was at the cut.
+/// The walk of snapshot `w` over an entry older than it. It writes into
+/// `w`, and into the other snapshots of `allowed` (those whose output has
+/// room: a walk must not fill another snapshot's backlog, so a save's walk
+/// never grows a stalled follower's) that need it. For a hash: its chunks
+/// from `from` on, until `budget` bytes were produced since `start`
+/// (`Err(chunk)` to go on from), then the head into `w` (its pass has
+/// written every chunk `w` needed) and into each other allowed snapshot
+/// that now has every chunk, which is also what the stamp is raised for.
+/// Writing the head after the chunks means that a snapshot starting while
+/// the walk is in the middle of the hash is not counted as having it.
+fn walk_entry(
+    snaps: &mut [ShardSnap],
+    w: usize,
+    allowed: Mask,
+    e: &mut KeyEntry,
+    from: usize,
+    start: usize,
+) -> Result<(), usize> {
+    let v = e.version;
+    let need = needing(snaps, v);
+    let expire = e.expire();
+    let KeyEntry {
+        key, value, version, ..
+    } = e;
+    let done = match value {
+        Value::Str(val) => {
+            let wrote = need & allowed;
+            for (i, snap) in snaps.iter_mut().enumerate() {
+                if wrote & bit(i) != 0 {
+                    put_string(&mut snap.buf, key, val, expire);
+                    snap.items += 1;
+                    snap.flush_if_full();
+                }
+            }
+            wrote
+        }
+        Value::Hash(hv) => {
+            for c in from..hv.table.chunk_count() {
+                if needing(snaps, hv.table.chunk_version(c)) & allowed == 0 {
+                    continue;
+                }
+                if produced(snaps) - start >= WALK_STEP_BYTES {
+                    return Err(c);
+                }
+                touch_chunk(snaps, allowed, key, &mut hv.table, c);
+            }
+            let table = &hv.table;
+            let complete = |s: &ShardSnap| (0..table.chunk_count()).all(|c| table.chunk_version(c) >= s.version);
+            let headed = snaps
+                .iter()
+                .enumerate()
+                .filter(|(i, s)| *i == w || (need & allowed & bit(*i) != 0 && complete(s)))
+                .fold(0, |m, (i, _)| m | bit(i))
+                & need;
+            put_heads(snaps, headed, key, expire);
+            headed
+        }
+    };
+    *version = stamp(snaps, v, need, done);
+    Ok(())
+}
+
+/// A hash being changed field by field during snapshots: touches each chunk
+/// before the change, so every snapshot gets the chunk as it was at its cut.
 pub(crate) struct HashMut<'a> {
     pub(crate) hv: &'a mut HashValue,
-    pub(crate) snap: Option<(&'a mut ShardSnap, &'a [u8])>,
+    pub(crate) snap: Option<(&'a mut [ShardSnap], &'a [u8])>,
 }
 
 impl HashMut<'_> {
     /// Sets a field; returns the previous value.
     pub(crate) fn set(&mut self, hash: u32, field: &[u8], value: crate::blob::Blob) -> Option<crate::blob::Blob> {
-        if let Some((snap, key)) = &mut self.snap {
+        if let Some((snaps, key)) = &mut self.snap {
             let c = match self.hv.table.find(hash, field) {
                 Some(idx) => Some(Table::<FieldEntry>::chunk_of(idx)),
                 None => self.hv.table.next_insert_chunk(),
             };
             if let Some(c) = c {
-                touch_chunk(snap, key, &mut self.hv.table, c);
+                touch_chunk(snaps, ALL, key, &mut self.hv.table, c);
             }
         }
         self.hv.set(hash, field, value)
@@ -179,63 +549,123 @@ impl HashMut<'_> {
     /// Removes a field; returns its value.
     pub(crate) fn remove(&mut self, hash: u32, field: &[u8]) -> Option<crate::blob::Blob> {
         let idx = self.hv.table.find(hash, field)?;
-        if let Some((snap, key)) = &mut self.snap {
+        if let Some((snaps, key)) = &mut self.snap {
             // The field's chunk, and the last chunk (its last field moves into the hole).
-            touch_chunk(snap, key, &mut self.hv.table, Table::<FieldEntry>::chunk_of(idx));
+            touch_chunk(snaps, ALL, key, &mut self.hv.table, Table::<FieldEntry>::chunk_of(idx));
             if let Some(last) = self.hv.table.last_index() {
-                touch_chunk(snap, key, &mut self.hv.table, Table::<FieldEntry>::chunk_of(last));
+                touch_chunk(snaps, ALL, key, &mut self.hv.table, Table::<FieldEntry>::chunk_of(last));
             }
         }
         Some(self.hv.remove_at(idx).1)
     }
 }
 
-/// One bounded step of the walk over `shard`; returns true when the shard
-/// is done (its last buffer handed over).
-pub(crate) fn walk_step(shard: &mut Shard, hashing: &Hashing) -> bool {
-    let Shard { table, snap, .. } = shard;
-    let Some(snap) = snap.as_mut() else { return true };
-    let start = snap.produced();
-    if let Some(key) = snap.pending_hash.clone() {
+/// Writes what a frozen table holds older than `version` into `out`,
+/// pacing itself like the walk; called with no lock held (nothing can
+/// change a frozen table, so nothing is stamped).
+pub(crate) fn walk_frozen(table: &Table<KeyEntry>, version: u32, out: &SnapOutput) {
+    let mut buf = Vec::new();
+    let mut items = 0u64;
+    for e in table.iter() {
+        if e.version >= version {
+            continue;
+        }
+        items += 1;
+        match &e.value {
+            Value::Str(v) => put_string(&mut buf, &e.key, v, e.expire()),
+            Value::Hash(hv) => {
+                put_hash_head(&mut buf, &e.key, e.expire());
+                for c in 0..hv.table.chunk_count() {
+                    if hv.table.chunk_version(c) >= version {
+                        continue;
+                    }
+                    let fields: Vec<(&[u8], &[u8])> = hv
+                        .table
+                        .chunk_entries(c)
+                        .map(|f| (&f.field[..], &f.value[..]))
+                        .collect();
+                    if !fields.is_empty() {
+                        put_hash_fields(&mut buf, &e.key, fields.into_iter());
+                        items += 1;
+                    }
+                    if buf.len() >= FLUSH_BYTES {
+                        out.push(std::mem::take(&mut buf), std::mem::take(&mut items));
+                        out.pace_walk();
+                    }
+                }
+            }
+        }
+        if buf.len() >= FLUSH_BYTES {
+            out.push(std::mem::take(&mut buf), std::mem::take(&mut items));
+            out.pace_walk();
+        }
+        if out.is_cancelled() {
+            return;
+        }
+    }
+    if !buf.is_empty() {
+        out.push(buf, items);
+    }
+}
+
+/// One bounded step of the walk of snapshot `version` over `shard`; returns
+/// true when the shard is done for it (its last buffer handed over).
+/// Frozen tables are the caller's to take out first
+/// ([`ShardSnap::take_frozen`]). What the walk writes goes into every
+/// snapshot running in the shard that needs it, since the stamps are shared.
+pub(crate) fn walk_step(shard: &mut Shard, hashing: &Hashing, version: u32) -> bool {
+    // What the walk serializes is not a writer's to wait for.
+    let dirty: Vec<bool> = shard.snaps.iter().map(|s| s.dirty).collect();
+    let done = step(shard, hashing, version);
+    for (snap, dirty) in shard.snaps.iter_mut().zip(dirty) {
+        snap.dirty = dirty;
+    }
+    done
+}
+
+fn step(shard: &mut Shard, hashing: &Hashing, version: u32) -> bool {
+    let Shard { table, snaps, .. } = shard;
+    let Some(w) = snaps.iter().position(|s| s.version == version) else {
+        return true;
+    };
+    let allowed = snaps
+        .iter()
+        .enumerate()
+        .filter(|(i, s)| *i == w || s.out.walk_has_room())
+        .fold(0, |m, (i, _)| m | bit(i));
+    let start = produced(snaps);
+    if let Some(key) = snaps[w].pending_hash.clone() {
         let h = hashing.hash(&key);
         if let Some(idx) = table.find(h as u32, &key) {
             let e = table.at_mut(idx);
-            if e.version < snap.version {
-                if let Value::Hash(hv) = &mut e.value {
-                    if !hash_chunks(snap, &key, hv, WALK_STEP_BYTES) {
-                        return false;
-                    }
-                }
-                e.version = snap.version;
-            }
-        }
-        // Gone, or written by a change meanwhile.
-        snap.pending_hash = None;
-    }
-    let mut looked = 0;
-    snap.cursor = snap.cursor.min(table.len());
-    while snap.cursor > 0 && looked < WALK_STEP_ENTRIES && snap.produced() - start < WALK_STEP_BYTES {
-        snap.cursor -= 1;
-        looked += 1;
-        let e = table.at_mut(snap.cursor);
-        if e.version >= snap.version {
-            continue;
-        }
-        let expire = e.expire();
-        match &mut e.value {
-            Value::Str(_) => touch_entry(snap, e),
-            Value::Hash(hv) => {
-                put_hash_head(&mut snap.buf, &e.key, expire);
-                snap.items += 1;
-                if hash_chunks(snap, &e.key, hv, WALK_STEP_BYTES) {
-                    e.version = snap.version;
-                } else {
-                    snap.pending_hash = Some(Bytes::copy_from_slice(&e.key));
+            // Unless gone, or written by a change (or another walk) meanwhile.
+            if e.version < version {
+                let from = snaps[w].pending_chunk;
+                if let Err(c) = walk_entry(snaps, w, allowed, e, from, start) {
+                    snaps[w].pending_chunk = c;
                     return false;
                 }
             }
         }
+        snaps[w].pending_hash = None;
+        snaps[w].pending_chunk = 0;
     }
+    let mut looked = 0;
+    snaps[w].cursor = snaps[w].cursor.min(table.len());
+    while snaps[w].cursor > 0 && looked < WALK_STEP_ENTRIES && produced(snaps) - start < WALK_STEP_BYTES {
+        snaps[w].cursor -= 1;
+        looked += 1;
+        let e = table.at_mut(snaps[w].cursor);
+        if e.version >= version {
+            continue;
+        }
+        if let Err(c) = walk_entry(snaps, w, allowed, e, 0, start) {
+            snaps[w].pending_hash = Some(Bytes::copy_from_slice(&e.key));
+            snaps[w].pending_chunk = c;
+            return false;
+        }
+    }
+    let snap = &mut snaps[w];
     if snap.cursor == 0 && snap.pending_hash.is_none() {
         snap.flush();
         return true;

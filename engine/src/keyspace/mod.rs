@@ -12,9 +12,10 @@ pub(crate) use shards::{Keyspace, Locked};
 use std::collections::BTreeSet;
 use std::mem;
 use std::sync::atomic::AtomicU32;
+use std::sync::Arc;
 
 use crate::blob::{alloc_size, Blob};
-use crate::keyspace::cow::{touch_entry, HashMut, ShardSnap};
+use crate::keyspace::cow::{freeze, touch_entry, HashMut, ShardSnap, SnapOutput};
 use table::{Table, TableEntry};
 
 /// Estimated heap bytes of one expiry-index entry (a `(u64, u32)` in a
@@ -197,8 +198,9 @@ pub(crate) struct Shard {
     pub(crate) changes: u64,
     /// Generation stamped on entries and hash chunks created now.
     pub(crate) generation: u32,
-    /// This shard's part of the running snapshot, if any.
-    pub(crate) snap: Option<ShardSnap>,
+    /// This shard's parts of the running snapshots (at most one save and
+    /// one stream, `core/snapshot_state.rs`), oldest first.
+    pub(crate) snaps: Vec<ShardSnap>,
 }
 
 impl Shard {
@@ -213,7 +215,7 @@ impl Shard {
             retired: Vec::new(),
             changes: 0,
             generation: 0,
-            snap: None,
+            snaps: Vec::new(),
         }
     }
 
@@ -267,11 +269,11 @@ impl Shard {
         idx
     }
 
-    /// Serialize before write: if a snapshot runs and the entry predates
-    /// it, the entry goes to the snapshot first.
+    /// Serialize before write: if snapshots run and the entry predates
+    /// them, the entry goes to each of them first.
     fn touch(&mut self, idx: usize) {
-        if let Some(snap) = &mut self.snap {
-            touch_entry(snap, self.table.at_mut(idx));
+        if !self.snaps.is_empty() {
+            touch_entry(&mut self.snaps, self.table.at_mut(idx));
         }
     }
 
@@ -337,7 +339,7 @@ impl Shard {
     pub(crate) fn with_hash<R>(&mut self, idx: usize, f: impl FnOnce(&mut HashMut<'_>) -> R) -> Option<R> {
         let Shard {
             table,
-            snap,
+            snaps,
             generation,
             ..
         } = self;
@@ -348,8 +350,9 @@ impl Shard {
             Value::Hash(h) => {
                 let before = h.memory();
                 h.table.set_birth_version(*generation);
-                // Only a hash that predates the running snapshot has chunks to save.
-                let snap = snap.as_mut().filter(|s| *version < s.version).map(|s| (s, &key[..]));
+                // Only a hash that predates a running snapshot has chunks to save.
+                let older = snaps.iter().any(|s| *version < s.version);
+                let snap = older.then(|| (&mut snaps[..], &key[..]));
                 let r = f(&mut HashMut { hv: h, snap });
                 if h.table.has_retired() {
                     self.retired.append(&mut h.table.take_retired());
@@ -363,15 +366,42 @@ impl Shard {
     }
 
     pub(crate) fn clear(&mut self) {
-        if self.snap.is_some() {
-            // FLUSHALL during a snapshot: everything still unwritten goes first.
-            for idx in 0..self.table.len() {
-                self.touch(idx);
-            }
+        if self.snaps.is_empty() {
+            self.table.clear();
+        } else {
+            // FLUSHALL during snapshots: the table goes to them as it is, for
+            // their walks to write outside the lock (`cow.rs`).
+            freeze(&mut self.snaps, mem::replace(&mut self.table, Table::new()));
         }
-        self.table.clear();
         self.expires.clear();
         self.data_bytes = 0;
+    }
+
+    /// Adds to `behind` the output of each snapshot running here that the
+    /// write ending now serialized into and whose backlog is over its bound
+    /// (the writer waits for them once it has released its locks).
+    pub(crate) fn snapshots_behind(&mut self, behind: &mut Vec<Arc<SnapOutput>>) {
+        for snap in self.snaps.iter_mut() {
+            if !snap.take_dirty() {
+                continue;
+            }
+            let out = snap.output();
+            if out.over_bound() && !behind.iter().any(|b| Arc::ptr_eq(b, out)) {
+                behind.push(Arc::clone(out));
+            }
+        }
+    }
+
+    /// Whether a snapshot runs in this shard.
+    pub(crate) fn has_snapshot(&self) -> bool {
+        !self.snaps.is_empty()
+    }
+
+    /// Removes this shard's part of snapshot `version` (its walk is done
+    /// here, or it ended), for the caller to drop outside the lock.
+    pub(crate) fn take_snapshot_part(&mut self, version: u32) -> Option<ShardSnap> {
+        let i = self.snaps.iter().position(|s| s.version == version)?;
+        Some(self.snaps.remove(i))
     }
 
     /// Slot of the key with the nearest expiry, and that expiry.

@@ -147,7 +147,7 @@ pub(crate) fn replica_append(inner: &Arc<Inner>, start: u64, bytes: &[u8]) -> Re
     let end = loop {
         match log.append_stream(start, bytes) {
             Err(LogError::Full { .. }) if Instant::now() < deadline && inner.data_dir.is_some() && !is_stale(inner) => {
-                if !inner.snapshot.is_running() {
+                if !inner.snapshot.is_saving() {
                     let newest = inner.snapshot.newest_durable();
                     if newest >= log.published() && newest > log.oldest() {
                         // The newest snapshot holds the whole ring, and the
@@ -173,7 +173,7 @@ pub(crate) fn replica_append(inner: &Arc<Inner>, start: u64, bytes: &[u8]) -> Re
     // The durable offset a follower acks must be on disk: the same flush
     // as a local write's group commit.
     log.flush_to(end).map_err(Error::from_sink)?;
-    if inner.data_dir.is_some() && !is_stale(inner) && !inner.snapshot.is_running() {
+    if inner.data_dir.is_some() && !is_stale(inner) && !inner.snapshot.is_saving() {
         // As `ensure_log_room` does for local writes: a save well before
         // the ring is full, so two snapshots fit in it (the ring keeps the
         // history from the previous one on).
@@ -393,7 +393,7 @@ pub(crate) fn swap_in(inner: &Arc<Inner>, staging: &Inner, snapshot_offset: u64)
     recovery::replay_range(staging, log, snapshot_offset, pos)?;
     let mut mine: Vec<_> = inner.keyspace.iter().map(|s| s.write()).collect();
     let mut theirs: Vec<_> = staging.keyspace.iter().map(|s| s.write()).collect();
-    if mine.iter().any(|g| g.snap.is_some()) {
+    if mine.iter().any(|g| g.has_snapshot()) {
         return Err(Error::Snapshot(SnapshotError::InProgress));
     }
     for (a, b) in mine.iter_mut().zip(theirs.iter_mut()) {

@@ -8,9 +8,9 @@ use std::time::{Duration, Instant};
 
 use super::data_dir;
 use crate::blob::Blob;
-use crate::core::Inner;
+use crate::core::{Inner, SnapshotKind};
 use crate::error::{Error, Result, SnapshotError};
-use crate::keyspace::cow::{walk_step, ShardSnap, FLUSH_BYTES};
+use crate::keyspace::cow::{walk_frozen, walk_step, Sent, ShardSnap, SnapOutput};
 use crate::keyspace::{encode_expire, HashValue, Value};
 use crate::mutation::Mutation;
 use crate::snapshot::format::{ChunkWriter, Item, SnapshotHeader, SnapshotReader};
@@ -24,38 +24,42 @@ fn io(context: &str, e: std::io::Error) -> Error {
     })
 }
 
-/// Takes a snapshot into `out` while writers go on (one at a time; none
-/// while a follower's data is stale).
+/// Takes a snapshot into `out` while writers go on (one stream at a time,
+/// beside at most one save; none while a follower's data is stale).
 pub(crate) fn snapshot_to<W: Write + Send>(inner: &Inner, out: W) -> Result<(W, SnapshotInfo)> {
+    snapshot_as(inner, out, SnapshotKind::Stream)
+}
+
+/// A snapshot of `kind` into `out`: claims its slot, then [`take`].
+fn snapshot_as<W: Write + Send>(inner: &Inner, out: W, kind: SnapshotKind) -> Result<(W, SnapshotInfo)> {
     if inner.replica.is_syncing() {
         return Err(Error::Snapshot(SnapshotError::Stale));
     }
-    let Some(_running) = inner.snapshot.try_begin() else {
+    let Some(_running) = inner.snapshot.try_begin(kind) else {
         return Err(Error::Snapshot(SnapshotError::InProgress));
     };
-    inner.snapshot.update_stats(|s| s.in_progress = true);
-    let result = take(inner, out);
-    inner.snapshot.update_stats(|stats| {
-        stats.in_progress = false;
-        match &result {
-            Ok((_, info)) => {
-                stats.completed += 1;
-                stats.last = Some(info.clone());
-                stats.last_error = None;
-            }
-            Err(e) => stats.last_error = Some(e.to_string()),
+    let result = take(inner, out, kind);
+    inner.snapshot.update_stats(|stats| match &result {
+        Ok((_, info)) => {
+            stats.completed += 1;
+            stats.last = Some(info.clone());
+            stats.last_error = None;
         }
+        Err(e) => stats.last_error = Some(e.to_string()),
     });
     result
 }
 
 /// The cut (every shard locked at once, O(shards)), the walk on its own
-/// thread, and the output drained here.
-fn take<W: Write + Send>(inner: &Inner, out: W) -> Result<(W, SnapshotInfo)> {
+/// thread, and the output written here. Nothing holds a shard lock while it
+/// waits for the output (`keyspace/cow.rs`): the walk and the writers hand
+/// buffers to a queue this thread drains, and wait for room holding no lock.
+fn take<W: Write + Send>(inner: &Inner, out: W, kind: SnapshotKind) -> Result<(W, SnapshotInfo)> {
     let started = Instant::now();
-    let capacity = (inner.config.snapshot.buffer_bytes / FLUSH_BYTES).max(2);
-    let (tx, rx) = crossbeam::channel::bounded(capacity);
-    // The cut: every shard locked at once, O(shards).
+    let (output, rx) = SnapOutput::new(inner.config.snapshot.buffer_bytes);
+    // The cut: every shard locked at once, O(shards). Another snapshot may
+    // be running (a save beside a stream): its parts stay, and the shards
+    // serialize into both (`keyspace/cow.rs`).
     let mut guards: Vec<_> = inner.keyspace.iter().map(|s| s.write()).collect();
     let version = inner.snapshot.next_generation();
     // A follower's keyspace reflects its applied offset (which moves
@@ -71,7 +75,8 @@ fn take<W: Write + Send>(inner: &Inner, out: W) -> Result<(W, SnapshotInfo)> {
         g.generation = version;
         keys += g.table.len() as u64;
         changes += g.changes;
-        g.snap = Some(ShardSnap::new(version, tx.clone(), g.table.len()));
+        let part = ShardSnap::new(version, Arc::clone(&output), g.table.len());
+        g.snaps.push(part);
     }
     drop(guards);
     let start_pause = started.elapsed();
@@ -82,64 +87,71 @@ fn take<W: Write + Send>(inner: &Inner, out: W) -> Result<(W, SnapshotInfo)> {
         keys,
         replid: inner.log().map(|l| l.replid()).unwrap_or_default(),
     };
-    let (written, wait_ns, peak) = std::thread::scope(|s| {
+    let written = std::thread::scope(|s| {
+        let walk_output = Arc::clone(&output);
         let walker = std::thread::Builder::new()
             .name("ringkv-snapshot".into())
             .spawn_scoped(s, move || {
-                let mut wait_ns = 0;
-                for shard in inner.keyspace.iter() {
-                    loop {
-                        let mut g = shard.write();
-                        if walk_step(&mut g, inner.keyspace.hashing()) {
-                            if let Some(snap) = g.snap.take() {
-                                wait_ns += snap.wait_ns;
-                            }
-                            break;
-                        }
-                        // Hand the lock to a waiting writer rather than
-                        // re-taking it at once (writers otherwise wait for
-                        // parking_lot's eventual fairness, up to ~1 ms).
-                        parking_lot::RwLockWriteGuard::unlock_fair(g);
-                    }
-                }
-                drop(tx);
-                wait_ns
+                walk(inner, version, &walk_output);
+                walk_output.done();
             });
         let mut writer = ChunkWriter::new(out, &header);
-        let mut peak = 0usize;
+        if writer.is_err() {
+            output.cancel();
+        }
+        // Once the walk has ended without saying so (it failed), take what
+        // is queued and stop.
+        let (mut walk_gone, mut done) = (false, false);
         loop {
-            match rx.recv_timeout(std::time::Duration::from_millis(100)) {
-                Ok((buf, items)) => {
-                    peak = peak.max((rx.len() + 1) * FLUSH_BYTES);
+            let sent = if walk_gone {
+                match rx.try_recv() {
+                    Ok(sent) => sent,
+                    Err(_) => break,
+                }
+            } else {
+                match rx.recv_timeout(std::time::Duration::from_millis(100)) {
+                    Ok(sent) => sent,
+                    Err(crossbeam::channel::RecvTimeoutError::Timeout) => {
+                        walk_gone = walker.as_ref().map_or(true, |w| w.is_finished());
+                        continue;
+                    }
+                    Err(crossbeam::channel::RecvTimeoutError::Disconnected) => break,
+                }
+            };
+            match sent {
+                Sent::Chunk(buf, items) => {
                     if let Ok(w) = &mut writer {
                         if let Err(e) = w.chunk(&buf, items) {
-                            // Keep draining so writers never block on a dead output.
+                            // The output failed or went away (a follower
+                            // that disconnected): stop the walk, and drain
+                            // what is queued so the counts stay right.
                             writer = Err(e);
+                            output.cancel();
                         }
                     }
+                    output.written(buf.len());
                 }
-                Err(crossbeam::channel::RecvTimeoutError::Timeout) => {
-                    // A walk that died must not leave writers serializing
-                    // into a snapshot nobody finishes.
-                    if walker.as_ref().map_or(true, |w| w.is_finished()) {
-                        for shard in inner.keyspace.iter() {
-                            shard.write().snap = None;
-                        }
-                    }
+                Sent::Done => {
+                    done = true;
+                    break;
                 }
-                Err(crossbeam::channel::RecvTimeoutError::Disconnected) => break,
             }
         }
-        let wait_ns = match walker {
-            Ok(handle) => handle.join().map_err(|_| ()),
-            Err(_) => Err(()),
+        let walked = match walker {
+            Ok(handle) => handle.join().is_ok() && done,
+            Err(_) => false,
         };
-        let writer = match wait_ns {
-            Ok(_) => writer,
-            Err(()) => Err(std::io::Error::other("the snapshot walk failed")),
-        };
-        (writer, wait_ns.unwrap_or(0), peak)
+        if !walked {
+            output.cancel();
+        }
+        match writer {
+            Ok(_) if !walked => Err(std::io::Error::other("the snapshot walk failed")),
+            w => w,
+        }
     });
+    // However the snapshot ended, no shard keeps serializing for it.
+    release(inner, version);
+    let (wait_ns, peak) = (output.wait_ns(), output.peak());
     let writer = written.map_err(|e| io("writing the snapshot", e))?;
     let (items, bytes) = (writer.items, writer.payload_bytes);
     let out = writer.finish().map_err(|e| io("finishing the snapshot", e))?;
@@ -155,8 +167,62 @@ fn take<W: Write + Send>(inner: &Inner, out: W) -> Result<(W, SnapshotInfo)> {
         created_ms: header.created_ms,
     };
     tracing::info!(?info, "snapshot written");
-    inner.snapshot.set_last_cut(inner.clock.now_ms(), cut_changes);
+    if kind == SnapshotKind::Save {
+        // The `save` rules count from the last save: a stream does not
+        // make the data directory any more durable.
+        inner.snapshot.set_last_cut(inner.clock.now_ms(), cut_changes);
+    }
     Ok((out, info))
+}
+
+/// Walks every shard, one lock hold per bounded step, pacing itself on the
+/// output with no lock held; stops early if the output is cancelled.
+fn walk(inner: &Inner, version: u32, output: &SnapOutput) {
+    for shard in inner.keyspace.iter() {
+        loop {
+            output.pace_walk();
+            if output.is_cancelled() {
+                return;
+            }
+            let mut g = shard.write();
+            let frozen = g
+                .snaps
+                .iter_mut()
+                .find(|s| s.version == version)
+                .map(ShardSnap::take_frozen)
+                .unwrap_or_default();
+            if !frozen.is_empty() {
+                // Tables FLUSHALL froze: nothing changes them, so they are
+                // written with no lock held (and freed here, not under it).
+                drop(g);
+                for table in &frozen {
+                    walk_frozen(table, version, output);
+                }
+                continue;
+            }
+            if walk_step(&mut g, inner.keyspace.hashing(), version) {
+                let done = g.take_snapshot_part(version);
+                drop(g);
+                drop(done);
+                break;
+            }
+            // Hand the lock to a waiting writer rather than re-taking it at
+            // once (writers otherwise wait for parking_lot's eventual
+            // fairness, up to ~1 ms).
+            parking_lot::RwLockWriteGuard::unlock_fair(g);
+        }
+    }
+}
+
+/// Removes the part of snapshot `version` from every shard that still has
+/// one (a cancelled or failed snapshot), dropping it outside the lock.
+fn release(inner: &Inner, version: u32) {
+    for shard in inner.keyspace.iter() {
+        let mut g = shard.write();
+        let part = g.take_snapshot_part(version);
+        drop(g);
+        drop(part);
+    }
 }
 
 /// SAVE: a snapshot file in the data directory (see `Engine::save`).
@@ -172,7 +238,7 @@ pub(crate) fn save(inner: &Inner) -> Result<SnapshotInfo> {
     };
     let tmp = dir.join("snapshot.tmp");
     let file = File::create(&tmp).map_err(|e| io("creating the snapshot file", e))?;
-    let (out, info) = snapshot_to(inner, BufWriter::with_capacity(1 << 20, file))?;
+    let (out, info) = snapshot_as(inner, BufWriter::with_capacity(1 << 20, file), SnapshotKind::Save)?;
     let file = out
         .into_inner()
         .map_err(|e| io("flushing the snapshot file", e.into_error()))?;
@@ -227,12 +293,13 @@ pub(crate) fn save_now(inner: &Inner) -> Result<SnapshotInfo> {
     }
 }
 
-/// BGSAVE: [`save`] on a background thread; false if a snapshot runs.
+/// BGSAVE: [`save`] on a background thread; false if a save runs (a
+/// stream snapshot, such as a follower's full sync, does not stop it).
 pub(crate) fn bgsave(inner: &Arc<Inner>) -> Result<bool> {
     if inner.data_dir.is_none() {
         return Err(Error::Config("BGSAVE needs a data directory".into()));
     }
-    if inner.snapshot.is_running() {
+    if inner.snapshot.is_saving() {
         return Ok(false);
     }
     let mut slot = inner.snapshot.bgsave_thread();
