@@ -10,8 +10,8 @@
  * enums are checked. Threads: engine, primary and follower handles may be
  * shared between threads; cursors and batches are used by one thread at a
  * time; no handle may be used while it is being freed. A freed handle passed
- * again is RINGKV_INVALID_ARGUMENT, until its memory is reused by a newer
- * handle of the same kind.
+ * again is RINGKV_INVALID_ARGUMENT as long as its memory was not reused: the
+ * library keeps the last 1024 freed handles' memory, reusing the oldest first.
  */
 
 #ifndef RINGKV_H
@@ -102,7 +102,8 @@ typedef enum ringkv_status {
   // Success.
   RINGKV_OK = 0,
   // A NULL handle, a NULL buffer with a non-zero length, an integer out
-  // of its enum's range, a freed handle, a key or value over the limits.
+  // of its enum's range, a freed handle, a key, value or record over the
+  // limits.
   RINGKV_INVALID_ARGUMENT = 1,
   // The key holds the other type (Redis' WRONGTYPE).
   RINGKV_WRONG_TYPE = 2,
@@ -124,7 +125,8 @@ typedef enum ringkv_status {
   RINGKV_NO_REPLICAS = 10,
   // A snapshot is already running, or the data directory is locked.
   RINGKV_BUSY = 11,
-  // An I/O error (a full disk included), or the ring log is full.
+  // An I/O error (a full disk included), the ring log is full, or a
+  // failed sync made the log refuse further writes.
   RINGKV_IO = 12,
   // A damaged data directory, log or snapshot.
   RINGKV_CORRUPT = 13,
@@ -162,7 +164,8 @@ typedef struct ringkv_primary ringkv_primary;
 typedef struct ringkv_scan_cursor ringkv_scan_cursor;
 
 // A byte string owned by the library. `ptr` NULL means nil. Free with
-// `ringkv_buf_free` (which sets it back to nil, so freeing twice is safe).
+// `ringkv_buf_free` (which sets it back to nil, so freeing the same struct
+// twice is safe; freeing a copy of it as well is not).
 typedef struct ringkv_buf {
   // The bytes, or NULL for nil.
   uint8_t *ptr;
@@ -388,10 +391,12 @@ enum ringkv_status ringkv_engine_open(const char *dir,
                                       uint32_t flags,
                                       struct ringkv_engine **out);
 
-// Frees an engine handle: waits for a background save to finish, then
-// stops the engine's threads and closes its files, so the data directory
-// can be opened again at once (it does not save a snapshot: call
-// `ringkv_save` first for that). Cursors, primaries and followers made
+// Frees an engine handle: waits for a background save running at that
+// moment to finish, then stops the engine's threads and closes its files,
+// so the data directory can be opened again right away (a save rule that
+// fires in that instant can hold the directory a little longer: a reopen
+// answering `RINGKV_BUSY` may be retried). It does not save a snapshot:
+// call `ringkv_save` first for that. Cursors, primaries and followers made
 // from it keep the engine (and its directory's lock) alive until they are
 // freed too. NULL is a no-op; a freed handle is detected.
 void ringkv_engine_free(struct ringkv_engine *engine);
@@ -755,7 +760,10 @@ enum ringkv_status ringkv_follower_state_json(const struct ringkv_follower *f,
 
 // Stops following and makes the engine a primary, keeping its offsets
 // (followers of the old primary can continue from it with a partial
-// resync). The handle is then spent: free it.
+// resync). The handle is then spent: free it. Safe beside other threads'
+// calls on the handle (they wait, then answer that it was promoted). If
+// the promotion itself fails, replication has already stopped: the engine
+// stays a read-only follower; free the handle and start a new follower.
 enum ringkv_status ringkv_follower_promote(struct ringkv_follower *f);
 
 // Stops following (the engine stays a read-only follower, at the offset
@@ -819,7 +827,7 @@ void ringkv_hscan_cursor_free(struct ringkv_hscan_cursor *c);
 // A hash is `RINGKV_WRONG_TYPE`. Free `*out` with `ringkv_buf_free`.
 //
 // ```c
-// ringkv_buf v;
+// ringkv_buf v = {0};  /* stays nil if the call fails */
 // if (ringkv_get(e, "session:42", 10, &v) == RINGKV_OK && v.ptr) {
 //     fwrite(v.ptr, 1, v.len, stdout);
 // }

@@ -142,12 +142,6 @@ pub(crate) fn out_opt<T>(ptr: *mut T, what: &str) -> Result<Option<Out<T>>, Fail
     }
 }
 
-/// Writes `value` through `ptr` after checking it (for calls with one
-/// output computed before any effect).
-pub(crate) fn write<T>(ptr: *mut T, value: T) -> Result<(), Fail> {
-    out(ptr, "out").map(|o| o.set(value))
-}
-
 /// A writable byte buffer `(ptr, len)`; `None` when `len` is 0.
 pub(crate) fn out_mut<'a>(ptr: *mut u8, len: usize) -> Result<Option<&'a mut [u8]>, Fail> {
     if len == 0 {

@@ -6,7 +6,8 @@
 use crate::boundary;
 
 /// A byte string owned by the library. `ptr` NULL means nil. Free with
-/// `ringkv_buf_free` (which sets it back to nil, so freeing twice is safe).
+/// `ringkv_buf_free` (which sets it back to nil, so freeing the same struct
+/// twice is safe; freeing a copy of it as well is not).
 #[repr(C)]
 #[derive(Debug)]
 pub struct ringkv_buf {

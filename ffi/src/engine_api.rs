@@ -144,10 +144,12 @@ pub extern "C" fn ringkv_engine_open(
     })
 }
 
-/// Frees an engine handle: waits for a background save to finish, then
-/// stops the engine's threads and closes its files, so the data directory
-/// can be opened again at once (it does not save a snapshot: call
-/// `ringkv_save` first for that). Cursors, primaries and followers made
+/// Frees an engine handle: waits for a background save running at that
+/// moment to finish, then stops the engine's threads and closes its files,
+/// so the data directory can be opened again right away (a save rule that
+/// fires in that instant can hold the directory a little longer: a reopen
+/// answering `RINGKV_BUSY` may be retried). It does not save a snapshot:
+/// call `ringkv_save` first for that. Cursors, primaries and followers made
 /// from it keep the engine (and its directory's lock) alive until they are
 /// freed too. NULL is a no-op; a freed handle is detected.
 #[no_mangle]

@@ -5,11 +5,12 @@
 //! NULL, is aligned, and holds a live slot of the expected kind, so a NULL
 //! handle, a handle of the wrong kind, or a freed handle is
 //! `RINGKV_INVALID_ARGUMENT` instead of undefined behaviour. Freed slots
-//! are not returned to the allocator but kept in a pool (up to
-//! [`POOL_MAX`]) and reused by the next handle: reading a freed handle's
-//! magic therefore reads live memory. The detection has a limit, written
-//! in the header: once a freed slot is reused by a new handle of the same
-//! kind, the old pointer reaches the new object.
+//! are not returned to the allocator but kept in a pool of the last
+//! [`POOL_MAX`] freed, reused oldest first: reading a recently freed
+//! handle's magic therefore reads live memory. The detection has limits,
+//! written in the header: once a freed slot is reused by a new handle of
+//! the same kind, the old pointer reaches the new object; and a slot freed
+//! more than [`POOL_MAX`] frees ago goes back to the allocator.
 //!
 //! Sharing: an engine, primary or follower slot is only read between its
 //! creation and its free, so several threads may use it at once; cursors
@@ -73,13 +74,14 @@ pub(crate) struct Slot {
 // header's contract.
 unsafe impl Sync for Slot {}
 
-/// Freed slots, as addresses.
-static POOL: Mutex<Vec<usize>> = Mutex::new(Vec::new());
+/// Freed slots, as addresses, oldest first.
+static POOL: Mutex<std::collections::VecDeque<usize>> = Mutex::new(std::collections::VecDeque::new());
 
 /// Makes a handle of `kind` owning `object`.
 pub(crate) fn new<H, T: Send + Sync + 'static>(kind: Kind, object: T) -> *mut H {
     let object: Box<dyn std::any::Any + Send + Sync> = Box::new(object);
-    let reused = POOL.lock().pop();
+    // The oldest freed slot: a recently freed handle stays detectable.
+    let reused = POOL.lock().pop_front();
     let slot: *mut Slot = match reused {
         Some(addr) => {
             let slot = addr as *mut Slot;
@@ -181,14 +183,15 @@ pub(crate) fn take<H>(ptr: *mut H, kind: Kind) -> Option<Box<dyn std::any::Any +
     // uses.
     let object = unsafe { (*slot.object.get()).take() };
     let mut pool = POOL.lock();
-    if pool.len() < POOL_MAX {
-        pool.push(ptr as usize);
-    } else {
-        drop(pool);
-        // SAFETY: the slot was made by `Box::into_raw` in `new` and is
-        // neither in the pool nor live; this is its last use. A stale handle
-        // to it is beyond detection, as the header says.
-        drop(unsafe { Box::from_raw(ptr.cast::<Slot>()) });
+    pool.push_back(ptr as usize);
+    let released = if pool.len() > POOL_MAX { pool.pop_front() } else { None };
+    drop(pool);
+    if let Some(oldest) = released {
+        // SAFETY: every pooled slot was made by `Box::into_raw` in `new` and
+        // freed by `take` (object taken, magic DEAD); popped from the pool,
+        // nothing else owns it. A stale handle to it is beyond detection, as
+        // the header says.
+        drop(unsafe { Box::from_raw(oldest as *mut Slot) });
     }
     object
 }

@@ -10,12 +10,15 @@ thread_local! {
     static LAST_ERROR: RefCell<String> = const { RefCell::new(String::new()) };
 }
 
-/// Remembers `message` as this thread's last failure.
+/// Remembers `message` as this thread's last failure. Never panics: in a
+/// thread whose thread-locals are being destroyed (a call from a TLS
+/// destructor) the message is dropped.
 pub(crate) fn set(message: &str) {
-    LAST_ERROR.with(|e| {
-        let mut e = e.borrow_mut();
-        e.clear();
-        e.push_str(message);
+    let _ = LAST_ERROR.try_with(|e| {
+        if let Ok(mut e) = e.try_borrow_mut() {
+            e.clear();
+            e.push_str(message);
+        }
     });
 }
 
@@ -38,16 +41,19 @@ pub(crate) fn set(message: &str) {
 #[no_mangle]
 pub extern "C" fn ringkv_last_error(buf: *mut c_char, len: usize, written: *mut usize) -> ringkv_status {
     crate::boundary::guard_quiet(|| {
-        LAST_ERROR.with(|e| {
-            let e = e.borrow();
-            let out = args::out_mut(buf.cast::<u8>(), len)?;
-            if let Some(out) = out {
-                let n = e.len().min(len - 1);
-                out[..n].copy_from_slice(&e.as_bytes()[..n]);
-                out[n] = 0;
-            }
-            args::write(written, e.len())
-        })
+        // Both outputs are checked before either is written.
+        let written = args::out(written, "written")?;
+        let out = args::out_mut(buf.cast::<u8>(), len)?;
+        let message = LAST_ERROR
+            .try_with(|e| e.try_borrow().map(|e| e.clone()).unwrap_or_default())
+            .unwrap_or_default();
+        if let Some(out) = out {
+            let n = message.len().min(len - 1);
+            out[..n].copy_from_slice(&message.as_bytes()[..n]);
+            out[n] = 0;
+        }
+        written.set(message.len());
+        Ok(())
     })
 }
 

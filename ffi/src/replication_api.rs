@@ -2,7 +2,8 @@
 //! log) and a follower (an engine tailing a remote primary by offset),
 //! with mutual TLS from PEM files. Each handle owns a small runtime of its
 //! own threads; calls block the caller. Both handles may be used from
-//! several threads at once, except `ringkv_follower_promote` and the
+//! several threads at once (a follower's promotion takes its handle's lock,
+//! so a state query beside it waits or sees it promoted), except the
 //! `*_free` calls.
 
 use std::net::SocketAddr;
@@ -31,9 +32,11 @@ pub struct ringkv_follower {
     _private: [u8; 0],
 }
 
-/// A follower handle: the running follower until promoted or stopped.
+/// A follower handle: the running follower until promoted. The lock makes
+/// promotion (which ends the follower) exclusive with state queries from
+/// other threads.
 struct FollowerState {
-    follower: Option<Follower>,
+    follower: parking_lot::Mutex<Option<Follower>>,
 }
 
 fn tls(cert: *const c_char, key: *const c_char, ca: *const c_char) -> Result<TlsMaterial, Fail> {
@@ -180,7 +183,7 @@ pub extern "C" fn ringkv_follower_start(
         out.set(handle::new(
             Kind::Follower,
             FollowerState {
-                follower: Some(follower),
+                follower: parking_lot::Mutex::new(Some(follower)),
             },
         ));
         Ok(())
@@ -196,8 +199,8 @@ pub extern "C" fn ringkv_follower_state_json(f: *const ringkv_follower, out: *mu
     guard(|| {
         let out = args::out(out, "out")?;
         let f: &FollowerState = handle::get(f, Kind::Follower)?;
-        let follower = f
-            .follower
+        let guard = f.follower.lock();
+        let follower = guard
             .as_ref()
             .ok_or_else(|| Fail::invalid("the follower was promoted"))?;
         out.set(json(&follower.info())?);
@@ -207,13 +210,16 @@ pub extern "C" fn ringkv_follower_state_json(f: *const ringkv_follower, out: *mu
 
 /// Stops following and makes the engine a primary, keeping its offsets
 /// (followers of the old primary can continue from it with a partial
-/// resync). The handle is then spent: free it.
+/// resync). The handle is then spent: free it. Safe beside other threads'
+/// calls on the handle (they wait, then answer that it was promoted). If
+/// the promotion itself fails, replication has already stopped: the engine
+/// stays a read-only follower; free the handle and start a new follower.
 #[no_mangle]
 pub extern "C" fn ringkv_follower_promote(f: *mut ringkv_follower) -> ringkv_status {
     guard(|| {
-        let f: &mut FollowerState = handle::get_mut(f, Kind::Follower)?;
-        let follower = f
-            .follower
+        let f: &FollowerState = handle::get(f.cast_const(), Kind::Follower)?;
+        let mut guard = f.follower.lock();
+        let follower = guard
             .take()
             .ok_or_else(|| Fail::invalid("the follower was already promoted"))?;
         follower.promote()?;

@@ -14,7 +14,8 @@ pub enum ringkv_status {
     /// Success.
     RINGKV_OK = 0,
     /// A NULL handle, a NULL buffer with a non-zero length, an integer out
-    /// of its enum's range, a freed handle, a key or value over the limits.
+    /// of its enum's range, a freed handle, a key, value or record over the
+    /// limits.
     RINGKV_INVALID_ARGUMENT = 1,
     /// The key holds the other type (Redis' WRONGTYPE).
     RINGKV_WRONG_TYPE = 2,
@@ -36,7 +37,8 @@ pub enum ringkv_status {
     RINGKV_NO_REPLICAS = 10,
     /// A snapshot is already running, or the data directory is locked.
     RINGKV_BUSY = 11,
-    /// An I/O error (a full disk included), or the ring log is full.
+    /// An I/O error (a full disk included), the ring log is full, or a
+    /// failed sync made the log refuse further writes.
     RINGKV_IO = 12,
     /// A damaged data directory, log or snapshot.
     RINGKV_CORRUPT = 13,
@@ -87,10 +89,13 @@ pub(crate) fn engine_status(e: &Error) -> ringkv_status {
         Error::Config(_) => RINGKV_CONFIG,
         Error::Locked(_) => RINGKV_BUSY,
         Error::Io { .. } | Error::Sink(_) => RINGKV_IO,
-        Error::Log(LogError::Io { .. } | LogError::Full { .. }) => RINGKV_IO,
+        Error::Log(LogError::Io { .. } | LogError::Full { .. } | LogError::Poisoned) => RINGKV_IO,
         Error::Log(LogError::Config(_)) => RINGKV_CONFIG,
+        // A record (an MSET, a batch) larger than the ring accepts.
+        Error::Log(LogError::RecordTooLarge { .. }) => RINGKV_INVALID_ARGUMENT,
+        Error::Log(LogError::Lagged { .. } | LogError::OutOfBounds { .. }) => RINGKV_INTERNAL,
         Error::Log(_) => RINGKV_CORRUPT,
-        Error::Snapshot(SnapshotError::InProgress) => RINGKV_BUSY,
+        Error::Snapshot(SnapshotError::InProgress | SnapshotError::Stale) => RINGKV_BUSY,
         Error::Snapshot(SnapshotError::Io { .. }) => RINGKV_IO,
         Error::Snapshot(_) => RINGKV_CORRUPT,
         Error::Recovery { .. } | Error::BadRecord { .. } | Error::RecordRejected { .. } => RINGKV_CORRUPT,

@@ -48,7 +48,7 @@ pub(crate) fn set_options(condition: i32, expiry_kind: i32, expiry: u64, get: bo
 /// A hash is `RINGKV_WRONG_TYPE`. Free `*out` with `ringkv_buf_free`.
 ///
 /// ```c
-/// ringkv_buf v;
+/// ringkv_buf v = {0};  /* stays nil if the call fails */
 /// if (ringkv_get(e, "session:42", 10, &v) == RINGKV_OK && v.ptr) {
 ///     fwrite(v.ptr, 1, v.len, stdout);
 /// }
