@@ -129,6 +129,14 @@ pub enum Durability {
     Everysec,
     /// Group commit: a write returns only after its record is msynced;
     /// concurrent writers share syncs.
+    ///
+    /// If that msync fails, the write has already been applied: it is
+    /// visible to reads and its record is in the ring, but the call returns
+    /// the I/O error (the write is not acknowledged as durable), and the
+    /// log is poisoned: every later write fails with that error until the
+    /// engine is reopened. Whether the unacknowledged write survives the
+    /// reopen depends on what reached the disk; no acknowledged write is
+    /// lost either way.
     Always,
 }
 
