@@ -43,6 +43,20 @@ fn key<'a>(key: *const c_char, key_len: usize) -> Result<&'a [u8], Fail> {
     args::bytes(key, key_len, "key")
 }
 
+/// Adds an operation on one key: the shape of most `ringkv_batch_*` calls.
+fn add_keyed(
+    b: *mut ringkv_batch,
+    k: *const c_char,
+    k_len: usize,
+    add: impl FnOnce(&mut WriteBatch, &[u8]),
+) -> ringkv_status {
+    guard(|| {
+        let k = key(k, k_len)?;
+        add(batch(b)?, k);
+        Ok(())
+    })
+}
+
 fn owned(value: *const c_char, value_len: usize) -> Result<Bytes, Fail> {
     Ok(Bytes::copy_from_slice(args::bytes(value, value_len, "value")?))
 }
@@ -114,10 +128,8 @@ pub extern "C" fn ringkv_batch_set_with(
 /// Adds DEL of one key (reply: 1 if it existed).
 #[no_mangle]
 pub extern "C" fn ringkv_batch_del(b: *mut ringkv_batch, k: *const c_char, k_len: usize) -> ringkv_status {
-    guard(|| {
-        let k = key(k, k_len)?;
-        batch(b)?.del(k);
-        Ok(())
+    add_keyed(b, k, k_len, |w, k| {
+        w.del(k);
     })
 }
 
@@ -129,10 +141,8 @@ pub extern "C" fn ringkv_batch_incr_by(
     k_len: usize,
     delta: i64,
 ) -> ringkv_status {
-    guard(|| {
-        let k = key(k, k_len)?;
-        batch(b)?.incr_by(k, delta);
-        Ok(())
+    add_keyed(b, k, k_len, |w, k| {
+        w.incr_by(k, delta);
     })
 }
 
@@ -160,10 +170,8 @@ pub extern "C" fn ringkv_batch_pexpire(
     k_len: usize,
     millis: i64,
 ) -> ringkv_status {
-    guard(|| {
-        let k = key(k, k_len)?;
-        batch(b)?.pexpire(k, millis);
-        Ok(())
+    add_keyed(b, k, k_len, |w, k| {
+        w.pexpire(k, millis);
     })
 }
 
@@ -175,20 +183,16 @@ pub extern "C" fn ringkv_batch_pexpire_at(
     k_len: usize,
     unix_millis: i64,
 ) -> ringkv_status {
-    guard(|| {
-        let k = key(k, k_len)?;
-        batch(b)?.pexpire_at(k, unix_millis);
-        Ok(())
+    add_keyed(b, k, k_len, |w, k| {
+        w.pexpire_at(k, unix_millis);
     })
 }
 
 /// Adds PERSIST.
 #[no_mangle]
 pub extern "C" fn ringkv_batch_persist(b: *mut ringkv_batch, k: *const c_char, k_len: usize) -> ringkv_status {
-    guard(|| {
-        let k = key(k, k_len)?;
-        batch(b)?.persist(k);
-        Ok(())
+    add_keyed(b, k, k_len, |w, k| {
+        w.persist(k);
     })
 }
 
@@ -251,10 +255,8 @@ pub extern "C" fn ringkv_batch_hincr_by(
 /// Adds GET (reply VALUE; a hash fails the whole batch with WRONG_TYPE).
 #[no_mangle]
 pub extern "C" fn ringkv_batch_get(b: *mut ringkv_batch, k: *const c_char, k_len: usize) -> ringkv_status {
-    guard(|| {
-        let k = key(k, k_len)?;
-        batch(b)?.get(k);
-        Ok(())
+    add_keyed(b, k, k_len, |w, k| {
+        w.get(k);
     })
 }
 
@@ -277,30 +279,24 @@ pub extern "C" fn ringkv_batch_hget(
 /// Adds EXISTS of one key (reply INT 1 or 0).
 #[no_mangle]
 pub extern "C" fn ringkv_batch_exists(b: *mut ringkv_batch, k: *const c_char, k_len: usize) -> ringkv_status {
-    guard(|| {
-        let k = key(k, k_len)?;
-        batch(b)?.exists(k);
-        Ok(())
+    add_keyed(b, k, k_len, |w, k| {
+        w.exists(k);
     })
 }
 
 /// Adds TTL (reply INT: milliseconds, -2 missing, -1 no expiry).
 #[no_mangle]
 pub extern "C" fn ringkv_batch_ttl(b: *mut ringkv_batch, k: *const c_char, k_len: usize) -> ringkv_status {
-    guard(|| {
-        let k = key(k, k_len)?;
-        batch(b)?.ttl(k);
-        Ok(())
+    add_keyed(b, k, k_len, |w, k| {
+        w.ttl(k);
     })
 }
 
 /// Adds TYPE (reply INT: a `ringkv_key_type`).
 #[no_mangle]
 pub extern "C" fn ringkv_batch_type(b: *mut ringkv_batch, k: *const c_char, k_len: usize) -> ringkv_status {
-    guard(|| {
-        let k = key(k, k_len)?;
-        batch(b)?.key_type(k);
-        Ok(())
+    add_keyed(b, k, k_len, |w, k| {
+        w.key_type(k);
     })
 }
 
@@ -323,10 +319,8 @@ pub extern "C" fn ringkv_batch_hexists(
 /// Adds HLEN (reply INT).
 #[no_mangle]
 pub extern "C" fn ringkv_batch_hlen(b: *mut ringkv_batch, k: *const c_char, k_len: usize) -> ringkv_status {
-    guard(|| {
-        let k = key(k, k_len)?;
-        batch(b)?.hlen(k);
-        Ok(())
+    add_keyed(b, k, k_len, |w, k| {
+        w.hlen(k);
     })
 }
 

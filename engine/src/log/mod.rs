@@ -62,7 +62,7 @@ pub(crate) mod power;
 pub mod record;
 mod ring;
 mod tail;
-mod view;
+pub(crate) mod view;
 
 use std::sync::{Arc, Weak};
 use std::time::Duration;

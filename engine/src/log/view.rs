@@ -34,9 +34,60 @@ impl std::fmt::Debug for LogView {
     }
 }
 
+/// Did a record from `since` on touch one of `keys`, or every key (a
+/// FLUSHALL)? Records no longer in the ring, or that do not decode, count
+/// as a change. WATCH's check: `Engine::write_batch_if_unchanged` runs it
+/// under the batch's locks, a server's one-by-one EXEC through
+/// [`LogView::touched_since`].
+pub(crate) fn touched_since<K: AsRef<[u8]>>(log: &RingLog, keys: &[K], since: u64) -> bool {
+    let end = log.published();
+    let mut pos = since;
+    while pos < end {
+        let Ok(batch) = log.read(pos, 1 << 20) else { return true };
+        for (_, payload) in batch.records {
+            let Ok(m) = super::record::decode_mutation(payload) else {
+                return true;
+            };
+            if m.touches_all_keys() {
+                return true;
+            }
+            let mut hit = false;
+            m.for_each_key(&mut |k| hit |= keys.iter().any(|w| w.as_ref() == k));
+            if hit {
+                return true;
+            }
+        }
+        if batch.next <= pos {
+            return true;
+        }
+        pos = batch.next;
+    }
+    false
+}
+
 impl LogView {
     pub(crate) fn new(ring: Arc<RingLog>) -> LogView {
         LogView { ring }
+    }
+
+    /// Did a record logged from offset `since` on touch one of `keys`, or
+    /// every key (a FLUSHALL)? What Redis' WATCH needs: take `published()`
+    /// when watching starts, ask this before EXEC. Records already gone
+    /// from the ring count as a change.
+    ///
+    /// ```
+    /// use ringkv::Engine;
+    /// let engine = Engine::builder().anonymous_log().build()?;
+    /// let log = engine.log().expect("an anonymous log");
+    /// let since = log.published();
+    /// engine.set("other", "1")?;
+    /// assert!(!log.touched_since(&["balance"], since));
+    /// engine.set("balance", "10")?;
+    /// assert!(log.touched_since(&["balance"], since));
+    /// # Ok::<(), ringkv::Error>(())
+    /// ```
+    pub fn touched_since<K: AsRef<[u8]>>(&self, keys: &[K], since: u64) -> bool {
+        touched_since(&self.ring, keys, since)
     }
 
     /// The current header (replication history, offsets).

@@ -10,8 +10,6 @@ use crate::blob::Blob;
 use crate::core::{Inner, Writer};
 use crate::error::{Error, Result};
 use crate::keyspace::{KeyEntry, Value};
-use crate::log::record::decode_mutation;
-use crate::log::RingLog;
 use crate::ops::keys::{KeyType, Ttl};
 use crate::ops::strings::{SetOptions, SetOutcome};
 use crate::stats::Op;
@@ -424,7 +422,7 @@ pub(crate) fn write_batch_if_unchanged<K: AsRef<[u8]>>(
         return Ok(Some(Vec::new()));
     }
     inner.write(&hashes, true, |w| {
-        if logged_since(log, watched, since) {
+        if crate::log::view::touched_since(log, watched, since) {
             return Ok(None);
         }
         w.inner.ops.count(Op::Batch);
@@ -435,29 +433,4 @@ pub(crate) fn write_batch_if_unchanged<K: AsRef<[u8]>>(
             .collect::<Result<Vec<_>>>()?;
         Ok(Some(replies))
     })
-}
-
-/// Did a record from `since` on touch one of `keys` (or every key)?
-fn logged_since<K: AsRef<[u8]>>(log: &RingLog, keys: &[K], since: u64) -> bool {
-    let end = log.published();
-    let mut pos = since;
-    while pos < end {
-        let Ok(batch) = log.read(pos, 1 << 20) else { return true };
-        for (_, payload) in batch.records {
-            let Ok(m) = decode_mutation(payload) else { return true };
-            if m.touches_all_keys() {
-                return true;
-            }
-            let mut hit = false;
-            m.for_each_key(&mut |k| hit |= keys.iter().any(|w| w.as_ref() == k));
-            if hit {
-                return true;
-            }
-        }
-        if batch.next <= pos {
-            return true;
-        }
-        pos = batch.next;
-    }
-    false
 }

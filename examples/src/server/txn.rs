@@ -68,32 +68,8 @@ impl Watch {
             return true;
         }
         let Some(log) = engine.log() else { return false };
-        let end = log.published();
-        let mut pos = self.from;
-        while pos < end {
-            let Ok(batch) = log.read(pos, 1 << 20) else {
-                // The records since WATCH are gone: assume a change.
-                return true;
-            };
-            for (_, payload) in batch.records {
-                let Ok(m) = ringkv::log::record::decode_mutation(payload) else {
-                    return true;
-                };
-                if m.touches_all_keys() {
-                    return true;
-                }
-                let mut hit = false;
-                m.for_each_key(&mut |k| hit |= self.keys.contains(k));
-                if hit {
-                    return true;
-                }
-            }
-            if batch.next <= pos {
-                return true;
-            }
-            pos = batch.next;
-        }
-        false
+        let keys: Vec<&Bytes> = self.keys.iter().collect();
+        log.touched_since(&keys, self.from)
     }
 }
 
