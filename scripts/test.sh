@@ -80,8 +80,13 @@ if [ "$FUZZ_SECONDS" -gt 0 ]; then
     fi
     for target in $(cd fuzz && cargo +nightly fuzz list); do
         echo "-- fuzz $target"
-        # A crash makes cargo fuzz exit non-zero, which fails the run.
-        (cd fuzz && cargo +nightly fuzz run "$target" -- -max_total_time="$FUZZ_SECONDS" -rss_limit_mb=2048 -malloc_limit_mb=512 -print_final_stats=0 2>&1 | tail -n 3)
+        # A crash makes cargo fuzz exit non-zero, which fails the run. The
+        # checked-in regression seeds (fuzz/seeds/<target>, inputs shaped like
+        # the defects found so far) are a second, read-only corpus.
+        mkdir -p "fuzz/corpus/$target"
+        seeds=()
+        [ -d "fuzz/seeds/$target" ] && seeds=("seeds/$target")
+        (cd fuzz && cargo +nightly fuzz run "$target" "corpus/$target" "${seeds[@]}" -- -max_total_time="$FUZZ_SECONDS" -rss_limit_mb=2048 -malloc_limit_mb=512 -print_final_stats=0 2>&1 | tail -n 3)
     done
 fi
 echo "== all checks passed"
