@@ -12,7 +12,9 @@ use ringkv::snapshot::format;
 use ringkv::{Config, Engine};
 
 fn seeds(target: &str) -> Vec<(String, Vec<u8>)> {
-    let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../fuzz/seeds").join(target);
+    let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("../fuzz/seeds")
+        .join(target);
     let mut out: Vec<(String, Vec<u8>)> = std::fs::read_dir(&dir)
         .unwrap_or_else(|e| panic!("{}: {e}", dir.display()))
         .map(|entry| {
@@ -50,7 +52,10 @@ fn snapshot_payloads_with_impossible_counts_are_refused() {
     for (name, data) in seeds {
         let decoded = format::decode_items(Bytes::from(data.clone()));
         assert!(decoded.is_err(), "seed {name} decoded: {decoded:?}");
-        assert!(engine.load_snapshot(&data[..]).is_err(), "seed {name} loaded as a snapshot");
+        assert!(
+            engine.load_snapshot(&data[..]).is_err(),
+            "seed {name} loaded as a snapshot"
+        );
         assert_eq!(engine.dbsize(), 0, "seed {name} left keys behind");
     }
 }
