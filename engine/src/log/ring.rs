@@ -983,7 +983,7 @@ impl RingLog {
         for (i, &o) in starts.iter().enumerate() {
             let next = starts.get(i + 1).copied().unwrap_or(end + len);
             let n = (next - o) as usize;
-            if let Err(e) = self.mem.write(o + 8, &rest[8..n]) {
+            if let Err(e) = self.copy_streamed(o, &rest[8..n]) {
                 // Cannot happen (the bytes fit the ring, checked above).
                 // Nothing is published: give the reservation back (this is
                 // the only appender) and refuse further appends.
@@ -1001,6 +1001,17 @@ impl RingLog {
         self.published.store(end + len, Ordering::Release);
         self.notify_published();
         Ok(end + len)
+    }
+
+    /// Copies a streamed record's bytes after its commit word (at `offset
+    /// + 8`): the follower's append, where the `replica::append` failpoint
+    /// injects a failure.
+    fn copy_streamed(&self, offset: u64, bytes: &[u8]) -> Result<(), LogError> {
+        fail_point!("replica::append", |arg| Err(LogError::io(
+            format!("copying the primary's record at offset {offset} into the ring"),
+            crate::failpoints::injected(arg)
+        )));
+        self.mem.write(offset + 8, bytes)
     }
 
     /// Starts the stream over at `offset` with an empty ring and this
@@ -1202,6 +1213,10 @@ impl RingLog {
     }
 
     fn write_header(&self, change: impl FnOnce(&mut RingHeader)) -> Result<(), LogError> {
+        fail_point!("ring::header_write", |arg| Err(LogError::io(
+            "writing the ring header",
+            crate::failpoints::injected(arg)
+        )));
         let mut h = self.header.lock();
         change(&mut h);
         // At most MAX_SEQ when read (`RingHeader::check`); a header is
