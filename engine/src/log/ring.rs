@@ -1003,9 +1003,9 @@ impl RingLog {
         Ok(end + len)
     }
 
-    /// Copies a streamed record's bytes after its commit word (at `offset
-    /// + 8`): the follower's append, where the `replica::append` failpoint
-    /// injects a failure.
+    /// Copies a streamed record's bytes after its commit word (from
+    /// `offset + 8` on): the follower's append, where the `replica::append`
+    /// failpoint injects a failure.
     fn copy_streamed(&self, offset: u64, bytes: &[u8]) -> Result<(), LogError> {
         fail_point!("replica::append", |arg| Err(LogError::io(
             format!("copying the primary's record at offset {offset} into the ring"),
@@ -1080,13 +1080,30 @@ impl RingLog {
     /// Records this ring's replication history: its id, and the previous id
     /// with the offset where the history switched (after a promotion, or
     /// when a follower continues a promoted primary's stream).
+    ///
+    /// A history whose header cannot be msynced did not start: the header
+    /// (in memory, and in the mapped page the kernel may still write back)
+    /// names the old one again, so that a retry (a promotion's) links its
+    /// new history to the old one, and a reopen follows the old one.
     pub(crate) fn set_history(&self, replid: &str, prev_replid: &str, switch_offset: u64) -> Result<(), LogError> {
+        let before = self.header();
         self.write_header(|h| {
             h.replid = replid.to_string();
             h.prev_replid = prev_replid.to_string();
             h.switch_offset = switch_offset;
         })?;
-        self.file_sync()
+        if let Err(e) = self.file_sync() {
+            let restored = self.write_header(|h| {
+                h.replid = before.replid;
+                h.prev_replid = before.prev_replid;
+                h.switch_offset = before.switch_offset;
+            });
+            if let Err(r) = restored {
+                tracing::error!(error = %r, "could not restore the ring header's history after a failed msync");
+            }
+            return Err(e);
+        }
+        Ok(())
     }
 
     /// Copies the raw stream bytes `[from, from + buf.len())` (must be

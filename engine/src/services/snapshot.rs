@@ -39,7 +39,11 @@ fn snapshot_as<W: Write + Send>(inner: &Inner, out: W, kind: SnapshotKind) -> Re
         return Err(Error::Snapshot(SnapshotError::InProgress));
     };
     let result = take(inner, out, kind);
-    record_outcome(inner, result.as_ref().map(|(_, info)| info));
+    // A save is complete only once its file is fsynced and renamed: `save`
+    // records its outcome.
+    if kind == SnapshotKind::Stream {
+        record_outcome(inner, result.as_ref().map(|(_, info)| info));
+    }
     result
 }
 
@@ -252,7 +256,13 @@ pub(crate) fn save(inner: &Inner) -> Result<SnapshotInfo> {
     let Some(_saving) = inner.snapshot.try_lock_save() else {
         return Err(Error::Snapshot(SnapshotError::InProgress));
     };
-    save_locked(inner, dir)
+    let result = save_locked(inner, dir);
+    match &result {
+        // Nothing was attempted.
+        Err(Error::Snapshot(SnapshotError::InProgress | SnapshotError::Stale)) => {}
+        r => record_outcome(inner, r.as_ref()),
+    }
+    result
 }
 
 /// The file `save` writes: a plain file, whose writes are where the
@@ -273,7 +283,21 @@ impl Write for SnapshotFile {
 /// [`save`] once its lock is held.
 fn save_locked(inner: &Inner, dir: &std::path::Path) -> Result<SnapshotInfo> {
     let tmp = dir.join("snapshot.tmp");
-    let (info, path) = write_snapshot_file(inner, dir, &tmp)?;
+    let (info, path) = match write_snapshot_file(inner, dir, &tmp) {
+        Ok(done) => done,
+        Err(e) => {
+            // Never leave a partial file behind: on a full disk it holds
+            // the space the next attempt needs.
+            match std::fs::remove_file(&tmp) {
+                Ok(()) => {}
+                Err(r) if r.kind() == std::io::ErrorKind::NotFound => {}
+                Err(r) => {
+                    tracing::warn!(path = %tmp.display(), error = %r, "could not remove a failed snapshot's temporary file")
+                }
+            }
+            return Err(e);
+        }
+    };
     fail_point!("snapshot::dir_fsync", |arg| Err(io(
         "fsync of the data directory",
         crate::failpoints::injected(arg)
