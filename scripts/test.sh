@@ -50,6 +50,9 @@ bash scripts/ffi-header.sh --check
 
 echo "== cargo clippy (all targets, warnings are errors)"
 cargo clippy --workspace --all-targets -- -D warnings
+# The failpoints (engine/src/failpoints.rs) compile to nothing without
+# their feature: lint the engine with them too.
+cargo clippy -p ringkv --features failpoints --all-targets -- -D warnings
 
 echo "== cargo check of the libraries and binaries as users build them (no internals feature)"
 cargo check --workspace --lib --bins
@@ -61,6 +64,10 @@ echo "== cargo test"
 test_log="$(mktemp)"
 trap 'rm -f "$test_log"' EXIT
 cargo test --workspace 2>&1 | tee "$test_log"
+# Fault injection at every failpoint (global to the process: the tests
+# serialize themselves); only the engine is rebuilt with the feature.
+echo "== cargo test: failpoints"
+cargo test -p ringkv --features failpoints --test failpoints 2>&1 | tee -a "$test_log"
 passed=$(awk '/^test result:/ {p += $4} END {print p + 0}' "$test_log")
 failed=$(awk '/^test result:/ {f += $6} END {print f + 0}' "$test_log")
 

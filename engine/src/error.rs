@@ -209,8 +209,9 @@ pub enum LogError {
         /// What is out of bounds.
         reason: String,
     },
-    /// An earlier msync failed; the log refuses writes (nothing is lost silently).
-    #[error("ring log poisoned by an earlier sync failure")]
+    /// An earlier msync (or a copy into the ring) failed; the log refuses
+    /// writes until the engine is reopened (nothing is lost silently).
+    #[error("ring log poisoned by an earlier failed sync or write: writes are refused until the engine is reopened")]
     Poisoned,
     /// Invalid configuration.
     #[error("invalid ring log configuration: {0}")]

@@ -36,7 +36,10 @@
 //! `engine/tests/layers.rs` checks that every module imports only from its
 //! own layer or lower ones.
 
-// L0 vocabulary: no imports from any other layer.
+// L0 vocabulary: no imports from any other layer. `failpoints` comes first:
+// its `fail_point!` macro is used by name (textual scope) in the modules after it.
+#[macro_use]
+mod failpoints;
 mod blob;
 mod clock;
 mod codec;

@@ -30,6 +30,7 @@ const LAYERS: &[(&str, u8)] = &[
     ("codec", 0),
     ("config", 0),
     ("error", 0),
+    ("failpoints", 0),
     ("glob", 0),
     ("mutation", 0),
     ("stats", 0),

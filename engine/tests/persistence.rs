@@ -9,6 +9,9 @@ use proptest::prelude::*;
 use ringkv::log::LogError;
 use ringkv::{Config, Durability, Engine, Error, LogConfig, SetOptions};
 
+mod support;
+use support::SmallFs;
+
 const FAR: u64 = 4_000_000_000_000;
 
 fn config(capacity: u64, durability: Durability) -> Config {
@@ -326,48 +329,6 @@ fn a_full_sync_at_an_impossible_offset_changes_nothing() {
     let e = Engine::open(dir.path(), config(1 << 20, Durability::None)).expect("reopen");
     assert_eq!(e.get("k2").expect("get").expect("k2").as_ref(), b"v2");
     assert_eq!(e.dbsize(), 2);
-}
-
-/// A tmpfs of limited size mounted on a temporary directory, unmounted
-/// when dropped.
-struct SmallFs {
-    dir: tempfile::TempDir,
-}
-
-impl SmallFs {
-    /// Mounts one of `size` (as `mount -o size=` takes it), or says why
-    /// not: it needs root and a working `mount`.
-    fn mount(size: &str) -> Result<SmallFs, String> {
-        let status = std::fs::read_to_string("/proc/self/status").map_err(|e| e.to_string())?;
-        let uid = status
-            .lines()
-            .find_map(|l| l.strip_prefix("Uid:"))
-            .and_then(|ids| ids.split_whitespace().nth(1))
-            .ok_or("no effective uid in /proc/self/status")?;
-        if uid != "0" {
-            return Err(format!("not root (euid {uid})"));
-        }
-        let dir = tempfile::tempdir().map_err(|e| e.to_string())?;
-        let out = std::process::Command::new("mount")
-            .args(["-t", "tmpfs", "-o", &format!("size={size}"), "tmpfs"])
-            .arg(dir.path())
-            .output()
-            .map_err(|e| format!("mount: {e}"))?;
-        if !out.status.success() {
-            return Err(format!("mount failed: {}", String::from_utf8_lossy(&out.stderr).trim()));
-        }
-        Ok(SmallFs { dir })
-    }
-
-    fn path(&self) -> &std::path::Path {
-        self.dir.path()
-    }
-}
-
-impl Drop for SmallFs {
-    fn drop(&mut self) {
-        let _ = std::process::Command::new("umount").arg(self.dir.path()).status();
-    }
 }
 
 /// F15: the ring file's blocks are allocated when it is created, so a

@@ -28,12 +28,7 @@ use crate::error::LogError;
 /// Creates the file at `path` (which must not exist) with `len` bytes, all
 /// allocated. On failure the file is removed.
 pub(crate) fn create_allocated(path: &Path, len: u64) -> Result<File, LogError> {
-    let file = OpenOptions::new()
-        .read(true)
-        .write(true)
-        .create_new(true)
-        .open(path)
-        .map_err(|e| LogError::io(format!("creating {}", path.display()), e))?;
+    let file = create_new(path).map_err(|e| LogError::io(format!("creating {}", path.display()), e))?;
     let allocated = match fallocate(&file, len) {
         Err(e) if unsupported(&e) => write_zeros(&file, len),
         other => other,
@@ -79,7 +74,13 @@ pub(crate) fn sync_parent_dir(path: &Path) -> Result<(), LogError> {
         .map_err(|e| LogError::io(format!("fsync of the directory {}", dir.display()), e))
 }
 
+fn create_new(path: &Path) -> io::Result<File> {
+    fail_point!("ring::create", |arg| Err(crate::failpoints::injected(arg)));
+    OpenOptions::new().read(true).write(true).create_new(true).open(path)
+}
+
 fn fallocate(file: &File, len: u64) -> io::Result<()> {
+    fail_point!("ring::fallocate", |arg| Err(crate::failpoints::injected(arg)));
     rustix::fs::fallocate(file, FallocateFlags::empty(), 0, len).map_err(io::Error::from)
 }
 

@@ -254,6 +254,7 @@ impl RingMemory {
     /// Flushes (msync) the data bytes `[from, to)` of the logical stream,
     /// which may wrap around.
     pub(crate) fn flush_data(&self, from: u64, to: u64) -> io::Result<()> {
+        fail_point!("ring::msync_data", |arg| Err(crate::failpoints::injected(arg)));
         if to <= from {
             return Ok(());
         }
@@ -275,6 +276,7 @@ impl RingMemory {
 
     /// Flushes the header page.
     pub(crate) fn flush_header(&self) -> io::Result<()> {
+        fail_point!("ring::msync_header", |arg| Err(crate::failpoints::injected(arg)));
         self.flushing(0, HEADER_PAGE);
         self.map.flush_range(0, HEADER_PAGE)
     }

@@ -983,7 +983,7 @@ impl RingLog {
         for (i, &o) in starts.iter().enumerate() {
             let next = starts.get(i + 1).copied().unwrap_or(end + len);
             let n = (next - o) as usize;
-            if let Err(e) = self.mem.write(o + 8, &rest[8..n]) {
+            if let Err(e) = self.copy_streamed(o, &rest[8..n]) {
                 // Cannot happen (the bytes fit the ring, checked above).
                 // Nothing is published: give the reservation back (this is
                 // the only appender) and refuse further appends.
@@ -1001,6 +1001,17 @@ impl RingLog {
         self.published.store(end + len, Ordering::Release);
         self.notify_published();
         Ok(end + len)
+    }
+
+    /// Copies a streamed record's bytes after its commit word (from
+    /// `offset + 8` on): the follower's append, where the `replica::append`
+    /// failpoint injects a failure.
+    fn copy_streamed(&self, offset: u64, bytes: &[u8]) -> Result<(), LogError> {
+        fail_point!("replica::append", |arg| Err(LogError::io(
+            format!("copying the primary's record at offset {offset} into the ring"),
+            crate::failpoints::injected(arg)
+        )));
+        self.mem.write(offset + 8, bytes)
     }
 
     /// Starts the stream over at `offset` with an empty ring and this
@@ -1069,13 +1080,30 @@ impl RingLog {
     /// Records this ring's replication history: its id, and the previous id
     /// with the offset where the history switched (after a promotion, or
     /// when a follower continues a promoted primary's stream).
+    ///
+    /// A history whose header cannot be msynced did not start: the header
+    /// (in memory, and in the mapped page the kernel may still write back)
+    /// names the old one again, so that a retry (a promotion's) links its
+    /// new history to the old one, and a reopen follows the old one.
     pub(crate) fn set_history(&self, replid: &str, prev_replid: &str, switch_offset: u64) -> Result<(), LogError> {
+        let before = self.header();
         self.write_header(|h| {
             h.replid = replid.to_string();
             h.prev_replid = prev_replid.to_string();
             h.switch_offset = switch_offset;
         })?;
-        self.file_sync()
+        if let Err(e) = self.file_sync() {
+            let restored = self.write_header(|h| {
+                h.replid = before.replid;
+                h.prev_replid = before.prev_replid;
+                h.switch_offset = before.switch_offset;
+            });
+            if let Err(r) = restored {
+                tracing::error!(error = %r, "could not restore the ring header's history after a failed msync");
+            }
+            return Err(e);
+        }
+        Ok(())
     }
 
     /// Copies the raw stream bytes `[from, from + buf.len())` (must be
@@ -1202,6 +1230,10 @@ impl RingLog {
     }
 
     fn write_header(&self, change: impl FnOnce(&mut RingHeader)) -> Result<(), LogError> {
+        fail_point!("ring::header_write", |arg| Err(LogError::io(
+            "writing the ring header",
+            crate::failpoints::injected(arg)
+        )));
         let mut h = self.header.lock();
         change(&mut h);
         // At most MAX_SEQ when read (`RingHeader::check`); a header is

@@ -39,15 +39,24 @@ fn snapshot_as<W: Write + Send>(inner: &Inner, out: W, kind: SnapshotKind) -> Re
         return Err(Error::Snapshot(SnapshotError::InProgress));
     };
     let result = take(inner, out, kind);
-    inner.snapshot.update_stats(|stats| match &result {
-        Ok((_, info)) => {
+    // A save is complete only once its file is fsynced and renamed: `save`
+    // records its outcome.
+    if kind == SnapshotKind::Stream {
+        record_outcome(inner, result.as_ref().map(|(_, info)| info));
+    }
+    result
+}
+
+/// Counts a finished snapshot, or remembers why the last one failed.
+fn record_outcome(inner: &Inner, result: std::result::Result<&SnapshotInfo, &Error>) {
+    inner.snapshot.update_stats(|stats| match result {
+        Ok(info) => {
             stats.completed += 1;
             stats.last = Some(info.clone());
             stats.last_error = None;
         }
         Err(e) => stats.last_error = Some(e.to_string()),
     });
-    result
 }
 
 /// The cut (every shard locked at once, O(shards)), the walk on its own
@@ -226,6 +235,17 @@ fn release(inner: &Inner, version: u32) {
 }
 
 /// SAVE: a snapshot file in the data directory (see `Engine::save`).
+///
+/// The snapshot is written to `snapshot.tmp`, fsynced, renamed to its
+/// final name and the directory fsynced; only then do older snapshots go,
+/// the newest durable offset move and the ring drop the history it covers.
+/// If writing, fsync or the rename fails (a full disk: ENOSPC inside the
+/// `SnapshotError::Io`), the temporary file is removed, so it neither
+/// holds the space nor looks like a snapshot, and every earlier snapshot
+/// stays. If only the directory's fsync fails, the renamed file stays (it
+/// is whole and fsynced; recovery may use it) but nothing older is removed
+/// and the ring keeps its history. Either way the error is returned and
+/// kept as the snapshot stats' `last_error`.
 pub(crate) fn save(inner: &Inner) -> Result<SnapshotInfo> {
     let dir = inner
         .data_dir
@@ -236,18 +256,56 @@ pub(crate) fn save(inner: &Inner) -> Result<SnapshotInfo> {
     let Some(_saving) = inner.snapshot.try_lock_save() else {
         return Err(Error::Snapshot(SnapshotError::InProgress));
     };
+    let result = save_locked(inner, dir);
+    match &result {
+        // Nothing was attempted.
+        Err(Error::Snapshot(SnapshotError::InProgress | SnapshotError::Stale)) => {}
+        r => record_outcome(inner, r.as_ref()),
+    }
+    result
+}
+
+/// The file `save` writes: a plain file, whose writes are where the
+/// `snapshot::write` failpoint injects failures.
+struct SnapshotFile(File);
+
+impl Write for SnapshotFile {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        fail_point!("snapshot::write", |arg| Err(crate::failpoints::injected(arg)));
+        self.0.write(buf)
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        self.0.flush()
+    }
+}
+
+/// [`save`] once its lock is held.
+fn save_locked(inner: &Inner, dir: &std::path::Path) -> Result<SnapshotInfo> {
     let tmp = dir.join("snapshot.tmp");
-    let file = File::create(&tmp).map_err(|e| io("creating the snapshot file", e))?;
-    let (out, info) = snapshot_as(inner, BufWriter::with_capacity(1 << 20, file), SnapshotKind::Save)?;
-    let file = out
-        .into_inner()
-        .map_err(|e| io("flushing the snapshot file", e.into_error()))?;
-    file.sync_all().map_err(|e| io("fsync of the snapshot file", e))?;
-    let path = snapshot_path(dir, info.offset);
-    std::fs::rename(&tmp, &path).map_err(|e| io("renaming the snapshot file", e))?;
+    let (info, path) = match write_snapshot_file(inner, dir, &tmp) {
+        Ok(done) => done,
+        Err(e) => {
+            // Never leave a partial file behind: on a full disk it holds
+            // the space the next attempt needs.
+            match std::fs::remove_file(&tmp) {
+                Ok(()) => {}
+                Err(r) if r.kind() == std::io::ErrorKind::NotFound => {}
+                Err(r) => {
+                    tracing::warn!(path = %tmp.display(), error = %r, "could not remove a failed snapshot's temporary file")
+                }
+            }
+            return Err(e);
+        }
+    };
+    fail_point!("snapshot::dir_fsync", |arg| Err(io(
+        "fsync of the data directory",
+        crate::failpoints::injected(arg)
+    )));
     File::open(dir)
         .and_then(|d| d.sync_all())
         .map_err(|e| io("fsync of the data directory", e))?;
+    tracing::debug!(path = %path.display(), "snapshot saved");
     let all = list_snapshots(dir);
     let keep = inner.config.snapshot.keep.max(1);
     for (_, old) in all.iter().take(all.len().saturating_sub(keep)) {
@@ -272,6 +330,33 @@ pub(crate) fn save(inner: &Inner) -> Result<SnapshotInfo> {
         log.set_oldest(oldest_kept)?;
     }
     Ok(info)
+}
+
+/// Writes the snapshot into `tmp`, fsyncs it and renames it to its final
+/// name in `dir`; returns its info and path.
+fn write_snapshot_file(
+    inner: &Inner,
+    dir: &std::path::Path,
+    tmp: &std::path::Path,
+) -> Result<(SnapshotInfo, std::path::PathBuf)> {
+    let file = File::create(tmp).map_err(|e| io("creating the snapshot file", e))?;
+    let out = BufWriter::with_capacity(1 << 20, SnapshotFile(file));
+    let (out, info) = snapshot_as(inner, out, SnapshotKind::Save)?;
+    let SnapshotFile(file) = out
+        .into_inner()
+        .map_err(|e| io("flushing the snapshot file", e.into_error()))?;
+    fail_point!("snapshot::fsync", |arg| Err(io(
+        "fsync of the snapshot file",
+        crate::failpoints::injected(arg)
+    )));
+    file.sync_all().map_err(|e| io("fsync of the snapshot file", e))?;
+    let path = snapshot_path(dir, info.offset);
+    fail_point!("snapshot::rename", |arg| Err(io(
+        "renaming the snapshot file",
+        crate::failpoints::injected(arg)
+    )));
+    std::fs::rename(tmp, &path).map_err(|e| io("renaming the snapshot file", e))?;
+    Ok((info, path))
 }
 
 /// How long [`save_now`] waits for a save or snapshot already running.
