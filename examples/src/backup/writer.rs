@@ -105,6 +105,8 @@ struct Cursor {
     segment: Option<(SegmentWriter, Instant)>,
     last_mark: Instant,
     last_snapshot: Instant,
+    /// The newest snapshot's offset (none is taken twice at one offset).
+    last_snapshot_offset: Option<u64>,
     log_since_snapshot: u64,
 }
 
@@ -150,6 +152,12 @@ impl BackupWriter {
             .log()
             .ok_or_else(|| BackupError::Usage("the backup follower's engine needs a ring log".into()))?;
         std::fs::create_dir_all(dir).map_err(BackupError::io(format!("creating {}", dir.display())))?;
+        for (name, path) in layout::list(dir)? {
+            if name.strip_suffix(".tmp").and_then(layout::parse_chain_dir).is_some() {
+                tracing::info!(path = %path.display(), "removing a chain that was never completed");
+                let _ = std::fs::remove_dir_all(&path);
+            }
+        }
         let catalog = Catalog::load(dir)?;
         let mut writer = BackupWriter {
             dir: dir.to_path_buf(),
@@ -207,6 +215,7 @@ impl BackupWriter {
             segment: None,
             last_mark: Instant::now(),
             last_snapshot: Instant::now(),
+            last_snapshot_offset: chain.snapshots.last().map(|s| s.offset),
             log_since_snapshot: 0,
         });
         Ok(())
@@ -253,14 +262,18 @@ impl BackupWriter {
             return Ok(());
         }
         let id = self.next_chain;
+        // Built under a temporary name and renamed whole: a chain directory
+        // always has its base snapshot.
         let dir = self.dir.join(layout::chain_dir_name(id));
-        std::fs::create_dir_all(&dir).map_err(BackupError::io(format!("creating {}", dir.display())))?;
-        let Some((offset, history)) = self.take_snapshot(&dir)? else {
-            let _ = std::fs::remove_dir_all(&dir);
+        let tmp = self.dir.join(format!("{}.tmp", layout::chain_dir_name(id)));
+        let _ = std::fs::remove_dir_all(&tmp);
+        std::fs::create_dir_all(&tmp).map_err(BackupError::io(format!("creating {}", tmp.display())))?;
+        let Some((offset, history)) = self.take_snapshot(&tmp)? else {
+            let _ = std::fs::remove_dir_all(&tmp);
             std::thread::sleep(Duration::from_millis(50));
             return Ok(());
         };
-        layout::sync_dir(&self.dir)?;
+        layout::publish(&tmp, &dir)?;
         self.next_chain += 1;
         self.stats.chains.fetch_add(1, Ordering::Relaxed);
         self.stats.chain.store(id, Ordering::Relaxed);
@@ -275,6 +288,7 @@ impl BackupWriter {
             segment: None,
             last_mark: Instant::now(),
             last_snapshot: Instant::now(),
+            last_snapshot_offset: Some(offset),
             log_since_snapshot: 0,
         });
         Ok(())
@@ -404,11 +418,16 @@ impl BackupWriter {
         let c = self.cursor.as_ref().expect("a chain");
         let snapshot_due = now.duration_since(c.last_snapshot) >= self.config.snapshot_interval
             || c.log_since_snapshot >= self.config.snapshot_log_bytes;
-        if snapshot_due {
+        if snapshot_due && c.last_snapshot_offset == Some(self.engine.applied_offset()) {
+            let c = self.cursor.as_mut().expect("a chain");
+            c.last_snapshot = now;
+            c.log_since_snapshot = 0;
+        } else if snapshot_due {
             let dir = c.dir.clone();
             if let Some((offset, _)) = self.take_snapshot(&dir)? {
                 let c = self.cursor.as_mut().expect("a chain");
                 c.last_snapshot = now;
+                c.last_snapshot_offset = Some(offset);
                 c.log_since_snapshot = 0;
                 tracing::debug!(chain = c.id, offset, "periodic snapshot");
                 self.retain()?;
