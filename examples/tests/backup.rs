@@ -32,7 +32,9 @@ fn certs() -> Certs {
         .try_init();
     let ca = DevCerts::new("backup test CA").expect("ca");
     Certs {
-        server: ca.material(&ca.server(&["localhost"]).expect("server")).expect("material"),
+        server: ca
+            .material(&ca.server(&["localhost"]).expect("server"))
+            .expect("material"),
         client: ca.material(&ca.client("backup").expect("client")).expect("material"),
     }
 }
@@ -162,14 +164,21 @@ fn workload(engine: &Engine, rng: &mut Rng, n: usize, points: &mut Vec<Point>) {
             60..=69 => engine.del([k.as_str()]).map(|_| ()),
             70..=76 => engine.append(&k, "+").map(|_| ()),
             77..=83 => engine.pexpire_at(&k, (far + rng.below(1000)) as i64).map(|_| ()),
-            84..=91 => engine.mset([(format!("m:{}", rng.below(30)), "a"), (format!("m:{}", rng.below(30)), "b")]),
-            92..=96 => engine.hdel(format!("hash:{}", rng.below(20)), [format!("f{}", rng.below(40))]).map(|_| ()),
+            84..=91 => engine.mset([
+                (format!("m:{}", rng.below(30)), "a"),
+                (format!("m:{}", rng.below(30)), "b"),
+            ]),
+            92..=96 => engine
+                .hdel(format!("hash:{}", rng.below(20)), [format!("f{}", rng.below(40))])
+                .map(|_| ()),
             _ => engine.rename_nx(&k, format!("renamed:{}", rng.below(20))).map(|_| ()),
         };
         // A write refused by its own rules (a type error, a missing key)
         // logs nothing: only logged writes are points.
         let Ok(()) = r else { continue };
-        let Some(offset) = engine.last_write_offset() else { continue };
+        let Some(offset) = engine.last_write_offset() else {
+            continue;
+        };
         if points.last().is_some_and(|p| p.offset == offset) {
             continue;
         }
@@ -182,7 +191,12 @@ fn workload(engine: &Engine, rng: &mut Rng, n: usize, points: &mut Vec<Point>) {
     }
 }
 
-fn restore_at(backup: &Path, to: &Path, target: Target, chain: Option<u64>) -> Result<ringkv_examples::backup::Restored, BackupError> {
+fn restore_at(
+    backup: &Path,
+    to: &Path,
+    target: Target,
+    chain: Option<u64>,
+) -> Result<ringkv_examples::backup::Restored, BackupError> {
     restore(
         backup,
         &RestoreOptions {
@@ -201,7 +215,12 @@ fn check_points(backup: &Path, scratch: &Path, points: &[Point], chain: Option<u
         let to = scratch.join(format!("restore-{}-{i}", chain.unwrap_or(0)));
         let r = restore_at(backup, &to, Target::Offset(p.offset), chain)
             .unwrap_or_else(|e| panic!("restoring offset {}: {e}", p.offset));
-        assert_eq!((r.offset, r.digest), (p.offset, p.digest), "restored state at offset {}", p.offset);
+        assert_eq!(
+            (r.offset, r.digest),
+            (p.offset, p.digest),
+            "restored state at offset {}",
+            p.offset
+        );
         let opened = Engine::open(&to, ring(1 << 20)).expect("the restored directory opens");
         assert_eq!(opened.digest(), p.digest, "reopened state at offset {}", p.offset);
         assert_eq!(opened.log().expect("ring").published(), p.offset);
@@ -211,7 +230,9 @@ fn check_points(backup: &Path, scratch: &Path, points: &[Point], chain: Option<u
 }
 
 fn sample(points: &[Point], rng: &mut Rng, n: usize) -> Vec<Point> {
-    let mut out: Vec<Point> = (0..n).map(|_| points[rng.below(points.len() as u64) as usize]).collect();
+    let mut out: Vec<Point> = (0..n)
+        .map(|_| points[rng.below(points.len() as u64) as usize])
+        .collect();
     out.extend(points.first().copied());
     out.extend(points.last().copied());
     out
@@ -221,8 +242,13 @@ fn sample(points: &[Point], rng: &mut Rng, n: usize) -> Vec<Point> {
 fn restores_at_random_points_equal_the_primary_state_at_that_offset() {
     let certs = certs();
     let tmp = tempfile::tempdir().expect("tmp");
-    let engine = Engine::builder().config(ring(8 << 20)).anonymous_log().build().expect("primary");
-    let primary = blocking::Primary::start(engine.clone(), PrimaryConfig::default(), certs.server.clone()).expect("primary");
+    let engine = Engine::builder()
+        .config(ring(8 << 20))
+        .anonymous_log()
+        .build()
+        .expect("primary");
+    let primary =
+        blocking::Primary::start(engine.clone(), PrimaryConfig::default(), certs.server.clone()).expect("primary");
     let mut rng = Rng(0x5eed_1234);
     let mut points = Vec::new();
     // Writes before the backup starts: its first chain begins later.
@@ -246,7 +272,11 @@ fn restores_at_random_points_equal_the_primary_state_at_that_offset() {
     let ranges = chain.ranges();
     assert_eq!(ranges.len(), 1);
     assert!(ranges[0].from <= base && ranges[0].to >= last.offset, "{ranges:?}");
-    assert!(catalog.describe().contains("restorable: offsets"), "{}", catalog.describe());
+    assert!(
+        catalog.describe().contains("restorable: offsets"),
+        "{}",
+        catalog.describe()
+    );
 
     let restorable: Vec<Point> = points.iter().copied().filter(|p| p.offset >= base).collect();
     check_points(&dir, tmp.path(), &sample(&restorable, &mut rng, 40), None);
@@ -257,7 +287,11 @@ fn restores_at_random_points_equal_the_primary_state_at_that_offset() {
     for p in sample(&restorable, &mut rng, 15) {
         let to = tmp.path().join("at-time");
         let r = restore_at(&dir, &to, Target::Time(p.time_ms), None).expect("restore at a time");
-        let begun = points.iter().filter(|q| q.before_ms <= p.time_ms).map(|q| q.offset).max();
+        let begun = points
+            .iter()
+            .filter(|q| q.before_ms <= p.time_ms)
+            .map(|q| q.offset)
+            .max();
         assert!(
             Some(r.offset) <= begun,
             "{} past every write begun by then ({begun:?})",
@@ -265,7 +299,12 @@ fn restores_at_random_points_equal_the_primary_state_at_that_offset() {
         );
         let expected = points.iter().find(|q| q.offset == r.offset).map(|q| q.digest);
         let expected = expected.or_else(|| (r.offset == base).then(|| r.digest));
-        assert_eq!(Some(r.digest), expected, "a time resolves to a recorded point ({})", r.offset);
+        assert_eq!(
+            Some(r.digest),
+            expected,
+            "a time resolves to a recorded point ({})",
+            r.offset
+        );
         std::fs::remove_dir_all(&to).expect("clean up");
     }
     let to = tmp.path().join("at-end");
@@ -301,18 +340,39 @@ fn restores_at_random_points_equal_the_primary_state_at_that_offset() {
 fn wait_and_the_write_gate_never_count_a_backup() {
     let certs = certs();
     let tmp = tempfile::tempdir().expect("tmp");
-    let engine = Engine::builder().config(ring(4 << 20)).anonymous_log().build().expect("primary");
-    let primary = blocking::Primary::start(engine.clone(), PrimaryConfig::default(), certs.server.clone()).expect("primary");
-    let backup = start_backup(&tmp.path().join("backup"), primary.local_addr(), &certs, writer_config());
+    let engine = Engine::builder()
+        .config(ring(4 << 20))
+        .anonymous_log()
+        .build()
+        .expect("primary");
+    let primary =
+        blocking::Primary::start(engine.clone(), PrimaryConfig::default(), certs.server.clone()).expect("primary");
+    let backup = start_backup(
+        &tmp.path().join("backup"),
+        primary.local_addr(),
+        &certs,
+        writer_config(),
+    );
     engine.set("k", "v").expect("set");
     let at = engine.last_write_offset().expect("offset");
-    assert!(backup.engine().wait_applied(at, Duration::from_secs(60)), "the backup applies the write");
+    assert!(
+        backup.engine().wait_applied(at, Duration::from_secs(60)),
+        "the backup applies the write"
+    );
     wait_until("the backup's ack", || {
         primary.stats().followers.iter().any(|f| f.applied >= at)
     });
-    assert_eq!(primary.wait_for_followers(at, 1, Duration::from_millis(300)), 0, "WAIT 1 with only a backup");
+    assert_eq!(
+        primary.wait_for_followers(at, 1, Duration::from_millis(300)),
+        0,
+        "WAIT 1 with only a backup"
+    );
     // A real follower counts.
-    let replica = Engine::builder().config(ring(4 << 20)).anonymous_log().build().expect("replica");
+    let replica = Engine::builder()
+        .config(ring(4 << 20))
+        .anonymous_log()
+        .build()
+        .expect("replica");
     let follower = blocking::Follower::start(replica, FollowerConfig::new(primary.local_addr()), certs.client.clone())
         .expect("follower");
     assert_eq!(primary.wait_for_followers(at, 1, Duration::from_secs(60)), 1);
@@ -322,15 +382,26 @@ fn wait_and_the_write_gate_never_count_a_backup() {
     primary.shutdown();
 
     // The write gate: a backup alone is not a follower within the budget.
-    let engine = Engine::builder().config(ring(4 << 20)).anonymous_log().build().expect("primary");
+    let engine = Engine::builder()
+        .config(ring(4 << 20))
+        .anonymous_log()
+        .build()
+        .expect("primary");
     let config = PrimaryConfig {
         write_gate: Some(WriteGateConfig::default()),
         ..PrimaryConfig::default()
     };
     let primary = blocking::Primary::start(engine.clone(), config, certs.server.clone()).expect("primary");
-    let backup = start_backup(&tmp.path().join("backup2"), primary.local_addr(), &certs, writer_config());
+    let backup = start_backup(
+        &tmp.path().join("backup2"),
+        primary.local_addr(),
+        &certs,
+        writer_config(),
+    );
     wait_until("the backup online", || {
-        backup.replication().is_some_and(|r| r.master_link_status == ringkv_replication::LinkStatus::Up)
+        backup
+            .replication()
+            .is_some_and(|r| r.master_link_status == ringkv_replication::LinkStatus::Up)
             && primary.stats().followers.len() == 1
     });
     let e = engine.set("k", "v").expect_err("refused without a follower");
@@ -342,11 +413,18 @@ fn wait_and_the_write_gate_never_count_a_backup() {
 /// A stopped backup of a workload, with its points (all restorable).
 fn recorded_backup(tmp: &Path, seed: u64, writes: usize) -> (PathBuf, Vec<Point>) {
     let certs = certs();
-    let engine = Engine::builder().config(ring(8 << 20)).anonymous_log().build().expect("primary");
-    let primary = blocking::Primary::start(engine.clone(), PrimaryConfig::default(), certs.server.clone()).expect("primary");
+    let engine = Engine::builder()
+        .config(ring(8 << 20))
+        .anonymous_log()
+        .build()
+        .expect("primary");
+    let primary =
+        blocking::Primary::start(engine.clone(), PrimaryConfig::default(), certs.server.clone()).expect("primary");
     let dir = tmp.join("backup");
     let backup = start_backup(&dir, primary.local_addr(), &certs, writer_config());
-    wait_until("the first chain", || !Catalog::load(&dir).expect("catalog").chains.is_empty());
+    wait_until("the first chain", || {
+        !Catalog::load(&dir).expect("catalog").chains.is_empty()
+    });
     let mut points = Vec::new();
     paced_workload(&dir, &engine, &mut Rng(seed), writes, &mut points);
     wait_sealed(&dir, points.last().expect("points").offset);
@@ -375,7 +453,11 @@ fn damaged_segments_and_snapshots_give_clear_errors_and_never_a_wrong_state() {
     // The last point before the newest snapshot restores from the one
     // before it, through the segments between.
     let newest = chain.snapshots.last().expect("snapshot").offset;
-    let target = *points.iter().rev().find(|p| p.offset < newest).expect("a point before the newest snapshot");
+    let target = *points
+        .iter()
+        .rev()
+        .find(|p| p.offset < newest)
+        .expect("a point before the newest snapshot");
     let seg = chain
         .segments
         .iter()
@@ -476,7 +558,11 @@ fn retention_never_breaks_a_restore_it_still_promises() {
     retention::apply(&after, &config, now).expect("retention");
     let small = Catalog::load(&dir).expect("catalog");
     let chain = &small.chains[0];
-    assert!(small.bytes() <= before / 2 || chain.snapshots.len() == 1, "{}", small.describe());
+    assert!(
+        small.bytes() <= before / 2 || chain.snapshots.len() == 1,
+        "{}",
+        small.describe()
+    );
     assert!(chain.snapshots.len() < after.chains[0].snapshots.len());
     let range = chain.ranges()[0].clone();
     assert!(range.to >= last.offset);
@@ -503,10 +589,13 @@ fn the_backup_follows_primary_restarts_a_full_sync_and_its_own_restart() {
     let mut points = Vec::new();
 
     let engine = Engine::open(&pdir, ring(8 << 20)).expect("primary");
-    let primary = blocking::Primary::start(engine.clone(), PrimaryConfig::default(), certs.server.clone()).expect("primary");
+    let primary =
+        blocking::Primary::start(engine.clone(), PrimaryConfig::default(), certs.server.clone()).expect("primary");
     let addr = primary.local_addr();
     let backup = start_backup(&dir, addr, &certs, writer_config());
-    wait_until("the first chain", || !Catalog::load(&dir).expect("catalog").chains.is_empty());
+    wait_until("the first chain", || {
+        !Catalog::load(&dir).expect("catalog").chains.is_empty()
+    });
     paced_workload(&dir, &engine, &mut rng, 300, &mut points);
 
     // The primary restarts on its data directory: same history, the backup
@@ -521,7 +610,11 @@ fn the_backup_follows_primary_restarts_a_full_sync_and_its_own_restart() {
     let primary = blocking::Primary::start(engine.clone(), config.clone(), certs.server.clone()).expect("primary");
     paced_workload(&dir, &engine, &mut rng, 300, &mut points);
     wait_sealed(&dir, points.last().expect("points").offset);
-    assert_eq!(Catalog::load(&dir).expect("catalog").chains.len(), 1, "a restart of the same history");
+    assert_eq!(
+        Catalog::load(&dir).expect("catalog").chains.len(),
+        1,
+        "a restart of the same history"
+    );
     let first_history = points.clone();
 
     // The backup itself restarts while writes go on: it resumes the chain.
@@ -530,7 +623,11 @@ fn the_backup_follows_primary_restarts_a_full_sync_and_its_own_restart() {
     let backup = start_backup(&dir, addr, &certs, writer_config());
     workload(&engine, &mut rng, 100, &mut points);
     wait_sealed(&dir, points.last().expect("points").offset);
-    assert_eq!(Catalog::load(&dir).expect("catalog").chains.len(), 1, "resumed by offset");
+    assert_eq!(
+        Catalog::load(&dir).expect("catalog").chains.len(),
+        1,
+        "resumed by offset"
+    );
     let first_history_all = points.clone();
 
     // A primary that lost its data: a new history, the backup full-syncs
@@ -542,7 +639,9 @@ fn the_backup_follows_primary_restarts_a_full_sync_and_its_own_restart() {
     let primary = blocking::Primary::start(engine.clone(), config, certs.server.clone()).expect("primary");
     let mut second = Vec::new();
     workload(&engine, &mut rng, 300, &mut second);
-    wait_until("a second chain", || Catalog::load(&dir).expect("catalog").chains.len() == 2);
+    wait_until("a second chain", || {
+        Catalog::load(&dir).expect("catalog").chains.len() == 2
+    });
     let chain2 = Catalog::load(&dir).expect("catalog").chains[1].snapshots[0].offset;
     paced_workload(&dir, &engine, &mut rng, 200, &mut second);
     wait_sealed(&dir, second.last().expect("points").offset);
@@ -574,7 +673,16 @@ fn the_binaries_back_up_restore_and_serve_the_restored_directory() {
     let _: () = redis::cmd("SET").arg("before").arg("1").query(&mut c).expect("set");
     let mut backup = std::process::Command::new(env!("CARGO_BIN_EXE_ringkv-backup"))
         .current_dir(tmp.path())
-        .args(["--primary", &repl, "--segment-secs", "0", "--idle-segment-secs", "1", "--ring-mb", "4"])
+        .args([
+            "--primary",
+            &repl,
+            "--segment-secs",
+            "0",
+            "--idle-segment-secs",
+            "1",
+            "--ring-mb",
+            "4",
+        ])
         .stdin(std::process::Stdio::null())
         .stdout(std::process::Stdio::null())
         .stderr(std::process::Stdio::null())
@@ -590,7 +698,12 @@ fn the_binaries_back_up_restore_and_serve_the_restored_directory() {
     };
     wait_until("a chain", || list().contains("restorable"));
     let _: () = redis::cmd("SET").arg("k").arg("v1").query(&mut c).expect("set");
-    let _: () = redis::cmd("HSET").arg("h").arg("f").arg("x").query(&mut c).expect("hset");
+    let _: () = redis::cmd("HSET")
+        .arg("h")
+        .arg("f")
+        .arg("x")
+        .query(&mut c)
+        .expect("hset");
     let info: String = redis::cmd("INFO").arg("replication").query(&mut c).expect("info");
     let offset: u64 = info
         .lines()
@@ -607,7 +720,11 @@ fn the_binaries_back_up_restore_and_serve_the_restored_directory() {
                 .is_some_and(|e| e >= offset)
         })
     });
-    let _: () = redis::cmd("SET").arg("k").arg("v2").query(&mut c).expect("a later write");
+    let _: () = redis::cmd("SET")
+        .arg("k")
+        .arg("v2")
+        .query(&mut c)
+        .expect("a later write");
     let _ = std::process::Command::new("kill")
         .args(["-TERM", &backup.id().to_string()])
         .status();
@@ -635,12 +752,21 @@ fn the_binaries_back_up_restore_and_serve_the_restored_directory() {
     let served = common::Proc::start(
         "ringkv-primary",
         tmp.path(),
-        &["--dir", restored.to_str().expect("utf-8"), "--repl-listen", "127.0.0.1:0"],
+        &[
+            "--dir",
+            restored.to_str().expect("utf-8"),
+            "--repl-listen",
+            "127.0.0.1:0",
+        ],
     );
     let mut c = served.client();
     let k: String = redis::cmd("GET").arg("k").query(&mut c).expect("get");
     let f: String = redis::cmd("HGET").arg("h").arg("f").query(&mut c).expect("hget");
     let b: String = redis::cmd("GET").arg("before").query(&mut c).expect("get");
     assert_eq!((k.as_str(), f.as_str(), b.as_str()), ("v1", "x", "1"));
-    let _: () = redis::cmd("SET").arg("k").arg("after-restore").query(&mut c).expect("takes writes");
+    let _: () = redis::cmd("SET")
+        .arg("k")
+        .arg("after-restore")
+        .query(&mut c)
+        .expect("takes writes");
 }

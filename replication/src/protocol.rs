@@ -1001,19 +1001,21 @@ mod tests {
                 any::<u64>(),
                 any::<bool>(),
             )
-                .prop_map(|(name, replid, offset, codecs, max_frame, max_record, capacity, observer)| {
-                    Message::Hello {
-                        version: PROTOCOL_VERSION,
-                        name,
-                        replid,
-                        offset,
-                        codecs,
-                        max_frame,
-                        max_record,
-                        capacity,
-                        observer,
+                .prop_map(
+                    |(name, replid, offset, codecs, max_frame, max_record, capacity, observer)| {
+                        Message::Hello {
+                            version: PROTOCOL_VERSION,
+                            name,
+                            replid,
+                            offset,
+                            codecs,
+                            max_frame,
+                            max_record,
+                            capacity,
+                            observer,
+                        }
                     }
-                }),
+                ),
             (history(), any::<u64>(), codec()).prop_map(|(history, offset, codec)| Message::Continue {
                 history,
                 offset,

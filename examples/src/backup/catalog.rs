@@ -142,7 +142,13 @@ impl Chain {
                 let bytes = std::fs::metadata(&path).map(|m| m.len()).unwrap_or(0);
                 let (summary, damage) = match segment::read_summary(&path) {
                     Ok(s) if (s.start, s.end) == (start, end) => (Some(s), None),
-                    Ok(s) => (None, Some(format!("it holds [{}, {}), its name says [{start}, {end})", s.start, s.end))),
+                    Ok(s) => (
+                        None,
+                        Some(format!(
+                            "it holds [{}, {}), its name says [{start}, {end})",
+                            s.start, s.end
+                        )),
+                    ),
                     Err(e) => (None, Some(e.to_string())),
                 };
                 chain.segments.push(SegmentFile {

@@ -11,7 +11,10 @@ use super::{restore, Backup, BackupOptions, Catalog, RestoreOptions, RetentionCo
 
 /// `ringkv-backup`: follows a primary and keeps a point-in-time backup.
 #[derive(Debug, Parser)]
-#[command(version, about = "ringkv-backup: continuous backup of a ringkv primary (point-in-time restore with ringkv-restore)")]
+#[command(
+    version,
+    about = "ringkv-backup: continuous backup of a ringkv primary (point-in-time restore with ringkv-restore)"
+)]
 pub struct BackupArgs {
     /// The backup directory.
     #[arg(long, default_value = "./ringkv-backup")]
@@ -82,7 +85,10 @@ impl BackupArgs {
 
 /// `ringkv-restore`: rebuilds a data directory from a backup.
 #[derive(Debug, Parser)]
-#[command(version, about = "ringkv-restore: rebuild a data directory as of an offset or a moment of a ringkv-backup")]
+#[command(
+    version,
+    about = "ringkv-restore: rebuild a data directory as of an offset or a moment of a ringkv-backup"
+)]
 pub struct RestoreArgs {
     /// The backup directory.
     #[arg(long, default_value = "./ringkv-backup")]
@@ -163,12 +169,15 @@ mod signal_hook_consts {
 /// Sets `flag` when `signal` arrives (on a small tokio runtime).
 fn signal_flag(signal: i32, flag: &std::sync::Arc<std::sync::atomic::AtomicBool>) -> std::io::Result<()> {
     let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
-    let mut stream = runtime.block_on(async { tokio::signal::unix::signal(tokio::signal::unix::SignalKind::from_raw(signal)) })?;
+    let mut stream =
+        runtime.block_on(async { tokio::signal::unix::signal(tokio::signal::unix::SignalKind::from_raw(signal)) })?;
     let flag = flag.clone();
-    std::thread::Builder::new().name("ringkv-backup-signal".into()).spawn(move || {
-        runtime.block_on(stream.recv());
-        flag.store(true, std::sync::atomic::Ordering::Release);
-    })?;
+    std::thread::Builder::new()
+        .name("ringkv-backup-signal".into())
+        .spawn(move || {
+            runtime.block_on(stream.recv());
+            flag.store(true, std::sync::atomic::Ordering::Release);
+        })?;
     Ok(())
 }
 

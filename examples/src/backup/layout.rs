@@ -86,7 +86,11 @@ pub fn sync_dir(dir: &Path) -> Result<(), BackupError> {
 
 /// Makes a fully written and fsynced temporary file durable under `to`.
 pub fn publish(tmp: &Path, to: &Path) -> Result<(), BackupError> {
-    std::fs::rename(tmp, to).map_err(BackupError::io(format!("renaming {} to {}", tmp.display(), to.display())))?;
+    std::fs::rename(tmp, to).map_err(BackupError::io(format!(
+        "renaming {} to {}",
+        tmp.display(),
+        to.display()
+    )))?;
     sync_dir(to.parent().unwrap_or(Path::new(".")))
 }
 

@@ -114,7 +114,10 @@ fn build(plan: &super::catalog::Plan, options: &RestoreOptions) -> Result<Restor
         return Err(BackupError::corrupt(
             &snap.path,
             16,
-            format!("the snapshot is at offset {}, its name says {}", header.offset, snap.offset),
+            format!(
+                "the snapshot is at offset {}, its name says {}",
+                header.offset, snap.offset
+            ),
         ));
     }
     let mut reached = snap.offset;
@@ -143,8 +146,12 @@ fn build(plan: &super::catalog::Plan, options: &RestoreOptions) -> Result<Restor
         for &at in &data.records {
             let pos = (at - s.start) as usize;
             // `read_segment` checked every header and length.
-            let len = u32::from_le_bytes([data.body[pos + 8], data.body[pos + 9], data.body[pos + 10], data.body[pos + 11]])
-                as usize;
+            let len = u32::from_le_bytes([
+                data.body[pos + 8],
+                data.body[pos + 9],
+                data.body[pos + 10],
+                data.body[pos + 11],
+            ]) as usize;
             let end = at + ringkv::log::record::record_len(len);
             if at < reached {
                 continue;
@@ -179,13 +186,16 @@ fn build(plan: &super::catalog::Plan, options: &RestoreOptions) -> Result<Restor
     engine
         .replica_begin_full_sync(reached, &history.replid, &history.prev_replid, history.switch_offset)
         .map_err(BackupError::engine("starting the restored ring"))?;
-    engine
-        .swap_in(&staging, reached)
-        .map_err(BackupError::engine(format!("saving the restored state in {}", options.to.display())))?;
+    engine.swap_in(&staging, reached).map_err(BackupError::engine(format!(
+        "saving the restored state in {}",
+        options.to.display()
+    )))?;
     let promotion = engine
         .promote()
         .map_err(BackupError::engine("giving the restored directory its own history"))?;
-    engine.sync().map_err(BackupError::engine("syncing the restored ring"))?;
+    engine
+        .sync()
+        .map_err(BackupError::engine("syncing the restored ring"))?;
     let restored = Restored {
         chain: plan.chain,
         offset: reached,

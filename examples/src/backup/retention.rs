@@ -155,7 +155,11 @@ pub fn apply(catalog: &Catalog, config: &RetentionConfig, now_ms: u64) -> Result
     }
     if !removed.paths.is_empty() {
         layout::sync_dir(&catalog.dir)?;
-        tracing::info!(files = removed.paths.len(), bytes = removed.bytes, "retention removed old backup files");
+        tracing::info!(
+            files = removed.paths.len(),
+            bytes = removed.bytes,
+            "retention removed old backup files"
+        );
     }
     Ok(removed)
 }

@@ -110,7 +110,9 @@ impl std::fmt::Debug for SegmentWriter {
 
 fn put_replid(h: &mut [u8], at: usize, s: &str) -> Result<(), BackupError> {
     if s.len() > MAX_REPLID {
-        return Err(BackupError::Usage(format!("a replid longer than {MAX_REPLID} bytes: {s}")));
+        return Err(BackupError::Usage(format!(
+            "a replid longer than {MAX_REPLID} bytes: {s}"
+        )));
     }
     h[at..at + s.len()].copy_from_slice(s.as_bytes());
     Ok(())
@@ -275,7 +277,11 @@ fn read_at(file: &mut File, path: &Path, pos: u64, buf: &mut [u8]) -> Result<(),
 fn replid_at(path: &Path, h: &[u8], len_at: usize, at: usize) -> Result<String, BackupError> {
     let len = h[len_at] as usize;
     if len > MAX_REPLID {
-        return Err(BackupError::corrupt(path, len_at as u64, format!("replid length {len}")));
+        return Err(BackupError::corrupt(
+            path,
+            len_at as u64,
+            format!("replid length {len}"),
+        ));
     }
     String::from_utf8(h[at..at + len].to_vec())
         .map_err(|_| BackupError::corrupt(path, at as u64, "replid is not UTF-8"))
@@ -326,7 +332,11 @@ fn open_checked(path: &Path) -> Result<(File, u64, SegmentSummary), BackupError>
         return Err(BackupError::corrupt(path, tail_at + 40, "no trailer (bad end magic)"));
     }
     if u32_at(&t, 36) != 0 {
-        return Err(BackupError::corrupt(path, tail_at + 36, "reserved trailer bytes are not zero"));
+        return Err(BackupError::corrupt(
+            path,
+            tail_at + 36,
+            "reserved trailer bytes are not zero",
+        ));
     }
     let end = u64_at(&t, 0);
     let body_len = u64_at(&t, 8);
@@ -368,7 +378,10 @@ fn open_checked(path: &Path) -> Result<(File, u64, SegmentSummary), BackupError>
             return Err(BackupError::corrupt(
                 path,
                 marks_at + (i * MARK_LEN) as u64,
-                format!("mark at offset {} is out of order or outside [{start}, {end}]", mark.offset),
+                format!(
+                    "mark at offset {} is out of order or outside [{start}, {end}]",
+                    mark.offset
+                ),
             ));
         }
         marks.push(mark);

@@ -78,7 +78,11 @@ pub fn parse_rfc3339(s: &str) -> Option<u64> {
     let s = s.strip_suffix('Z').or_else(|| s.strip_suffix("+00:00"))?;
     let (date, time) = s.split_once(['T', ' '])?;
     let mut d = date.split('-');
-    let (y, mo, da) = (d.next()?.parse::<i64>().ok()?, d.next()?.parse::<u32>().ok()?, d.next()?.parse::<u32>().ok()?);
+    let (y, mo, da) = (
+        d.next()?.parse::<i64>().ok()?,
+        d.next()?.parse::<u32>().ok()?,
+        d.next()?.parse::<u32>().ok()?,
+    );
     if d.next().is_some() || !(1970..=9999).contains(&y) || !(1..=12).contains(&mo) || !(1..=31).contains(&da) {
         return None;
     }
@@ -87,7 +91,11 @@ pub fn parse_rfc3339(s: &str) -> Option<u64> {
         None => (time, None),
     };
     let mut t = hms.split(':');
-    let (h, mi, se) = (t.next()?.parse::<u64>().ok()?, t.next()?.parse::<u64>().ok()?, t.next()?.parse::<u64>().ok()?);
+    let (h, mi, se) = (
+        t.next()?.parse::<u64>().ok()?,
+        t.next()?.parse::<u64>().ok()?,
+        t.next()?.parse::<u64>().ok()?,
+    );
     if t.next().is_some() || h > 23 || mi > 59 || se > 60 {
         return None;
     }
@@ -124,8 +132,14 @@ mod tests {
     fn targets_parse_as_documented() {
         assert_eq!("4096".parse::<Target>().expect("offset"), Target::Offset(4096));
         assert_eq!("offset:8".parse::<Target>().expect("offset"), Target::Offset(8));
-        assert_eq!("ms:1700000000123".parse::<Target>().expect("ms"), Target::Time(1_700_000_000_123));
-        assert_eq!("unix:1700000000".parse::<Target>().expect("s"), Target::Time(1_700_000_000_000));
+        assert_eq!(
+            "ms:1700000000123".parse::<Target>().expect("ms"),
+            Target::Time(1_700_000_000_123)
+        );
+        assert_eq!(
+            "unix:1700000000".parse::<Target>().expect("s"),
+            Target::Time(1_700_000_000_000)
+        );
         assert_eq!(
             "2023-11-14T22:13:20Z".parse::<Target>().expect("time"),
             Target::Time(1_700_000_000_000)
@@ -134,7 +148,15 @@ mod tests {
             "2023-11-14T22:13:20.5Z".parse::<Target>().expect("time"),
             Target::Time(1_700_000_000_500)
         );
-        for bad in ["", "-1", "offset:", "yesterday", "2023-13-01T00:00:00Z", "2023-11-14T22:13:20", "unix:99999999999999999"] {
+        for bad in [
+            "",
+            "-1",
+            "offset:",
+            "yesterday",
+            "2023-13-01T00:00:00Z",
+            "2023-11-14T22:13:20",
+            "unix:99999999999999999",
+        ] {
             assert!(bad.parse::<Target>().is_err(), "{bad}");
         }
         for ms in [0, 951_782_400_000, 1_700_000_000_123, 4_102_444_800_999] {

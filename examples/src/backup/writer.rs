@@ -179,7 +179,9 @@ impl BackupWriter {
     }
 
     fn resume(&mut self, catalog: &Catalog) -> Result<(), BackupError> {
-        let Some(chain) = catalog.chains.last() else { return Ok(()) };
+        let Some(chain) = catalog.chains.last() else {
+            return Ok(());
+        };
         for open in &chain.open {
             let bytes = std::fs::metadata(open).map(|m| m.len()).unwrap_or(0);
             tracing::info!(path = %open.display(), bytes, "removing an unsealed segment (its bytes are read again)");
@@ -244,7 +246,8 @@ impl BackupWriter {
         let file = out
             .into_inner()
             .map_err(|e| BackupError::io(format!("writing {}", tmp.display()))(e.into_error()))?;
-        file.sync_all().map_err(BackupError::io(format!("syncing {}", tmp.display())))?;
+        file.sync_all()
+            .map_err(BackupError::io(format!("syncing {}", tmp.display())))?;
         let after = history_of(&self.log.header());
         if before != after || !self.replica_ready() || info.offset < self.log.oldest() {
             let _ = std::fs::remove_file(&tmp);
@@ -296,8 +299,12 @@ impl BackupWriter {
 
     /// Seals the current segment, if any, then applies retention.
     pub fn seal(&mut self) -> Result<(), BackupError> {
-        let Some(cursor) = self.cursor.as_mut() else { return Ok(()) };
-        let Some((segment, _)) = cursor.segment.take() else { return Ok(()) };
+        let Some(cursor) = self.cursor.as_mut() else {
+            return Ok(());
+        };
+        let Some((segment, _)) = cursor.segment.take() else {
+            return Ok(());
+        };
         let (start, end) = (segment.start(), segment.end());
         let path = segment.seal(now_ms())?;
         self.stats.segments.fetch_add(1, Ordering::Relaxed);
@@ -317,7 +324,12 @@ impl BackupWriter {
 
     fn end_chain(&mut self, reason: &str) -> Result<(), BackupError> {
         if let Some(c) = &self.cursor {
-            tracing::warn!(chain = c.id, next = c.next, reason, "the backup chain ends here; a new one starts");
+            tracing::warn!(
+                chain = c.id,
+                next = c.next,
+                reason,
+                "the backup chain ends here; a new one starts"
+            );
         }
         self.seal()?;
         self.cursor = None;
@@ -330,7 +342,9 @@ impl BackupWriter {
         if let Some(cursor) = self.cursor.as_mut() {
             if let Some((segment, _)) = cursor.segment.take() {
                 cursor.next = segment.start();
-                let path = cursor.dir.join(layout::open_segment_name(cursor.next_seq - 1, segment.start()));
+                let path = cursor
+                    .dir
+                    .join(layout::open_segment_name(cursor.next_seq - 1, segment.start()));
                 drop(segment);
                 let _ = std::fs::remove_file(path);
             }
@@ -347,8 +361,8 @@ impl BackupWriter {
         let header = self.log.header();
         let (compatible, oldest) = {
             let c = self.cursor.as_ref().expect("checked");
-            let continues = header.replid == c.replid
-                || (header.prev_replid == c.replid && header.switch_offset >= c.next);
+            let continues =
+                header.replid == c.replid || (header.prev_replid == c.replid && header.switch_offset >= c.next);
             (continues, self.log.oldest() <= c.next)
         };
         if !compatible {

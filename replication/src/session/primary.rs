@@ -1446,7 +1446,10 @@ mod tests {
                 durable: 5000,
             })),
         );
-        assert_eq!(s.link().map(|l| (l.state, l.applied)), Some((FollowerState::Online, 5000)));
+        assert_eq!(
+            s.link().map(|l| (l.state, l.applied)),
+            Some((FollowerState::Online, 5000))
+        );
         assert!(!s.acked(1) && !s.acked(5000));
         assert!(!s.within(t0, 5000, u64::MAX, Duration::from_secs(60)));
     }
