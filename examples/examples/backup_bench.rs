@@ -34,7 +34,7 @@ fn config(capacity: u64) -> Config {
 fn sealed_to(dir: &std::path::Path) -> u64 {
     Catalog::load(dir)
         .ok()
-        .and_then(|c| c.chains.last().and_then(|c| c.ranges().last().map(|r| r.to)))
+        .and_then(|c| c.chains.last().and_then(|c| c.ranges().first().map(|r| r.to)))
         .unwrap_or(0)
 }
 
@@ -94,6 +94,9 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             b + c.segments.iter().map(|s| s.bytes).sum::<u64>(),
         )
     });
+    for line in catalog.describe().lines().filter(|l| l.starts_with("chain") || l.contains("restorable")) {
+        println!("{line}");
+    }
     let gb = end as f64 / (1u64 << 30) as f64;
     println!(
         "data set: {keys} keys of {value_bytes} bytes ({data_mb} MiB), then {} overwrites",

@@ -101,14 +101,15 @@ fn start_backup(dir: &Path, primary: std::net::SocketAddr, certs: &Certs, writer
     .expect("backup starts")
 }
 
-/// Waits until the newest chain of the backup in `dir` restores `offset`.
+/// Waits until the newest chain of the backup in `dir` covers `offset`
+/// with segments from its first snapshot, without a gap.
 fn wait_sealed(dir: &Path, offset: u64) {
     wait_until(&format!("the backup to seal offset {offset}"), || {
         let catalog = Catalog::load(dir).expect("catalog");
         catalog
             .chains
             .last()
-            .is_some_and(|c| c.ranges().last().is_some_and(|r| r.to >= offset))
+            .is_some_and(|c| c.ranges().first().is_some_and(|r| r.to >= offset))
     });
 }
 
