@@ -299,7 +299,7 @@ fn restores_at_random_points_equal_the_primary_state_at_that_offset() {
             r.offset
         );
         let expected = points.iter().find(|q| q.offset == r.offset).map(|q| q.digest);
-        let expected = expected.or_else(|| (r.offset == base).then(|| r.digest));
+        let expected = expected.or_else(|| (r.offset == base).then_some(r.digest));
         assert_eq!(
             Some(r.digest),
             expected,
