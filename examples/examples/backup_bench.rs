@@ -94,7 +94,11 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             b + c.segments.iter().map(|s| s.bytes).sum::<u64>(),
         )
     });
-    for line in catalog.describe().lines().filter(|l| l.starts_with("chain") || l.contains("restorable")) {
+    for line in catalog
+        .describe()
+        .lines()
+        .filter(|l| l.starts_with("chain") || l.contains("restorable"))
+    {
         println!("{line}");
     }
     let gb = end as f64 / (1u64 << 30) as f64;
