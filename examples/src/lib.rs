@@ -1,8 +1,11 @@
 //! ringkv's standalone servers, as a library: [`resp`] is the Redis
 //! protocol codec, [`server`] the connections, commands and INFO behind
 //! `ringkv-primary` and `ringkv-follower` (whose binaries only parse flags
-//! and call [`server::cli::run`]).
+//! and call [`server::cli::run`]), [`backup`] the continuous backup and
+//! point-in-time restore behind `ringkv-backup` and `ringkv-restore`.
 
+#[cfg(feature = "server")]
+pub mod backup;
 pub mod resp;
 #[cfg(feature = "server")]
 pub mod server;

@@ -152,6 +152,11 @@ pub struct FollowerConfig {
     /// the follower halts and says why (`ReplicaInfo::halted`,
     /// `last_error`) rather than start over forever. 0: no limit.
     pub max_full_sync_attempts: u32,
+    /// An observer (a backup process): the primary serves it as any
+    /// follower but never counts it for WAIT (`wait_for_followers`) or the
+    /// write gate. Sent in `Hello`; a primary that predates the flag
+    /// refuses the connection. Default false.
+    pub observer: bool,
 }
 
 impl FollowerConfig {
@@ -179,6 +184,7 @@ impl Default for FollowerConfig {
             idle_timeout_ms: 10_000,
             ack_interval_ms: 200,
             max_full_sync_attempts: 10,
+            observer: false,
         }
     }
 }

@@ -185,6 +185,14 @@ pub enum Message {
         max_record: u32,
         /// Its ring's capacity in bytes.
         capacity: u64,
+        /// An observer (a backup, `ringkv-backup`): served like any
+        /// follower, but never counted by `wait_for_followers` (WAIT) or the
+        /// write gate, and never a promotion candidate. On the wire: a
+        /// trailing flags byte [`HELLO_OBSERVER`], present only when set,
+        /// so a follower's `Hello` is unchanged (a primary that predates
+        /// the flag refuses an observer's `Hello` as malformed rather than
+        /// count it).
+        observer: bool,
     },
     /// Primary → follower: the log streams from `offset`.
     Continue {
@@ -277,6 +285,11 @@ pub enum Message {
 }
 
 const HELLO: u8 = 1;
+/// The flags byte that may end a version 2 `Hello`: the follower is an
+/// observer (see `Message::Hello::observer`). No other flag exists; a
+/// flags byte with any other value is malformed (so every `Hello` has one
+/// encoding).
+pub const HELLO_OBSERVER: u8 = 1;
 const CONTINUE: u8 = 2;
 const FULLSYNC: u8 = 3;
 const REJECT: u8 = 4;
@@ -405,6 +418,7 @@ pub fn encode_frame(msg: &Message) -> Vec<u8> {
             max_frame,
             max_record,
             capacity,
+            observer,
         } => {
             o.u8(HELLO);
             o.u16(*version);
@@ -418,6 +432,9 @@ pub fn encode_frame(msg: &Message) -> Vec<u8> {
             o.u32(*max_frame);
             o.u32(*max_record);
             o.u64(*capacity);
+            if *observer {
+                o.u8(HELLO_OBSERVER);
+            }
         }
         Message::Continue { history, offset, codec } => {
             o.u8(CONTINUE);
@@ -568,8 +585,18 @@ pub fn decode_body(body: &[u8]) -> Result<Message, ProtocolError> {
                     max_frame,
                     max_record: 0,
                     capacity: 0,
+                    observer: false,
                 });
             }
+            let max_record = i.u32()?;
+            let capacity = i.u64()?;
+            let observer = match i.buf.first() {
+                None => false,
+                Some(_) => match i.u8()? {
+                    HELLO_OBSERVER => true,
+                    _ => return Err(i.err("unknown Hello flags")),
+                },
+            };
             Message::Hello {
                 version,
                 name,
@@ -577,8 +604,9 @@ pub fn decode_body(body: &[u8]) -> Result<Message, ProtocolError> {
                 offset,
                 codecs,
                 max_frame,
-                max_record: i.u32()?,
-                capacity: i.u64()?,
+                max_record,
+                capacity,
+                observer,
             }
         }
         CONTINUE => Message::Continue {
@@ -971,19 +999,23 @@ mod tests {
                 any::<u32>(),
                 any::<u32>(),
                 any::<u64>(),
+                any::<bool>(),
             )
-                .prop_map(|(name, replid, offset, codecs, max_frame, max_record, capacity)| {
-                    Message::Hello {
-                        version: PROTOCOL_VERSION,
-                        name,
-                        replid,
-                        offset,
-                        codecs,
-                        max_frame,
-                        max_record,
-                        capacity,
+                .prop_map(
+                    |(name, replid, offset, codecs, max_frame, max_record, capacity, observer)| {
+                        Message::Hello {
+                            version: PROTOCOL_VERSION,
+                            name,
+                            replid,
+                            offset,
+                            codecs,
+                            max_frame,
+                            max_record,
+                            capacity,
+                            observer,
+                        }
                     }
-                }),
+                ),
             (history(), any::<u64>(), codec()).prop_map(|(history, offset, codec)| Message::Continue {
                 history,
                 offset,
@@ -1091,6 +1123,41 @@ mod tests {
             decode_body(&body),
             Err(ProtocolError::Malformed { kind: "Hello", .. })
         ));
+    }
+
+    /// The observer flag is one trailing byte, present only when set: a
+    /// follower's `Hello` is byte for byte what it was, and a flags byte
+    /// other than `HELLO_OBSERVER` is malformed (one encoding per Hello).
+    #[test]
+    fn the_observer_flag_is_a_trailing_byte_only_when_set() {
+        let hello = |observer| Message::Hello {
+            version: PROTOCOL_VERSION,
+            name: "backup".into(),
+            replid: "A".into(),
+            offset: 64,
+            codecs: vec![Codec::Lz4],
+            max_frame: 1 << 20,
+            max_record: 1 << 16,
+            capacity: 8 << 20,
+            observer,
+        };
+        let plain = encode_frame(&hello(false));
+        let observer = encode_frame(&hello(true));
+        assert_eq!(observer.len(), plain.len() + 1);
+        assert_eq!(observer[LEN_PREFIX..plain.len()], plain[LEN_PREFIX..]);
+        assert_eq!(observer.last(), Some(&HELLO_OBSERVER));
+        for (frame, want) in [(&plain, false), (&observer, true)] {
+            let (msg, _) = decode_frame(frame, 1 << 20).expect("decodes").expect("whole");
+            assert_eq!(msg, hello(want));
+        }
+        for flags in [0u8, 2, 3, 0x80] {
+            let mut body = observer[LEN_PREFIX..].to_vec();
+            *body.last_mut().expect("flags") = flags;
+            assert!(
+                matches!(decode_body(&body), Err(ProtocolError::Malformed { kind: "Hello", .. })),
+                "flags {flags}"
+            );
+        }
     }
 
     #[test]

@@ -75,6 +75,7 @@ fn hello_at_end(primary: &ringkv::Engine, name: String) -> Message {
         max_frame: 64 << 20,
         max_record: log.max_payload() as u32,
         capacity: log.capacity(),
+        observer: false,
     }
 }
 

@@ -30,7 +30,7 @@ mod conn;
 mod info;
 mod node;
 mod settings;
-mod tls;
+pub mod tls;
 mod txn;
 
 use std::net::SocketAddr;

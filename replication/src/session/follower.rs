@@ -349,6 +349,7 @@ impl FollowerSession {
             max_frame: self.config.max_frame_bytes.min(u32::MAX as usize) as u32,
             max_record: state.max_record.min(u32::MAX as usize) as u32,
             capacity: state.capacity,
+            observer: self.config.observer,
         }
     }
 

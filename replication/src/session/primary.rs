@@ -231,6 +231,9 @@ pub struct PrimarySession {
     history_sent: String,
     /// What the follower can take, once it said hello.
     limits: Option<Limits>,
+    /// The follower said it is an observer (a backup): never counted by
+    /// [`PrimarySession::acked`] or [`PrimarySession::within`].
+    observer: bool,
 }
 
 impl PrimarySession {
@@ -250,6 +253,7 @@ impl PrimarySession {
             full: None,
             history_sent: String::new(),
             limits: None,
+            observer: false,
         }
     }
 
@@ -268,10 +272,16 @@ impl PrimarySession {
         self.limits
     }
 
+    /// Whether the follower said it is an observer (a backup).
+    pub fn is_observer(&self) -> bool {
+        self.observer
+    }
+
     /// Online and acknowledged applying `offset` (a closed session never
-    /// counts).
+    /// counts, nor does an observer's).
     pub fn acked(&self, offset: u64) -> bool {
-        self.phase != PrimaryPhase::Closed
+        !self.observer
+            && self.phase != PrimaryPhase::Closed
             && self
                 .link
                 .as_ref()
@@ -280,9 +290,10 @@ impl PrimarySession {
 
     /// Counts for a write gate at `now`: online, within `max_lag` bytes of
     /// `published`, with an ack no older than `max_ack_age`.
-    /// A closed session never counts.
+    /// A closed session never counts, nor does an observer.
     pub fn within(&self, now: Instant, published: u64, max_lag: u64, max_ack_age: Duration) -> bool {
-        self.phase != PrimaryPhase::Closed
+        !self.observer
+            && self.phase != PrimaryPhase::Closed
             && self.link.as_ref().is_some_and(|l| {
                 l.state == FollowerState::Online
                     && published.saturating_sub(l.applied) <= max_lag
@@ -355,6 +366,7 @@ impl PrimarySession {
             max_frame,
             max_record,
             capacity,
+            observer,
         })) = frame
         else {
             // A bad first frame, or none, is the follower's fault.
@@ -365,6 +377,7 @@ impl PrimarySession {
             return self.protocol_error(e);
         };
         self.deadline = None;
+        self.observer = observer;
         let codec = choose_codec(&codecs, &self.codecs);
         self.link = Some(LinkProgress {
             name: name.clone(),
@@ -964,6 +977,7 @@ mod tests {
             max_frame,
             max_record: 512 << 10,
             capacity: 4 << 20,
+            observer: false,
         }))
     }
 
@@ -1160,6 +1174,7 @@ mod tests {
             max_frame: 512,
             max_record: 0,
             capacity: 0,
+            observer: false,
         };
         let actions = s.handle_hello(now, Ok(Some(old)), &view(0, 5000), 1024);
         assert!(
@@ -1406,6 +1421,39 @@ mod tests {
         ));
     }
 
+    /// An observer (a backup) is served and its acks are kept, but it is
+    /// never counted by WAIT or the write gate.
+    #[test]
+    fn an_observer_is_never_counted_for_wait_or_the_gate() {
+        let t0 = Instant::now();
+        let mut s = session(t0);
+        let Ok(Some(Message::Hello { observer, .. })) = hello("B", 4000, 1 << 20) else {
+            panic!("a hello")
+        };
+        assert!(!observer);
+        let mut observer = hello("B", 4000, 1 << 20);
+        if let Ok(Some(Message::Hello { observer, .. })) = &mut observer {
+            *observer = true;
+        }
+        let actions = s.handle_hello(t0, observer, &view(0, 5000), 1024);
+        assert_eq!(counts(&actions), vec![PrimaryCounter::PartialOk]);
+        assert!(s.is_observer());
+        s.handle_log_sent(5000, 1000, 1000);
+        s.handle_control_frame(
+            t0,
+            Some(Ok(Message::Ack {
+                applied: 5000,
+                durable: 5000,
+            })),
+        );
+        assert_eq!(
+            s.link().map(|l| (l.state, l.applied)),
+            Some((FollowerState::Online, 5000))
+        );
+        assert!(!s.acked(1) && !s.acked(5000));
+        assert!(!s.within(t0, 5000, u64::MAX, Duration::from_secs(60)));
+    }
+
     #[test]
     fn acks_are_kept_monotonic_and_feed_the_gate() {
         let t0 = Instant::now();
@@ -1515,6 +1563,7 @@ mod tests {
                 max_frame: 0,
                 max_record: 0,
                 capacity: 0,
+                observer: false,
             })),
             Some(Err(ReplError::Protocol(crate::protocol::ProtocolError::Empty))),
         ];
