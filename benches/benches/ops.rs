@@ -26,7 +26,7 @@
 //! about `--secs`. Each case runs `--repeats` times, alternating the
 //! stores, and the best run counts.
 //!
-//! `cargo bench -p ringkv-benches --bench ops [-- --keys 100000,10000000 --values 8,100 --secs 1 --repeats 3 --threads 1,2 --ops get,set --logs true]`
+//! `cargo bench -p ringkv-benches --bench ops [-- --keys 100000,10000000 --values 8,100 --secs 0.5 --repeats 3 --threads 1,2 --ops get,set --logs true]`
 //!
 //! 10M keys hold about 9 GB across the three stores; `--secs 0.5
 //! --repeats 2` keeps that run to a few minutes.
@@ -55,7 +55,7 @@ struct Args {
     #[arg(long, value_delimiter = ',', default_values_t = [8, 100])]
     values: Vec<usize>,
     /// Target seconds per measured run.
-    #[arg(long, default_value_t = 1.0)]
+    #[arg(long, default_value_t = 0.5)]
     secs: f64,
     /// Runs per case (the best one counts).
     #[arg(long, default_value_t = 3)]
