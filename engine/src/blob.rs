@@ -5,6 +5,8 @@ use std::fmt;
 use std::hash::{Hash, Hasher};
 use std::ops::Deref;
 
+use std::sync::Arc;
+
 use bytes::Bytes;
 
 /// Longest byte string kept inline (without a heap allocation).
@@ -13,10 +15,11 @@ pub const INLINE_CAPACITY: usize = 14;
 /// A binary-safe byte string, 16 bytes wide.
 ///
 /// Strings of up to [`INLINE_CAPACITY`] bytes (most keys, counters, flags,
-/// hash fields) are stored inline; longer ones are a shared [`Bytes`]. Reading
-/// a value therefore never copies more than 14 bytes under a shard lock, and
-/// never copies a large value at all: cloning a long `Blob` only bumps a
-/// reference count.
+/// hash fields) are stored inline; longer ones are a [`Bytes`] behind an
+/// `Arc`. Reading a value therefore never copies more than 14 bytes under a
+/// shard lock, never copies a large value at all, and never allocates:
+/// cloning a long `Blob` only bumps a reference count (a `Box<Bytes>` would
+/// allocate a new box for every GET of a long value).
 ///
 /// This is the one deviation from "values are `bytes::Bytes`" in the design:
 /// a `Bytes` is 32 bytes plus a heap allocation per value, which alone would
@@ -35,7 +38,7 @@ pub struct Blob(Repr);
 #[derive(Clone)]
 enum Repr {
     Inline { len: u8, buf: [u8; INLINE_CAPACITY] },
-    Heap(Box<Bytes>),
+    Heap(Arc<Bytes>),
 }
 
 impl Blob {
@@ -57,7 +60,7 @@ impl Blob {
                 buf,
             })
         } else {
-            Blob(Repr::Heap(Box::new(Bytes::copy_from_slice(data))))
+            Blob(Repr::Heap(Arc::new(Bytes::copy_from_slice(data))))
         }
     }
 
@@ -69,31 +72,34 @@ impl Blob {
         }
     }
 
-    /// Converts into [`Bytes`] (copies only an inline string).
+    /// Converts into [`Bytes`] (copies only an inline string; a long one
+    /// shares its buffer).
     pub fn into_bytes(self) -> Bytes {
         match self.0 {
             Repr::Inline { len, buf } => Bytes::copy_from_slice(&buf[..len as usize]),
-            Repr::Heap(b) => *b,
+            Repr::Heap(b) => Arc::try_unwrap(b).unwrap_or_else(|shared| Bytes::clone(&shared)),
         }
     }
 
     /// Heap bytes this string owns, as counted by the memory accounting:
-    /// the boxed `Bytes` header, its buffer, and the reference-count block
-    /// `Bytes` allocates once a buffer is shared (stored values always are:
-    /// the mutation that wrote them holds a clone), with allocator overhead.
+    /// the `Arc` block holding the `Bytes` header and its buffer, with
+    /// allocator overhead. A buffer that is also shared outside the engine
+    /// (a user's sink keeping the mutation) has a 24-byte count block more,
+    /// not counted: the hot path builds no mutation to share it with, so a
+    /// stored value normally owns its buffer alone.
     pub(crate) fn heap_size(&self) -> usize {
-        match &self.0 {
-            Repr::Inline { .. } => 0,
-            Repr::Heap(_) => self.copied_heap_size() + alloc_size(24),
-        }
+        self.copied_heap_size()
     }
 
     /// Heap bytes of a string made by [`Blob::copy_from_slice`] and never
-    /// shared (keys and hash fields): the boxed header and the buffer.
+    /// shared (keys and hash fields): the `Arc` block holding the `Bytes`
+    /// header (two counters and the header) and the buffer.
     pub(crate) fn copied_heap_size(&self) -> usize {
         match &self.0 {
             Repr::Inline { .. } => 0,
-            Repr::Heap(b) => alloc_size(std::mem::size_of::<Bytes>()) + alloc_size(b.len()),
+            Repr::Heap(b) => {
+                alloc_size(2 * std::mem::size_of::<usize>() + std::mem::size_of::<Bytes>()) + alloc_size(b.len())
+            }
         }
     }
 }
@@ -128,7 +134,7 @@ impl From<Bytes> for Blob {
         if b.len() <= INLINE_CAPACITY {
             Blob::copy_from_slice(&b)
         } else {
-            Blob(Repr::Heap(Box::new(b)))
+            Blob(Repr::Heap(Arc::new(b)))
         }
     }
 }

@@ -90,6 +90,7 @@ impl EngineBuilder {
             ),
             (None, false, _) => (None, None),
         };
+        let user_sink = self.sink.is_some();
         let sink: Arc<dyn MutationSink> = match (&log, self.sink) {
             (Some(ring), _) => ring.clone(),
             (None, Some(sink)) => sink,
@@ -101,7 +102,7 @@ impl EngineBuilder {
             Keyspace::new(shards, seed),
             MemoryState::new(self.config.maxmemory, self.config.maxmemory_policy, shards, rng),
             self.clock,
-            SinkState::new(sink, log),
+            SinkState::new(sink, log, user_sink),
             self.data_dir,
             self.config,
         ));

@@ -779,7 +779,19 @@ fn a_save_succeeds_and_writes_continue_while_a_slow_stream_snapshot_runs() {
         }
         i += 1;
     }
-    let saved = e.save();
+    // The last writes may have started a background save (the ring filled
+    // up); SAVE waits for that one, not for the stalled stream: a stream
+    // that kept the save slot would fail every try.
+    let mut tries = 0;
+    let saved = loop {
+        match e.save() {
+            Err(Error::Snapshot(SnapshotError::InProgress)) if tries < 2_000 => {
+                tries += 1;
+                std::thread::sleep(Duration::from_millis(5));
+            }
+            other => break other,
+        }
+    };
     assert!(
         !gate.is_open() && !stream.is_finished(),
         "the stream snapshot still runs"

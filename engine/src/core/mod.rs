@@ -76,12 +76,23 @@ impl std::fmt::Debug for Inner {
 pub(crate) struct SinkState {
     sink: Arc<dyn MutationSink>,
     log: Option<Arc<RingLog>>,
+    /// The sink is a user's (neither the ring log nor the `NullSink`): only
+    /// then must a hot-path write build an owned `Mutation` for it.
+    user: bool,
 }
 
 impl SinkState {
-    /// The ring log is the sink when there is one.
-    pub(crate) fn new(sink: Arc<dyn MutationSink>, log: Option<Arc<RingLog>>) -> SinkState {
-        SinkState { sink, log }
+    /// The ring log is the sink when there is one; `user` says the sink is
+    /// neither the log nor a `NullSink`.
+    pub(crate) fn new(sink: Arc<dyn MutationSink>, log: Option<Arc<RingLog>>, user: bool) -> SinkState {
+        let user = user && log.is_none();
+        SinkState { sink, log, user }
+    }
+
+    /// True when mutations go to a user's sink (which takes owned `Mutation`s).
+    #[inline]
+    pub(crate) fn is_user(&self) -> bool {
+        self.user
     }
 
     #[inline]

@@ -18,6 +18,7 @@
 use bytes::Bytes;
 
 use super::{replica_state, Inner};
+use crate::blob::Blob;
 use crate::error::{Error, Result};
 use crate::keyspace::apply::{Applier, Undo};
 use crate::keyspace::{KeyEntry, Locked, Shard};
@@ -97,6 +98,69 @@ impl<'e> Writer<'e> {
                 mutations.push(m);
                 Ok(n)
             }
+        }
+    }
+
+    /// Commits `Mutation::Set { key, value, expire_at }` from borrowed parts
+    /// (`h` is `key`'s hash): without a sink nothing is copied for it, with
+    /// the ring log its record is encoded once, straight from these parts;
+    /// a user's sink and a batch get the owned mutation ([`Writer::commit`]).
+    pub(crate) fn commit_set(&mut self, key: &[u8], h: u64, value: Blob, expire_at: Option<u64>) -> Result<()> {
+        if self.owned_only() {
+            let m = Mutation::Set {
+                key: Bytes::copy_from_slice(key),
+                value: value.into_bytes(),
+                expire_at,
+            };
+            return self.commit(m).map(|_| ());
+        }
+        if let Some(log) = self.inner.log() {
+            let (_, end) = log
+                .append_payload_with(|buf| record::encode_set(key, &value, expire_at, buf))
+                .map_err(Error::Log)?;
+            self.last_end = Some(end);
+        }
+        self.applier().apply_set(key, h, value, expire_at, None);
+        Ok(())
+    }
+
+    /// Commits `Mutation::HSet { key, fields }` from borrowed parts, as
+    /// [`Writer::commit_set`]. Returns the fields created.
+    pub(crate) fn commit_hset<F: AsRef<[u8]>>(&mut self, key: &[u8], h: u64, fields: &[(F, Bytes)]) -> Result<usize> {
+        if self.owned_only() {
+            let m = Mutation::HSet {
+                key: Bytes::copy_from_slice(key),
+                fields: fields
+                    .iter()
+                    .map(|(f, v)| (Bytes::copy_from_slice(f.as_ref()), v.clone()))
+                    .collect(),
+            };
+            return self.commit(m);
+        }
+        if let Some(log) = self.inner.log() {
+            let (_, end) = log
+                .append_payload_with(|buf| record::encode_hset(key, fields, buf))
+                .map_err(Error::Log)?;
+            self.last_end = Some(end);
+        }
+        let r = self.applier().apply_hset(key, h, fields, None);
+        debug_assert!(r.is_ok(), "a planned HSET failed to apply: {r:?}");
+        r
+    }
+
+    /// True when a mutation must be built as an owned [`Mutation`]: a batch
+    /// keeps it, a user's sink takes it.
+    #[inline]
+    fn owned_only(&self) -> bool {
+        matches!(self.mode, Mode::Batch { .. }) || self.inner.sink.is_user()
+    }
+
+    #[inline]
+    fn applier(&mut self) -> Applier<'_, 'e> {
+        Applier {
+            locked: &mut self.locked,
+            hashing: self.inner.keyspace.hashing(),
+            lru: self.inner.lru_now(),
         }
     }
 

@@ -50,6 +50,105 @@ impl Applier<'_, '_> {
         (shard, h)
     }
 
+    /// The shard of a key with hash `h`, counted as changed (for `save` rules).
+    fn shard_at(&mut self, h: u64) -> &mut Shard {
+        let shard = self.locked.shard(self.hashing.shard_of(h));
+        shard.changes += 1;
+        shard
+    }
+
+    /// `Mutation::Set { key, value, expire_at }` from borrowed parts, `h`
+    /// being `key`'s hash: the one code of a SET, replayed ([`Applier::apply`])
+    /// or live (`Writer::commit_set`, which needs no owned mutation).
+    pub(crate) fn apply_set(
+        &mut self,
+        key: &[u8],
+        h: u64,
+        value: Blob,
+        expire_at: Option<u64>,
+        undo: Option<&mut Vec<Undo>>,
+    ) {
+        let lru = self.lru;
+        let shard = self.shard_at(h);
+        let expire = encode_expire(expire_at);
+        let new = Value::Str(value);
+        match shard.find(h, key) {
+            Some(idx) => {
+                let old = shard.replace_value(idx, new);
+                let old_expire = shard.set_expire(idx, expire);
+                shard.entry(idx).lru.store(lru, std::sync::atomic::Ordering::Relaxed);
+                push(undo, || Undo::Key {
+                    key: Bytes::copy_from_slice(key),
+                    prev: Some((old, old_expire)),
+                });
+            }
+            None => {
+                shard.insert(h, Blob::from(key), new, expire, lru);
+                push(undo, || Undo::Key {
+                    key: Bytes::copy_from_slice(key),
+                    prev: None,
+                });
+            }
+        }
+    }
+
+    /// `Mutation::HSet { key, fields }` from borrowed parts, `h` being
+    /// `key`'s hash (as [`Applier::apply_set`]). Returns the fields created.
+    pub(crate) fn apply_hset<F: AsRef<[u8]>>(
+        &mut self,
+        key: &[u8],
+        h: u64,
+        fields: &[(F, Bytes)],
+        undo: Option<&mut Vec<Undo>>,
+    ) -> Result<usize> {
+        if fields.is_empty() {
+            return Ok(0);
+        }
+        let hashing = self.hashing;
+        let lru = self.lru;
+        let shard = self.shard_at(h);
+        match shard.find(h, key) {
+            None => {
+                let mut hash = HashValue::new();
+                let mut created = 0;
+                for (f, v) in fields {
+                    let f = f.as_ref();
+                    if hash.set(hashing.hash(f) as u32, f, Blob::from(v)).is_none() {
+                        created += 1;
+                    }
+                }
+                shard.insert(h, Blob::from(key), Value::Hash(Box::new(hash)), 0, lru);
+                push(undo, || Undo::Key {
+                    key: Bytes::copy_from_slice(key),
+                    prev: None,
+                });
+                Ok(created)
+            }
+            Some(idx) => {
+                let mut undo = undo;
+                shard.entry(idx).lru.store(lru, std::sync::atomic::Ordering::Relaxed);
+                shard
+                    .with_hash(idx, |hash| {
+                        let mut created = 0;
+                        for (f, v) in fields {
+                            let f = f.as_ref();
+                            let prev = hash.set(hashing.hash(f) as u32, f, Blob::from(v));
+                            created += usize::from(prev.is_none());
+                            if let Some(u) = undo.as_deref_mut() {
+                                u.push(Undo::Field {
+                                    key: Bytes::copy_from_slice(key),
+                                    field: Bytes::copy_from_slice(f),
+                                    prev,
+                                });
+                            }
+                        }
+                        created
+                    })
+                    .ok_or(Error::Apply("HSET on a key that holds a string"))
+            }
+        }
+    }
+
     /// Applies `m`. Returns how many keys or fields it created or removed
     /// (HSET: new fields, HDEL: removed fields, DEL: removed keys; 0 otherwise).
     /// With `undo`, records how to roll back each step. A failing `Batch` is
@@ -83,27 +182,8 @@ impl Applier<'_, '_> {
         let lru = self.lru;
         match m {
             Mutation::Set { key, value, expire_at } => {
-                let (shard, h) = self.shard_and_hash(key);
-                let expire = encode_expire(*expire_at);
-                let new = Value::Str(Blob::from(value));
-                match shard.find(h, key) {
-                    Some(idx) => {
-                        let old = shard.replace_value(idx, new);
-                        let old_expire = shard.set_expire(idx, expire);
-                        shard.entry(idx).lru.store(lru, std::sync::atomic::Ordering::Relaxed);
-                        push(undo, || Undo::Key {
-                            key: key.clone(),
-                            prev: Some((old, old_expire)),
-                        });
-                    }
-                    None => {
-                        shard.insert(h, Blob::from(&key[..]), new, expire, lru);
-                        push(undo, || Undo::Key {
-                            key: key.clone(),
-                            prev: None,
-                        });
-                    }
-                }
+                let h = self.hashing.hash(key);
+                self.apply_set(key, h, Blob::from(value), *expire_at, undo);
                 Ok(0)
             }
             Mutation::Append { key, suffix } => {
@@ -189,51 +269,9 @@ impl Applier<'_, '_> {
                 });
                 Ok(0)
             }
-            Mutation::HSet { key, fields } if fields.is_empty() => {
-                let _ = key;
-                Ok(0)
-            }
             Mutation::HSet { key, fields } => {
-                let hashing = self.hashing;
-                let (shard, h) = self.shard_and_hash(key);
-                match shard.find(h, key) {
-                    None => {
-                        let mut hash = HashValue::new();
-                        let mut created = 0;
-                        for (f, v) in fields {
-                            if hash.set(hashing.hash(f) as u32, f, Blob::from(v)).is_none() {
-                                created += 1;
-                            }
-                        }
-                        shard.insert(h, Blob::from(&key[..]), Value::Hash(Box::new(hash)), 0, lru);
-                        push(undo, || Undo::Key {
-                            key: key.clone(),
-                            prev: None,
-                        });
-                        Ok(created)
-                    }
-                    Some(idx) => {
-                        let mut undo = undo;
-                        shard.entry(idx).lru.store(lru, std::sync::atomic::Ordering::Relaxed);
-                        shard
-                            .with_hash(idx, |hash| {
-                                let mut created = 0;
-                                for (f, v) in fields {
-                                    let prev = hash.set(hashing.hash(f) as u32, f, Blob::from(v));
-                                    created += usize::from(prev.is_none());
-                                    if let Some(u) = undo.as_deref_mut() {
-                                        u.push(Undo::Field {
-                                            key: key.clone(),
-                                            field: f.clone(),
-                                            prev,
-                                        });
-                                    }
-                                }
-                                created
-                            })
-                            .ok_or(Error::Apply("HSET on a key that holds a string"))
-                    }
-                }
+                let h = self.hashing.hash(key);
+                self.apply_hset(key, h, fields, undo)
             }
             Mutation::HDel { key, fields } => {
                 let hashing = self.hashing;

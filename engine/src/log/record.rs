@@ -104,14 +104,41 @@ pub fn encode_mutation(m: &Mutation, out: &mut Vec<u8>) {
     encode_body(m, out);
 }
 
+/// The payload of `Mutation::Set { key, value, expire_at }`, encoded from
+/// borrowed parts (the hot path of `core/writer.rs`; the same bytes as
+/// [`encode_mutation`]).
+pub(crate) fn encode_set(key: &[u8], value: &[u8], expire_at: Option<u64>, out: &mut Vec<u8>) {
+    out.push(KIND_MUTATION);
+    set_body(key, value, expire_at, out);
+}
+
+/// The payload of `Mutation::HSet { key, fields }`, encoded from borrowed
+/// parts (the same bytes as [`encode_mutation`]).
+pub(crate) fn encode_hset<F: AsRef<[u8]>>(key: &[u8], fields: &[(F, Bytes)], out: &mut Vec<u8>) {
+    out.push(KIND_MUTATION);
+    hset_body(key, fields, out);
+}
+
+fn set_body(key: &[u8], value: &[u8], expire_at: Option<u64>, out: &mut Vec<u8>) {
+    out.push(1);
+    put_bytes(out, key);
+    put_bytes(out, value);
+    put_expire(out, expire_at);
+}
+
+fn hset_body<F: AsRef<[u8]>>(key: &[u8], fields: &[(F, Bytes)], out: &mut Vec<u8>) {
+    out.push(6);
+    put_bytes(out, key);
+    put_varint(out, fields.len() as u64);
+    for (f, v) in fields {
+        put_bytes(out, f.as_ref());
+        put_bytes(out, v);
+    }
+}
+
 fn encode_body(m: &Mutation, out: &mut Vec<u8>) {
     match m {
-        Mutation::Set { key, value, expire_at } => {
-            out.push(1);
-            put_bytes(out, key);
-            put_bytes(out, value);
-            put_expire(out, *expire_at);
-        }
+        Mutation::Set { key, value, expire_at } => set_body(key, value, *expire_at, out),
         Mutation::Append { key, suffix } => {
             out.push(2);
             put_bytes(out, key);
@@ -137,15 +164,7 @@ fn encode_body(m: &Mutation, out: &mut Vec<u8>) {
             put_bytes(out, from);
             put_bytes(out, to);
         }
-        Mutation::HSet { key, fields } => {
-            out.push(6);
-            put_bytes(out, key);
-            put_varint(out, fields.len() as u64);
-            for (f, v) in fields {
-                put_bytes(out, f);
-                put_bytes(out, v);
-            }
-        }
+        Mutation::HSet { key, fields } => hset_body(key, fields, out),
         Mutation::HDel { key, fields } => {
             out.push(7);
             put_bytes(out, key);
@@ -297,6 +316,22 @@ mod tests {
             for cut in 0..buf.len() {
                 prop_assert!(decode_mutation(Bytes::copy_from_slice(&buf[..cut])).is_err());
             }
+        }
+
+        #[test]
+        fn borrowed_encodings_equal_the_owned_ones(m in leaf()) {
+            let mut owned = Vec::new();
+            encode_mutation(&m, &mut owned);
+            let mut borrowed = Vec::new();
+            match &m {
+                Mutation::Set { key, value, expire_at } => encode_set(key, value, *expire_at, &mut borrowed),
+                Mutation::HSet { key, fields } => {
+                    let fields: Vec<(&[u8], Bytes)> = fields.iter().map(|(f, v)| (&f[..], v.clone())).collect();
+                    encode_hset(key, &fields, &mut borrowed);
+                }
+                _ => borrowed = owned.clone(),
+            }
+            prop_assert_eq!(borrowed, owned);
         }
 
         #[test]

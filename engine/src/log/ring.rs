@@ -694,11 +694,19 @@ impl RingLog {
 
     /// Appends an encoded mutation; returns its offset and the end offset.
     pub(crate) fn append_mutation(&self, m: &crate::mutation::Mutation) -> Result<(u64, u64), LogError> {
+        self.append_payload_with(|buf| record::encode_mutation(m, buf))
+    }
+
+    /// Appends the record whose payload `encode` writes (once, into this
+    /// thread's buffer, then copied into the reserved space): the hot path
+    /// encodes a mutation from borrowed parts (`record::encode_set`) this
+    /// way. Returns its offset and the end offset.
+    pub(crate) fn append_payload_with(&self, encode: impl FnOnce(&mut Vec<u8>)) -> Result<(u64, u64), LogError> {
         ENCODE_BUF.with(|cell| {
             let mut buf = cell.borrow_mut();
             buf.clear();
             buf.extend_from_slice(&[0u8; HEADER_LEN]);
-            record::encode_mutation(m, &mut buf);
+            encode(&mut buf);
             let r = self.append_encoded(&mut buf);
             if buf.capacity() > 1 << 20 {
                 *buf = Vec::new();

@@ -309,7 +309,7 @@ impl BatchOp {
             }
             BatchOp::PExpireAt { key, unix_millis } => BatchReply::Bool(keys::plan_expire_at(w, &key, h, unix_millis)?),
             BatchOp::Persist { key } => BatchReply::Bool(keys::plan_persist(w, &key, h)?),
-            BatchOp::HSet { key, fields } => BatchReply::Count(hashes::plan_hset(w, &key, h, fields)?),
+            BatchOp::HSet { key, fields } => BatchReply::Count(hashes::plan_hset(w, &key, h, &fields)?),
             BatchOp::HDel { key, fields } => BatchReply::Count(hashes::plan_hdel(w, &key, h, &fields)?),
             BatchOp::HIncrBy { key, field, delta } => BatchReply::Int(hashes::plan_hincr(w, &key, h, &field, delta)?),
             BatchOp::Get { key } => BatchReply::Value(

@@ -28,13 +28,13 @@ fn field_hash(inner: &Inner, field: &[u8]) -> u32 {
 }
 
 /// HSET's argument checks (the single command and a batch's HSET).
-pub(crate) fn check_hset(inner: &Inner, key: &[u8], fields: &[(Bytes, Bytes)]) -> Result<()> {
+pub(crate) fn check_hset<F: AsRef<[u8]>>(inner: &Inner, key: &[u8], fields: &[(F, Bytes)]) -> Result<()> {
     check_key(inner, key)?;
     if fields.is_empty() {
         return Err(Error::InvalidArgument("wrong number of arguments for 'hset' command"));
     }
     for (f, v) in fields {
-        check_key(inner, f)?;
+        check_key(inner, f.as_ref())?;
         check_value(inner, v.len())?;
     }
     Ok(())
@@ -52,11 +52,23 @@ pub(crate) fn hset<F: AsRef<[u8]>, V: Into<Bytes>>(
     fields: impl IntoIterator<Item = (F, V)>,
 ) -> Result<usize> {
     let key = key.as_ref();
-    let pairs: Vec<(Bytes, Bytes)> = fields
-        .into_iter()
-        .map(|(f, v)| (Bytes::copy_from_slice(f.as_ref()), v.into()))
-        .collect();
-    check_hset(inner, key, &pairs)?;
+    let mut fields = fields.into_iter();
+    let Some((f0, v0)) = fields.next() else {
+        return hset_pairs::<&[u8]>(inner, key, &[]);
+    };
+    match fields.next() {
+        // One field (the common case): no list is allocated.
+        None => hset_pairs(inner, key, &[(f0.as_ref(), v0.into())]),
+        Some((f1, v1)) => {
+            let mut pairs = vec![(f0, v0.into()), (f1, v1.into())];
+            pairs.extend(fields.map(|(f, v)| (f, v.into())));
+            hset_pairs(inner, key, &pairs)
+        }
+    }
+}
+
+fn hset_pairs<F: AsRef<[u8]>>(inner: &Inner, key: &[u8], pairs: &[(F, Bytes)]) -> Result<usize> {
+    check_hset(inner, key, pairs)?;
     inner.ensure_memory()?;
     let h = inner.keyspace.hash(key);
     inner.write(&[h], false, |w| {
@@ -178,16 +190,18 @@ pub(crate) fn hdrain(inner: &Inner, key: impl AsRef<[u8]>, count: usize) -> Resu
     })
 }
 
-pub(crate) fn plan_hset(w: &mut Writer<'_>, key: &[u8], h: u64, fields: Vec<(Bytes, Bytes)>) -> Result<usize> {
+pub(crate) fn plan_hset<F: AsRef<[u8]>>(
+    w: &mut Writer<'_>,
+    key: &[u8],
+    h: u64,
+    fields: &[(F, Bytes)],
+) -> Result<usize> {
     if let Some(idx) = w.live(key, h)? {
         if !matches!(w.entry(h, idx).value, Value::Hash(_)) {
             return Err(Error::WrongType);
         }
     }
-    w.commit(Mutation::HSet {
-        key: Bytes::copy_from_slice(key),
-        fields,
-    })
+    w.commit_hset(key, h, fields)
 }
 
 pub(crate) fn plan_hincr(w: &mut Writer<'_>, key: &[u8], h: u64, field: &[u8], delta: i64) -> Result<i64> {

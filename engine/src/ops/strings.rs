@@ -4,6 +4,7 @@
 //! [`WriteBatch`](crate::WriteBatch)) and commits it through the [`Writer`].
 
 use bytes::Bytes;
+use parking_lot::RwLockReadGuard;
 
 use super::keys::commit_expire_at;
 use super::{check_key, check_value};
@@ -11,7 +12,7 @@ use crate::blob::Blob;
 use crate::codec::{format_f64, parse_f64, parse_i64};
 use crate::core::{Inner, Writer};
 use crate::error::{Error, Result};
-use crate::keyspace::Value;
+use crate::keyspace::{Shard, Value};
 use crate::mutation::{DeleteReason, Mutation};
 use crate::stats::Op;
 
@@ -176,21 +177,59 @@ pub(crate) fn append(inner: &Inner, key: impl AsRef<[u8]>, value: impl Into<Byte
     })
 }
 
+/// Engines with at most this many shards read-lock MGET's shards through
+/// an array on the stack (a bit set picks them in index order); more use a
+/// sorted list.
+const MGET_STACK_SHARDS: usize = 64;
+
+/// MGET allocates its result and one list of the keys with their hashes
+/// (two passes: lock the shards in index order, then look up), nothing per
+/// key: a value is a [`Blob`] clone, a reference count at most.
 pub(crate) fn mget<K: AsRef<[u8]>>(inner: &Inner, keys: impl IntoIterator<Item = K>) -> Vec<Option<Blob>> {
-    let keys: Vec<K> = keys.into_iter().collect();
-    let hashes: Vec<u64> = keys.iter().map(|k| inner.keyspace.hash(k.as_ref())).collect();
-    let mut shards: Vec<usize> = hashes.iter().map(|h| inner.keyspace.hashing().shard_of(*h)).collect();
-    shards.sort_unstable();
-    shards.dedup();
-    let guards: Vec<_> = shards.iter().map(|&s| (s, inner.keyspace.shard(s).read())).collect();
+    let ks = &inner.keyspace;
+    let keys: Vec<(K, u64)> = keys
+        .into_iter()
+        .map(|k| {
+            let h = ks.hash(k.as_ref());
+            (k, h)
+        })
+        .collect();
     inner.ops.count(Op::MGet);
+    if ks.shard_count() <= MGET_STACK_SHARDS {
+        let mut wanted = 0u64;
+        for (_, h) in &keys {
+            wanted |= 1 << ks.hashing().shard_of(*h);
+        }
+        let mut guards: [Option<RwLockReadGuard<'_, Shard>>; MGET_STACK_SHARDS] = std::array::from_fn(|_| None);
+        while wanted != 0 {
+            let s = wanted.trailing_zeros() as usize;
+            guards[s] = Some(ks.shard(s).read());
+            wanted &= wanted - 1;
+        }
+        mget_locked(inner, &keys, |s| guards[s].as_deref())
+    } else {
+        let mut shards: Vec<usize> = keys.iter().map(|(_, h)| ks.hashing().shard_of(*h)).collect();
+        shards.sort_unstable();
+        shards.dedup();
+        let guards: Vec<_> = shards.iter().map(|&s| (s, ks.shard(s).read())).collect();
+        mget_locked(inner, &keys, |s| {
+            let i = guards.binary_search_by_key(&s, |(i, _)| *i).ok()?;
+            Some(&*guards[i].1)
+        })
+    }
+}
+
+/// MGET's lookups, under the read locks `shard` gives by shard index.
+fn mget_locked<'g, K: AsRef<[u8]>>(
+    inner: &Inner,
+    keys: &[(K, u64)],
+    shard: impl Fn(usize) -> Option<&'g Shard>,
+) -> Vec<Option<Blob>> {
     let mut now = None;
     keys.iter()
-        .zip(&hashes)
-        .map(|(k, &h)| {
-            let s = inner.keyspace.hashing().shard_of(h);
-            let g = &guards[guards.binary_search_by_key(&s, |(i, _)| *i).ok()?].1;
-            let e = g.entry(g.find(h, k.as_ref())?);
+        .map(|(k, h)| {
+            let g = shard(inner.keyspace.hashing().shard_of(*h))?;
+            let e = g.entry(g.find(*h, k.as_ref())?);
             if e.expire_at != 0 && e.is_expired(*now.get_or_insert_with(|| inner.clock.now_ms())) {
                 return None;
             }
@@ -218,11 +257,7 @@ pub(crate) fn plan_set(w: &mut Writer<'_>, key: &[u8], h: u64, value: Bytes, opt
     if opts == SetOptions::default() {
         // A plain SET depends on nothing the key holds (not even whether it
         // expired: it replaces it either way), so it skips the lookup.
-        w.commit(Mutation::Set {
-            key: Bytes::copy_from_slice(key),
-            value,
-            expire_at: None,
-        })?;
+        w.commit_set(key, h, Blob::from(value), None)?;
         return Ok(SetOutcome {
             applied: true,
             previous: None,
@@ -260,11 +295,7 @@ pub(crate) fn plan_set(w: &mut Writer<'_>, key: &[u8], h: u64, value: Bytes, opt
         SetExpiry::AtSeconds(s) => Some(s.checked_mul(1000).ok_or(Error::InvalidExpire)?),
         SetExpiry::AtMillis(ms) => Some(ms),
     };
-    w.commit(Mutation::Set {
-        key: Bytes::copy_from_slice(key),
-        value,
-        expire_at,
-    })?;
+    w.commit_set(key, h, Blob::from(value), expire_at)?;
     Ok(SetOutcome {
         applied: true,
         previous,
@@ -289,11 +320,7 @@ pub(crate) fn plan_incr(w: &mut Writer<'_>, key: &[u8], h: u64, delta: i64) -> R
         }
     };
     let new = current.checked_add(delta).ok_or(Error::Overflow)?;
-    w.commit(Mutation::Set {
-        key: Bytes::copy_from_slice(key),
-        value: int_bytes(new),
-        expire_at: expire,
-    })?;
+    w.commit_set(key, h, int_blob(new), expire)?;
     Ok(new)
 }
 
@@ -319,6 +346,27 @@ pub(crate) fn plan_append(w: &mut Writer<'_>, key: &[u8], h: u64, value: Bytes) 
 
 pub(crate) fn int_bytes(v: i64) -> Bytes {
     Bytes::from(v.to_string())
+}
+
+/// The decimal string of `v` as a [`Blob`], without allocating (at most 20
+/// bytes: inline or, for the longest, one buffer).
+pub(crate) fn int_blob(v: i64) -> Blob {
+    let mut buf = [0u8; 20];
+    let mut at = buf.len();
+    let mut n = v.unsigned_abs();
+    loop {
+        at -= 1;
+        buf[at] = b'0' + (n % 10) as u8;
+        n /= 10;
+        if n == 0 {
+            break;
+        }
+    }
+    if v < 0 {
+        at -= 1;
+        buf[at] = b'-';
+    }
+    Blob::copy_from_slice(&buf[at..])
 }
 
 /// What GETEX does to the key's expiry.
@@ -512,4 +560,16 @@ fn plain_sets<K: AsRef<[u8]>, V: Into<Bytes>>(
         return Err(Error::InvalidArgument(empty));
     }
     Ok((sets, hashes))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn int_blob_is_the_decimal_string() {
+        for v in [0, 1, -1, 9, 10, -10, 12_345, i64::MAX, i64::MIN, i64::MIN + 1] {
+            assert_eq!(int_blob(v), v.to_string().as_str(), "{v}");
+        }
+    }
 }
