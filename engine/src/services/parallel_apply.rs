@@ -251,15 +251,14 @@ impl<'a> ParallelApplier<'a> {
             let failed = AtomicUsize::new(usize::MAX);
             logs = self.run_workers(seg, &shares, &failed);
             let first_failed = failed.load(Ordering::Acquire);
-            let outcome = if first_failed == usize::MAX {
+            if first_failed == usize::MAX {
                 if self.track_applied {
                     self.inner.replica.set_applied(last.end);
                 }
                 Ok(())
             } else {
                 Err(self.roll_back_after(seg, first_failed, &mut logs))
-            };
-            outcome
+            }
         };
         // The undo records (the old values) are dropped here, with no lock
         // and no gate held.
