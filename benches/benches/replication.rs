@@ -34,6 +34,7 @@
 //! --appendonly no` (installed with apt-get if missing).
 //!
 //! `cargo bench -p ringkv-benches --bench replication [-- --records 1000000 --seconds 5 --keys 1000000 --no-redis]`
+//! (`RINGKV_BENCH_APPLY_THREADS=1` applies on one thread: the sequential path.)
 
 use std::net::SocketAddr;
 use std::path::Path;
@@ -69,12 +70,23 @@ struct Args {
 
 const CHILD_ENV: &str = "RINGKV_BENCH_FOLLOWER";
 
+/// `apply_threads` of every engine (and the follower child), from
+/// `RINGKV_BENCH_APPLY_THREADS` (unset: the default, one per core up to 8;
+/// 1: the sequential apply, for comparison).
+fn apply_threads() -> usize {
+    std::env::var("RINGKV_BENCH_APPLY_THREADS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0)
+}
+
 fn engine(ring: u64) -> Engine {
     let config = Config {
         log: LogConfig {
             capacity: ring,
             ..LogConfig::default()
         },
+        apply_threads: apply_threads(),
         ..Config::default()
     };
     Engine::builder()

@@ -51,6 +51,11 @@ pub struct Config {
     /// Seed of the key hasher; `None` picks a random one (recommended: it
     /// protects against hash flooding).
     pub hash_seed: Option<u64>,
+    /// Threads that apply a follower's stream, recovery's ring replay and
+    /// a snapshot load, by shard (`services/parallel_apply.rs`); 0 picks the
+    /// machine's cores (at most 8), 1 applies on the calling thread alone
+    /// (the sequential path).
+    pub apply_threads: usize,
     /// Seed of the eviction sampler; `None` picks a random one.
     pub rng_seed: Option<u64>,
     /// The ring log, used when the engine has a data directory (or an
@@ -74,6 +79,7 @@ impl Default for Config {
             active_expire_keys_per_shard: 200,
             background_rehash_buckets: 1000,
             hash_seed: None,
+            apply_threads: 0,
             rng_seed: None,
             log: LogConfig::default(),
             snapshot: SnapshotConfig::default(),

@@ -60,6 +60,10 @@ pub(crate) struct ReplicaState {
     gate_set: AtomicBool,
     applied_lock: parking_lot::Mutex<()>,
     applied_cv: parking_lot::Condvar,
+    /// Held while records apply on several threads (their effects run
+    /// ahead of `applied` until the segment ends) and by a snapshot's cut,
+    /// so a cut never sees a half-applied segment.
+    apply_gate: parking_lot::Mutex<()>,
 }
 
 impl ReplicaState {
@@ -73,6 +77,7 @@ impl ReplicaState {
             gate_set: AtomicBool::new(false),
             applied_lock: parking_lot::Mutex::new(()),
             applied_cv: parking_lot::Condvar::new(),
+            apply_gate: parking_lot::Mutex::new(()),
         }
     }
 
@@ -110,6 +115,12 @@ impl ReplicaState {
             }
         }
         Ok(())
+    }
+
+    /// Excludes a parallel apply's segment and a snapshot's cut from each
+    /// other (taken before any shard lock).
+    pub(crate) fn apply_gate(&self) -> parking_lot::MutexGuard<'_, ()> {
+        self.apply_gate.lock()
     }
 
     /// Wakes the threads waiting in [`ReplicaState::wait_applied`].

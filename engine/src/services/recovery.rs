@@ -29,6 +29,7 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use super::data_dir::{read_full_sync_marker, remove, remove_full_sync_marker, FULL_SYNC_MARKER};
+use super::parallel_apply::{LogRecord, ParallelApplier};
 use super::snapshot::load_snapshot;
 use crate::core::Inner;
 use crate::error::{Error, Result};
@@ -204,6 +205,7 @@ pub(crate) fn replay(inner: &Inner, ring: &RingLog, from: u64) -> Result<()> {
 /// Applies the ring's records in `[from, end)` to `inner` (without
 /// logging them); returns the records and payload bytes applied.
 pub(crate) fn replay_range(inner: &Inner, ring: &RingLog, from: u64, end: u64) -> Result<(u64, u64)> {
+    let applier = ParallelApplier::new(inner, false);
     let mut pos = from;
     let (mut records, mut bytes) = (0u64, 0u64);
     while pos < end {
@@ -214,12 +216,11 @@ pub(crate) fn replay_range(inner: &Inner, ring: &RingLog, from: u64, end: u64) -
             },
             other => Error::Log(other),
         })?;
-        for (offset, payload) in batch.records {
-            bytes += payload.len() as u64;
-            inner.replay_record(offset, payload, None)?;
-            records += 1;
-        }
         pos = batch.next;
+        let replayed = LogRecord::of_batch(batch);
+        records += replayed.len() as u64;
+        bytes += replayed.iter().map(|r| r.payload.len() as u64).sum::<u64>();
+        applier.replay(replayed)?;
     }
     Ok((records, bytes))
 }

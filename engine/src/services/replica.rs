@@ -30,6 +30,7 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use super::parallel_apply::{LogRecord, ParallelApplier};
 use super::snapshot::{bgsave, save_now};
 use super::{data_dir, recovery};
 use crate::core::{last_write_end, Inner, Promotion, Role, WriteGate};
@@ -235,29 +236,27 @@ pub(crate) fn replay_ring(inner: &Inner, upto: u64) -> Result<u64> {
         return Err(Error::Replication("replica_replay_ring on a primary".into()));
     }
     let upto = upto.min(log.published());
+    let applier = ParallelApplier::new(inner, true);
     let mut pos = state.applied();
     while pos < upto {
         let batch = log.read(pos, 1 << 20)?;
-        let ends: Vec<u64> = batch
-            .records
-            .iter()
-            .skip(1)
-            .map(|(o, _)| *o)
-            .chain([batch.next])
-            .collect();
-        for ((offset, payload), end) in batch.records.into_iter().zip(ends) {
-            if let Err(e) = inner.replay_record(offset, payload, Some(end)) {
-                if is_rejected_record(&e) {
-                    discard_unapplied(inner, log, &e);
-                }
-                state.notify_applied();
-                return Err(e);
-            }
-            pos = end;
-            if pos >= upto {
-                break;
-            }
+        let mut records = LogRecord::of_batch(batch);
+        // Up to the record that reaches `upto`.
+        if let Some(last) = records.iter().position(|r| r.end >= upto) {
+            records.truncate(last + 1);
         }
+        let Some(end) = records.last().map(|r| r.end) else {
+            break;
+        };
+        if let Err(e) = applier.replay(records) {
+            if is_rejected_record(&e) {
+                discard_unapplied(inner, log, &e);
+            }
+            state.notify_applied();
+            return Err(e);
+        }
+        pos = end;
+        state.notify_applied();
     }
     state.notify_applied();
     Ok(pos)
@@ -279,6 +278,10 @@ pub(crate) fn replay_stream(inner: &Inner, start: u64, bytes: &[u8]) -> Result<u
             "bytes start at {start} but the keyspace reflects {applied}"
         )));
     }
+    // Whole records from `start`; those past the applied offset replay
+    // (everything before a malformed one, then its error).
+    let mut records = Vec::new();
+    let mut malformed = None;
     let mut pos = 0usize;
     while pos + record::HEADER_LEN <= bytes.len() {
         let mut head = [0u8; record::HEADER_LEN];
@@ -287,27 +290,36 @@ pub(crate) fn replay_stream(inner: &Inner, start: u64, bytes: &[u8]) -> Result<u
         let len = h.len as usize;
         let end_pos = pos + record::record_len(len) as usize;
         if h.offset != start + pos as u64 || end_pos > bytes.len() {
-            return Err(Error::Log(LogError::Corrupt {
+            malformed = Some(Error::Log(LogError::Corrupt {
                 offset: start + pos as u64,
                 reason: "not a whole record at its offset".into(),
             }));
+            break;
         }
         let end = start + end_pos as u64;
         if end > applied {
             let payload =
                 bytes::Bytes::copy_from_slice(&bytes[pos + record::HEADER_LEN..pos + record::HEADER_LEN + len]);
-            if let Err(e) = inner.replay_record(h.offset, payload, Some(end)) {
-                if is_rejected_record(&e) {
-                    discard_unapplied(inner, log, &e);
-                }
-                state.notify_applied();
-                return Err(e);
-            }
+            records.push(LogRecord {
+                offset: h.offset,
+                end,
+                payload,
+            });
         }
         pos = end_pos;
     }
+    if let Err(e) = ParallelApplier::new(inner, true).replay(records) {
+        if is_rejected_record(&e) {
+            discard_unapplied(inner, log, &e);
+        }
+        state.notify_applied();
+        return Err(e);
+    }
     state.notify_applied();
-    Ok(state.applied())
+    match malformed {
+        Some(e) => Err(e),
+        None => Ok(state.applied()),
+    }
 }
 
 /// Follower: starts a full sync at the primary's snapshot `offset` with

@@ -66,9 +66,11 @@ fn record_outcome(inner: &Inner, result: std::result::Result<&SnapshotInfo, &Err
 fn take<W: Write + Send>(inner: &Inner, out: W, kind: SnapshotKind) -> Result<(W, SnapshotInfo)> {
     let started = Instant::now();
     let (output, rx) = SnapOutput::new(inner.config.snapshot.buffer_bytes);
-    // The cut: every shard locked at once, O(shards). Another snapshot may
+    // The cut: every shard locked at once, O(shards), between two segments
+    // of a follower's parallel apply (the gate). Another snapshot may
     // be running (a save beside a stream): its parts stay, and the shards
     // serialize into both (`keyspace/cow.rs`).
+    let gate = inner.replica.apply_gate();
     let mut guards: Vec<_> = inner.keyspace.iter().map(|s| s.write()).collect();
     let version = inner.snapshot.next_generation();
     // A follower's keyspace reflects its applied offset (which moves
@@ -88,6 +90,7 @@ fn take<W: Write + Send>(inner: &Inner, out: W, kind: SnapshotKind) -> Result<(W
         g.snaps.push(part);
     }
     drop(guards);
+    drop(gate);
     let start_pause = started.elapsed();
     let cut_changes = changes;
     let header = SnapshotHeader {
