@@ -12,7 +12,11 @@
 //!   stream and a log stream), `Reject`, `Incompatible` (halt);
 //! - the data streams: which ones to expect, what each first frame must
 //!   be, decoding log frames into engine appends (applied at once when
-//!   live, only stored during a full sync), swapping the snapshot in;
+//!   live, only stored during a full sync), swapping the snapshot in; each
+//!   log frame must start where the previous one ended (from the offset
+//!   continued from or the snapshot's): a frame lost, repeated or
+//!   reordered ends the link with a peer error before it is decompressed
+//!   or reaches the engine;
 //! - a ring too small for the log written during a full sync's transfer:
 //!   the refused bytes are held and the log stream pauses
 //!   ([`FollowerSession::log_paused`]; QUIC flow control holds the rest at
@@ -242,6 +246,12 @@ struct Data {
     /// Log bytes the ring refused during the full sync (it was full): held
     /// until the swap, the log stream paused meanwhile.
     held: Option<(u64, Vec<u8>)>,
+    /// Where the next log frame must start: the offset the primary
+    /// continued from or its snapshot's, then the end of the last frame.
+    /// QUIC delivers a stream in order and whole, so any other start is a
+    /// frame lost, repeated or reordered on the way (and the codec's
+    /// history, shared by both ends, would no longer match either).
+    next_log: u64,
 }
 
 impl Data {
@@ -376,7 +386,7 @@ impl FollowerSession {
                 info.master_link_status = LinkStatus::Up;
                 info.last_error = None;
                 tracing::info!(offset, "partial resync: continuing from our offset");
-                self.link = Link::Data(Box::new(Data::new(codec, None)));
+                self.link = Link::Data(Box::new(Data::new(codec, None, offset)));
                 Ok(vec![FollowerAction::AdoptHistory(history)])
             }
             Some(Message::FullSync {
@@ -410,7 +420,7 @@ impl FollowerSession {
                 info.master_sync_in_progress = true;
                 info.master_link_status = LinkStatus::Up;
                 info.last_error = None;
-                self.link = Link::Data(Box::new(Data::new(codec, Some(snap_offset))));
+                self.link = Link::Data(Box::new(Data::new(codec, Some(snap_offset), snap_offset)));
                 Ok(vec![FollowerAction::BeginFullSync {
                     offset: snap_offset,
                     history,
@@ -491,7 +501,18 @@ impl FollowerSession {
                 raw_len,
                 data,
             }) => {
+                if start != d.next_log {
+                    // Checked before decompressing: the frame never reaches
+                    // the codec's history or the engine.
+                    return Err(ReplError::Peer(format!(
+                        "a log frame at offset {start} where the stream is at {}: the transport lost, repeated or \
+                         reordered a frame",
+                        d.next_log
+                    ))
+                    .into());
+                }
                 let raw = d.decoder.decompress(codec, &data, raw_len as usize, max)?;
+                d.next_log = start.saturating_add(raw.len() as u64);
                 self.info.bytes_raw += raw.len() as u64;
                 self.info.bytes_wire += data.len() as u64;
                 Ok(vec![FollowerAction::Append {
@@ -708,8 +729,9 @@ impl FollowerSession {
 }
 
 impl Data {
-    fn new(codec: Codec, full: Option<u64>) -> Data {
+    fn new(codec: Codec, full: Option<u64>, next_log: u64) -> Data {
         Data {
+            next_log,
             codec,
             decoder: Decompressor::new(codec),
             full,
@@ -911,6 +933,62 @@ mod tests {
         assert_eq!(s.handle_appended(now, progress(104)), vec![]);
         let info = s.info(now);
         assert_eq!((info.bytes_raw, info.bytes_wire), (4, 4));
+    }
+
+    /// QUIC delivers a stream whole and in order; a transport that lost,
+    /// repeated or reordered a log frame is caught by the session before
+    /// the frame is decompressed or handed to the engine (found by the
+    /// simulation, seeds 10 and 23: `sim/tests.rs`).
+    #[test]
+    fn a_log_frame_that_does_not_start_where_the_stream_is_ends_the_link() {
+        let now = Instant::now();
+        let is_refused = |r: Result<Vec<FollowerAction>, LinkEnd>, at: u64, expected: u64| match r {
+            Err(LinkEnd::Failed(ReplError::Peer(e))) => {
+                assert!(
+                    e.contains(&format!("a log frame at offset {at} where the stream is at {expected}")),
+                    "{e}"
+                );
+            }
+            other => panic!("a frame at {at} was taken: {other:?}"),
+        };
+        // Live from 100: the first frame must start there.
+        for at in [96, 104] {
+            let mut s = FollowerSession::new(config(), now, 7);
+            live_at(&mut s, now, 100);
+            is_refused(s.handle_log_frame(now, Some(log_frame(at, b"abcdefgh"))), at, 100);
+        }
+        // Repeated, skipped and reordered frames after the first.
+        let mut s = FollowerSession::new(config(), now, 7);
+        live_at(&mut s, now, 100);
+        assert!(s.handle_log_frame(now, Some(log_frame(100, b"abcdefgh"))).is_ok());
+        is_refused(s.handle_log_frame(now, Some(log_frame(100, b"abcdefgh"))), 100, 108);
+        let mut s = FollowerSession::new(config(), now, 7);
+        live_at(&mut s, now, 100);
+        assert!(s.handle_log_frame(now, Some(log_frame(100, b"abcdefgh"))).is_ok());
+        is_refused(s.handle_log_frame(now, Some(log_frame(116, b"ijklmnop"))), 116, 108);
+        // During a full sync the stream starts at the snapshot's offset,
+        // whatever the keyspace's offset was.
+        let mut s = FollowerSession::new(config(), now, 7);
+        s.handle_connected(now, &state(40, "old", false));
+        s.handle_reply(now, Some(full_sync(5000, "unknown", 0)))
+            .expect("full sync");
+        assert!(matches!(s.handle_stream(stream(StreamKind::Log)), Ok(DataStream::Log)));
+        is_refused(s.handle_log_frame(now, Some(log_frame(40, b"abcdefgh"))), 40, 5000);
+        let mut s = FollowerSession::new(config(), now, 7);
+        s.handle_connected(now, &state(40, "old", false));
+        s.handle_reply(now, Some(full_sync(5000, "unknown", 0)))
+            .expect("full sync");
+        assert!(matches!(s.handle_stream(stream(StreamKind::Log)), Ok(DataStream::Log)));
+        assert_eq!(
+            s.handle_log_frame(now, Some(log_frame(5000, b"abcdefgh")))
+                .expect("log"),
+            vec![FollowerAction::Append {
+                start: 5000,
+                bytes: b"abcdefgh".to_vec(),
+                apply: false
+            }]
+        );
+        assert!(s.handle_log_frame(now, Some(log_frame(5008, b"ijkl"))).is_ok());
     }
 
     #[test]

@@ -194,3 +194,33 @@ fn a_seed_replays_exactly() {
         assert_eq!(a, b, "seed {seed}");
     }
 }
+
+/// Found by this simulation: a hostile transport repeats a log frame and
+/// the follower session handed it to the engine at offset 11672 while the
+/// ring ended at 11720 (the engine refused or ignored it; nothing checked
+/// it in the session). The session now ends the link with a peer error
+/// before the frame is decompressed, and the follower resumes by offset.
+#[test]
+fn seed_10_a_repeated_log_frame_ends_the_link_before_the_engine() {
+    let w = run_seed(10).unwrap_or_else(|e| panic!("{e}"));
+    assert!(
+        w.trace
+            .iter()
+            .any(|l| l.contains("a log frame at offset 11672 where the stream is at 11720")),
+        "the repeated frame is refused by the session"
+    );
+    assert!(w.stats.hostile_link_errors > 0 && w.stats.hostile_faults > 0);
+}
+
+/// The same finding for a frame beyond the ring's end (one lost or
+/// reordered before it): the engine saw offset 31720 with its ring at 31440.
+#[test]
+fn seed_23_a_skipped_log_frame_ends_the_link_before_the_engine() {
+    let w = run_seed(23).unwrap_or_else(|e| panic!("{e}"));
+    assert!(
+        w.trace
+            .iter()
+            .any(|l| l.contains("a log frame at offset 31720 where the stream is at 31440")),
+        "the frame past the gap is refused by the session"
+    );
+}
