@@ -221,7 +221,11 @@ impl SnapshotIntake {
                 "snapshot ended at {} bytes, announced {bytes}",
                 self.total
             ))),
-            other => Err(ReplError::Peer(format!("unexpected {other:?} on the snapshot stream"))),
+            Some(other) => Err(ReplError::Peer(format!(
+                "unexpected {} on the snapshot stream",
+                other.summary()
+            ))),
+            None => Err(ReplError::Peer("the snapshot stream ended before SnapshotEnd".into())),
         }
     }
 
@@ -428,7 +432,7 @@ impl FollowerSession {
             }
             Some(Message::Reject { reason }) => Err(ReplError::Peer(format!("primary refused: {reason}")).into()),
             Some(Message::Incompatible { reason }) => Err(ReplError::Incompatible(reason).into()),
-            Some(other) => Err(ReplError::Peer(format!("unexpected reply {other:?}")).into()),
+            Some(other) => Err(ReplError::Peer(format!("unexpected reply {}", other.summary())).into()),
             None => Err(ReplError::Peer("the primary closed the control stream".into()).into()),
         }
     }
@@ -465,7 +469,10 @@ impl FollowerSession {
                 Ok(DataStream::Snapshot(SnapshotIntake::new(d.codec, max)))
             }
             Some(Message::Stream { kind }) => Err(ReplError::Peer(format!("a second {kind:?} stream")).into()),
-            other => Err(ReplError::Peer(format!("a data stream must start with Stream, got {other:?}")).into()),
+            Some(other) => {
+                Err(ReplError::Peer(format!("a data stream must start with Stream, got {}", other.summary())).into())
+            }
+            None => Err(ReplError::Peer("a data stream ended before its Stream frame".into()).into()),
         }
     }
 
@@ -523,7 +530,7 @@ impl FollowerSession {
             }
             // The primary stops the stream at a record we cannot take.
             Some(Message::Incompatible { reason }) => Err(ReplError::Incompatible(reason).into()),
-            Some(other) => Err(ReplError::Peer(format!("unexpected {other:?} on the log stream")).into()),
+            Some(other) => Err(ReplError::Peer(format!("unexpected {} on the log stream", other.summary())).into()),
             None => Err(LinkEnd::Reconnect("the primary ended the log stream".into())),
         }
     }
@@ -582,7 +589,7 @@ impl FollowerSession {
             }
             Some(Message::Resync { reason }) => Err(LinkEnd::Reconnect(reason)),
             Some(Message::Incompatible { reason }) => Err(ReplError::Incompatible(reason).into()),
-            Some(other) => Err(ReplError::Peer(format!("unexpected {other:?} on the control stream")).into()),
+            Some(other) => Err(ReplError::Peer(format!("unexpected {} on the control stream", other.summary())).into()),
             None => Err(LinkEnd::Reconnect("the primary closed the control stream".into())),
         }
     }
@@ -1353,6 +1360,56 @@ mod tests {
             s.handle_control_frame(t1, Some(Message::Ack { applied: 1, durable: 1 })),
             Err(LinkEnd::Failed(ReplError::Peer(ref m))) if m.contains("control stream")
         ));
+    }
+
+    /// An error about a peer's frame names the frame, never its bytes:
+    /// the text is kept as `last_error` and logged, and a data frame may
+    /// hold megabytes (found by the simulation, seed 75: `sim/tests.rs`).
+    #[test]
+    fn errors_about_large_frames_stay_small() {
+        let now = Instant::now();
+        let big = log_frame(4096, &vec![0x5a; 1 << 20]);
+        let short = |end: LinkEnd| match end {
+            LinkEnd::Failed(e) => {
+                let text = e.to_string();
+                assert!(
+                    text.len() < 200,
+                    "{} bytes: {}",
+                    text.len(),
+                    &text[..200.min(text.len())]
+                );
+                text
+            }
+            other => panic!("{other:?}"),
+        };
+        let mut s = FollowerSession::new(config(), now, 7);
+        live_at(&mut s, now, 0);
+        let first = s.handle_stream(Some(big.clone())).expect_err("not a Stream frame");
+        assert_eq!(
+            short(first),
+            "peer: a data stream must start with Stream, got Log frame at 4096 (1048576 bytes)"
+        );
+        let mut s = FollowerSession::new(config(), now, 7);
+        s.handle_connected(now, &state(0, "P", false));
+        short(s.handle_reply(now, Some(big.clone())).expect_err("not a reply"));
+        let mut s = FollowerSession::new(config(), now, 7);
+        live_at(&mut s, now, 0);
+        short(
+            s.handle_control_frame(now, Some(big.clone()))
+                .expect_err("not a control frame"),
+        );
+        let snapshot = Message::Snapshot {
+            codec: Codec::None,
+            raw_len: 1 << 20,
+            data: bytes::Bytes::from(vec![1; 1 << 20]),
+        };
+        short(
+            s.handle_log_frame(now, Some(snapshot.clone()))
+                .expect_err("not a log frame"),
+        );
+        let mut intake = SnapshotIntake::new(Codec::None, 1 << 21);
+        let e = intake.handle_frame(Some(big)).expect_err("not a snapshot frame");
+        assert!(e.to_string().len() < 200);
     }
 
     #[test]
