@@ -9,7 +9,9 @@
 //! 2. **No write acknowledged by WAIT is lost.** The highest offset a
 //!    primary's session counted as acked (`PrimarySession::acked`, what
 //!    `wait_for_followers` counts) is tracked per primary; the follower
-//!    promoted in its place holds those bytes.
+//!    promoted in its place holds those bytes, unless every follower that
+//!    acked them dropped them since in a full sync of its own (counted
+//!    and traced: see `check_promotion`).
 //! 3. **No sync loop.** Every full sync after a completed one needs a
 //!    cause since the previous one (a fault on its link or node, a primary
 //!    change, a re-pointing, its offset leaving the primary's ring, a
@@ -19,7 +21,9 @@
 //!    window (plus the frames a hostile transport duplicates or holds
 //!    back), a primary session holds at most one log frame and one
 //!    snapshot chunk beyond it, a follower's ring during a full sync holds
-//!    at most its capacity and the session holds at most one frame more.
+//!    at most its capacity and the session holds at most one frame more;
+//!    the error a link ends with (kept as `last_error`, logged) is a few
+//!    KiB at most, whatever the peer sent.
 //! 5. **Honest transports end links only the ways QUIC can**: a reset, a
 //!    timeout, an orderly close or resync; never a protocol error, an
 //!    engine error or a halt.
@@ -30,6 +34,11 @@ use crate::ReplError;
 
 use super::net::Lane;
 use super::world::{Link, NodeId, Proc, Role, World, SNAPSHOT_CHUNK};
+
+/// The longest error text a link may end with: reasons the peer sends
+/// are within a control frame's strings (4 KiB), and an error names its
+/// frame, never the frame's bytes.
+const MAX_ERROR_TEXT: usize = 4096 + 512;
 
 /// Index of the first byte where `a` and `b` differ within their common
 /// length, or where the shorter ends.
@@ -116,6 +125,20 @@ impl World {
             let how = if hostile { "a hostile" } else { "an honest" };
             self.violate(format!("{name}'s link over {how} transport ended with {end:?}"));
         }
+        // What a link's end says is kept (`last_error`) and logged: it must
+        // not grow with what the peer sent.
+        let said = match end {
+            LinkEnd::Failed(e) => e.to_string().len(),
+            LinkEnd::Reconnect(r) => r.len(),
+            LinkEnd::Stopped => 0,
+        };
+        if said > MAX_ERROR_TEXT {
+            let name = self.nodes[n].name.clone();
+            self.violate(format!(
+                "memory bound: {name}'s link ended with an error of {said} bytes (more than {MAX_ERROR_TEXT}), \
+                 which it keeps as last_error and logs"
+            ));
+        }
     }
 
     /// Bytes the session holds while the ring is full: one frame at most.
@@ -127,19 +150,45 @@ impl World {
     }
 
     /// The follower promoted in `old`'s place holds every write a `WAIT 1`
-    /// returned for.
+    /// returned for, unless every follower that acked the missing ones has
+    /// dropped them since in a full sync of its own (the ring restarts at
+    /// the snapshot's offset, a crash before the swap wipes the
+    /// directory): then the loss is counted, not hidden.
     pub(super) fn check_promotion(&mut self, old: NodeId, new: NodeId) {
         let w = self.nodes[old].wait_acked as usize;
         self.stats.wait_acked_checked += 1;
+        let holds = |n: NodeId| {
+            let (od, nd) = (&self.nodes[old].store.data, &self.nodes[n].store.data);
+            nd.len() >= w && od.len() >= w && nd[..w] == od[..w]
+        };
+        if holds(new) {
+            return;
+        }
         let (od, nd) = (&self.nodes[old].store.data, &self.nodes[new].store.data);
-        if nd.len() < w || od.len() < w || nd[..w] != od[..w] {
-            let at = first_difference(&nd[..w.min(nd.len())], &od[..w.min(od.len())]);
-            self.violate(format!(
-                "acknowledged writes lost: {} acked up to {w} (WAIT 1), {} was promoted holding {} bytes, equal up to {at}",
-                self.nodes[old].name,
-                self.nodes[new].name,
-                nd.len()
-            ));
+        let at = first_difference(&nd[..w.min(nd.len())], &od[..w.min(od.len())]);
+        let promotable_holder = (0..self.nodes.len()).find(|&f| {
+            f != old
+                && f != new
+                && matches!(self.nodes[f].role, Role::Follower(_))
+                && !self.nodes[f].store.stale()
+                && holds(f)
+        });
+        let dropped = self.nodes.iter().map(|n| n.acked_dropped).max().unwrap_or(0);
+        let (on, nn) = (self.nodes[old].name.clone(), self.nodes[new].name.clone());
+        match promotable_holder {
+            None if dropped as usize > at => {
+                self.stats.acked_lost_to_full_syncs += 1;
+                self.note(format!(
+                    "acknowledged writes lost: {on} acked up to {w} (WAIT 1); {nn} holds them up to {at}; the \
+                     followers that acked the rest dropped them in a full sync since"
+                ));
+            }
+            holder => self.violate(format!(
+                "acknowledged writes lost: {on} acked up to {w} (WAIT 1), {nn} was promoted holding {} bytes, equal up \
+                 to {at}{}",
+                nd.len(),
+                holder.map(|h| format!(", while {} held them", self.nodes[h].name)).unwrap_or_default()
+            )),
         }
     }
 
@@ -150,18 +199,15 @@ impl World {
             if let Some(pe) = &c.p {
                 if let Some(link) = pe.session.link() {
                     if pe.session.acked(link.applied) {
-                        acked.push((c.primary, c.follower, link.applied));
+                        acked.push((c.primary, c.follower, link.applied, c.f.is_some()));
                     }
                 }
             }
         }
-        for (p, f, at) in acked {
-            if at > self.nodes[p].wait_acked {
-                // The ack was true when it was sent (checked then); the
-                // follower still holds what it acked unless it restarted
-                // empty since, which WAIT cannot know.
-                self.nodes[p].wait_acked = at;
-                let _ = f;
+        for (p, f, at, linked) in acked {
+            self.nodes[p].wait_acked = self.nodes[p].wait_acked.max(at);
+            if linked {
+                self.nodes[f].acked = self.nodes[f].acked.max(at);
             }
         }
     }

@@ -144,8 +144,16 @@ impl World {
         self.check_link_end(n, hostile, &end);
         if hostile {
             self.stats.hostile_link_errors += 1;
+        }
+        if matches!(end, LinkEnd::Failed(_)) {
+            // A link fails here only through a fault (a reset, a partition,
+            // a pause, a crash, a hostile transport): the next full sync,
+            // if any, has a cause.
             self.nodes[n].acct.causes += 1;
         }
+        // The staging keyspace goes with the link (the next full sync
+        // makes a new one).
+        self.nodes[n].store.staging.clear();
         let name = self.nodes[n].name.clone();
         let cid = conn.as_ref().map_or(0, |c| c.id);
         self.note(format!("conn {cid}: {name}'s link ends: {end:?}"));
@@ -390,6 +398,7 @@ impl World {
                 FollowerAction::AdoptHistory(h) => self.nodes[n].store.history = h,
                 FollowerAction::BeginFullSync { offset, history } => {
                     self.count_full_sync(n);
+                    self.nodes[n].drop_acked();
                     self.stats.full_syncs += 1;
                     self.nodes[n].store.begin_full_sync(offset, history);
                 }

@@ -172,12 +172,24 @@ pub(super) struct Node {
     pub(super) target: NodeId,
     pub(super) path: Path,
     pub(super) acct: Acct,
-    /// The highest offset a `WAIT 1` returned for while this node, or a
-    /// primary it replaced, was primary: promotions must keep it.
+    /// The highest offset a `WAIT 1` returned for since this node last
+    /// became primary: the follower promoted in its place must hold it.
     pub(super) wait_acked: u64,
+    /// The highest offset a primary counted this follower acked at, since
+    /// its data last restarted (a full sync, a wipe).
+    pub(super) acked: u64,
+    /// The highest `acked` it had when its data restarted.
+    pub(super) acked_dropped: u64,
 }
 
 impl Node {
+    /// Its data restarts (a full sync begins, a wipe): what it acked is
+    /// no longer held here.
+    pub(super) fn drop_acked(&mut self) {
+        self.acked_dropped = self.acked_dropped.max(self.acked);
+        self.acked = 0;
+    }
+
     pub(super) fn running(&self) -> bool {
         self.proc_ == Proc::Up
     }
@@ -241,6 +253,7 @@ pub(super) struct Stats {
     pub(super) promotions: u64,
     pub(super) unsafe_failovers: u64,
     pub(super) unsafe_failovers_losing_acked: u64,
+    pub(super) acked_lost_to_full_syncs: u64,
     pub(super) repoints: u64,
     pub(super) rejoins: u64,
     pub(super) hostile_faults: u64,
@@ -275,6 +288,7 @@ impl Stats {
             promotions,
             unsafe_failovers,
             unsafe_failovers_losing_acked,
+            acked_lost_to_full_syncs,
             repoints,
             rejoins,
             hostile_faults,
@@ -379,6 +393,8 @@ impl World {
                     ..Acct::default()
                 },
                 wait_acked: 0,
+                acked: 0,
+                acked_dropped: 0,
             });
         }
         w.nodes[0].role = Role::Primary(PrimaryNode::default());
@@ -518,6 +534,7 @@ impl World {
         let wiped = node.store.marker;
         node.store.restart(replid);
         if wiped {
+            node.drop_acked();
             let name = node.name.clone();
             self.note(format!("{name}: restarted under a FULLSYNC marker: wiped"));
         }
@@ -718,8 +735,12 @@ impl World {
             return;
         }
         self.nodes[new].role = Role::Primary(PrimaryNode::default());
-        // Writes acknowledged before stay acknowledged.
-        self.nodes[new].wait_acked = self.nodes[new].wait_acked.max(self.nodes[old].wait_acked);
+        // What it counts as acked starts over: writes acked under the old
+        // primary had one copy besides it, the new primary's own (losing
+        // it too is a second failure, which WAIT 1 does not cover); its
+        // followers' acks count from now.
+        self.nodes[new].wait_acked = 0;
+        self.nodes[new].acked = 0;
         self.primary = Some(new);
         self.cause_all();
         self.stats.promotions += 1;
@@ -730,18 +751,29 @@ impl World {
             h.switch_offset, h.replid, h.prev_replid
         ));
         self.check_promotion(old, new);
-        for f in self.followers() {
-            let ms = self.rng.range(0, 300);
-            self.at(ms, Timer::Repoint { node: f, to: new });
-        }
-        // Followers that are down now are re-pointed when they restart.
-        for i in 0..self.nodes.len() {
-            if i != old && i != new && matches!(self.nodes[i].role, Role::Off) {
-                self.nodes[i].target = new;
-            }
-        }
+        self.repoint_all(new, Some(old), false);
         let ms = self.rng.range(100, 1500);
         self.at(ms, Timer::Rejoin(old));
+    }
+
+    /// The coordinator points followers at `to` (all of them after a
+    /// promotion, `strays` only: those following another node): running
+    /// ones are re-pointed after a while, down ones follow it when they
+    /// restart. `except`: the old primary, which rejoins on its own.
+    fn repoint_all(&mut self, to: NodeId, except: Option<NodeId>, strays: bool) {
+        for i in 0..self.nodes.len() {
+            if i == to || Some(i) == except || (strays && self.nodes[i].target == to) {
+                continue;
+            }
+            match self.nodes[i].role {
+                Role::Follower(_) => {
+                    let ms = self.rng.range(0, 300);
+                    self.at(ms, Timer::Repoint { node: i, to });
+                }
+                Role::Off => self.nodes[i].target = to,
+                Role::Primary(_) => {}
+            }
+        }
     }
 
     fn fire(&mut self, timer: Timer) {
@@ -766,6 +798,8 @@ impl World {
                 self.stats.primary_restarts += 1;
                 let name = self.nodes[n].name.clone();
                 self.note(format!("{name}: restarted as the primary"));
+                // Followers a failover pointed elsewhere come back to it.
+                self.repoint_all(n, None, true);
             }
             Timer::Failover(old) => self.failover(old),
             Timer::Repoint { node, to } => {
@@ -773,8 +807,12 @@ impl World {
                     self.at(50, Timer::Repoint { node, to });
                     return;
                 }
+                if self.primary != Some(to) {
+                    // Overtaken by another failover (which re-points again).
+                    return;
+                }
                 self.nodes[node].target = to;
-                if matches!(self.nodes[node].role, Role::Follower(_)) && self.primary == Some(to) {
+                if matches!(self.nodes[node].role, Role::Follower(_)) {
                     self.stop_follower(node);
                     self.start_follower(node, to);
                     self.nodes[node].acct.causes += 1;
