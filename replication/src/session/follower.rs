@@ -945,7 +945,7 @@ mod tests {
     /// QUIC delivers a stream whole and in order; a transport that lost,
     /// repeated or reordered a log frame is caught by the session before
     /// the frame is decompressed or handed to the engine (found by the
-    /// simulation, seeds 10 and 23: `sim/tests.rs`).
+    /// simulation, seeds 10 and 38: `sim/tests.rs`).
     #[test]
     fn a_log_frame_that_does_not_start_where_the_stream_is_ends_the_link() {
         let now = Instant::now();

@@ -16,7 +16,9 @@
 //!    cause since the previous one (a fault on its link or node, a primary
 //!    change, a re-pointing, its offset leaving the primary's ring, a
 //!    snapshot given up, a hostile transport); and every follower catches
-//!    up within [`QUIET`](super::world::QUIET) once faults and writes stop.
+//!    up within a bound once faults and writes stop
+//!    ([`World::quiet_bound`]: 10 s plus two full syncs per follower of
+//!    the whole data over the slowest path).
 //! 4. **Bounded memory.** What is queued in each stream stays within its
 //!    window (plus the frames a hostile transport duplicates or holds
 //!    back), a primary session holds at most one log frame and one

@@ -134,7 +134,7 @@ impl World {
                     Read::Error(e) => Some(Err(e)),
                 };
                 if let Some(hello) = hello {
-                    let view = self.nodes[p].store.view();
+                    let view = self.nodes[p].store.view(self.pconfig.max_replay_bytes);
                     let max_payload = self.nodes[p].store.max_payload;
                     let actions = pe.session.handle_hello(now, hello, &view, max_payload);
                     let opens = self.p_act(&mut pe, conn, actions);

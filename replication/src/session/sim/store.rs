@@ -141,12 +141,12 @@ impl Store {
         }
     }
 
-    pub(super) fn view(&self) -> PrimaryView {
+    pub(super) fn view(&self, max_replay_bytes: Option<u64>) -> PrimaryView {
         PrimaryView {
             history: self.history.clone(),
             oldest: self.oldest,
             published: self.end(),
-            max_replay_bytes: None,
+            max_replay_bytes,
             unavailable: self.stale().then(|| "this node is itself in a full sync".to_string()),
         }
     }

@@ -26,8 +26,11 @@ pub(super) type NodeId = usize;
 
 /// The idle timeout of every connection (QUIC keep-alives run below it).
 pub(super) const IDLE: Duration = Duration::from_millis(600);
-/// How long after the writes stop every follower must have caught up.
-pub(super) const QUIET: Duration = Duration::from_secs(30);
+/// How long after the writes stop every follower must have caught up, at
+/// least: [`World::quiet_bound`] adds the time full syncs of the whole
+/// data over the slowest path take, one follower after the other (they
+/// share the primary's one stream snapshot slot).
+pub(super) const QUIET: Duration = Duration::from_secs(10);
 /// Snapshot chunks handed to the sender (the walk's output granularity).
 pub(super) const SNAPSHOT_CHUNK: usize = 1024;
 
@@ -40,6 +43,8 @@ pub(super) struct Params {
     pub(super) follower_max_frame: usize,
     pub(super) primary_max_frame: usize,
     pub(super) batch_bytes: usize,
+    /// A full sync rather than replaying more than this.
+    pub(super) max_replay_bytes: Option<u64>,
     pub(super) capacities: Vec<u64>,
     pub(super) max_payloads: Vec<usize>,
     /// Largest payload written (every node's ring and frame limit takes it).
@@ -88,13 +93,14 @@ impl Params {
         let frame = follower_max_frame.min(primary_max_frame);
         let by_frame = frame - crate::protocol::LOG_FRAME_OVERHEAD - ringkv::log::record::HEADER_LEN - 8;
         let max_write = max_payloads.iter().copied().min().unwrap_or(1008).min(by_frame);
-        Params {
+        let mut p = Params {
             followers,
             codecs,
             window,
             follower_max_frame,
             primary_max_frame,
             batch_bytes: rng.range(64, 8192) as usize,
+            max_replay_bytes: None,
             capacities,
             max_payloads,
             max_write,
@@ -103,7 +109,12 @@ impl Params {
             fault_gap_ms: rng.range(40, 300),
             hostile: rng.chance(300),
             max_crashes: rng.range(0, 2) as u32,
-        }
+        };
+        // New parameters are drawn here, after the others, so that every
+        // seed's earlier draws (and its run, from its own generator) stay
+        // as they were and the regression seeds keep their worlds.
+        p.max_replay_bytes = rng.chance(250).then(|| rng.range(2048, 65536));
+        p
     }
 }
 
@@ -261,6 +272,8 @@ pub(super) struct Stats {
     pub(super) wait_acked_checked: u64,
     pub(super) max_primary_conns: u64,
     pub(super) quiet_ms: u64,
+    /// The share of its bound a world took to become quiescent (percent).
+    pub(super) quiet_share: u64,
     pub(super) steps: u64,
 }
 
@@ -298,6 +311,7 @@ impl Stats {
         );
         self.max_primary_conns = self.max_primary_conns.max(o.max_primary_conns);
         self.quiet_ms = self.quiet_ms.max(o.quiet_ms);
+        self.quiet_share = self.quiet_share.max(o.quiet_share);
     }
 }
 
@@ -327,12 +341,14 @@ pub(super) struct World {
 
 impl World {
     pub(super) fn new(seed: u64) -> World {
-        let mut rng = Rng::new(seed);
-        let params = Params::draw(&mut rng);
+        // The parameters and the run draw from generators of their own.
+        let params = Params::draw(&mut Rng::new(seed));
+        let rng = Rng::new(seed ^ 0xA076_1D64_78BD_642F);
         let t0 = Instant::now();
         let pconfig = PrimaryConfig {
             codecs: params.codecs.clone(),
             batch_bytes: params.batch_bytes,
+            max_replay_bytes: params.max_replay_bytes,
             max_frame_bytes: params.primary_max_frame,
             ping_interval_ms: 50,
             handshake_timeout_ms: 400,
@@ -403,7 +419,8 @@ impl World {
         }
         let p = w.params.clone();
         w.note(format!(
-            "world: {} followers, codecs {:?}, window {}, frames {}/{}, batch {}, capacities {:?}, max payloads {:?}, \
+            "world: {} followers, codecs {:?}, window {}, frames {}/{}, batch {}, max replay {:?}, capacities {:?}, \
+             max payloads {:?}, \
              writes up to {} every ~{} ms, faults every ~{} ms for {} ms{}, up to {} primary crashes",
             p.followers,
             p.codecs,
@@ -411,6 +428,7 @@ impl World {
             p.follower_max_frame,
             p.primary_max_frame,
             p.batch_bytes,
+            p.max_replay_bytes,
             p.capacities,
             p.max_payloads,
             p.max_write,
@@ -922,21 +940,35 @@ impl World {
                 return;
             }
             if self.now >= self.write_end && self.timers.is_empty() && self.converged() {
-                self.stats.quiet_ms = self.now.saturating_duration_since(self.write_end).as_millis() as u64;
+                let quiet = self.now.saturating_duration_since(self.write_end);
+                self.stats.quiet_ms = quiet.as_millis() as u64;
+                self.stats.quiet_share = (100 * quiet.as_millis() / self.quiet_bound().as_millis().max(1)) as u64;
                 self.note("quiescent: every follower caught up".into());
                 self.check_final();
                 return;
             }
-            if self.now > self.write_end + QUIET {
+            let bound = self.quiet_bound();
+            if self.now > self.write_end + bound {
                 let states = self.describe();
                 self.violate(format!(
-                    "no quiescence {} s after the faults and writes stopped: {states}",
-                    QUIET.as_secs()
+                    "no quiescence {} ms after the faults and writes stopped: {states}",
+                    bound.as_millis()
                 ));
                 return;
             }
             self.advance();
         }
+    }
+
+    /// The time every follower has to catch up once writes stop:
+    /// [`QUIET`], plus a full sync of the largest data over the slowest
+    /// path for each follower in turn, twice over (one may be cut by the
+    /// last fault).
+    pub(super) fn quiet_bound(&self) -> Duration {
+        let data = self.nodes.iter().map(|n| n.store.data.len() as u64).max().unwrap_or(0);
+        let rate = self.nodes.iter().map(|n| n.path.rate).min().unwrap_or(1).max(1);
+        let per_sync = data / rate;
+        QUIET + Duration::from_millis(2 * self.params.followers as u64 * per_sync)
     }
 
     fn tick_wires(&mut self) {
