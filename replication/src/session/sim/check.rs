@@ -201,14 +201,16 @@ impl World {
             if let Some(pe) = &c.p {
                 if let Some(link) = pe.session.link() {
                     if pe.session.acked(link.applied) {
-                        acked.push((c.primary, c.follower, link.applied, c.f.is_some()));
+                        acked.push((c.primary, c.follower, link.applied));
                     }
                 }
             }
         }
-        for (p, f, at, linked) in acked {
+        for (p, f, at) in acked {
             self.nodes[p].wait_acked = self.nodes[p].wait_acked.max(at);
-            if linked {
+            // An ack still in flight when the follower dropped its data
+            // (a wipe) is not a copy it holds.
+            if self.nodes[f].store.applied() >= at {
                 self.nodes[f].acked = self.nodes[f].acked.max(at);
             }
         }

@@ -35,6 +35,9 @@ use crate::ReplError;
 
 use super::rng::Rng;
 
+/// The longest a hostile transport holds a frame back to reorder it.
+const HOLD_BACK: Duration = Duration::from_millis(20);
+
 /// An end of a connection.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(super) enum End {
@@ -180,8 +183,10 @@ struct Stream {
     opened: Option<u64>,
     /// Anything delivered yet (the receiver can accept the stream).
     seen: bool,
-    /// A frame a hostile transport holds back to deliver after the next.
+    /// A frame a hostile transport holds back to deliver after the next
+    /// (or after [`HOLD_BACK`], if no next one comes).
     held_back: Option<Vec<u8>>,
+    held_since: Option<Instant>,
 }
 
 impl Stream {
@@ -295,7 +300,9 @@ impl Wire {
                     return;
                 }
                 _ => {
-                    if let Some(old) = self.stream_mut(lane).held_back.replace(frame) {
+                    let s = self.stream_mut(lane);
+                    s.held_since = Some(now);
+                    if let Some(old) = s.held_back.replace(frame) {
                         self.push(lane, old, now, path, rng);
                     }
                     return;
@@ -339,7 +346,16 @@ impl Wire {
     /// Moves what has arrived by `now` into the receivers' buffers, and
     /// runs keep-alives and idle timeouts. `running` says which ends'
     /// processes run (not paused, not crashed).
-    pub(super) fn tick(&mut self, now: Instant, path: &Path, running: [bool; 2]) {
+    pub(super) fn tick(&mut self, now: Instant, path: &Path, running: [bool; 2], rng: &mut Rng) {
+        for lane in Lane::ALL {
+            let s = self.stream_mut(lane);
+            if s.held_since.is_some_and(|t| now >= t + HOLD_BACK) {
+                s.held_since = None;
+                if let Some(old) = s.held_back.take() {
+                    self.push(lane, old, now, path, rng);
+                }
+            }
+        }
         if path.up(now) {
             for lane in Lane::ALL {
                 let receiver = lane.sender().other();
@@ -514,6 +530,9 @@ impl Wire {
         for s in &self.streams {
             if let Some(p) = s.flight.front() {
                 consider(p.at);
+            }
+            if let Some(t) = s.held_since {
+                consider(t + HOLD_BACK);
             }
         }
         for (at, _) in self.gone.iter().flatten() {

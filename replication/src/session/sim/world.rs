@@ -962,11 +962,23 @@ impl World {
 
     /// The time every follower has to catch up once writes stop:
     /// [`QUIET`], plus a full sync of the largest data over the slowest
-    /// path for each follower in turn, twice over (one may be cut by the
-    /// last fault).
+    /// path (its rate, or a window per round trip) for each follower in
+    /// turn, twice over (one may be cut by the last fault, or fall off
+    /// the primary's ring).
     pub(super) fn quiet_bound(&self) -> Duration {
         let data = self.nodes.iter().map(|n| n.store.data.len() as u64).max().unwrap_or(0);
-        let rate = self.nodes.iter().map(|n| n.path.rate).min().unwrap_or(1).max(1);
+        // A stream moves at most a window per round trip.
+        let window = self.params.window as u64;
+        let rate = self
+            .nodes
+            .iter()
+            .map(|n| {
+                let rtt = 2 * n.path.latency.as_millis() as u64 + n.path.jitter_ms;
+                n.path.rate.min(window / rtt.max(1))
+            })
+            .min()
+            .unwrap_or(1)
+            .max(1);
         let per_sync = data / rate;
         QUIET + Duration::from_millis(2 * self.params.followers as u64 * per_sync)
     }
@@ -976,7 +988,7 @@ impl World {
         for c in self.conns.values_mut() {
             let running = [self.nodes[c.primary].running(), self.nodes[c.follower].running()];
             let path = &self.nodes[c.follower].path;
-            c.wire.tick(now, path, running);
+            c.wire.tick(now, path, running, &mut self.rng);
             if let Some((at, code, reason)) = c.close_at.clone() {
                 if at <= now {
                     c.wire.close(End::Primary, code, &reason, now, path);
