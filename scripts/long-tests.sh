@@ -1,18 +1,21 @@
 #!/usr/bin/env bash
 # The long run of the test command: many more proptest cases (model tests,
-# parser round trips, the differential test against redis-server) and long
-# fuzzing. Takes hours on 2 cores; the test command (scripts/test.sh) runs
-# the same tests with short defaults.
+# parser round trips, the differential test against redis-server), long
+# fuzzing, and 100,000 seeds of the replication simulation first
+# (scripts/sim-seeds.sh). Takes hours on 2 cores; the test command
+# (scripts/test.sh) runs the same tests with short defaults.
 #
 #   PROPTEST_CASES=5000      proptest cases where a test does not fix its own
 #   RINGKV_DIFF_CASES=20000  differential sequences against redis-server
 #   FUZZ_SECONDS=1800        seconds per fuzz target
 #   RINGKV_CRASH_ROUNDS=500  SIGKILL rounds per crash test (two tests: 1,000
 #                            kills of a writer, and of recoveries after them)
+#   RINGKV_LONG_SIM_SEEDS=100000  seeds of the replication simulation (release)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export PROPTEST_CASES="${PROPTEST_CASES:-5000}"
 export RINGKV_DIFF_CASES="${RINGKV_DIFF_CASES:-20000}"
 export FUZZ_SECONDS="${FUZZ_SECONDS:-1800}"
 export RINGKV_CRASH_ROUNDS="${RINGKV_CRASH_ROUNDS:-500}"
+RINGKV_SIM_SEEDS="${RINGKV_LONG_SIM_SEEDS:-100000}" bash scripts/sim-seeds.sh
 exec bash scripts/test.sh

@@ -284,6 +284,35 @@ pub enum Message {
     },
 }
 
+impl Message {
+    /// What the message is, for errors and logs: its kind and its numbers,
+    /// never the bytes or strings it carries (a data frame holds up to
+    /// `max_frame_bytes`, a string 4 KiB), so an error about a peer's frame
+    /// stays small however large the frame was.
+    ///
+    /// ```
+    /// use ringkv_replication::protocol::{Codec, Message};
+    /// let log = Message::Log { start: 64, codec: Codec::None, raw_len: 3, data: vec![1, 2, 3].into() };
+    /// assert_eq!(log.summary(), "Log frame at 64 (3 bytes)");
+    /// ```
+    pub fn summary(&self) -> String {
+        match self {
+            Message::Hello { version, offset, .. } => format!("Hello (version {version}, offset {offset})"),
+            Message::Continue { offset, .. } => format!("Continue at {offset}"),
+            Message::FullSync { offset, .. } => format!("FullSync at {offset}"),
+            Message::Reject { .. } => "Reject".into(),
+            Message::Incompatible { .. } => "Incompatible".into(),
+            Message::Ack { applied, durable } => format!("Ack (applied {applied}, durable {durable})"),
+            Message::Ping { published, .. } => format!("Ping (published {published})"),
+            Message::Resync { .. } => "Resync".into(),
+            Message::Stream { kind } => format!("Stream ({kind:?})"),
+            Message::Log { start, raw_len, .. } => format!("Log frame at {start} ({raw_len} bytes)"),
+            Message::Snapshot { raw_len, .. } => format!("Snapshot frame ({raw_len} bytes)"),
+            Message::SnapshotEnd { bytes } => format!("SnapshotEnd ({bytes} bytes)"),
+        }
+    }
+}
+
 const HELLO: u8 = 1;
 /// The flags byte that may end a version 2 `Hello`: the follower is an
 /// observer (see `Message::Hello::observer`). No other flag exists; a

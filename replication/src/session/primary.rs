@@ -592,9 +592,10 @@ impl PrimarySession {
                 }
                 vec![PrimaryAction::Acked]
             }
-            Some(Ok(other)) => {
-                self.protocol_error(ReplError::Peer(format!("unexpected {other:?} on the control stream")))
-            }
+            Some(Ok(other)) => self.protocol_error(ReplError::Peer(format!(
+                "unexpected {} on the control stream",
+                other.summary()
+            ))),
             Some(Err(e @ ReplError::Protocol(_))) => self.protocol_error(e),
             Some(Err(e)) => self.fail(e),
             None => {
@@ -1548,6 +1549,29 @@ mod tests {
             })),
         );
         assert!(is_violation(&actions), "{actions:?}");
+    }
+
+    /// A protocol error names the frame, never its bytes (a control frame
+    /// may hold 64 KiB; the error goes to the logs).
+    #[test]
+    fn a_protocol_error_about_a_large_frame_stays_small() {
+        let now = Instant::now();
+        let mut s = session(now);
+        s.handle_hello(now, hello("B", 4000, 1 << 20), &view(0, 5000), 1024);
+        let frame = Message::Log {
+            start: 4000,
+            codec: Codec::None,
+            raw_len: 60_000,
+            data: bytes::Bytes::from(vec![0x77; 60_000]),
+        };
+        let actions = s.handle_control_frame(now, Some(Ok(frame)));
+        let Some(PrimaryAction::Close { error: Some(e), .. }) = actions.last() else {
+            panic!("{actions:?}")
+        };
+        assert_eq!(
+            e,
+            "peer: unexpected Log frame at 4000 (60000 bytes) on the control stream"
+        );
     }
 
     #[test]

@@ -1,15 +1,16 @@
-//! A deterministic simulation: a [`PrimarySession`] and a
-//! [`FollowerSession`] paired over in-memory streams with simulated time
-//! (quinn-proto's `Pair` style), each over a fake engine: the primary's
-//! ring is a byte vector, the follower's keyspace is the bytes it applied
-//! (a snapshot at offset X is the primary's first X bytes).
+//! The scripted pair: one [`PrimarySession`] and one [`FollowerSession`]
+//! over in-memory queues of frames with simulated time (quinn-proto's
+//! `Pair` style), each over the smallest fake engine: the primary's ring is
+//! a byte vector, the follower's keyspace is the bytes it applied (a
+//! snapshot at offset X is the primary's first X bytes). Five scripted
+//! scenarios; the seeded world with faults is in the sibling modules.
 
 use std::collections::VecDeque;
 use std::time::{Duration, Instant};
 
-use super::*;
 use crate::config::{FollowerConfig, PrimaryConfig};
 use crate::protocol::{Codec, History, Message, PrimaryView, StreamKind};
+use crate::session::*;
 use crate::stats::FollowerState;
 use crate::ReplError;
 
