@@ -9,10 +9,13 @@
 #   FUZZ_SECONDS=1800        seconds per fuzz target
 #   RINGKV_CRASH_ROUNDS=500  SIGKILL rounds per crash test (two tests: 1,000
 #                            kills of a writer, and of recoveries after them)
+#   LOOM_MAX_PREEMPTIONS=3   preemptions per execution in the loom model of
+#                            the ring log (the test command uses 2)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export PROPTEST_CASES="${PROPTEST_CASES:-5000}"
 export RINGKV_DIFF_CASES="${RINGKV_DIFF_CASES:-20000}"
 export FUZZ_SECONDS="${FUZZ_SECONDS:-1800}"
 export RINGKV_CRASH_ROUNDS="${RINGKV_CRASH_ROUNDS:-500}"
+export LOOM_MAX_PREEMPTIONS="${LOOM_MAX_PREEMPTIONS:-3}"
 exec bash scripts/test.sh
