@@ -11,6 +11,8 @@
 #   RINGKV_CRASH_ROUNDS=500  SIGKILL rounds per crash test (two tests: 1,000
 #                            kills of a writer, and of recoveries after them)
 #   RINGKV_LONG_SIM_SEEDS=100000  seeds of the replication simulation (release)
+#   LOOM_MAX_PREEMPTIONS=3   preemptions per execution in the loom model of
+#                            the ring log (the test command uses 2)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export PROPTEST_CASES="${PROPTEST_CASES:-5000}"
@@ -18,4 +20,5 @@ export RINGKV_DIFF_CASES="${RINGKV_DIFF_CASES:-20000}"
 export FUZZ_SECONDS="${FUZZ_SECONDS:-1800}"
 export RINGKV_CRASH_ROUNDS="${RINGKV_CRASH_ROUNDS:-500}"
 RINGKV_SIM_SEEDS="${RINGKV_LONG_SIM_SEEDS:-100000}" bash scripts/sim-seeds.sh
+export LOOM_MAX_PREEMPTIONS="${LOOM_MAX_PREEMPTIONS:-3}"
 exec bash scripts/test.sh

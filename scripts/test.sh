@@ -68,6 +68,17 @@ cargo test --workspace 2>&1 | tee "$test_log"
 # serialize themselves); only the engine is rebuilt with the feature.
 echo "== cargo test: failpoints"
 cargo test -p ringkv --features failpoints --test failpoints 2>&1 | tee -a "$test_log"
+
+# The ring's publish protocol (reserve, copy, publish, lap, read, reset)
+# under the loom model checker: the real ring.rs over loom's atomics, a
+# 64-byte ring, two writers lapping a reader. Its own target directory, as
+# `--cfg loom` rebuilds every dependency; bounded by the preemption count
+# (2 here, about a minute of models on 2 cores after the build;
+# scripts/long-tests.sh uses 3).
+echo "== loom model of the ring log (LOOM_MAX_PREEMPTIONS=${LOOM_MAX_PREEMPTIONS:-2})"
+LOOM_MAX_PREEMPTIONS="${LOOM_MAX_PREEMPTIONS:-2}" RUSTFLAGS="${RUSTFLAGS:-} --cfg loom" \
+    CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-target}/loom" \
+    cargo test -p ringkv --lib log::loom_tests -- --nocapture 2>&1 | tee -a "$test_log"
 passed=$(awk '/^test result:/ {p += $4} END {print p + 0}' "$test_log")
 failed=$(awk '/^test result:/ {f += $6} END {print f + 0}' "$test_log")
 

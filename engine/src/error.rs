@@ -231,6 +231,10 @@ pub enum LogError {
         /// Where this ring's stream ends.
         end: u64,
     },
+    /// The ring is being restarted at a new offset (a follower's full
+    /// resync): appends, and other resets, are refused until it is done.
+    #[error("the ring log is being reset to a new offset; appends are refused meanwhile")]
+    Resetting,
 }
 
 impl LogError {

@@ -37,6 +37,7 @@ const LAYERS: &[(&str, u8)] = &[
     // L1 formats
     ("log", 1),
     ("log::file", 1),
+    ("log::loom_tests", 1),
     ("log::memory", 1),
     ("log::power", 1),
     ("log::record", 1),

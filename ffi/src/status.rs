@@ -94,6 +94,8 @@ pub(crate) fn engine_status(e: &Error) -> ringkv_status {
         // A record (an MSET, a batch) larger than the ring accepts.
         Error::Log(LogError::RecordTooLarge { .. }) => RINGKV_INVALID_ARGUMENT,
         Error::Log(LogError::Lagged { .. } | LogError::OutOfBounds { .. }) => RINGKV_INTERNAL,
+        // A follower's ring restarting for a full resync: try again.
+        Error::Log(LogError::Resetting) => RINGKV_BUSY,
         Error::Log(_) => RINGKV_CORRUPT,
         Error::Snapshot(SnapshotError::InProgress | SnapshotError::Stale) => RINGKV_BUSY,
         Error::Snapshot(SnapshotError::Io { .. }) => RINGKV_IO,

@@ -56,6 +56,8 @@
 //!   would overwrite it ([`LogError::Full`]) rather than lose data.
 
 mod file;
+#[cfg(all(test, loom))]
+mod loom_tests;
 mod memory;
 #[cfg(feature = "internals")]
 pub(crate) mod power;

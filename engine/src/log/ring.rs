@@ -5,13 +5,47 @@
 //! 1. encode it (outside the ring);
 //! 2. reserve `[offset, offset + len)` by a compare-and-swap on `reserved`
 //!    (refused with [`LogError::Full`] if that would overwrite history the
-//!    ring must keep, or with [`LogError::RecordTooLarge`]);
-//! 3. copy the payload and header into the ring — appenders copy in parallel;
+//!    ring must keep, with [`LogError::RecordTooLarge`], or with
+//!    [`LogError::Resetting`] while [`reset_to`](RingLog::reset_to) holds
+//!    the ring), then a `Release` fence;
+//! 3. copy the record but its commit word into the ring (atomic words, see
+//!    `log/memory.rs`) — appenders copy in parallel;
 //! 4. wait until every earlier record is published, then publish this one:
-//!    store its commit word (release) and advance `published`.
+//!    store its commit word (`Release`) and advance `published` (`Release`).
 //!
 //! Publishing in offset order keeps everything below `published` complete:
 //! readers read up to it, group commit syncs up to it.
+//!
+//! # Readers
+//!
+//! A reader loads the reset epoch and `published` (`Acquire`: every record
+//! below it, commit word included, is visible), copies what it wants (a
+//! record's header — its commit word too — through the same atomic word
+//! loads as its payload), then issues an `Acquire` fence and re-checks the
+//! epoch and that its start offset is still at or above the oldest one
+//! (`reserved - capacity` in a ring that overwrites, `oldest` in one that
+//! keeps history). Like a seqlock's: the writer's `Release` fence between
+//! its reservation and its copy pairs with the reader's `Acquire` fence
+//! after its copy, so a copy that saw any word a later writer stored also
+//! sees that writer's reservation, and the reader returns
+//! [`LogError::Lagged`] instead of the copy. A copy that passes the check
+//! is exactly the published bytes; the checksum (which covers the offset)
+//! then guards against damage, not against races. In a ring that keeps
+//! history nothing below `published` is written while it is at or above
+//! `oldest`, and raising `oldest` ([`RingLog::set_oldest`]) is seen by the
+//! same fence pair (the writer read the new `oldest` before it reserved).
+//! The same path serves both retentions. The protocol is model-checked with
+//! loom (`log/loom_tests.rs`): two writers lapping a 64-byte ring, a
+//! reader, a reset.
+//!
+//! # Resetting
+//!
+//! [`RingLog::reset_to`] (a follower's full resync) is exclusive with
+//! appends: it sets the low bit of `reserved` (never set in an offset, all
+//! 8-aligned), so later reservations fail with [`LogError::Resetting`],
+//! waits until the appends that reserved before it have published, wipes,
+//! and stores the new offsets before it clears the bit. It makes the reset
+//! epoch odd while it runs; readers that overlap it get `Lagged`.
 //!
 //! # Recovery model
 //!
@@ -42,15 +76,14 @@
 
 use std::fs::{File, OpenOptions};
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use crossbeam::utils::Backoff;
 use parking_lot::{Condvar, Mutex, RwLock};
 
 use super::file;
-use super::memory::{RingMemory, HEADER_PAGE};
+use super::memory::{fence, AtomicU64, RingMemory, SpinWait, HEADER_PAGE};
 use super::record::{self, Header, HEADER_LEN, MUTATION_FORMAT};
 use crate::config::{check_log_limits, Durability, LogConfig};
 use crate::error::LogError;
@@ -390,8 +423,12 @@ pub struct RingLog {
     /// Largest payload accepted (from the capacity and the record fraction).
     max_payload: usize,
     retention: Retention,
-    /// End of the reserved region.
+    /// End of the reserved region; its low bit ([`RESETTING`]) is set
+    /// while `reset_to` holds the ring (appends are refused meanwhile).
     reserved: AtomicU64,
+    /// Reset epoch: odd while `reset_to` runs, bumped again when it ends.
+    /// A reader whose copy overlapped a reset sees it changed: `Lagged`.
+    resets: AtomicU64,
     /// End of the contiguous published region.
     published: AtomicU64,
     /// Oldest offset kept (`KeepHistory`), or the oldest offset of the
@@ -437,9 +474,19 @@ impl RingLog {
     }
 }
 
+#[cfg(not(loom))]
 thread_local! {
     static ENCODE_BUF: std::cell::RefCell<Vec<u8>> = const { std::cell::RefCell::new(Vec::new()) };
 }
+// Loom's threads share one OS thread: each needs its own buffer.
+#[cfg(loom)]
+loom::thread_local! {
+    static ENCODE_BUF: std::cell::RefCell<Vec<u8>> = std::cell::RefCell::new(Vec::new());
+}
+
+/// The low bit of `reserved`: set while [`RingLog::reset_to`] runs. Offsets
+/// are multiples of [`record::ALIGN`], so no reservation end has it.
+const RESETTING: u64 = 1;
 
 impl RingLog {
     fn new(
@@ -466,6 +513,7 @@ impl RingLog {
             path,
             retention,
             reserved: AtomicU64::new(end),
+            resets: AtomicU64::new(0),
             published: AtomicU64::new(end),
             oldest: AtomicU64::new(header.oldest),
             // Only what the header says was msynced is durable: bytes up to
@@ -500,6 +548,22 @@ impl RingLog {
     /// ```
     pub fn anonymous(config: LogConfig) -> Result<RingLog, LogError> {
         Self::anonymous_with(config, Retention::Overwrite)
+    }
+
+    /// A ring of `capacity` data bytes (any multiple of 8, far below the
+    /// configured minimum) with records of up to half of it, for the loom
+    /// model of the protocol (`log/loom_tests.rs`): the same `RingLog`,
+    /// only small enough for a model checker to lap.
+    #[cfg(all(test, loom))]
+    pub(crate) fn model(capacity: u64, retention: Retention) -> Result<RingLog, LogError> {
+        let config = LogConfig {
+            capacity,
+            max_record_fraction: 2,
+            ..LogConfig::default()
+        };
+        let mem = RingMemory::anonymous(capacity).map_err(|e| LogError::io("the model's memory", e))?;
+        let header = RingHeader::fresh(&config);
+        Self::new(mem, None, config, retention, header, 0, 0)
     }
 
     pub(crate) fn anonymous_with(config: LogConfig, retention: Retention) -> Result<RingLog, LogError> {
@@ -651,8 +715,13 @@ impl RingLog {
         let kept = self.oldest.load(Ordering::Acquire);
         match self.retention {
             Retention::KeepHistory => kept,
-            Retention::Overwrite => kept.max(self.reserved.load(Ordering::Acquire).saturating_sub(self.capacity())),
+            Retention::Overwrite => kept.max(self.reserved_end().saturating_sub(self.capacity())),
         }
+    }
+
+    /// End of the reserved region (without the [`RESETTING`] bit).
+    fn reserved_end(&self) -> u64 {
+        self.reserved.load(Ordering::Acquire) & !RESETTING
     }
 
     /// Bytes of torn tail that were cut when this ring was opened.
@@ -765,6 +834,9 @@ impl RingLog {
         let cap = self.capacity();
         let mut cur = self.reserved.load(Ordering::Relaxed);
         loop {
+            if cur & RESETTING != 0 {
+                return Err(LogError::Resetting);
+            }
             let Some(end) = cur.checked_add(len).filter(|&end| end <= MAX_OFFSET) else {
                 return Err(LogError::OutOfBounds {
                     offset: cur,
@@ -784,7 +856,16 @@ impl RingLog {
                 .reserved
                 .compare_exchange_weak(cur, end, Ordering::AcqRel, Ordering::Relaxed)
             {
-                Ok(_) => return Ok(cur),
+                Ok(_) => {
+                    // Orders the reservation before every word this writer
+                    // copies into the ring: a reader whose copy sees one of
+                    // them also sees `reserved` moved (its `Acquire` fence
+                    // after the copy pairs with this one), and knows it was
+                    // lapped. The CAS's own release orders only what came
+                    // before it.
+                    fence(Ordering::Release);
+                    return Ok(cur);
+                }
                 Err(actual) => cur = actual,
             }
         }
@@ -794,10 +875,12 @@ impl RingLog {
         // Records publish in offset order: wait for the previous ones (their
         // copies are running on other threads, no lock is held meanwhile but
         // the writers' shard locks).
-        let backoff = Backoff::new();
+        let spin = SpinWait::new();
         while self.published.load(Ordering::Acquire) != offset {
-            backoff.snooze();
+            spin.snooze();
         }
+        // Both `Release`: the copy (sequenced before) is visible to whoever
+        // acquires either the commit word or `published`.
         self.mem.store_commit(offset);
         self.published.store(end, Ordering::Release);
         self.notify_published();
@@ -807,9 +890,9 @@ impl RingLog {
     /// without storing its commit word: readers find no record there
     /// ([`LogError::Corrupt`]), and neither does recovery.
     fn abandon(&self, offset: u64, end: u64) {
-        let backoff = Backoff::new();
+        let spin = SpinWait::new();
         while self.published.load(Ordering::Acquire) != offset {
-            backoff.snooze();
+            spin.snooze();
         }
         self.published.store(end, Ordering::Release);
         self.notify_published();
@@ -833,11 +916,11 @@ impl RingLog {
     /// or stale record. A position no longer in the ring is
     /// [`LogError::Lagged`].
     pub fn read(&self, from: u64, max_bytes: usize) -> Result<ReadBatch, LogError> {
+        let epoch = self.begin_read(from)?;
         let published = self.published();
         let mut records = Vec::new();
         let mut pos = from;
         let mut total = 0usize;
-        self.check_not_lapped(from)?;
         if from > published {
             return Err(LogError::Corrupt {
                 offset: from,
@@ -845,13 +928,12 @@ impl RingLog {
             });
         }
         while pos < published && (records.is_empty() || total < max_bytes) {
-            let h = self.header_at(from, pos)?;
+            let h = self.header_at(from, epoch, pos)?;
             let mut payload = vec![0u8; h.len as usize];
             self.mem.read(pos + HEADER_LEN as u64, &mut payload)?;
             // Seqlock-style validation: the copy is good only if no writer
-            // lapped `from` while we copied.
-            std::sync::atomic::fence(Ordering::Acquire);
-            self.check_not_lapped(from)?;
+            // lapped `from` (and no reset ran) while we copied.
+            self.validate_copy(from, epoch)?;
             if record::checksum(pos, &payload, &[]) != h.crc {
                 return Err(LogError::Corrupt {
                     offset: pos,
@@ -867,14 +949,18 @@ impl RingLog {
     }
 
     /// The header of the published record at `pos`, for a reader that
-    /// started at `from`: a header that does not name `pos` or is too long
-    /// is `Lagged` if a writer lapped `from` meanwhile, else `Corrupt`.
-    fn header_at(&self, from: u64, pos: u64) -> Result<Header, LogError> {
+    /// started at `from` in reset epoch `epoch`: a header that does not name
+    /// `pos` or is too long is `Lagged` if a writer lapped `from` (or a
+    /// reset ran) meanwhile, else `Corrupt`. The header's words, its commit
+    /// word among them, are read with atomic loads (`RingMemory::read`), like
+    /// every copy out of the ring; the caller validates what it copies
+    /// after them, and with it these (one fence covers both).
+    fn header_at(&self, from: u64, epoch: u64, pos: u64) -> Result<Header, LogError> {
         let mut head = [0u8; HEADER_LEN];
         self.mem.read(pos, &mut head)?;
         let h = Header::parse(&head);
         if h.offset != pos || h.len as usize > self.max_payload() {
-            self.check_not_lapped(from)?;
+            self.validate_copy(from, epoch)?;
             return Err(LogError::Corrupt {
                 offset: pos,
                 reason: "bad record header".into(),
@@ -888,8 +974,8 @@ impl RingLog {
     /// published): what a primary sends to its followers. The copy is
     /// validated after it is taken, as in [`RingLog::read`].
     pub fn read_stream(&self, from: u64, max_bytes: usize) -> Result<RawBatch, LogError> {
+        let epoch = self.begin_read(from)?;
         let published = self.published();
-        self.check_not_lapped(from)?;
         if from > published {
             return Err(LogError::Corrupt {
                 offset: from,
@@ -899,12 +985,11 @@ impl RingLog {
         // Find record boundaries in place (headers only), then copy once.
         let mut end = from;
         while end < published && (end == from || ((end - from) as usize) < max_bytes) {
-            end += record::record_len(self.header_at(from, end)?.len as usize);
+            end += record::record_len(self.header_at(from, epoch, end)?.len as usize);
         }
         let mut bytes = vec![0u8; (end - from) as usize];
         self.mem.read(from, &mut bytes)?;
-        std::sync::atomic::fence(Ordering::Acquire);
-        self.check_not_lapped(from)?;
+        self.validate_copy(from, epoch)?;
         let records = validate_stream(from, &bytes, self.max_payload())?.len();
         Ok(RawBatch {
             start: from,
@@ -926,6 +1011,9 @@ impl RingLog {
             return Err(LogError::Poisoned);
         }
         let offsets = validate_stream(start, bytes, self.max_payload())?;
+        if self.reserved.load(Ordering::Acquire) & RESETTING != 0 {
+            return Err(LogError::Resetting);
+        }
         let end = self.published();
         if start > end {
             return Err(LogError::Gap { start, end });
@@ -973,16 +1061,21 @@ impl RingLog {
                 });
             }
         }
-        if self
+        if let Err(actual) = self
             .reserved
             .compare_exchange(end, end + len, Ordering::AcqRel, Ordering::Relaxed)
-            .is_err()
         {
+            if actual & RESETTING != 0 {
+                return Err(LogError::Resetting);
+            }
             return Err(LogError::Corrupt {
                 offset: end,
                 reason: "a local append raced a replicated one".into(),
             });
         }
+        // As in `reserve`: the reservation before the copy, for readers
+        // of a lapping ring.
+        fence(Ordering::Release);
         // Everything but the commit words first, then the commit words in
         // order (each record becomes valid only when its word is stored).
         let mut rest = new;
@@ -996,7 +1089,16 @@ impl RingLog {
                 // Nothing is published: give the reservation back (this is
                 // the only appender) and refuse further appends.
                 self.poisoned.store(true, Ordering::Release);
-                self.reserved.store(end, Ordering::Release);
+                // If a reset closed the ring since, the reservation cannot
+                // be given back: the reset waits for `published` to reach
+                // its end, so move it there without storing a record.
+                if self
+                    .reserved
+                    .compare_exchange(end + len, end, Ordering::AcqRel, Ordering::Relaxed)
+                    .is_err()
+                {
+                    self.abandon(end, end + len);
+                }
                 return Err(e);
             }
             rest = &rest[n..];
@@ -1026,8 +1128,16 @@ impl RingLog {
     /// history (a follower's full resync: its ring then continues the
     /// primary's stream from the snapshot's offset). Bytes this ring held at
     /// offsets from `offset` on are wiped first, so a crash cannot revive
-    /// them as part of the new history. Not for use while other threads
-    /// append.
+    /// them as part of the new history.
+    ///
+    /// Exclusive with appends, whatever the callers do: it closes the ring
+    /// to new reservations (appends, local or replicated, fail with
+    /// [`LogError::Resetting`] until it returns), waits for the appends that
+    /// reserved before it to publish, and only then wipes and moves the
+    /// offsets. A second reset meanwhile fails with `Resetting` too. Readers
+    /// that overlap it get [`LogError::Lagged`]. If wiping or writing the
+    /// header fails, the error is returned and the ring reopens to appends
+    /// where it was (its wiped bytes then read as `Corrupt`).
     pub(crate) fn reset_to(
         &self,
         offset: u64,
@@ -1036,7 +1146,48 @@ impl RingLog {
         switch_offset: u64,
     ) -> Result<(), LogError> {
         self.check_reset_offset(offset)?;
-        let old_end = self.reserved.load(Ordering::Acquire);
+        // Close the ring: no reservation succeeds from here on.
+        let old_end = self.reserved.fetch_or(RESETTING, Ordering::AcqRel);
+        if old_end & RESETTING != 0 {
+            return Err(LogError::Resetting);
+        }
+        // Readers from now on refuse their copies; the fence orders this
+        // (and the closing) before the wipe's stores, as a writer's
+        // reservation before its copy.
+        self.resets.fetch_add(1, Ordering::AcqRel);
+        fence(Ordering::Release);
+        // Appends that reserved before the ring closed publish (or abandon)
+        // up to `old_end`; none can start.
+        let spin = SpinWait::new();
+        while self.published.load(Ordering::Acquire) != old_end {
+            spin.snooze();
+        }
+        let result = self.wipe_and_restart(offset, old_end, replid, prev_replid, switch_offset);
+        match result {
+            Ok(()) => {
+                self.oldest.store(offset, Ordering::Release);
+                self.published.store(offset, Ordering::Release);
+                self.synced.store(offset, Ordering::Release);
+                // Reopens the ring (the bit is clear in `offset`).
+                self.reserved.store(offset, Ordering::Release);
+            }
+            Err(_) => self.reserved.store(old_end, Ordering::Release),
+        }
+        self.resets.fetch_add(1, Ordering::Release);
+        result
+    }
+
+    /// The part of [`reset_to`](Self::reset_to) that runs with the ring
+    /// closed: wipes `[offset, old_end)` (at most one ring) and writes the
+    /// new history's header.
+    fn wipe_and_restart(
+        &self,
+        offset: u64,
+        old_end: u64,
+        replid: &str,
+        prev_replid: &str,
+        switch_offset: u64,
+    ) -> Result<(), LogError> {
         if old_end > offset {
             let span = (old_end - offset).min(self.capacity());
             let zeros = vec![0u8; span.min(1 << 20) as usize];
@@ -1057,12 +1208,7 @@ impl RingLog {
             h.oldest = offset;
             h.synced = offset;
         })?;
-        self.file_sync()?;
-        self.oldest.store(offset, Ordering::Release);
-        self.reserved.store(offset, Ordering::Release);
-        self.published.store(offset, Ordering::Release);
-        self.synced.store(offset, Ordering::Release);
-        Ok(())
+        self.file_sync()
     }
 
     /// Checks that the stream may restart at `offset` (what
@@ -1127,9 +1273,35 @@ impl RingLog {
                 ),
             });
         }
-        self.check_not_lapped(from)?;
+        let epoch = self.begin_read(from)?;
         self.mem.read(from, buf)?;
-        std::sync::atomic::fence(Ordering::Acquire);
+        self.validate_copy(from, epoch)
+    }
+
+    /// What a reader checks before it copies from `from`: no reset is
+    /// running and `from` is still in the ring. Returns the reset epoch to
+    /// give [`validate_copy`](Self::validate_copy).
+    fn begin_read(&self, from: u64) -> Result<u64, LogError> {
+        let epoch = self.resets.load(Ordering::Acquire);
+        if epoch % 2 == 1 {
+            return Err(LogError::Lagged { oldest: self.oldest() });
+        }
+        self.check_not_lapped(from)?;
+        Ok(epoch)
+    }
+
+    /// After a copy from `from` (atomic word loads, possibly racing a
+    /// lapping writer or a reset): whether it may be used. The `Acquire`
+    /// fence pairs with the `Release` fence every writer issues between its
+    /// reservation and its copy (and `reset_to` between closing the ring
+    /// and wiping it): if the copy saw any word such a writer stored, the
+    /// loads below see its reservation (or the reset), and the copy is
+    /// refused as `Lagged`.
+    fn validate_copy(&self, from: u64, epoch: u64) -> Result<(), LogError> {
+        fence(Ordering::Acquire);
+        if self.resets.load(Ordering::Relaxed) != epoch {
+            return Err(LogError::Lagged { oldest: self.oldest() });
+        }
         self.check_not_lapped(from)
     }
 
