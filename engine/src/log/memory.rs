@@ -324,6 +324,24 @@ impl RingMemory {
         Ok(())
     }
 
+    /// The `N` data words from logical `offset`, wrapping at the end, each
+    /// loaded atomically (`Relaxed`, like [`read`](Self::read)'s copies); `None`
+    /// if `offset` is not 8-aligned or the words are more than the ring.
+    /// How a record header is read: its commit word and its length/checksum
+    /// word, decoded from whole words rather than copied byte by byte.
+    pub(crate) fn load_words<const N: usize>(&self, offset: u64) -> Option<[u64; N]> {
+        if !offset.is_multiple_of(WORD as u64) || (N * WORD) as u64 > self.capacity {
+            return None;
+        }
+        let words = self.words();
+        let first = (offset % self.capacity) as usize / WORD;
+        Some(std::array::from_fn(|i| {
+            let at = first + i;
+            let at = if at >= words.len() { at - words.len() } else { at };
+            words[at].load(Ordering::Relaxed)
+        }))
+    }
+
     /// The commit word of the record at `offset` (8-aligned).
     fn commit_word(&self, offset: u64) -> &AtomicU64 {
         assert!(offset.is_multiple_of(WORD as u64), "record offsets are 8-aligned");
@@ -556,6 +574,15 @@ mod tests {
         assert_eq!(mem.load_commit(CAP + 16), 7);
         mem.clear_commit(16);
         assert_eq!(mem.load_commit(16), 0);
+        // A header's two words, wrapping at the end of the ring.
+        mem.write(CAP - 8, &[1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 16])
+            .expect("write");
+        let [a, b] = mem.load_words::<2>(2 * CAP - 8).expect("aligned");
+        assert_eq!(
+            (a.to_ne_bytes(), b.to_ne_bytes()),
+            ([1, 2, 3, 4, 5, 6, 7, 8], [9, 10, 11, 12, 13, 14, 15, 16])
+        );
+        assert_eq!(mem.load_words::<2>(CAP - 4), None, "not a word boundary");
     }
 
     #[test]

@@ -951,13 +951,22 @@ impl RingLog {
     /// The header of the published record at `pos`, for a reader that
     /// started at `from` in reset epoch `epoch`: a header that does not name
     /// `pos` or is too long is `Lagged` if a writer lapped `from` (or a
-    /// reset ran) meanwhile, else `Corrupt`. The header's words, its commit
-    /// word among them, are read with atomic loads (`RingMemory::read`), like
-    /// every copy out of the ring; the caller validates what it copies
-    /// after them, and with it these (one fence covers both).
+    /// reset ran) meanwhile, else `Corrupt`, as is a `pos` that is not a
+    /// record boundary. The header is its two words, the commit word and
+    /// the length/checksum word, each loaded atomically
+    /// (`RingMemory::load_words`), never part of a byte copy; the caller
+    /// validates what it copies after them, and with it these (one fence
+    /// covers both).
     fn header_at(&self, from: u64, epoch: u64, pos: u64) -> Result<Header, LogError> {
+        let Some([commit, sizes]) = self.mem.load_words::<2>(pos) else {
+            return Err(LogError::Corrupt {
+                offset: pos,
+                reason: "not a record boundary".into(),
+            });
+        };
         let mut head = [0u8; HEADER_LEN];
-        self.mem.read(pos, &mut head)?;
+        head[..8].copy_from_slice(&commit.to_ne_bytes());
+        head[8..].copy_from_slice(&sizes.to_ne_bytes());
         let h = Header::parse(&head);
         if h.offset != pos || h.len as usize > self.max_payload() {
             self.validate_copy(from, epoch)?;
