@@ -1365,7 +1365,7 @@ mod tests {
 
     /// An error about a peer's frame names the frame, never its bytes:
     /// the text is kept as `last_error` and logged, and a data frame may
-    /// hold megabytes (found by the simulation, seed 75: `sim/tests.rs`).
+    /// hold megabytes (found by the simulation, seed 102: `sim/tests.rs`).
     #[test]
     fn errors_about_large_frames_stay_small() {
         let now = Instant::now();

@@ -191,6 +191,8 @@ pub(super) struct Node {
     pub(super) acked: u64,
     /// The highest `acked` it had when its data restarted.
     pub(super) acked_dropped: u64,
+    /// A crashed follower whose restart is scheduled.
+    pub(super) restarting: bool,
 }
 
 impl Node {
@@ -411,6 +413,7 @@ impl World {
                 wait_acked: 0,
                 acked: 0,
                 acked_dropped: 0,
+                restarting: false,
             });
         }
         w.nodes[0].role = Role::Primary(PrimaryNode::default());
@@ -645,6 +648,7 @@ impl World {
                 }
                 let ms = self.rng.range(5, 400);
                 self.crash(f);
+                self.nodes[f].restarting = true;
                 self.nodes[f].acct.causes += 1;
                 self.stats.restarts += 1;
                 let name = self.nodes[f].name.clone();
@@ -701,12 +705,8 @@ impl World {
     /// hold acknowledged writes no one else has: then the old primary is
     /// restarted instead).
     fn failover(&mut self, old: NodeId) {
-        let restarting = |n: NodeId| {
-            self.timers
-                .iter()
-                .any(|(_, t)| matches!(t, Timer::Restart(r) if *r == n))
-        };
-        if (0..self.nodes.len()).any(|i| i != old && (self.nodes[i].proc_ == Proc::Paused || restarting(i))) {
+        if (0..self.nodes.len()).any(|i| i != old && (self.nodes[i].proc_ == Proc::Paused || self.nodes[i].restarting))
+        {
             // Wait until every follower can answer (a restarting or paused
             // one may be the most advanced; an old primary waiting to
             // rejoin is in an older history).
@@ -758,7 +758,6 @@ impl World {
         // it too is a second failure, which WAIT 1 does not cover); its
         // followers' acks count from now.
         self.nodes[new].wait_acked = 0;
-        self.nodes[new].acked = 0;
         self.primary = Some(new);
         self.cause_all();
         self.stats.promotions += 1;
@@ -769,6 +768,10 @@ impl World {
             h.switch_offset, h.replid, h.prev_replid
         ));
         self.check_promotion(old, new);
+        for node in &mut self.nodes {
+            node.acked = 0;
+            node.acked_dropped = 0;
+        }
         self.repoint_all(new, Some(old), false);
         let ms = self.rng.range(100, 1500);
         self.at(ms, Timer::Rejoin(old));
@@ -802,6 +805,7 @@ impl World {
                 }
             }
             Timer::Restart(n) => {
+                self.nodes[n].restarting = false;
                 self.restarted(n);
                 let to = self.primary.unwrap_or(self.nodes[n].target);
                 self.start_follower(n, to);
