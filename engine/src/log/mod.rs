@@ -46,6 +46,11 @@
 //!   records in order, never a half-written one.
 //! - Readers copy, then validate (checksum with offset, and that no writer
 //!   lapped them); a reader behind the ring gets [`LogError::Lagged`].
+//!   Every copy in and out of the ring is made of atomic word accesses, so
+//!   a reader racing a lapping writer is defined behaviour, and the fences
+//!   that make its lap check sound are model-checked with loom.
+//! - Restarting the stream at a new offset (a follower's full resync) is
+//!   exclusive with appends: they fail with [`LogError::Resetting`] meanwhile.
 //! - Opening refuses damage below the header's synced offset with
 //!   [`LogError::Corrupt`] naming the offset; past it, the first invalid
 //!   record ends the stream (a torn tail after a power loss, reported), and
