@@ -123,7 +123,8 @@ typedef enum ringkv_status {
   RINGKV_READ_ONLY = 9,
   // The write gate refused the write (not enough good followers).
   RINGKV_NO_REPLICAS = 10,
-  // A snapshot is already running, or the data directory is locked.
+  // A snapshot is already running, the data directory is locked, or
+  // the ring log is being reset (a follower's full sync): retry later.
   RINGKV_BUSY = 11,
   // An I/O error (a full disk included), the ring log is full, or a
   // failed sync made the log refuse further writes.
