@@ -110,7 +110,7 @@ class NoReplicas(RingkvError):
 
 
 class Busy(RingkvError):
-    """A snapshot is already running, or the data directory is locked (RINGKV_BUSY)."""
+    """A snapshot is already running, the data directory is locked, or the ring log is being reset by a full sync (RINGKV_BUSY): retry later."""
 
     status = 11
 
