@@ -18,7 +18,8 @@ pub struct Args {
     /// A TOML file: the fields of `ServerConfig` (bind, port, dir,
     /// requirepass, maxclients, timeout, ...), with `[engine]` for the
     /// engine's `Config`, `[replication]` for the primary's and
-    /// `[follower]` for the follower's replication settings.
+    /// `[follower]` for the follower's replication settings, `[coord]` for
+    /// failover through etcd.
     #[arg(long)]
     pub config: Option<PathBuf>,
     /// Address of the RESP listener.
@@ -69,6 +70,21 @@ pub struct Args {
     /// Do not save a snapshot when stopping.
     #[arg(long)]
     pub no_save_on_exit: bool,
+    /// Failover through etcd: its client URL(s), `http://host:port[,...]`.
+    #[arg(long)]
+    pub etcd: Option<String>,
+    /// Failover: the shard this node belongs to. Default `default`.
+    #[arg(long)]
+    pub shard: Option<String>,
+    /// Failover: this node's id in its shard. Default: its RESP address.
+    #[arg(long)]
+    pub node_id: Option<String>,
+    /// Failover: promotion priority among followers as far along (higher first).
+    #[arg(long)]
+    pub priority: Option<i64>,
+    /// Failover: a follower lagging more bytes than this is never promoted.
+    #[arg(long)]
+    pub max_lag: Option<u64>,
 }
 
 /// Merges `over` into `base` (tables recursively, other values replaced).
@@ -156,6 +172,21 @@ impl Args {
         }
         if self.no_save_on_exit {
             config.save_on_shutdown = false;
+        }
+        if let Some(v) = &self.etcd {
+            config.coord.etcd = Some(v.clone());
+        }
+        if let Some(v) = &self.shard {
+            config.coord.shard = v.clone();
+        }
+        if let Some(v) = &self.node_id {
+            config.coord.node_id = Some(v.clone());
+        }
+        if let Some(v) = self.priority {
+            config.coord.priority = v;
+        }
+        if let Some(v) = self.max_lag {
+            config.coord.max_lag_bytes = v;
         }
         Ok(config)
     }
