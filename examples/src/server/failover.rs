@@ -131,8 +131,7 @@ pub(crate) fn spawn(node: Arc<Node>, resp: SocketAddr) -> Result<Option<tokio::t
         .map_err(|e| e.to_string())?
         .with_timeout(Duration::from_millis((cfg.lease_ttl_secs * 1000 / 3).max(cfg.tick_ms)));
     let id = cfg.node_id.clone().unwrap_or_else(|| resp.to_string());
-    let epoch = load_epoch(&node.config.dir);
-    node.epoch.store(epoch, std::sync::atomic::Ordering::Relaxed);
+    let epoch = node.epoch.load(std::sync::atomic::Ordering::Acquire);
     let c = Coordinator {
         node,
         etcd,
@@ -315,6 +314,8 @@ impl Coordinator {
             self.set_epoch(epoch);
             return;
         }
+        // The follower refuses primaries older than this epoch from now on.
+        self.set_epoch(epoch);
         let was_primary = self.node.role() == NodeRole::Primary;
         tracing::info!(leader = %leader.id, %addr, epoch, was_primary, "failover: following the shard's leader");
         if let Err(e) = self.node.follow(addr).await {
@@ -322,11 +323,10 @@ impl Coordinator {
             return;
         }
         self.following = Some((leader.id, addr));
-        self.set_epoch(epoch);
     }
 
     fn set_epoch(&mut self, epoch: i64) {
-        self.node.epoch.store(epoch, std::sync::atomic::Ordering::Relaxed);
+        self.node.epoch.store(epoch, std::sync::atomic::Ordering::Release);
         if epoch != self.epoch {
             self.epoch = epoch;
             if let Err(e) = store_epoch(&self.node.config.dir, epoch) {
@@ -368,7 +368,9 @@ impl Coordinator {
         let epoch = txn.revision;
         tracing::info!(epoch, applied = me.applied, "failover: took the shard's leader key");
         self.set_epoch(epoch);
-        let promoted = if self.node.primary().is_some() {
+        let promoted = if let Some(p) = self.node.primary() {
+            // Started as the primary: followers get the epoch from now on.
+            p.set_epoch(u64::try_from(epoch).unwrap_or(0));
             Ok(())
         } else {
             self.node.promote().await

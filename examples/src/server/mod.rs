@@ -109,6 +109,12 @@ impl Server {
         }
         let node = Arc::new(Node::new(engine, config, role, tls, users));
         *node.resp_addr.lock() = Some(local);
+        if node.config.coord.etcd.is_some() {
+            // The epoch persisted beside the data: a restarted follower
+            // still refuses a primary deposed before it stopped.
+            let epoch = failover::load_epoch(&node.config.dir);
+            node.epoch.store(epoch, std::sync::atomic::Ordering::Release);
+        }
         match role {
             NodeRole::Primary => {
                 if node.engine.role() != ringkv::Role::Primary {

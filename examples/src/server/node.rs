@@ -174,12 +174,9 @@ impl Node {
 
     /// Starts serving replication on the configured address.
     pub(crate) async fn start_primary(&self) -> Result<(), ReplError> {
-        let primary = Primary::start(
-            self.engine.clone(),
-            self.config.replication.clone(),
-            self.tls.server.clone(),
-        )
-        .await?;
+        let mut config = self.config.replication.clone();
+        config.epoch = self.epoch();
+        let primary = Primary::start(self.engine.clone(), config, self.tls.server.clone()).await?;
         tracing::info!(addr = %primary.local_addr(), "replication (QUIC) listening");
         *self.replication.lock() = Replication::Primary(Arc::new(primary));
         *self.upstream.lock() = None;
@@ -191,6 +188,7 @@ impl Node {
     pub(crate) async fn start_follower(&self, primary: std::net::SocketAddr) -> Result<(), ReplError> {
         let mut config = self.config.follower.clone();
         config.primary = primary;
+        config.min_epoch = self.epoch();
         let follower = Follower::start(self.engine.clone(), config, self.tls.client.clone()).await?;
         *self.replication.lock() = Replication::Follower(Arc::new(follower));
         *self.upstream.lock() = Some(primary);
@@ -219,6 +217,12 @@ impl Node {
             }
             Replication::None => {}
         }
+    }
+
+    /// Failover's epoch (0 without it): served as a primary, the oldest
+    /// accepted as a follower.
+    pub(crate) fn epoch(&self) -> u64 {
+        u64::try_from(self.epoch.load(Ordering::Acquire)).unwrap_or(0)
     }
 
     /// Failover is on and this node does not hold its shard's leader
