@@ -147,6 +147,24 @@ fn wait_leader(etcd: &Etcd, not: Option<&str>, within: Duration) -> (String, Soc
     }
 }
 
+/// Waits (bounded) until the node at `resp` reports being a follower in
+/// `epoch`; its INFO replication text.
+fn rejoined(resp: SocketAddr, epoch: i64) -> String {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let want = format!("ringkv_failover_epoch:{epoch}\r");
+    loop {
+        let info = Conn::connect(resp, Duration::from_secs(5))
+            .and_then(|mut c| c.cmd(&["INFO", "replication"]))
+            .and_then(|f| f.as_bytes().map(|b| String::from_utf8_lossy(b).into_owned()))
+            .unwrap_or_default();
+        if info.contains("role:slave\r") && info.contains(&want) && info.contains("master_link_status:up") {
+            return info;
+        }
+        assert!(Instant::now() < deadline, "the restarted node did not rejoin: {info}");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
 /// A writer: unique keys to the current leader; odd ones with WAIT 1.
 fn writer(t: usize, etcd: Etcd, stop: Arc<AtomicBool>, history: Arc<Mutex<History>>) {
     let mut seq = 0u64;
@@ -312,6 +330,13 @@ fn failover_kill_and_pause_under_load() {
         let bin = if vi == 0 { "ringkv-primary" } else { "ringkv-follower" };
         // It finds the leader in etcd and rejoins as its follower.
         let p = start(bin, root, &nodes[vi], &url, &tls, None);
+        let info = rejoined(p.resp, next_epoch);
+        eprintln!(
+            "failover: round {round}: {victim} rejoined as a follower of epoch {next_epoch}, {}",
+            info.lines()
+                .find(|l| l.starts_with("ringkv_lost_bytes"))
+                .unwrap_or("ringkv_lost_bytes:?")
+        );
         nodes[vi].proc = Some(p);
 
         // SIGSTOP the new leader beyond its lease, with a client on it.
