@@ -440,3 +440,77 @@ fn failover_kill_and_pause_under_load() {
         }
     }
 }
+
+/// The known gap of the simulation: a follower in a full sync has wiped
+/// its old state (while its offset is already the snapshot's, the
+/// highest), and one beyond the lag bound is behind: neither may be
+/// promoted. Two such records (kept alive on their own lease, with the
+/// shard's epoch and offsets above everyone's) sit beside a real follower;
+/// when the primary is killed, the real follower must take over. Were
+/// either record eligible, the follower would defer to it and the shard
+/// would stay without a leader (the bounded wait fails).
+#[test]
+fn a_follower_in_a_full_sync_or_lagging_is_never_promoted() {
+    if !ringkv_examples::coord::etcd_installed() {
+        eprintln!("etcd is not installed: skipping (scripts/test.sh installs etcd-server)");
+        return;
+    }
+    let dir = tempfile::tempdir().expect("tempdir");
+    let root = dir.path();
+    let etcd_server = LocalEtcd::start(&root.join("etcd")).expect("etcd");
+    let url = etcd_server.url().to_string();
+    let etcd = etcd_server.client().expect("client");
+    let tls = root.join("tls");
+    let mut nodes: Vec<Node> = (1..=2)
+        .map(|i| Node {
+            id: format!("n{i}"),
+            dir: root.join(format!("n{i}")),
+            repl: free_udp(),
+            proc: None,
+        })
+        .collect();
+    nodes[0].proc = Some(start("ringkv-primary", root, &nodes[0], &url, &tls, None));
+    let (_, _, epoch) = wait_leader(&etcd, None, Duration::from_secs(30));
+    let p1 = nodes[0].repl;
+    nodes[1].proc = Some(start("ringkv-follower", root, &nodes[1], &url, &tls, Some(p1)));
+    // n2 follows epoch `epoch` (bounded wait on its record).
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while !ringkv_examples::coord::nodes(&etcd, "s1")
+        .unwrap_or_default()
+        .iter()
+        .any(|r| r.id == "n2" && r.epoch == epoch)
+    {
+        assert!(Instant::now() < deadline, "n2 did not publish its record");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let lease = etcd.lease_grant(60).expect("lease");
+    for (id, in_full_sync, lag) in [("a-syncing", true, 0u64), ("a-lagging", false, 1u64 << 40)] {
+        let ghost = ringkv_examples::coord::NodeRecord {
+            id: id.into(),
+            role: "follower".into(),
+            resp: "127.0.0.1:1".into(),
+            repl: "127.0.0.1:1".into(),
+            applied: 1 << 50,
+            durable: 1 << 50,
+            priority: 100,
+            in_full_sync,
+            lag,
+            epoch,
+        };
+        let key = ringkv_examples::coord::node_key("s1", id);
+        etcd.put(
+            key.as_bytes(),
+            &serde_json::to_vec(&ghost).expect("json"),
+            Some(lease.id),
+        )
+        .expect("put");
+    }
+    if let Some(p) = nodes[0].proc.as_mut() {
+        signal(p.child.id(), "KILL");
+        let _ = p.child.wait();
+    }
+    let (next, _, next_epoch) = wait_leader(&etcd, Some("n1"), Duration::from_secs(30));
+    assert_eq!(next, "n2");
+    assert!(next_epoch > epoch);
+    let _ = etcd.lease_revoke(lease.id);
+}
