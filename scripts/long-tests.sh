@@ -13,12 +13,15 @@
 #   RINGKV_LONG_SIM_SEEDS=100000  seeds of the replication simulation (release)
 #   LOOM_MAX_PREEMPTIONS=3   preemptions per execution in the loom model of
 #                            the ring log (the test command uses 2)
+#   RINGKV_FAILOVER_ROUNDS=30  kill + pause rounds of the failover test
+#                            (tests/failover.rs; the test command runs 1)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export PROPTEST_CASES="${PROPTEST_CASES:-5000}"
 export RINGKV_DIFF_CASES="${RINGKV_DIFF_CASES:-20000}"
 export FUZZ_SECONDS="${FUZZ_SECONDS:-1800}"
 export RINGKV_CRASH_ROUNDS="${RINGKV_CRASH_ROUNDS:-500}"
+export RINGKV_FAILOVER_ROUNDS="${RINGKV_FAILOVER_ROUNDS:-30}"
 RINGKV_SIM_SEEDS="${RINGKV_LONG_SIM_SEEDS:-100000}" bash scripts/sim-seeds.sh
 export LOOM_MAX_PREEMPTIONS="${LOOM_MAX_PREEMPTIONS:-3}"
 exec bash scripts/test.sh

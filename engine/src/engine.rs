@@ -690,6 +690,12 @@ impl Engine {
         services::replica::set_write_gate(&self.inner, gate)
     }
 
+    /// The gate installed now, if any (to wrap it in another: a leader
+    /// lease's fence around the replication primary's follower gate).
+    pub fn write_gate(&self) -> Option<Arc<dyn WriteGate>> {
+        services::replica::write_gate(&self.inner)
+    }
+
     /// True while a full sync is loading: the keyspace still serves the
     /// previous data, which is stale.
     pub fn is_stale(&self) -> bool {

@@ -50,6 +50,10 @@ pub struct PrimaryConfig {
     pub snapshot_send_timeout_ms: u64,
     /// Optional write gate (Redis' `min-replicas-to-write`).
     pub write_gate: Option<WriteGateConfig>,
+    /// The failover epoch served in the history (0: no failover); see
+    /// [`History::epoch`](crate::protocol::History::epoch). Changed while
+    /// serving with `Primary::set_epoch`.
+    pub epoch: u64,
 }
 
 impl Default for PrimaryConfig {
@@ -67,6 +71,7 @@ impl Default for PrimaryConfig {
             handshake_timeout_ms: 5_000,
             snapshot_send_timeout_ms: 30_000,
             write_gate: None,
+            epoch: 0,
         }
     }
 }
@@ -157,6 +162,10 @@ pub struct FollowerConfig {
     /// write gate. Sent in `Hello`; a primary that predates the flag
     /// refuses the connection. Default false.
     pub observer: bool,
+    /// The newest failover epoch this follower knows: a primary whose
+    /// history has an older one is refused (a deposed primary), and each
+    /// history adopted raises it. 0: any.
+    pub min_epoch: u64,
 }
 
 impl FollowerConfig {
@@ -185,6 +194,7 @@ impl Default for FollowerConfig {
             ack_interval_ms: 200,
             max_full_sync_attempts: 10,
             observer: false,
+            min_epoch: 0,
         }
     }
 }

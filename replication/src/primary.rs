@@ -95,6 +95,9 @@ pub(crate) struct Shared {
     ack_cv: parking_lot::Condvar,
     /// (log end, when it was first seen): for lag in time.
     samples: parking_lot::Mutex<VecDeque<(u64, Instant)>>,
+    /// The failover epoch sent with the history (`PrimaryConfig::epoch`,
+    /// then `Primary::set_epoch`).
+    epoch: AtomicU64,
 }
 
 /// A replication primary serving an engine's ring log (async API; see
@@ -186,6 +189,7 @@ impl Primary {
                 signal.notify.notify_waiters();
             }
         });
+        let epoch = config.epoch;
         let shared = Arc::new(Shared {
             engine,
             log,
@@ -198,6 +202,7 @@ impl Primary {
             ack_lock: parking_lot::Mutex::new(()),
             ack_cv: parking_lot::Condvar::new(),
             samples: parking_lot::Mutex::new(VecDeque::new()),
+            epoch: AtomicU64::new(epoch),
         });
         if let Some(gate) = shared.config.write_gate.clone() {
             shared.engine.set_write_gate(Some(Arc::new(Gate {
@@ -226,6 +231,13 @@ impl Primary {
     /// The engine served.
     pub fn engine(&self) -> &Engine {
         &self.shared.engine
+    }
+
+    /// Sets the failover epoch sent to followers from their next
+    /// handshake on (this primary took its shard's leader key at that
+    /// revision). It only grows.
+    pub fn set_epoch(&self, epoch: u64) {
+        self.shared.epoch.fetch_max(epoch, Ordering::AcqRel);
     }
 
     /// Replication stats (Redis INFO names where one exists).
@@ -394,6 +406,7 @@ impl Shared {
             replid: header.replid,
             prev_replid: header.prev_replid,
             switch_offset: header.switch_offset,
+            epoch: self.epoch.load(Ordering::Acquire),
         }
     }
 

@@ -160,6 +160,16 @@ pub struct History {
     pub prev_replid: String,
     /// Offset where `replid` took over from `prev_replid`.
     pub switch_offset: u64,
+    /// The failover epoch of the primary serving it (its shard's leader
+    /// key revision in etcd; 0 without failover). A follower refuses a
+    /// history older than the newest epoch it knows
+    /// (`FollowerConfig::min_epoch`), so a deposed primary cannot feed it.
+    /// On the wire: a trailing u64 of `Continue` and `FullSync`, present
+    /// only when non-zero (a primary without failover sends what older
+    /// followers read; a follower that predates the field refuses a
+    /// primary with an epoch as malformed rather than ignore it).
+    #[serde(default)]
+    pub epoch: u64,
 }
 
 /// Every protocol message.
@@ -365,6 +375,12 @@ impl Out {
         self.str(&h.prev_replid);
         self.u64(h.switch_offset);
     }
+    /// The history's epoch, trailing its message, when there is one.
+    fn epoch(&mut self, h: &History) {
+        if h.epoch > 0 {
+            self.u64(h.epoch);
+        }
+    }
 }
 
 struct In<'a> {
@@ -423,7 +439,18 @@ impl<'a> In<'a> {
             replid: self.str()?,
             prev_replid: self.str()?,
             switch_offset: self.u64()?,
+            epoch: 0,
         })
+    }
+    /// A trailing epoch (absent: 0; present: never 0).
+    fn epoch(&mut self) -> Result<u64, ProtocolError> {
+        if self.buf.is_empty() {
+            return Ok(0);
+        }
+        match self.u64()? {
+            0 => Err(self.err("an explicit zero epoch")),
+            e => Ok(e),
+        }
     }
     fn end(&self) -> Result<(), ProtocolError> {
         if self.buf.is_empty() {
@@ -470,6 +497,7 @@ pub fn encode_frame(msg: &Message) -> Vec<u8> {
             o.history(history);
             o.u64(*offset);
             o.u8(codec.to_byte());
+            o.epoch(history);
         }
         Message::FullSync {
             history,
@@ -484,6 +512,7 @@ pub fn encode_frame(msg: &Message) -> Vec<u8> {
             o.u8(codec.to_byte());
             o.str(reason);
             o.u64(*lost_bytes);
+            o.epoch(history);
         }
         Message::Reject { reason } => {
             o.u8(REJECT);
@@ -638,18 +667,24 @@ pub fn decode_body(body: &[u8]) -> Result<Message, ProtocolError> {
                 observer,
             }
         }
-        CONTINUE => Message::Continue {
-            history: i.history()?,
-            offset: i.u64()?,
-            codec: i.codec()?,
-        },
-        FULLSYNC => Message::FullSync {
-            history: i.history()?,
-            offset: i.u64()?,
-            codec: i.codec()?,
-            reason: i.str()?,
-            lost_bytes: i.u64()?,
-        },
+        CONTINUE => {
+            let mut history = i.history()?;
+            let (offset, codec) = (i.u64()?, i.codec()?);
+            history.epoch = i.epoch()?;
+            Message::Continue { history, offset, codec }
+        }
+        FULLSYNC => {
+            let mut history = i.history()?;
+            let (offset, codec, reason, lost_bytes) = (i.u64()?, i.codec()?, i.str()?, i.u64()?);
+            history.epoch = i.epoch()?;
+            Message::FullSync {
+                history,
+                offset,
+                codec,
+                reason,
+                lost_bytes,
+            }
+        }
         REJECT => Message::Reject { reason: i.str()? },
         INCOMPATIBLE => Message::Incompatible { reason: i.str()? },
         ACK => Message::Ack {
@@ -762,7 +797,7 @@ pub enum Decision {
 /// ```
 /// use ringkv_replication::protocol::*;
 /// let primary = PrimaryView {
-///     history: History { replid: "B".into(), prev_replid: "A".into(), switch_offset: 1000 },
+///     history: History { replid: "B".into(), prev_replid: "A".into(), switch_offset: 1000, epoch: 0 },
 ///     oldest: 0,
 ///     published: 5000,
 ///     max_replay_bytes: None,
@@ -950,6 +985,7 @@ mod tests {
                 replid: replid.into(),
                 prev_replid: prev.into(),
                 switch_offset: switch,
+                epoch: 0,
             },
             oldest,
             published,
@@ -1005,16 +1041,67 @@ mod tests {
         assert_eq!(choose_codec(&[], &[Codec::Lz4]), Codec::None);
     }
 
+    #[test]
+    fn the_epoch_trails_continue_and_full_sync_only_when_set() {
+        let h = |epoch| History {
+            replid: "B".into(),
+            prev_replid: "A".into(),
+            switch_offset: 7,
+            epoch,
+        };
+        let plain = encode_frame(&Message::Continue {
+            history: h(0),
+            offset: 9,
+            codec: Codec::None,
+        });
+        let with = encode_frame(&Message::Continue {
+            history: h(42),
+            offset: 9,
+            codec: Codec::None,
+        });
+        // Without an epoch the frame is the one older followers read.
+        assert_eq!(with.len(), plain.len() + 8);
+        let (m, _) = decode_frame(&with, 1 << 20).expect("valid").expect("whole");
+        assert!(matches!(m, Message::Continue { history, .. } if history.epoch == 42));
+        let full = encode_frame(&Message::FullSync {
+            history: h(5),
+            offset: 9,
+            codec: Codec::Lz4,
+            reason: "r".into(),
+            lost_bytes: 3,
+        });
+        let (m, _) = decode_frame(&full, 1 << 20).expect("valid").expect("whole");
+        assert!(matches!(m, Message::FullSync { history, lost_bytes: 3, .. } if history.epoch == 5));
+        // An explicit zero, or a partial epoch, is malformed.
+        let mut zero = plain.clone();
+        zero.extend_from_slice(&0u64.to_le_bytes());
+        let len = (zero.len() - LEN_PREFIX) as u32;
+        zero[..LEN_PREFIX].copy_from_slice(&len.to_le_bytes());
+        assert!(decode_frame(&zero, 1 << 20).is_err());
+        let mut partial = plain;
+        partial.extend_from_slice(&[1, 2, 3]);
+        let len = (partial.len() - LEN_PREFIX) as u32;
+        partial[..LEN_PREFIX].copy_from_slice(&len.to_le_bytes());
+        assert!(decode_frame(&partial, 1 << 20).is_err());
+    }
+
     fn codec() -> impl Strategy<Value = Codec> {
         prop_oneof![Just(Codec::None), Just(Codec::Lz4), Just(Codec::Zstd)]
     }
 
     fn history() -> impl Strategy<Value = History> {
-        ("[a-f0-9]{0,40}", "[a-f0-9]{0,40}", any::<u64>()).prop_map(|(replid, prev_replid, switch_offset)| History {
-            replid,
-            prev_replid,
-            switch_offset,
-        })
+        (
+            "[a-f0-9]{0,40}",
+            "[a-f0-9]{0,40}",
+            any::<u64>(),
+            prop_oneof![Just(0u64), any::<u64>()],
+        )
+            .prop_map(|(replid, prev_replid, switch_offset, epoch)| History {
+                replid,
+                prev_replid,
+                switch_offset,
+                epoch,
+            })
     }
 
     fn message() -> impl Strategy<Value = Message> {

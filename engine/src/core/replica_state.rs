@@ -170,6 +170,10 @@ impl ReplicaState {
         self.gate_set.store(gate.is_some(), Ordering::Release);
         *self.gate.write() = gate;
     }
+
+    pub(crate) fn gate(&self) -> Option<Arc<dyn WriteGate>> {
+        self.gate.read().clone()
+    }
 }
 
 thread_local! {

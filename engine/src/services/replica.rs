@@ -86,6 +86,11 @@ pub(crate) fn set_write_gate(inner: &Inner, gate: Option<Arc<dyn WriteGate>>) {
     inner.replica.set_gate(gate);
 }
 
+/// The gate installed now.
+pub(crate) fn write_gate(inner: &Inner) -> Option<Arc<dyn WriteGate>> {
+    inner.replica.gate()
+}
+
 /// A full sync is in progress: the data is stale.
 pub(crate) fn is_stale(inner: &Inner) -> bool {
     inner.replica.is_syncing()

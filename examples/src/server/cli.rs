@@ -18,7 +18,8 @@ pub struct Args {
     /// A TOML file: the fields of `ServerConfig` (bind, port, dir,
     /// requirepass, maxclients, timeout, ...), with `[engine]` for the
     /// engine's `Config`, `[replication]` for the primary's and
-    /// `[follower]` for the follower's replication settings.
+    /// `[follower]` for the follower's replication settings, `[coord]` for
+    /// failover through etcd.
     #[arg(long)]
     pub config: Option<PathBuf>,
     /// Address of the RESP listener.
@@ -69,6 +70,21 @@ pub struct Args {
     /// Do not save a snapshot when stopping.
     #[arg(long)]
     pub no_save_on_exit: bool,
+    /// Failover through etcd: its client URL(s), `http://host:port[,...]`.
+    #[arg(long)]
+    pub etcd: Option<String>,
+    /// Failover: the shard this node belongs to. Default `default`.
+    #[arg(long)]
+    pub shard: Option<String>,
+    /// Failover: this node's id in its shard. Default: its RESP address.
+    #[arg(long)]
+    pub node_id: Option<String>,
+    /// Failover: promotion priority among followers as far along (higher first).
+    #[arg(long, allow_negative_numbers = true)]
+    pub priority: Option<i64>,
+    /// Failover: a follower lagging more bytes than this is never promoted.
+    #[arg(long)]
+    pub max_lag: Option<u64>,
 }
 
 /// Merges `over` into `base` (tables recursively, other values replaced).
@@ -157,6 +173,21 @@ impl Args {
         if self.no_save_on_exit {
             config.save_on_shutdown = false;
         }
+        if let Some(v) = &self.etcd {
+            config.coord.etcd = Some(v.clone());
+        }
+        if let Some(v) = &self.shard {
+            config.coord.shard = v.clone();
+        }
+        if let Some(v) = &self.node_id {
+            config.coord.node_id = Some(v.clone());
+        }
+        if let Some(v) = self.priority {
+            config.coord.priority = v;
+        }
+        if let Some(v) = self.max_lag {
+            config.coord.max_lag_bytes = v;
+        }
         Ok(config)
     }
 }
@@ -213,4 +244,54 @@ pub fn run(role: NodeRole) -> i32 {
         tracing::info!("stopped");
         0
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn failover_settings_from_the_file_and_the_flags() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let file = dir.path().join("node.toml");
+        std::fs::write(
+            &file,
+            "[coord]\netcd = \"http://127.0.0.1:2379\"\nshard = \"s9\"\npriority = 3\nlease_ttl_secs = 5\n",
+        )
+        .expect("write");
+        let path = file.display().to_string();
+        let args = Args::try_parse_from([
+            "ringkv-follower",
+            "--config",
+            &path,
+            "--node-id",
+            "n7",
+            "--max-lag",
+            "4096",
+        ])
+        .expect("flags");
+        let c = args.resolve(NodeRole::Follower).expect("config").coord;
+        assert_eq!(c.etcd.as_deref(), Some("http://127.0.0.1:2379"));
+        assert_eq!((c.shard.as_str(), c.priority, c.lease_ttl_secs), ("s9", 3, 5));
+        assert_eq!((c.node_id.as_deref(), c.max_lag_bytes), (Some("n7"), 4096));
+        // A flag overrides the file; without either, failover is off.
+        let args = Args::try_parse_from([
+            "ringkv-follower",
+            "--config",
+            &path,
+            "--shard",
+            "s1",
+            "--priority",
+            "-1",
+        ])
+        .expect("flags");
+        let c = args.resolve(NodeRole::Follower).expect("config").coord;
+        assert_eq!((c.shard.as_str(), c.priority), ("s1", -1));
+        let off = Args::try_parse_from(["ringkv-primary"]).expect("flags");
+        assert_eq!(off.resolve(NodeRole::Primary).expect("config").coord.etcd, None);
+        // An unknown key in [coord] is an error, not ignored.
+        std::fs::write(&file, "[coord]\netcd_url = \"x\"\n").expect("write");
+        let args = Args::try_parse_from(["ringkv-primary", "--config", &path]).expect("flags");
+        assert!(args.resolve(NodeRole::Primary).is_err());
+    }
 }

@@ -1093,6 +1093,9 @@ pub(crate) fn engine_error(e: ringkv::Error, cmd: &str) -> String {
         ringkv::Error::InvalidExpire => format!("ERR invalid expire time in '{cmd}' command"),
         ringkv::Error::ValueTooLarge { .. } => "ERR string exceeds maximum allowed size (proto-max-bulk-len)".into(),
         ringkv::Error::InvalidArgument(m) if m.starts_with("wrong number") => wrong_arity(cmd),
+        // The leader lease's fence closed under the write: like a follower
+        // (clients look the primary up again).
+        ringkv::Error::NoReplicas(r) if r == super::fence::FENCED => ringkv::Error::ReadOnly.to_string(),
         other => {
             let text = other.to_string();
             // Engine errors that Redis users know carry their code already.

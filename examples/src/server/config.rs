@@ -67,6 +67,49 @@ pub struct ServerConfig {
     pub replication: PrimaryConfig,
     /// Replication as a follower (`primary` is the primary's QUIC address).
     pub follower: FollowerConfig,
+    /// Failover through etcd (`[coord]`; off unless `etcd` is set).
+    pub coord: CoordConfig,
+}
+
+/// Failover through etcd: the shard's leader lease, fencing, promotion
+/// (`server/failover.rs`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct CoordConfig {
+    /// etcd's client URL(s), `http://host:port[,...]`; `None`: no failover.
+    pub etcd: Option<String>,
+    /// The shard this node belongs to.
+    pub shard: String,
+    /// This node's id in the shard (default: its RESP address).
+    pub node_id: Option<String>,
+    /// Promotion priority: among followers with the same applied offset,
+    /// the higher is promoted.
+    pub priority: i64,
+    /// A follower whose last known lag exceeds this many bytes is never
+    /// promoted.
+    pub max_lag_bytes: u64,
+    /// The leader lease's time to live in seconds (etcd's minimum is 2).
+    pub lease_ttl_secs: u64,
+    /// The primary stops taking writes this long before its lease can have
+    /// expired, counted from when the last successful renewal was sent.
+    pub fence_margin_ms: u64,
+    /// How often the lease is renewed and the node record published.
+    pub tick_ms: u64,
+}
+
+impl Default for CoordConfig {
+    fn default() -> Self {
+        CoordConfig {
+            etcd: None,
+            shard: "default".into(),
+            node_id: None,
+            priority: 0,
+            max_lag_bytes: 16 << 20,
+            lease_ttl_secs: 3,
+            fence_margin_ms: 750,
+            tick_ms: 200,
+        }
+    }
 }
 
 impl ServerConfig {
@@ -104,6 +147,7 @@ impl ServerConfig {
                 ..PrimaryConfig::default()
             },
             follower: FollowerConfig::new(local(7379)),
+            coord: CoordConfig::default(),
         }
     }
 

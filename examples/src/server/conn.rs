@@ -230,7 +230,7 @@ async fn dispatch(node: &Node, client: &mut Client, args: &[Bytes], out: &mut By
             return exec(node, client, out);
         }
     }
-    if spec.is_write() && node.engine.role() == ringkv::Role::Follower {
+    if spec.is_write() && (node.engine.role() == ringkv::Role::Follower || node.fenced()) {
         reply.error("READONLY You can't write against a read only replica.");
         return Next::Done;
     }
@@ -303,7 +303,7 @@ fn exec(node: &Node, client: &mut Client, out: &mut BytesMut) -> Next {
     ReplyWriter::new(out, proto).array(queued.len());
     for args in &queued {
         let Some(spec) = lookup(&args[0]) else { continue };
-        if spec.is_write() && node.engine.role() == ringkv::Role::Follower {
+        if spec.is_write() && (node.engine.role() == ringkv::Role::Follower || node.fenced()) {
             ReplyWriter::new(out, proto).error("READONLY You can't write against a read only replica.");
             continue;
         }

@@ -173,6 +173,12 @@ fn counters(node: &Node, stats: &ringkv::Stats, out: &mut String) -> std::fmt::R
 
 fn replication(node: &Node, out: &mut String) -> std::fmt::Result {
     writeln!(out, "# Replication\r")?;
+    if node.fence.enabled() {
+        // Failover through etcd: the epoch (leader key revision) and
+        // whether the leader lease's fence refuses writes now.
+        writeln!(out, "ringkv_failover_epoch:{}\r", node.epoch.load(Ordering::Relaxed))?;
+        writeln!(out, "ringkv_fenced:{}\r", u8::from(node.fenced()))?;
+    }
     if let Some(p) = node.primary() {
         let s = p.stats();
         writeln!(out, "role:master\r")?;
@@ -202,7 +208,7 @@ fn replication(node: &Node, out: &mut String) -> std::fmt::Result {
             s.repl_backlog_first_byte_offset
         )
     } else if node.role() == NodeRole::Follower || node.follower().is_some() {
-        let addr = node.config.follower.primary;
+        let addr = node.upstream.lock().unwrap_or(node.config.follower.primary);
         writeln!(out, "role:slave\r")?;
         writeln!(out, "master_host:{}\r", addr.ip())?;
         writeln!(out, "master_port:{}\r", addr.port())?;

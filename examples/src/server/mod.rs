@@ -27,6 +27,8 @@ mod cmd_strings;
 mod command;
 mod config;
 mod conn;
+mod failover;
+mod fence;
 mod info;
 mod node;
 mod settings;
@@ -36,7 +38,7 @@ mod txn;
 use std::net::SocketAddr;
 use std::sync::Arc;
 
-pub use config::{NodeRole, ServerConfig};
+pub use config::{CoordConfig, NodeRole, ServerConfig};
 pub use node::Node;
 
 /// Why a server could not start.
@@ -71,6 +73,8 @@ pub struct Server {
     tls_addr: Option<SocketAddr>,
     accept: tokio::task::JoinHandle<()>,
     tls_accept: Option<tokio::task::JoinHandle<()>>,
+    /// Failover's task (`[coord] etcd`).
+    coordinator: Option<tokio::task::JoinHandle<()>>,
 }
 
 impl Server {
@@ -94,8 +98,23 @@ impl Server {
             addr: addr.clone(),
             source,
         })?;
+        // With failover on, a shard that has a leader already is followed,
+        // whatever the binary: a primary coming back rejoins as a follower.
+        let mut role = role;
+        let mut upstream = config.follower.primary;
+        if let Some(l) = failover::current_leader(&config, local).await {
+            tracing::info!(leader = %l.0, repl = %l.1, "the shard has a leader: following it");
+            role = NodeRole::Follower;
+            upstream = l.1;
+        }
         let node = Arc::new(Node::new(engine, config, role, tls, users));
         *node.resp_addr.lock() = Some(local);
+        if node.config.coord.etcd.is_some() {
+            // The epoch persisted beside the data: a restarted follower
+            // still refuses a primary deposed before it stopped.
+            let epoch = failover::load_epoch(&node.config.dir);
+            node.epoch.store(epoch, std::sync::atomic::Ordering::Release);
+        }
         match role {
             NodeRole::Primary => {
                 if node.engine.role() != ringkv::Role::Primary {
@@ -105,7 +124,7 @@ impl Server {
             }
             NodeRole::Follower => {
                 node.engine.set_role(ringkv::Role::Follower)?;
-                node.start_follower(node.config.follower.primary).await?;
+                node.start_follower(upstream).await?;
             }
         }
         tracing::info!(
@@ -113,7 +132,7 @@ impl Server {
             resp = %local,
             replication = %match role {
                 NodeRole::Primary => node.config.replication.listen.to_string(),
-                NodeRole::Follower => format!("following {}", node.config.follower.primary),
+                NodeRole::Follower => format!("following {upstream}"),
             },
             dir = %node.config.dir.display(),
             "ringkv server started"
@@ -135,8 +154,10 @@ impl Server {
             tls_addr = Some(bound);
             tls_accept = Some(tokio::spawn(accept_loop(Arc::clone(&node), l, Some(acceptor))));
         }
+        let coordinator = failover::spawn(Arc::clone(&node), local).map_err(ServerError::Config)?;
         let accept = tokio::spawn(accept_loop(Arc::clone(&node), listener, None));
         Ok(Server {
+            coordinator,
             node,
             addr: local,
             tls_addr,
@@ -181,6 +202,15 @@ impl Server {
         if let Some(t) = self.tls_accept {
             t.abort();
             let _ = t.await;
+        }
+        if let Some(t) = self.coordinator {
+            // It gives the leader key up (bounded by its etcd timeouts).
+            if tokio::time::timeout(std::time::Duration::from_secs(5), t)
+                .await
+                .is_err()
+            {
+                tracing::warn!("failover: the coordinator did not stop in time");
+            }
         }
         self.node.stop_replication().await;
         if save {

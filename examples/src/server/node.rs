@@ -94,6 +94,12 @@ pub struct Node {
     pub(crate) last_save: AtomicU64,
     /// The address the RESP listener bound.
     pub(crate) resp_addr: Mutex<Option<std::net::SocketAddr>>,
+    /// The primary this node follows now (REPLICAOF and failover re-point it).
+    pub(crate) upstream: Mutex<Option<std::net::SocketAddr>>,
+    /// Failover's leader-lease fence (always open without failover).
+    pub(crate) fence: Arc<super::fence::Fence>,
+    /// Failover's epoch: the leader key revision this node leads or follows.
+    pub(crate) epoch: std::sync::atomic::AtomicI64,
 }
 
 impl std::fmt::Debug for Node {
@@ -119,6 +125,9 @@ impl Node {
     ) -> Node {
         Node {
             users: Mutex::new(users),
+            fence: Arc::new(super::fence::Fence::new(config.coord.etcd.is_some())),
+            upstream: Mutex::new(None),
+            epoch: std::sync::atomic::AtomicI64::new(0),
             engine,
             settings: RuntimeSettings::new(&config),
             config,
@@ -165,14 +174,13 @@ impl Node {
 
     /// Starts serving replication on the configured address.
     pub(crate) async fn start_primary(&self) -> Result<(), ReplError> {
-        let primary = Primary::start(
-            self.engine.clone(),
-            self.config.replication.clone(),
-            self.tls.server.clone(),
-        )
-        .await?;
+        let mut config = self.config.replication.clone();
+        config.epoch = self.epoch();
+        let primary = Primary::start(self.engine.clone(), config, self.tls.server.clone()).await?;
         tracing::info!(addr = %primary.local_addr(), "replication (QUIC) listening");
         *self.replication.lock() = Replication::Primary(Arc::new(primary));
+        *self.upstream.lock() = None;
+        self.fence.install(&self.engine);
         Ok(())
     }
 
@@ -180,8 +188,10 @@ impl Node {
     pub(crate) async fn start_follower(&self, primary: std::net::SocketAddr) -> Result<(), ReplError> {
         let mut config = self.config.follower.clone();
         config.primary = primary;
+        config.min_epoch = self.epoch();
         let follower = Follower::start(self.engine.clone(), config, self.tls.client.clone()).await?;
         *self.replication.lock() = Replication::Follower(Arc::new(follower));
+        *self.upstream.lock() = Some(primary);
         *self.role.lock() = NodeRole::Follower;
         Ok(())
     }
@@ -194,6 +204,11 @@ impl Node {
                 if let Ok(p) = Arc::try_unwrap(p) {
                     p.shutdown().await;
                 }
+                if self.fence.enabled() {
+                    // The fence's gate wrapped this primary's: both go.
+                    self.engine.set_write_gate(None);
+                    self.fence.reset();
+                }
             }
             Replication::Follower(f) => {
                 if let Ok(f) = Arc::try_unwrap(f) {
@@ -202,6 +217,18 @@ impl Node {
             }
             Replication::None => {}
         }
+    }
+
+    /// Failover's epoch (0 without it): served as a primary, the oldest
+    /// accepted as a follower.
+    pub(crate) fn epoch(&self) -> u64 {
+        u64::try_from(self.epoch.load(Ordering::Acquire)).unwrap_or(0)
+    }
+
+    /// Failover is on and this node does not hold its shard's leader
+    /// lease now: writes are refused (READONLY).
+    pub(crate) fn fenced(&self) -> bool {
+        !self.fence.is_open()
     }
 
     /// REPLICAOF NO ONE: promotes a follower (keeping the offsets), then

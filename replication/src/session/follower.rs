@@ -286,6 +286,9 @@ pub struct FollowerSession {
     backoff: Duration,
     seed: u64,
     link: Link,
+    /// The newest failover epoch seen (`FollowerConfig::min_epoch`, raised
+    /// by each history adopted): an older primary is refused.
+    min_epoch: u64,
 }
 
 impl FollowerSession {
@@ -293,6 +296,7 @@ impl FollowerSession {
     pub fn new(config: FollowerConfig, now: Instant, seed: u64) -> FollowerSession {
         let info = ReplicaInfo::new(config.primary.to_string());
         let backoff = Self::min_backoff(&config);
+        let min_epoch = config.min_epoch;
         FollowerSession {
             config,
             info,
@@ -302,6 +306,7 @@ impl FollowerSession {
             failed_full_syncs: 0,
             backoff,
             seed: seed | 1,
+            min_epoch,
             link: Link::Down,
         }
     }
@@ -373,6 +378,21 @@ impl FollowerSession {
         let Link::Handshake { offset } = self.link else {
             return Err(ReplError::Peer("a handshake reply outside the handshake".into()).into());
         };
+        // A deposed primary (an older failover epoch) must not feed us:
+        // refused before anything is adopted; we reconnect later (the
+        // coordinator re-points us to the shard's leader).
+        if let Some(Message::Continue { history, .. } | Message::FullSync { history, .. }) = &reply {
+            if history.epoch < self.min_epoch {
+                let why = format!(
+                    "the primary's failover epoch {} is older than this follower's {}",
+                    history.epoch, self.min_epoch
+                );
+                tracing::warn!(%why, "refusing a deposed primary");
+                self.info.last_error = Some(why.clone());
+                return Err(ReplError::Peer(why).into());
+            }
+            self.min_epoch = history.epoch;
+        }
         match reply {
             Some(Message::Continue {
                 history,
@@ -783,6 +803,57 @@ mod tests {
     use super::*;
     use crate::protocol::Codec;
 
+    /// No split brain: once a follower knows epoch 5 (from its config, as
+    /// persisted by the server, or from a history it adopted), a primary
+    /// serving an older epoch is refused, and nothing of it is adopted.
+    #[test]
+    fn a_primary_of_an_older_epoch_is_refused() {
+        let now = Instant::now();
+        let with_epoch = |replid: &str, epoch| History {
+            epoch,
+            ..history(replid)
+        };
+        let cont = |h: History| {
+            Some(Message::Continue {
+                history: h,
+                offset: 0,
+                codec: Codec::Lz4,
+            })
+        };
+        let mut s = FollowerSession::new(
+            FollowerConfig {
+                min_epoch: 5,
+                ..config()
+            },
+            now,
+            1,
+        );
+        s.handle_connected(now, &state(0, "A", false));
+        assert!(s.handle_reply(now, cont(with_epoch("A", 4))).is_err());
+        assert!(s.info(now).last_error.is_some_and(|e| e.contains("epoch 4")));
+        s.handle_connected(now, &state(0, "A", false));
+        let full = Some(Message::FullSync {
+            history: with_epoch("A", 0),
+            offset: 0,
+            codec: Codec::Lz4,
+            reason: "r".into(),
+            lost_bytes: 0,
+        });
+        assert!(s.handle_reply(now, full).is_err(), "no epoch is the oldest");
+        s.handle_connected(now, &state(0, "A", false));
+        let actions = s.handle_reply(now, cont(with_epoch("A", 7))).expect("a newer epoch");
+        assert!(matches!(actions.as_slice(), [FollowerAction::AdoptHistory(h)] if h.epoch == 7));
+        // Having adopted 7, epoch 5 (what it was configured with) is old now.
+        let mut s2 = s;
+        s2.handle_link_end(now, LinkEnd::from(ReplError::Peer("gone".into())));
+        s2.handle_connected(now, &state(0, "A", false));
+        assert!(s2.handle_reply(now, cont(with_epoch("A", 5))).is_err());
+        // Without failover (epoch 0 everywhere) nothing changes.
+        let mut plain = FollowerSession::new(config(), now, 1);
+        plain.handle_connected(now, &state(0, "A", false));
+        assert!(plain.handle_reply(now, cont(history("A"))).is_ok());
+    }
+
     fn config() -> FollowerConfig {
         FollowerConfig {
             name: "f".into(),
@@ -800,6 +871,7 @@ mod tests {
             replid: replid.into(),
             prev_replid: String::new(),
             switch_offset: 0,
+            epoch: 0,
         }
     }
 

@@ -945,6 +945,7 @@ mod tests {
             replid: "B".into(),
             prev_replid: "A".into(),
             switch_offset: 1000,
+            epoch: 0,
         }
     }
 

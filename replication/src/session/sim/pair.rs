@@ -400,6 +400,7 @@ fn primary_engine(replid: &str, bytes: usize) -> FakePrimary {
             replid: replid.into(),
             prev_replid: String::new(),
             switch_offset: 0,
+            epoch: 0,
         },
     };
     pe.write(bytes);

@@ -89,6 +89,7 @@ impl Store {
                 replid,
                 prev_replid: String::new(),
                 switch_offset: 0,
+                epoch: 0,
             },
             full: None,
             staging: Vec::new(),
@@ -331,6 +332,7 @@ impl Store {
             replid,
             prev_replid: old,
             switch_offset: self.end(),
+            epoch: 0,
         };
         Ok(())
     }
