@@ -158,3 +158,77 @@ fn unreachable_and_garbage_servers_are_errors() {
         let _ = t.join();
     }
 }
+
+/// Runs `examples/tests/php/shard_leader.php` (PHP's `Ringkv\ShardLeader`)
+/// and parses the JSON line it prints; `None` when PHP is not installed
+/// outside CI.
+fn php_shard_leader(url: &str, shard: &str) -> Option<serde_json::Value> {
+    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/php/shard_leader.php");
+    let out = match std::process::Command::new("php").args([script, url, shard]).output() {
+        Ok(out) => out,
+        Err(e) => {
+            assert!(std::env::var_os("CI").is_none(), "php is missing under CI: {e}");
+            eprintln!("php is not installed: skipping the PHP ShardLeader check");
+            return None;
+        }
+    };
+    assert!(
+        out.status.success(),
+        "php failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    Some(serde_json::from_slice(&out.stdout).expect("one JSON line"))
+}
+
+#[test]
+fn php_shard_leader_reads_what_the_coordinator_publishes() {
+    let Some((_dir, server, etcd)) = etcd() else { return };
+    let Some(none) = php_shard_leader(server.url(), "s1") else {
+        return;
+    };
+    assert_eq!(none, serde_json::json!({ "leader": null }));
+
+    let record = ringkv_examples::coord::LeaderRecord {
+        id: "n2".into(),
+        resp: "127.0.0.1:7002".into(),
+        repl: "127.0.0.1:7102".into(),
+    };
+    let lease = etcd.lease_grant(5).expect("lease");
+    let key = ringkv_examples::coord::leader_key("s1");
+    let value = serde_json::to_vec(&record).expect("json");
+    etcd.put(key.as_bytes(), &value, Some(lease.id)).expect("put");
+    let leader = ringkv_examples::coord::leader(&etcd, "s1")
+        .expect("leader")
+        .expect("present");
+    let php = php_shard_leader(server.url(), "s1").expect("php ran before");
+    assert_eq!(
+        php,
+        serde_json::json!({
+            "leader": { "id": "n2", "resp": "127.0.0.1:7002", "repl": "127.0.0.1:7102", "epoch": leader.epoch },
+            "host_port": ["127.0.0.1", 7002],
+        })
+    );
+    // A second endpoint after a dead one is tried in turn.
+    let both = format!("http://127.0.0.1:1,{}", server.url());
+    assert_eq!(php_shard_leader(&both, "s1").expect("php"), php);
+
+    // Not a leader record, no etcd at all, a bad shard name: errors, not nulls.
+    etcd.put(key.as_bytes(), b"{\"id\": 7}", None).expect("put");
+    let garbage = php_shard_leader(server.url(), "s1").expect("php");
+    assert!(
+        garbage["error"].as_str().is_some_and(|e| e.contains("leader record")),
+        "{garbage}"
+    );
+    let dead = php_shard_leader("http://127.0.0.1:1", "s1").expect("php");
+    assert!(
+        dead["error"]
+            .as_str()
+            .is_some_and(|e| e.contains("no etcd endpoint answered")),
+        "{dead}"
+    );
+    let bad = php_shard_leader(server.url(), "a/b").expect("php");
+    assert!(
+        bad["error"].as_str().is_some_and(|e| e.contains("invalid shard name")),
+        "{bad}"
+    );
+}
