@@ -144,7 +144,6 @@ impl ZstdDecoder {
             let pos = out.len();
             let mut buf = OutBuffer::around_pos(&mut out, pos);
             self.0.decompress_stream(&mut buf, &mut input).map_err(zstd_name)?;
-            drop(buf);
             if (input.pos(), out.len()) == before {
                 return Err(format!("more than the stated {raw_len} bytes"));
             }
@@ -155,7 +154,6 @@ impl ZstdDecoder {
         self.0
             .decompress_stream(&mut buf, &mut InBuffer::around(&[]))
             .map_err(zstd_name)?;
-        drop(buf);
         if !spare.is_empty() {
             return Err(format!("more than the stated {raw_len} bytes"));
         }
@@ -558,7 +556,6 @@ mod tests {
         let mut buf = OutBuffer::around(&mut out);
         big.compress_stream2(&mut buf, &mut InBuffer::around(&text), ZSTD_EndDirective::ZSTD_e_flush)
             .expect("compress");
-        drop(buf);
         let r = decompress(Codec::Zstd, &out, text.len(), 1 << 20);
         assert!(matches!(r, Err(CompressError::Corrupt { .. })), "{r:?}");
         // Frames of one stream out of order never decode to another length.
