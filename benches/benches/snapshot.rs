@@ -946,8 +946,16 @@ fn main() {
         String::new(),
     );
     row(
-        "ringkv: peak_buffer_bytes, writer_wait_ms",
-        rg.map(|r| format!("{}, {} ms", mib(r.info.peak_buffer_bytes), r.info.writer_wait_ms)),
+        "ringkv: peak_buffer_bytes; writers' waits for the output; the walk's pauses",
+        rg.map(|r| {
+            format!(
+                "{}; {} waits, {} ms; {} ms",
+                mib(r.info.peak_buffer_bytes),
+                r.info.writer_waits,
+                r.info.writer_wait_ms,
+                r.info.walk_wait_ms
+            )
+        }),
         None,
         String::new(),
     );

@@ -220,9 +220,16 @@ pub struct SnapshotInfo {
     pub start_pause_us: u64,
     /// Wall time, milliseconds.
     pub duration_ms: u64,
-    /// Time writers (with no lock held) and the walk waited for the output
-    /// to take its backlog down, milliseconds.
+    /// Time writers waited (with no lock held) for the output to take its
+    /// backlog down, milliseconds: the back-pressure of a slow output.
     pub writer_wait_ms: u64,
+    /// Writes that waited so (each at most `snapshot.writer_wait_ms`).
+    #[serde(default)]
+    pub writer_waits: u64,
+    /// Time the walk paused (between steps, no lock held) for the output,
+    /// milliseconds.
+    #[serde(default)]
+    pub walk_wait_ms: u64,
     /// Largest amount of serialized data waiting for the output, bytes.
     pub peak_buffer_bytes: u64,
     /// Creation time, unix ms.

@@ -85,3 +85,11 @@ write("snapshot_decode", "varint-redundant-zero", b"\x01" + b"\x81\x00" + b"k" +
 write("repl_frame_decode", "f14-frame-len-u32-max", struct.pack("<I", 0xFFFFFFFF) + b"\x01")
 write("repl_frame_decode", "f14-frame-len-limit-plus-one", struct.pack("<I", (1 << 20) + 1) + b"\x08")
 write("repl_frame_decode", "frame-len-zero", struct.pack("<I", 0))
+# The same bytes as a compressed payload (codec byte, le u16 length, data):
+# a zstd frame (protocol 3: one stream per QUIC stream) whose header asks
+# for a 128 MiB window (exponent 17: log 27), above ZSTD_WINDOW_LOG (20);
+# the decoder must refuse it, not allocate it. Then one raw block, "abcd".
+ZSTD_MAGIC = b"\x28\xb5\x2f\xfd"
+write("repl_frame_decode", "zstd-window-log-27", b"\x02" + struct.pack("<H", 4) + ZSTD_MAGIC + b"\x00\x88" + b"\x21\x00\x00abcd")
+# A raw block longer than the stated length (4 bytes stated, 8 in the block).
+write("repl_frame_decode", "zstd-block-longer-than-stated", b"\x02" + struct.pack("<H", 4) + ZSTD_MAGIC + b"\x00\x50" + b"\x41\x00\x00abcdefgh")

@@ -33,8 +33,10 @@
 //! (a frame limit below [`MIN_DATA_FRAME`]) are refused the same way at
 //! the handshake.
 //!
-//! **Versions.** This is version 2 (version 1's `Hello` had no ring
-//! limits). A primary decodes any version's `Hello` far enough to answer
+//! **Versions.** This is version 3 (version 1's `Hello` had no ring
+//! limits; version 2's zstd frames were each a zstd frame with the
+//! stream's last 256 KiB as a prefix, version 3's are flushed parts of one
+//! zstd stream per QUIC stream, `compress.rs`). A primary decodes any version's `Hello` far enough to answer
 //! one of another version with a `Reject` naming both versions (a
 //! `Reject` reads the same in every version); the ALPN identifier stays
 //! `ringkv-repl/1` so that such a follower reaches that answer instead of
@@ -53,7 +55,7 @@
 use serde::{Deserialize, Serialize};
 
 /// Protocol version spoken by this build (sent in `Hello`).
-pub const PROTOCOL_VERSION: u16 = 2;
+pub const PROTOCOL_VERSION: u16 = 3;
 
 /// ALPN identifier of the protocol (unchanged across versions: the
 /// version is negotiated in `Hello`, where a mismatch gets a readable
@@ -118,7 +120,7 @@ pub enum Codec {
     None,
     /// LZ4 block format (fast, modest ratio).
     Lz4,
-    /// Zstandard, level 1 (better ratio, more CPU).
+    /// Zstandard, level 3, one stream per QUIC stream (better ratio, more CPU).
     Zstd,
 }
 
@@ -1231,7 +1233,7 @@ mod tests {
         old.version = version;
         assert_eq!(
             decide(&p, &old),
-            Decision::Reject("protocol version 1 is not supported (this primary speaks 2)".into())
+            Decision::Reject("protocol version 1 is not supported (this primary speaks 3)".into())
         );
         // This version's Hello must carry the limits.
         body[1..3].copy_from_slice(&PROTOCOL_VERSION.to_le_bytes());

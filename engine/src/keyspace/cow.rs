@@ -76,10 +76,16 @@ use crate::snapshot::format::{put_hash_fields, put_hash_head, put_string};
 
 /// A buffer is handed to the snapshot's output once it holds this much.
 pub(crate) const FLUSH_BYTES: usize = 64 * 1024;
-/// Bytes the walk serializes per lock hold (a few microseconds of work).
-const WALK_STEP_BYTES: usize = 16 * 1024;
+/// Bytes the walk serializes per lock hold (about a microsecond of copying;
+/// a step may end one item past it). A writer that meets the walk on its
+/// shard waits for at most one step.
+pub(crate) const WALK_STEP_BYTES: usize = 4 * 1024;
 /// Entries the walk looks at per lock hold.
-const WALK_STEP_ENTRIES: usize = 256;
+pub(crate) const WALK_STEP_ENTRIES: usize = 64;
+/// Spare buffers an output keeps for its producers (each about
+/// [`FLUSH_BYTES`]): a producer under a shard lock starts a new buffer
+/// with room for a flush's worth instead of growing one from empty.
+const SPARE_BUFFERS: usize = 16;
 /// How often a wait without a deadline looks again (a missed wake-up costs
 /// at most this).
 const RECHECK: Duration = Duration::from_millis(100);
@@ -105,8 +111,15 @@ pub(crate) struct SnapOutput {
     backlog: AtomicUsize,
     /// The largest backlog seen.
     peak: AtomicUsize,
-    /// Time the walk and writers waited for room.
-    wait_ns: AtomicU64,
+    /// Time writers waited for room (after releasing their locks), and
+    /// how many times one did.
+    writer_wait_ns: AtomicU64,
+    writer_waits: AtomicU64,
+    /// Time the walk waited for room (between steps, no lock held).
+    walk_wait_ns: AtomicU64,
+    /// Emptied buffers handed back by the writing thread, for producers to
+    /// fill again (their pages already touched, their capacity reserved).
+    spare: crossbeam::queue::ArrayQueue<Vec<u8>>,
     /// The output failed or went away: producers drop what they serialize,
     /// the walk stops.
     cancelled: AtomicBool,
@@ -123,7 +136,10 @@ impl SnapOutput {
             bound: bound.max(2 * FLUSH_BYTES),
             backlog: AtomicUsize::new(0),
             peak: AtomicUsize::new(0),
-            wait_ns: AtomicU64::new(0),
+            writer_wait_ns: AtomicU64::new(0),
+            writer_waits: AtomicU64::new(0),
+            walk_wait_ns: AtomicU64::new(0),
+            spare: crossbeam::queue::ArrayQueue::new(SPARE_BUFFERS),
             cancelled: AtomicBool::new(false),
             room: Mutex::new(()),
             room_changed: Condvar::new(),
@@ -155,6 +171,23 @@ impl SnapOutput {
         self.wake();
     }
 
+    /// The writing thread is done with `buf`: kept (emptied) for a producer
+    /// to fill again, unless enough are kept already.
+    pub(crate) fn recycle(&self, mut buf: Vec<u8>) {
+        if buf.capacity() >= FLUSH_BYTES && buf.capacity() <= 4 * FLUSH_BYTES {
+            buf.clear();
+            let _ = self.spare.push(buf);
+        }
+    }
+
+    /// An empty buffer with room for a flush's worth: a spare one, or a new
+    /// one (never waits: called under a shard lock).
+    fn fresh_buffer(&self) -> Vec<u8> {
+        self.spare
+            .pop()
+            .unwrap_or_else(|| Vec::with_capacity(FLUSH_BYTES + FLUSH_BYTES / 4))
+    }
+
     /// The output failed or went away: the walk stops and nothing more is
     /// serialized for it.
     pub(crate) fn cancel(&self) {
@@ -178,11 +211,12 @@ impl SnapOutput {
     }
 
     /// Waits, holding no lock, until at most `limit` bytes wait, the
-    /// snapshot is cancelled, or `deadline` passes.
-    fn wait_below(&self, limit: usize, deadline: Option<Instant>) {
+    /// snapshot is cancelled, or `deadline` passes; adds the time waited to
+    /// `counter`. Returns whether it waited.
+    fn wait_below(&self, limit: usize, deadline: Option<Instant>, counter: &AtomicU64) -> bool {
         let above = || self.backlog.load(Ordering::Acquire) > limit && !self.is_cancelled();
         if !above() {
-            return;
+            return false;
         }
         let started = Instant::now();
         let mut guard = self.room.lock();
@@ -195,21 +229,23 @@ impl SnapOutput {
             }
         }
         drop(guard);
-        self.wait_ns
-            .fetch_add(started.elapsed().as_nanos() as u64, Ordering::Relaxed);
+        counter.fetch_add(started.elapsed().as_nanos() as u64, Ordering::Relaxed);
+        true
     }
 
     /// A writer that left the backlog over the bound: waits for the output
     /// to take it down to the bound, until `deadline`. Only with no shard
     /// lock held.
     pub(crate) fn wait_for_room(&self, deadline: Instant) {
-        self.wait_below(self.bound, Some(deadline));
+        if self.wait_below(self.bound, Some(deadline), &self.writer_wait_ns) {
+            self.writer_waits.fetch_add(1, Ordering::Relaxed);
+        }
     }
 
     /// The walk, between steps (no lock held): waits until the backlog is at
     /// most half the bound, leaving the other half to writers.
     pub(crate) fn pace_walk(&self) {
-        self.wait_below(self.bound / 2, None);
+        self.wait_below(self.bound / 2, None, &self.walk_wait_ns);
     }
 
     /// Another snapshot's walk may write into this one (the backlog is
@@ -223,9 +259,17 @@ impl SnapOutput {
         self.peak.load(Ordering::Relaxed)
     }
 
-    /// Time the walk and writers waited for room, nanoseconds.
-    pub(crate) fn wait_ns(&self) -> u64 {
-        self.wait_ns.load(Ordering::Relaxed)
+    /// Time writers waited for room, nanoseconds, and how many waits.
+    pub(crate) fn writer_wait(&self) -> (u64, u64) {
+        (
+            self.writer_wait_ns.load(Ordering::Relaxed),
+            self.writer_waits.load(Ordering::Relaxed),
+        )
+    }
+
+    /// Time the walk waited for room, nanoseconds.
+    pub(crate) fn walk_wait_ns(&self) -> u64 {
+        self.walk_wait_ns.load(Ordering::Relaxed)
     }
 }
 
@@ -271,8 +315,9 @@ impl ShardSnap {
             return;
         }
         self.handed += self.buf.len();
+        let next = self.out.fresh_buffer();
         self.out
-            .push(std::mem::take(&mut self.buf), std::mem::take(&mut self.items));
+            .push(std::mem::replace(&mut self.buf, next), std::mem::take(&mut self.items));
     }
 
     /// Bytes serialized so far by this shard (monotonic).
@@ -672,4 +717,82 @@ fn step(shard: &mut Shard, hashing: &Hashing, version: u32) -> bool {
     }
     snap.flush_if_full();
     false
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::blob::Blob;
+
+    /// Items and bytes received so far from the output's queue.
+    fn drain(rx: &Receiver<Sent>, out: &SnapOutput) -> u64 {
+        let mut items = 0;
+        for sent in rx.try_iter() {
+            if let Sent::Chunk(buf, n) = sent {
+                items += n;
+                out.written(buf.len());
+                out.recycle(buf);
+            }
+        }
+        items
+    }
+
+    #[test]
+    fn a_walk_step_is_bounded_and_every_entry_is_written_once() {
+        const KEYS: usize = 3000;
+        const VALUE: usize = 1000;
+        let hashing = Hashing::new(7, 1);
+        let mut shard = Shard::new();
+        for i in 0..KEYS {
+            let key = format!("key:{i:08}");
+            let h = hashing.hash(key.as_bytes());
+            shard.insert(
+                h,
+                Blob::from(key.as_str()),
+                Value::Str(Blob::from(vec![i as u8; VALUE])),
+                0,
+                0,
+            );
+        }
+        // The cut of snapshot 1.
+        shard.generation = 1;
+        let (out, rx) = SnapOutput::new(1 << 30);
+        let len = shard.table.len();
+        shard.snaps.push(ShardSnap::new(1, Arc::clone(&out), len));
+        let (mut steps, mut items, mut touched) = (0usize, 0u64, 0usize);
+        loop {
+            let before = produced(&shard.snaps);
+            let done = walk_step(&mut shard, &hashing, 1);
+            let step = produced(&shard.snaps) - before;
+            // One lock hold: at most the step's bytes plus the item that crossed them.
+            assert!(step <= WALK_STEP_BYTES + VALUE + 64, "a step serialized {step} bytes");
+            steps += 1;
+            // A writer between steps changes an entry the walk has not reached.
+            if steps % 7 == 0 && shard.snaps[0].cursor > 0 {
+                let idx = shard.snaps[0].cursor - 1;
+                touch_entry(&mut shard.snaps, shard.table.at_mut(idx));
+                touched += 1;
+                assert!(
+                    shard.snaps[0].take_dirty(),
+                    "a write's serializing marks the part dirty"
+                );
+            }
+            items += drain(&rx, &out);
+            if done {
+                break;
+            }
+        }
+        items += drain(&rx, &out);
+        // Each entry once: by the walk or by the write that came first.
+        assert_eq!(items, KEYS as u64);
+        assert!(touched > 0);
+        assert!(steps >= KEYS * VALUE / (WALK_STEP_BYTES + VALUE + 64), "{steps} steps");
+        assert!(
+            !shard.snaps[0].take_dirty(),
+            "the walk's own serializing is not a writer's"
+        );
+        // The emptied buffers came back for the producers to fill again.
+        assert!(!out.spare.is_empty());
+        assert!(shard.snaps[0].buf.capacity() >= FLUSH_BYTES);
+    }
 }

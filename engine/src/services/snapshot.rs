@@ -142,6 +142,7 @@ fn take<W: Write + Send>(inner: &Inner, out: W, kind: SnapshotKind) -> Result<(W
                         }
                     }
                     output.written(buf.len());
+                    output.recycle(buf);
                 }
                 Sent::Done => {
                     done = true;
@@ -163,7 +164,8 @@ fn take<W: Write + Send>(inner: &Inner, out: W, kind: SnapshotKind) -> Result<(W
     });
     // However the snapshot ended, no shard keeps serializing for it.
     release(inner, version);
-    let (wait_ns, peak) = (output.wait_ns(), output.peak());
+    let ((writer_wait_ns, writer_waits), walk_wait_ns, peak) =
+        (output.writer_wait(), output.walk_wait_ns(), output.peak());
     let writer = written.map_err(|e| io("writing the snapshot", e))?;
     let (items, bytes) = (writer.items, writer.payload_bytes);
     let out = writer.finish().map_err(|e| io("finishing the snapshot", e))?;
@@ -174,7 +176,9 @@ fn take<W: Write + Send>(inner: &Inner, out: W, kind: SnapshotKind) -> Result<(W
         bytes,
         start_pause_us: start_pause.as_micros() as u64,
         duration_ms: started.elapsed().as_millis() as u64,
-        writer_wait_ms: wait_ns / 1_000_000,
+        writer_wait_ms: writer_wait_ns / 1_000_000,
+        writer_waits,
+        walk_wait_ms: walk_wait_ns / 1_000_000,
         peak_buffer_bytes: peak as u64,
         created_ms: header.created_ms,
     };

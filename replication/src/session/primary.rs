@@ -1186,7 +1186,7 @@ mod tests {
                     last: Some(Message::Reject { reason }),
                     code: CloseCode::Rejected,
                     ..
-                }] if reason == "protocol version 1 is not supported (this primary speaks 2)"
+                }] if reason == "protocol version 1 is not supported (this primary speaks 3)"
             ),
             "{actions:?}"
         );
