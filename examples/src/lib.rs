@@ -2,10 +2,13 @@
 //! protocol codec, [`server`] the connections, commands and INFO behind
 //! `ringkv-primary` and `ringkv-follower` (whose binaries only parse flags
 //! and call [`server::cli::run`]), [`backup`] the continuous backup and
-//! point-in-time restore behind `ringkv-backup` and `ringkv-restore`.
+//! point-in-time restore behind `ringkv-backup` and `ringkv-restore`,
+//! [`cluster`] the Redis Cluster slot map and routing.
 
 #[cfg(feature = "server")]
 pub mod backup;
+#[cfg(feature = "server")]
+pub mod cluster;
 pub mod resp;
 #[cfg(feature = "server")]
 pub mod server;

@@ -69,6 +69,15 @@ pub struct Args {
     /// Do not save a snapshot when stopping.
     #[arg(long)]
     pub no_save_on_exit: bool,
+    /// Serve the Redis Cluster protocol (needs a node id and a slot map).
+    #[arg(long)]
+    pub cluster_enabled: bool,
+    /// Cluster mode: this node's id in the slot map.
+    #[arg(long)]
+    pub cluster_node_id: Option<String>,
+    /// Cluster mode: the slot map file (TOML, or JSON if `.json`).
+    #[arg(long)]
+    pub cluster_map: Option<PathBuf>,
 }
 
 /// Merges `over` into `base` (tables recursively, other values replaced).
@@ -156,6 +165,15 @@ impl Args {
         }
         if self.no_save_on_exit {
             config.save_on_shutdown = false;
+        }
+        if self.cluster_enabled {
+            config.cluster.enabled = true;
+        }
+        if let Some(v) = &self.cluster_node_id {
+            config.cluster.node_id = Some(v.clone());
+        }
+        if let Some(v) = &self.cluster_map {
+            config.cluster.map_file = Some(v.clone());
         }
         Ok(config)
     }

@@ -8,6 +8,7 @@ use serde::{Deserialize, Serialize};
 
 use ringkv_replication::{FollowerConfig, PrimaryConfig};
 
+use super::cluster::ClusterConfig;
 use crate::resp::Limits;
 
 /// Which process this is.
@@ -67,6 +68,8 @@ pub struct ServerConfig {
     pub replication: PrimaryConfig,
     /// Replication as a follower (`primary` is the primary's QUIC address).
     pub follower: FollowerConfig,
+    /// Cluster mode (`[cluster]`: enabled, node id, the slot map).
+    pub cluster: ClusterConfig,
 }
 
 impl ServerConfig {
@@ -104,6 +107,7 @@ impl ServerConfig {
                 ..PrimaryConfig::default()
             },
             follower: FollowerConfig::new(local(7379)),
+            cluster: ClusterConfig::default(),
         }
     }
 

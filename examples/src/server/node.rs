@@ -94,6 +94,8 @@ pub struct Node {
     pub(crate) last_save: AtomicU64,
     /// The address the RESP listener bound.
     pub(crate) resp_addr: Mutex<Option<std::net::SocketAddr>>,
+    /// Cluster mode's slot map and routing (`None`: standalone).
+    pub(crate) cluster: Option<super::cluster::ClusterState>,
 }
 
 impl std::fmt::Debug for Node {
@@ -136,6 +138,7 @@ impl Node {
             stop: tokio::sync::Notify::new(),
             last_save: AtomicU64::new(unix_secs()),
             resp_addr: Mutex::new(None),
+            cluster: None,
         }
     }
 

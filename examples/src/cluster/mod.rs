@@ -1,0 +1,16 @@
+//! Redis Cluster mode: the slot map (`map.rs`: slot ranges → shard →
+//! primary and replicas, and the ranges being migrated), where a node gets
+//! it (`source.rs`), and the routing decision of every request (`route.rs`:
+//! MOVED, ASK, CROSSSLOT, TRYAGAIN, CLUSTERDOWN). Sans-IO: the server
+//! (`server/cluster.rs`) asks these types and writes the replies.
+//!
+//! Slots are the engine's ([`ringkv::key_slot`]: CRC16 of the key or its
+//! `{hashtag}`, 16,384 of them).
+
+mod map;
+mod route;
+mod source;
+
+pub use map::{MapError, Migration, NodeAddr, ShardMap, SlotMap, SlotRange};
+pub use route::{Request, Route, Routing};
+pub use source::{read_map_file, FileSource, SlotMapSource, StaticSource};
