@@ -37,6 +37,18 @@ struct Cluster {
 }
 
 fn write_map(path: &Path, ports: &[u16], replica_port: Option<u16>) {
+    // A fourth port: a shard that owns no slots yet.
+    if let Some(&p) = ports.get(3) {
+        let text = format!(
+            "[[shards]]\nname = \"shard-3\"\nslots = []\nprimary = {{ id = \"{}\", host = \"127.0.0.1\", port = {p} }}\n",
+            node_id(3)
+        );
+        write_map(path, &ports[..3], replica_port);
+        let mut all = std::fs::read_to_string(path).expect("map");
+        all.push_str(&text);
+        std::fs::write(path, all).expect("write the slot map");
+        return;
+    }
     let mut text = String::from("epoch = 1\n");
     for (i, range) in RANGES.iter().enumerate() {
         text.push_str(&format!(
@@ -57,11 +69,16 @@ fn write_map(path: &Path, ports: &[u16], replica_port: Option<u16>) {
 }
 
 fn start_cluster(replica_port: Option<u16>) -> Cluster {
+    start_nodes(3, replica_port)
+}
+
+/// `n` primaries (3, or 4 with an empty shard-3).
+fn start_nodes(n: usize, replica_port: Option<u16>) -> Cluster {
     let dir = tempfile::tempdir().expect("dir");
-    let ports = free_ports(3);
+    let ports = free_ports(n);
     let map = dir.path().join("cluster-map.toml");
     write_map(&map, &ports, replica_port);
-    let nodes = (0..3)
+    let nodes = (0..n)
         .map(|i| {
             let cwd = dir.path().join(format!("node-{i}"));
             std::fs::create_dir_all(&cwd).expect("node dir");
@@ -486,4 +503,74 @@ fn a_cluster_follower_serves_reads_after_readonly_and_moves_writes() {
     assert_eq!(f.cmd(&["GET", "bar"]), moved);
     drop(follower);
     c.nodes.clear();
+}
+
+fn cluster_tool(map: &Path, args: &[&str]) -> (bool, String) {
+    let out = Command::new(env!("CARGO_BIN_EXE_ringkv-cluster"))
+        .arg("--map")
+        .arg(map)
+        .args(args)
+        .stdin(Stdio::null())
+        .output()
+        .expect("run ringkv-cluster");
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    (out.status.success(), text)
+}
+
+#[test]
+fn ringkv_cluster_moves_empty_slots_and_refuses_slots_with_keys() {
+    let c = start_nodes(4, None);
+    let (ok, shown) = cluster_tool(&c.map, &["show"]);
+    assert!(ok, "{shown}");
+    assert!(shown.contains("16384 of 16384 slots assigned"), "{shown}");
+    assert!(shown.contains("shard-3: slots -"), "{shown}");
+    let mut n0 = c.nodes[0].raw();
+    // "hello" is slot 866 (shard 0): with a key there, the move is refused.
+    assert_eq!(n0.cmd(&["SET", "hello", "1"]), Frame::Simple("OK".into()));
+    let (ok, why) = cluster_tool(&c.map, &["move-slots", "--slots", "800-900", "--to", "shard-3"]);
+    assert!(!ok && why.contains("slot 866 holds 1 keys"), "{why}");
+    assert_eq!(
+        n0.cmd(&["SET", "hello", "2"]),
+        Frame::Simple("OK".into()),
+        "nothing moved"
+    );
+    // Empty slots move, and every node answers by the new map at once.
+    let (ok, shown) = cluster_tool(&c.map, &["move-slots", "--slots", "0-99", "--to", "shard-3"]);
+    assert!(ok, "{shown}");
+    assert!(shown.contains("shard-0: slots 100-5460"), "{shown}");
+    assert!(shown.contains("shard-3: slots 0-99"), "{shown}");
+    let key = (0..100_000)
+        .map(|i| format!("k{i}"))
+        .find(|k| ringkv::key_slot(k.as_bytes()) < 100)
+        .expect("a key of slots 0-99");
+    let slot = ringkv::key_slot(key.as_bytes());
+    let moved = Frame::Error(format!("MOVED {slot} 127.0.0.1:{}", c.nodes[3].resp.port()));
+    assert_eq!(n0.cmd(&["SET", &key, "v"]), moved);
+    assert_eq!(c.nodes[1].raw().cmd(&["GET", &key]), moved);
+    assert_eq!(c.nodes[3].raw().cmd(&["SET", &key, "v"]), Frame::Simple("OK".into()));
+    let Frame::Bulk(info) = n0.cmd(&["CLUSTER", "INFO"]) else {
+        panic!("CLUSTER INFO")
+    };
+    assert!(String::from_utf8_lossy(&info).contains("cluster_current_epoch:2"));
+    // A new map from scratch, and a shard added to it.
+    let fresh = c.map.with_file_name("new-map.json");
+    let (ok, shown) = cluster_tool(
+        &fresh,
+        &["create", "--primary", "a@127.0.0.1:1", "--primary", "b@127.0.0.1:2"],
+    );
+    assert!(ok, "{shown}");
+    assert!(shown.contains("shard-0: slots 0-8191 primary a 127.0.0.1:1"), "{shown}");
+    let (ok, _) = cluster_tool(&fresh, &["create", "--primary", "a@127.0.0.1:1"]);
+    assert!(!ok, "create does not replace a map without --force");
+    let (ok, shown) = cluster_tool(&fresh, &["add-shard", "--name", "s3", "--primary", "c@127.0.0.1:3"]);
+    assert!(ok, "{shown}");
+    assert!(shown.contains("s3: slots - primary c 127.0.0.1:3"), "{shown}");
+    assert!(
+        shown.contains("not reloaded"),
+        "nodes that do not run are named: {shown}"
+    );
 }
