@@ -3,7 +3,7 @@
 # test, and every fuzz target for a short bounded time.
 # Works on a fresh machine with the Rust toolchains (stable and nightly):
 # installs cargo-fuzz and cbindgen from crates.io, redis-server, redis-tools,
-# php-cli, php-redis, phpunit and valgrind from Debian, and redis-py and
+# php-cli, php-redis, phpunit, valgrind and etcd-server from Debian, and redis-py and
 # pytest into a venv, when they are missing.
 #
 #   FUZZ_SECONDS=30   seconds per fuzz target (0 skips fuzzing)
@@ -23,6 +23,9 @@ php -r 'exit(class_exists("Redis") ? 0 : 1);' 2>/dev/null || need_pkgs+=(php-red
 # The C ABI's tests: PHP's through phpunit, C's under valgrind.
 command -v phpunit >/dev/null 2>&1 || need_pkgs+=(phpunit)
 command -v valgrind >/dev/null 2>&1 || need_pkgs+=(valgrind)
+# The failover coordinator (coord, tests/etcd.rs, tests/failover.rs): each
+# test starts its own single-node etcd on loopback and kills it.
+command -v etcd >/dev/null 2>&1 || need_pkgs+=(etcd-server)
 if [ "${#need_pkgs[@]}" -gt 0 ]; then
     echo "== installing ${need_pkgs[*]}"
     export DEBIAN_FRONTEND=noninteractive
