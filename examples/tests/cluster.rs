@@ -574,3 +574,87 @@ fn ringkv_cluster_moves_empty_slots_and_refuses_slots_with_keys() {
         "nodes that do not run are named: {shown}"
     );
 }
+
+#[test]
+fn the_slot_map_in_etcd_drives_the_nodes_and_the_tool() {
+    use ringkv_examples::cluster::{EtcdSource, SlotMapSource};
+    use ringkv_examples::coord::{etcd_installed, LocalEtcd};
+    if !etcd_installed() {
+        assert!(
+            std::env::var_os("CI").is_none(),
+            "etcd is missing under CI: the test command installs etcd-server"
+        );
+        eprintln!("etcd is not installed: skipped (the test command installs etcd-server)");
+        return;
+    }
+    let dir = tempfile::tempdir().expect("dir");
+    let etcd = LocalEtcd::start(&dir.path().join("etcd")).expect("etcd starts");
+    let url = etcd.url().to_string();
+    let ports = free_ports(3);
+    let primaries: Vec<String> = (0..3)
+        .map(|i| format!("{}@127.0.0.1:{}", node_id(i), ports[i]))
+        .collect();
+    let mut create = vec!["create"];
+    for p in &primaries {
+        create.extend(["--primary", p.as_str()]);
+    }
+    let tool = |args: &[&str]| {
+        let out = Command::new(env!("CARGO_BIN_EXE_ringkv-cluster"))
+            .args(["--etcd", &url])
+            .args(args)
+            .stdin(Stdio::null())
+            .output()
+            .expect("run ringkv-cluster");
+        let text = format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        (out.status.success(), text)
+    };
+    let (ok, shown) = tool(&create);
+    assert!(ok, "{shown}");
+    assert!(shown.contains("shard-2: slots 10922-16383"), "{shown}");
+    let nodes: Vec<Proc> = (0..3)
+        .map(|i| {
+            let cwd = dir.path().join(format!("node-{i}"));
+            std::fs::create_dir_all(&cwd).expect("node dir");
+            Proc::start_on(
+                "ringkv-primary",
+                &cwd,
+                ports[i],
+                &[
+                    "--repl-listen",
+                    "127.0.0.1:0",
+                    "--cluster-enabled",
+                    "--cluster-node-id",
+                    &node_id(i),
+                    "--cluster-etcd",
+                    &url,
+                ],
+            )
+        })
+        .collect();
+    let mut n0 = nodes[0].raw();
+    // "foo" is slot 12182: shard 2 in the even split.
+    let moved = |slot: u16, node: usize| Frame::Error(format!("MOVED {slot} 127.0.0.1:{}", ports[node]));
+    assert_eq!(n0.cmd(&["SET", "foo", "1"]), moved(12182, 2));
+    assert_eq!(nodes[2].raw().cmd(&["SET", "foo", "1"]), Frame::Simple("OK".into()));
+    // Empty slots move through etcd; the nodes answer by the new map.
+    let (ok, shown) = tool(&["move-slots", "--slots", "12000-12199", "--to", "shard-1"]);
+    assert!(!ok && shown.contains("slot 12182 holds 1 keys"), "{shown}");
+    assert_eq!(nodes[2].raw().cmd(&["DEL", "foo"]), Frame::Int(1));
+    let (ok, shown) = tool(&["move-slots", "--slots", "12000-12199", "--to", "shard-1"]);
+    assert!(ok, "{shown}");
+    assert_eq!(n0.cmd(&["SET", "foo", "1"]), moved(12182, 1));
+    assert_eq!(nodes[1].raw().cmd(&["SET", "foo", "1"]), Frame::Simple("OK".into()));
+    // A change from a stale revision is refused (compare-and-swap).
+    let source = EtcdSource::new(&url).expect("source");
+    let (map, rev) = source.load_versioned().expect("read").expect("a map");
+    assert_eq!(map, source.load().expect("load"));
+    assert!(
+        source.store(&map, Some(rev)).expect("store"),
+        "from the current revision"
+    );
+    assert!(!source.store(&map, Some(rev)).expect("store"), "from a stale revision");
+}

@@ -52,6 +52,9 @@ pub enum MapError {
     /// The text does not parse.
     #[error("slot map does not parse: {0}")]
     Parse(String),
+    /// The map's source (etcd) cannot be read or written.
+    #[error("slot map source: {0}")]
+    Unavailable(String),
 }
 
 /// One node's address as clients reach it.

@@ -17,4 +17,4 @@ pub mod tool;
 
 pub use map::{MapError, Migration, NodeAddr, ShardMap, SlotMap, SlotRange};
 pub use route::{Request, Route, Routing};
-pub use source::{read_map_file, FileSource, SlotMapSource, StaticSource};
+pub use source::{read_map_file, EtcdSource, FileSource, SlotMapSource, StaticSource, ETCD_MAP_KEY};

@@ -1,6 +1,7 @@
 //! `ringkv-cluster`: create a cluster's slot map, add a shard, move slots,
-//! show the map. The map is a file every node reads (`--cluster-map`);
-//! after a change the tool sends `CLUSTER RELOAD` to every node in it.
+//! show the map. The map lives in etcd (`--etcd`, changed by a
+//! compare-and-swap on its revision) or in a file (`--map`) that every node
+//! reads; after a change the tool sends `CLUSTER RELOAD` to every node in it.
 //!
 //! Moving slots moves only the assignment: a slot that still holds keys on
 //! its current owner is refused (moving the keys themselves, by a filtered
@@ -14,7 +15,7 @@ use std::time::Duration;
 use clap::{Parser, Subcommand};
 
 use super::map::{NodeAddr, ShardMap, SlotMap, SlotRange};
-use super::source::read_map_file;
+use super::source::{read_map_file, EtcdSource, ETCD_MAP_KEY};
 use crate::resp::Frame;
 
 /// The command line.
@@ -22,8 +23,12 @@ use crate::resp::Frame;
 #[command(version, about = "ringkv-cluster: the slot map of a ringkv cluster")]
 pub struct Args {
     /// The slot map file the nodes read (TOML, or JSON if `.json`).
+    #[arg(long, conflicts_with = "etcd", required_unless_present = "etcd")]
+    pub map: Option<PathBuf>,
+    /// etcd holding the slot map (`http://host:port`), as the nodes'
+    /// `--cluster-etcd`.
     #[arg(long)]
-    pub map: PathBuf,
+    pub etcd: Option<String>,
     /// What to do.
     #[command(subcommand)]
     pub command: Cmd,
@@ -67,16 +72,59 @@ pub enum Cmd {
     Show,
 }
 
+/// Where the map is kept.
+enum Store {
+    File(PathBuf),
+    Etcd(EtcdSource),
+}
+
+impl Store {
+    /// The map and, in etcd, the revision a change must start from.
+    fn load(&self) -> Result<(SlotMap, Option<i64>), String> {
+        match self {
+            Store::File(path) => Ok((read_map_file(path).map_err(|e| e.to_string())?, None)),
+            Store::Etcd(etcd) => match etcd.load_versioned().map_err(|e| e.to_string())? {
+                Some((map, rev)) => Ok((map, Some(rev))),
+                None => Err(format!("no slot map in etcd at {ETCD_MAP_KEY} (use create)")),
+            },
+        }
+    }
+
+    fn exists(&self) -> Result<Option<i64>, String> {
+        match self {
+            Store::File(path) => Ok(path.exists().then_some(0)),
+            Store::Etcd(etcd) => Ok(etcd.load_versioned().map_err(|e| e.to_string())?.map(|(_, rev)| rev)),
+        }
+    }
+
+    /// Writes `map` over the one loaded at `revision`.
+    fn save(&self, map: &SlotMap, revision: Option<i64>) -> Result<(), String> {
+        match self {
+            Store::File(path) => write(path, map),
+            Store::Etcd(etcd) => match etcd.store(map, revision).map_err(|e| e.to_string())? {
+                true => Ok(()),
+                false => Err("the slot map in etcd changed meanwhile: nothing written, run again".into()),
+            },
+        }
+    }
+}
+
 /// Runs the tool; the text to print, or why it failed.
 pub fn run(args: Args) -> Result<String, String> {
+    let store = match (&args.map, &args.etcd) {
+        (_, Some(urls)) => Store::Etcd(EtcdSource::new(urls).map_err(|e| e.to_string())?),
+        (Some(path), None) => Store::File(path.clone()),
+        (None, None) => return Err("--map FILE or --etcd URL".into()),
+    };
     match args.command {
         Cmd::Create { primaries, force } => {
-            if args.map.exists() && !force {
-                return Err(format!("{} exists (use --force to replace it)", args.map.display()));
+            let existing = store.exists()?;
+            if existing.is_some() && !force {
+                return Err("a slot map exists (use --force to replace it)".into());
             }
             let nodes = primaries.iter().map(|p| parse_node(p)).collect::<Result<Vec<_>, _>>()?;
             let map = SlotMap::even(nodes).map_err(|e| e.to_string())?;
-            write(&args.map, &map)?;
+            store.save(&map, existing.filter(|_| matches!(store, Store::Etcd(_))))?;
             Ok(show(&map))
         }
         Cmd::AddShard {
@@ -84,7 +132,7 @@ pub fn run(args: Args) -> Result<String, String> {
             primary,
             replicas,
         } => {
-            let map = load(&args.map)?;
+            let (map, rev) = store.load()?;
             let shard = ShardMap {
                 name,
                 slots: Vec::new(),
@@ -92,7 +140,7 @@ pub fn run(args: Args) -> Result<String, String> {
                 replicas: replicas.iter().map(|r| parse_node(r)).collect::<Result<_, _>>()?,
             };
             let map = map.with_shard(shard).map_err(|e| e.to_string())?;
-            write(&args.map, &map)?;
+            store.save(&map, rev)?;
             // The new shard's nodes may not run yet: they read the map when
             // they start. Nodes not reached are named, not fatal.
             let missed = reload_all(&map);
@@ -103,7 +151,7 @@ pub fn run(args: Args) -> Result<String, String> {
             Ok(text)
         }
         Cmd::MoveSlots { slots, to } => {
-            let map = load(&args.map)?;
+            let (map, rev) = store.load()?;
             let range = parse_range(&slots)?;
             for slot in range[0]..=range[1] {
                 let Some(owner) = map.owner_of(slot) else { continue };
@@ -122,7 +170,7 @@ pub fn run(args: Args) -> Result<String, String> {
                 }
             }
             let map = map.with_slots_assigned(range, &to).map_err(|e| e.to_string())?;
-            write(&args.map, &map)?;
+            store.save(&map, rev)?;
             let missed = reload_all(&map);
             if !missed.is_empty() {
                 return Err(format!(
@@ -132,12 +180,8 @@ pub fn run(args: Args) -> Result<String, String> {
             }
             Ok(show(&map))
         }
-        Cmd::Show => Ok(show(&load(&args.map)?)),
+        Cmd::Show => Ok(show(&store.load()?.0)),
     }
-}
-
-fn load(path: &std::path::Path) -> Result<SlotMap, String> {
-    read_map_file(path).map_err(|e| e.to_string())
 }
 
 /// Writes the map in the file's format, through a temporary file and a

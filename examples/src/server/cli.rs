@@ -78,6 +78,9 @@ pub struct Args {
     /// Cluster mode: the slot map file (TOML, or JSON if `.json`).
     #[arg(long)]
     pub cluster_map: Option<PathBuf>,
+    /// Cluster mode: etcd holding the slot map (`http://host:port`).
+    #[arg(long)]
+    pub cluster_etcd: Option<String>,
 }
 
 /// Merges `over` into `base` (tables recursively, other values replaced).
@@ -174,6 +177,9 @@ impl Args {
         }
         if let Some(v) = &self.cluster_map {
             config.cluster.map_file = Some(v.clone());
+        }
+        if let Some(v) = &self.cluster_etcd {
+            config.cluster.etcd = Some(v.clone());
         }
         Ok(config)
     }

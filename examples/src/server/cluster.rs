@@ -12,7 +12,7 @@ use serde::{Deserialize, Serialize};
 use super::client::Client;
 use super::command::{lookup, Spec};
 use super::node::Node;
-use crate::cluster::{FileSource, MapError, Request, Route, Routing, SlotMap, SlotMapSource, StaticSource};
+use crate::cluster::{EtcdSource, FileSource, MapError, Request, Route, Routing, SlotMap, SlotMapSource, StaticSource};
 
 /// The `[cluster]` table of the server's config.
 ///
@@ -32,8 +32,11 @@ pub struct ClusterConfig {
     pub enabled: bool,
     /// This node's id in the slot map.
     pub node_id: Option<String>,
+    /// etcd holding the slot map (`http://host:port`, comma-separated),
+    /// at `/ringkv/cluster/slotmap`; first of the three sources.
+    pub etcd: Option<String>,
     /// The slot map file (TOML, or JSON if it ends in `.json`), read at
-    /// start.
+    /// start and by CLUSTER RELOAD.
     pub map_file: Option<std::path::PathBuf>,
     /// The slot map, inline (when there is no `map_file`).
     pub map: Option<SlotMap>,
@@ -42,10 +45,13 @@ pub struct ClusterConfig {
 impl ClusterConfig {
     /// The source of the slot map this config names.
     pub fn source(&self) -> Result<Box<dyn SlotMapSource>, String> {
+        if let Some(urls) = &self.etcd {
+            return Ok(Box::new(EtcdSource::new(urls).map_err(|e| e.to_string())?));
+        }
         match (&self.map_file, &self.map) {
             (Some(path), _) => Ok(Box::new(FileSource(path.clone()))),
             (None, Some(map)) => Ok(Box::new(StaticSource(map.clone()))),
-            (None, None) => Err("cluster mode needs cluster.map_file or cluster.map".into()),
+            (None, None) => Err("cluster mode needs cluster.etcd, cluster.map_file or cluster.map".into()),
         }
     }
 }
