@@ -15,8 +15,8 @@ impl SlotMap {
     /// use ringkv_examples::cluster::{NodeAddr, SlotMap};
     /// let node = |id: &str, port| NodeAddr { id: id.into(), host: "127.0.0.1".into(), port };
     /// let map = SlotMap::even(vec![node("a", 7000), node("b", 7001), node("c", 7002)])?;
-    /// assert_eq!(map.shards[0].slots, [[0, 5461]]);
-    /// assert_eq!(map.shards[2].slots, [[10923, 16383]]);
+    /// assert_eq!(map.shards[0].slots, [[0, 5460]]);
+    /// assert_eq!(map.shards[2].slots, [[10922, 16383]]);
     /// # Ok::<(), ringkv_examples::cluster::MapError>(())
     /// ```
     pub fn even(primaries: Vec<NodeAddr>) -> Result<SlotMap, MapError> {
