@@ -2,7 +2,8 @@
 //! vectors from the Redis Cluster specification, and a model test — after
 //! random sets, hash writes and deletes, deletes, renames, expiries,
 //! flushes and snapshot reloads, every slot's count and key list equal a
-//! model's, on the engine and on a replica fed its mutation stream.
+//! model's, on the engine and on a replica fed its mutation stream; and a
+//! follower's full sync (the swap) and a reopen keep them equal to the primary's.
 
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -253,4 +254,65 @@ proptest! {
         }
         check(&replica, &model);
     }
+}
+
+/// The count and keys of every slot `keys` use, for comparing engines.
+fn slot_contents(db: &Engine, keys: &[String]) -> BTreeMap<u16, (u64, Vec<Vec<u8>>)> {
+    keys.iter()
+        .map(|k| key_slot(k.as_bytes()))
+        .collect::<BTreeSet<_>>()
+        .into_iter()
+        .map(|slot| {
+            let listed = db.keys_in_slot(slot, None, 10_000).expect("keys");
+            let count = db.count_keys_in_slot(slot).expect("count");
+            (slot, (count, listed.iter().map(|b| b.to_vec()).collect()))
+        })
+        .collect()
+}
+
+#[test]
+fn a_full_sync_and_a_reopen_keep_keys_by_slot() {
+    let mut config = config();
+    config.log.capacity = 1 << 20;
+    let primary = Engine::builder()
+        .config(config.clone())
+        .anonymous_log()
+        .build()
+        .expect("primary");
+    let keys: Vec<String> = (0..300).map(|i| format!("{{t{}}}:{i}", i % 17)).collect();
+    let write = |round: usize| {
+        for (i, k) in keys.iter().enumerate() {
+            if (i + round) % 5 == 0 {
+                primary.del([k]).expect("del");
+            } else if i % 3 == 0 {
+                primary.hset(k, [("f", "v")]).expect("hset");
+            } else {
+                primary.set(k, "v").expect("set");
+            }
+        }
+    };
+    write(0);
+    let dir = tempfile::tempdir().expect("dir");
+    let follower = Engine::open(dir.path(), config.clone()).expect("follower");
+    follower.set_role(ringkv::Role::Follower).expect("role");
+    // A full sync: the snapshot, the log written meanwhile, the swap.
+    let (snap, info) = primary.snapshot_to(Vec::new()).expect("snapshot");
+    let log = primary.log().expect("log");
+    follower
+        .replica_begin_full_sync(info.offset, &log.replid(), "", 0)
+        .expect("begin");
+    write(1);
+    let batch = log.read_stream(info.offset, 1 << 30).expect("read");
+    follower.replica_append(batch.start, &batch.bytes).expect("append");
+    let staging = follower.staging().expect("staging");
+    staging.load_snapshot(&snap[..]).expect("load");
+    follower.swap_in(&staging, info.offset).expect("swap");
+    let want = slot_contents(&primary, &keys);
+    assert!(want.values().any(|(n, _)| *n > 1), "slots shared by several keys");
+    assert_eq!(slot_contents(&follower, &keys), want, "after the swap");
+    // Reopening recovers the index from the snapshot and the ring.
+    drop(staging);
+    follower.close();
+    let follower = Engine::open(dir.path(), config).expect("reopen");
+    assert_eq!(slot_contents(&follower, &keys), want, "after the reopen");
 }
