@@ -282,9 +282,9 @@ fn a_full_sync_and_a_reopen_keep_keys_by_slot() {
     let keys: Vec<String> = (0..300).map(|i| format!("{{t{}}}:{i}", i % 17)).collect();
     let write = |round: usize| {
         for (i, k) in keys.iter().enumerate() {
-            if (i + round) % 5 == 0 {
+            if (i + round).is_multiple_of(5) {
                 primary.del([k]).expect("del");
-            } else if i % 3 == 0 {
+            } else if i.is_multiple_of(3) {
                 primary.hset(k, [("f", "v")]).expect("hset");
             } else {
                 primary.set(k, "v").expect("set");
