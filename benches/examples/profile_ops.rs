@@ -39,6 +39,9 @@ struct Args {
     /// Value size in bytes.
     #[arg(long, default_value_t = 8)]
     value: usize,
+    /// Keep keys by cluster slot (`Config::cluster_slots`).
+    #[arg(long)]
+    cluster_slots: bool,
 }
 
 enum Store {
@@ -89,6 +92,7 @@ fn main() {
         name => {
             let config = Config {
                 active_expire: false,
+                cluster_slots: args.cluster_slots,
                 ..Config::default()
             };
             let b = Engine::builder().config(config);

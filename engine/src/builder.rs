@@ -99,7 +99,7 @@ impl EngineBuilder {
         let seed = self.config.hash_seed.unwrap_or_else(random_seed);
         let rng = self.config.rng_seed.unwrap_or_else(random_seed);
         let inner = Arc::new(Inner::new(
-            Keyspace::new(shards, seed),
+            Keyspace::new(shards, seed, self.config.cluster_slots),
             MemoryState::new(self.config.maxmemory, self.config.maxmemory_policy, shards, rng),
             self.clock,
             SinkState::new(sink, log, user_sink),

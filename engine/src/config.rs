@@ -58,6 +58,11 @@ pub struct Config {
     pub apply_threads: usize,
     /// Seed of the eviction sampler; `None` picks a random one.
     pub rng_seed: Option<u64>,
+    /// Keep keys by Redis Cluster slot (`keyspace/slots.rs`): what
+    /// [`Engine::count_keys_in_slot`](crate::Engine::count_keys_in_slot) and
+    /// [`Engine::keys_in_slot`](crate::Engine::keys_in_slot) need. Off by
+    /// default: it costs an index entry per key (about 40 bytes).
+    pub cluster_slots: bool,
     /// The ring log, used when the engine has a data directory (or an
     /// anonymous log, see `EngineBuilder::anonymous_log`).
     pub log: LogConfig,
@@ -81,6 +86,7 @@ impl Default for Config {
             hash_seed: None,
             apply_threads: 0,
             rng_seed: None,
+            cluster_slots: false,
             log: LogConfig::default(),
             snapshot: SnapshotConfig::default(),
         }

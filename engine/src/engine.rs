@@ -304,6 +304,36 @@ impl Engine {
         ops::keys::dbsize(&self.inner)
     }
 
+    /// CLUSTER COUNTKEYSINSLOT: keys in cluster `slot` (0..16,384, see
+    /// [`key_slot`](crate::key_slot)); O(shards). Needs
+    /// [`Config::cluster_slots`]; without it, or for a slot out of range,
+    /// [`Error::InvalidArgument`].
+    ///
+    /// ```
+    /// let config = ringkv::Config { cluster_slots: true, ..Default::default() };
+    /// let db = ringkv::Engine::builder().config(config).build()?;
+    /// db.set("{user1}:name", "ada")?;
+    /// db.set("{user1}:mail", "ada@example.org")?;
+    /// let slot = ringkv::key_slot(b"user1");
+    /// assert_eq!(db.count_keys_in_slot(slot)?, 2);
+    /// let keys = db.keys_in_slot(slot, None, 10)?;
+    /// assert_eq!(keys, ["{user1}:mail", "{user1}:name"]);
+    /// // A cursor: the keys after the last one returned.
+    /// assert_eq!(db.keys_in_slot(slot, Some(b"{user1}:mail"), 10)?, ["{user1}:name"]);
+    /// # Ok::<(), ringkv::Error>(())
+    /// ```
+    pub fn count_keys_in_slot(&self, slot: u16) -> Result<u64> {
+        ops::slots::count_keys_in_slot(&self.inner, slot)
+    }
+
+    /// CLUSTER GETKEYSINSLOT: up to `count` keys of `slot` in byte order,
+    /// after `after` (exclusive) if given, so the last key returned is the
+    /// cursor of the next page. Reads only that slot's keys (at most `count`
+    /// per shard). Same conditions as [`Engine::count_keys_in_slot`].
+    pub fn keys_in_slot(&self, slot: u16, after: Option<&[u8]>, count: usize) -> Result<Vec<Blob>> {
+        ops::slots::keys_in_slot(&self.inner, slot, after, count)
+    }
+
     /// FLUSHALL: removes every key (one mutation). Takes every shard's write
     /// lock at once; O(n) to free the memory.
     pub fn flush(&self) -> Result<()> {

@@ -47,6 +47,7 @@ mod config;
 mod error;
 mod glob;
 pub mod mutation;
+mod slot;
 mod stats;
 // L1 formats: the ring log and the snapshot stream, usable without an engine.
 pub mod log;
@@ -82,6 +83,7 @@ pub use ops::keys::{ExpireCondition, KeyType, Ttl};
 pub use ops::scan;
 pub use ops::scan::{HScanIter, ScanIter, ScanOptions, ScanPage};
 pub use ops::strings::{GetExpiry, SetCondition, SetExpiry, SetOptions, SetOutcome};
+pub use slot::{crc16, hashtag, key_slot, SLOT_COUNT};
 pub use stats::{LogStats, Op, SnapshotInfo, SnapshotStats, Stats};
 
 /// Former module path of [`WriteBatch`] and [`BatchReply`].

@@ -33,6 +33,7 @@ const LAYERS: &[(&str, u8)] = &[
     ("failpoints", 0),
     ("glob", 0),
     ("mutation", 0),
+    ("slot", 0),
     ("stats", 0),
     // L1 formats
     ("log", 1),
@@ -52,6 +53,7 @@ const LAYERS: &[(&str, u8)] = &[
     ("keyspace::apply", 2),
     ("keyspace::cow", 2),
     ("keyspace::shards", 2),
+    ("keyspace::slots", 2),
     ("keyspace::table", 2),
     // L3 core
     ("core", 3),
@@ -66,6 +68,7 @@ const LAYERS: &[(&str, u8)] = &[
     ("ops::hashes", 4),
     ("ops::keys", 4),
     ("ops::scan", 4),
+    ("ops::slots", 4),
     ("ops::strings", 4),
     // L5 services
     ("services", 5),

@@ -742,7 +742,7 @@ mod tests {
         const KEYS: usize = 3000;
         const VALUE: usize = 1000;
         let hashing = Hashing::new(7, 1);
-        let mut shard = Shard::new();
+        let mut shard = Shard::new(false);
         for i in 0..KEYS {
             let key = format!("key:{i:08}");
             let h = hashing.hash(key.as_bytes());

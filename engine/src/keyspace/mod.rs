@@ -5,6 +5,7 @@
 pub(crate) mod apply;
 pub(crate) mod cow;
 mod shards;
+mod slots;
 pub(crate) mod table;
 
 pub(crate) use shards::{Keyspace, Locked};
@@ -16,6 +17,7 @@ use std::sync::Arc;
 
 use crate::blob::{alloc_size, Blob};
 use crate::keyspace::cow::{freeze, touch_entry, HashMut, ShardSnap, SnapOutput};
+use slots::SlotIndex;
 use table::{Table, TableEntry};
 
 /// Estimated heap bytes of one expiry-index entry (a `(u64, u32)` in a
@@ -201,10 +203,13 @@ pub(crate) struct Shard {
     /// This shard's parts of the running snapshots (at most one save and
     /// one stream, `core/snapshot_state.rs`), oldest first.
     pub(crate) snaps: Vec<ShardSnap>,
+    /// Keys by cluster slot, with `Config::cluster_slots` (`slots.rs`).
+    slots: Option<Box<SlotIndex>>,
 }
 
 impl Shard {
-    pub(crate) fn new() -> Shard {
+    /// An empty shard; `slot_index` keeps its keys by cluster slot.
+    pub(crate) fn new(slot_index: bool) -> Shard {
         Shard {
             table: Table::new(),
             expires: BTreeSet::new(),
@@ -216,6 +221,7 @@ impl Shard {
             changes: 0,
             generation: 0,
             snaps: Vec::new(),
+            slots: slot_index.then(|| Box::new(SlotIndex::new())),
         }
     }
 
@@ -226,6 +232,12 @@ impl Shard {
         std::mem::swap(&mut self.expires, &mut other.expires);
         std::mem::swap(&mut self.data_bytes, &mut other.data_bytes);
         std::mem::swap(&mut self.memory_reported, &mut other.memory_reported);
+        std::mem::swap(&mut self.slots, &mut other.slots);
+    }
+
+    /// This shard's keys by cluster slot, if it keeps them.
+    pub(crate) fn slot_index(&self) -> Option<&SlotIndex> {
+        self.slots.as_deref()
     }
 
     /// Accounted memory of this shard.
@@ -234,6 +246,7 @@ impl Shard {
             + self.data_bytes
             + self.expires.len() * EXPIRE_INDEX_ENTRY_BYTES
             + self.retired.iter().map(|b| b.len() * 4).sum::<usize>()
+            + self.slots.as_ref().map_or(0, |ix| ix.memory())
     }
 
     pub(crate) fn find(&self, hash: u64, key: &[u8]) -> Option<usize> {
@@ -261,6 +274,9 @@ impl Shard {
             version: self.generation,
         };
         self.data_bytes += entry.heap_size();
+        if let Some(ix) = &mut self.slots {
+            ix.add(&entry.key);
+        }
         let idx = self.table.insert_new(hash as u32, entry);
         if expire_at != 0 {
             self.expires.insert((expire_at, slot(idx)));
@@ -292,6 +308,9 @@ impl Shard {
             }
         }
         self.data_bytes -= entry.heap_size();
+        if let Some(ix) = &mut self.slots {
+            ix.remove(&entry.key);
+        }
         self.collect_retired();
         entry
     }
@@ -375,6 +394,9 @@ impl Shard {
         }
         self.expires.clear();
         self.data_bytes = 0;
+        if let Some(ix) = &mut self.slots {
+            ix.clear();
+        }
     }
 
     /// Adds to `behind` the output of each snapshot running here that the

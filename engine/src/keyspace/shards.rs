@@ -7,6 +7,7 @@ use crossbeam::utils::CachePadded;
 use parking_lot::{RwLock, RwLockWriteGuard};
 
 use super::{Hashing, Shard, Value};
+use crate::blob::Blob;
 
 /// The shards and the hashing that places keys in them.
 pub(crate) struct Keyspace {
@@ -15,11 +16,12 @@ pub(crate) struct Keyspace {
 }
 
 impl Keyspace {
-    /// `shards` empty shards (a power of two) placed by a hashing seeded with `seed`.
-    pub(crate) fn new(shards: usize, seed: u64) -> Keyspace {
+    /// `shards` empty shards (a power of two) placed by a hashing seeded
+    /// with `seed`; `slot_index` keeps keys by cluster slot (`slots.rs`).
+    pub(crate) fn new(shards: usize, seed: u64, slot_index: bool) -> Keyspace {
         Keyspace {
             shards: (0..shards)
-                .map(|_| CachePadded::new(RwLock::new(Shard::new())))
+                .map(|_| CachePadded::new(RwLock::new(Shard::new(slot_index))))
                 .collect(),
             hashing: Hashing::new(seed, shards),
         }
@@ -83,6 +85,30 @@ impl Keyspace {
             }
         }
         total
+    }
+
+    /// Keys in `slot` over every shard, or `None` without the index.
+    pub(crate) fn count_keys_in_slot(&self, slot: u16) -> Option<u64> {
+        let mut total = 0u64;
+        for shard in self.iter() {
+            total += u64::from(shard.read().slot_index()?.count(slot));
+        }
+        Some(total)
+    }
+
+    /// Up to `limit` keys of `slot` after `after` in byte order (a cursor:
+    /// pass the last key returned to continue), or `None` without the index.
+    /// Reads at most `limit` keys of each shard, one shard at a time.
+    pub(crate) fn keys_in_slot(&self, slot: u16, after: Option<&[u8]>, limit: usize) -> Option<Vec<Blob>> {
+        let mut out = Vec::new();
+        for shard in self.iter() {
+            shard.read().slot_index()?.keys_after(slot, after, limit, &mut out);
+        }
+        // Each shard gave its first `limit`: the first `limit` of them all
+        // are the slot's first `limit` after the cursor.
+        out.sort_unstable();
+        out.truncate(limit);
+        Some(out)
     }
 
     /// Write-locks the shards of `hashes`, in index order.

@@ -8,6 +8,7 @@ pub(crate) mod batch;
 pub(crate) mod hashes;
 pub(crate) mod keys;
 pub mod scan;
+pub(crate) mod slots;
 pub(crate) mod strings;
 
 use crate::core::Inner;

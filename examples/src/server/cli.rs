@@ -85,6 +85,18 @@ pub struct Args {
     /// Failover: a follower lagging more bytes than this is never promoted.
     #[arg(long)]
     pub max_lag: Option<u64>,
+    /// Serve the Redis Cluster protocol (needs a node id and a slot map).
+    #[arg(long)]
+    pub cluster_enabled: bool,
+    /// Cluster mode: this node's id in the slot map.
+    #[arg(long)]
+    pub cluster_node_id: Option<String>,
+    /// Cluster mode: the slot map file (TOML, or JSON if `.json`).
+    #[arg(long)]
+    pub cluster_map: Option<PathBuf>,
+    /// Cluster mode: etcd holding the slot map (`http://host:port`).
+    #[arg(long)]
+    pub cluster_etcd: Option<String>,
 }
 
 /// Merges `over` into `base` (tables recursively, other values replaced).
@@ -187,6 +199,18 @@ impl Args {
         }
         if let Some(v) = self.max_lag {
             config.coord.max_lag_bytes = v;
+        }
+        if self.cluster_enabled {
+            config.cluster.enabled = true;
+        }
+        if let Some(v) = &self.cluster_node_id {
+            config.cluster.node_id = Some(v.clone());
+        }
+        if let Some(v) = &self.cluster_map {
+            config.cluster.map_file = Some(v.clone());
+        }
+        if let Some(v) = &self.cluster_etcd {
+            config.cluster.etcd = Some(v.clone());
         }
         Ok(config)
     }

@@ -25,6 +25,10 @@ pub(crate) struct Client {
     pub(crate) last_write_offset: u64,
     /// Keys watched since WATCH (cleared by EXEC, DISCARD, UNWATCH, RESET).
     pub(crate) watch: Option<super::txn::Watch>,
+    /// Cluster mode: the next command may serve a slot being imported (ASKING).
+    pub(crate) asking: bool,
+    /// Cluster mode: reads may be served by a replica (READONLY).
+    pub(crate) readonly: bool,
     /// What CLIENT LIST shows of this client (shared with the registry).
     pub(crate) info: Arc<Mutex<ClientInfo>>,
     /// Counters for INFO stats, added to the node's once per batch of
@@ -74,6 +78,8 @@ impl Client {
             info,
             pending: Pending::default(),
             watch: None,
+            asking: false,
+            readonly: false,
         }
     }
 }

@@ -10,7 +10,7 @@ use bytes::Bytes;
 
 use super::client::Client;
 use super::node::Node;
-use super::{cmd_hashes, cmd_keys, cmd_server, cmd_strings};
+use super::{cmd_cluster, cmd_hashes, cmd_keys, cmd_server, cmd_strings};
 use crate::resp::ReplyWriter;
 
 /// What a handler asks the connection to do after its reply.
@@ -1050,6 +1050,38 @@ pub(crate) fn table() -> &'static [Spec] {
                 0,
                 ["@fast", "@transaction"],
                 cmd_server::discard
+            ),
+            // cluster mode
+            spec!("cluster", -2, ["stale"], 0, 0, 0, ["@slow"], cmd_cluster::cluster),
+            spec!(
+                "asking",
+                1,
+                ["fast"],
+                0,
+                0,
+                0,
+                ["@fast", "@connection"],
+                cmd_cluster::asking
+            ),
+            spec!(
+                "readonly",
+                1,
+                ["loading", "stale", "fast"],
+                0,
+                0,
+                0,
+                ["@fast", "@connection"],
+                cmd_cluster::readonly
+            ),
+            spec!(
+                "readwrite",
+                1,
+                ["loading", "stale", "fast"],
+                0,
+                0,
+                0,
+                ["@fast", "@connection"],
+                cmd_cluster::readwrite
             ),
         ]
     })

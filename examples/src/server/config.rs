@@ -8,6 +8,7 @@ use serde::{Deserialize, Serialize};
 
 use ringkv_replication::{FollowerConfig, PrimaryConfig};
 
+use super::cluster::ClusterConfig;
 use crate::resp::Limits;
 
 /// Which process this is.
@@ -69,6 +70,8 @@ pub struct ServerConfig {
     pub follower: FollowerConfig,
     /// Failover through etcd (`[coord]`; off unless `etcd` is set).
     pub coord: CoordConfig,
+    /// Cluster mode (`[cluster]`: enabled, node id, the slot map).
+    pub cluster: ClusterConfig,
 }
 
 /// Failover through etcd: the shard's leader lease, fencing, promotion
@@ -148,6 +151,7 @@ impl ServerConfig {
             },
             follower: FollowerConfig::new(local(7379)),
             coord: CoordConfig::default(),
+            cluster: ClusterConfig::default(),
         }
     }
 

@@ -213,6 +213,21 @@ async fn dispatch(node: &Node, client: &mut Client, args: &[Bytes], out: &mut By
         reply.error(&wrong_arity(spec.name));
         return Next::Done;
     }
+    if let Some(cluster) = &node.cluster {
+        if let Some(redirect) = super::cluster::redirect(cluster, node, client, spec, args) {
+            // As Redis: a redirected EXEC discards the transaction, a
+            // redirected command inside one makes EXEC abort.
+            if spec.name == "exec" {
+                client.multi = None;
+                client.multi_failed = false;
+                client.watch = None;
+            } else if client.multi.is_some() {
+                client.multi_failed = true;
+            }
+            reply.error(&redirect);
+            return Next::Done;
+        }
+    }
     if let Some(queue) = client.multi.as_mut() {
         if !matches!(spec.name, "exec" | "discard" | "multi" | "watch" | "quit" | "reset") {
             // A transaction is held in memory until EXEC: bounded like the

@@ -17,6 +17,7 @@ const DEFAULT: &[&str] = &[
     "stats",
     "replication",
     "cpu",
+    "cluster",
     "keyspace",
     "ringkv",
 ];
@@ -50,6 +51,11 @@ pub(crate) fn render(node: &Node, sections: &[String]) -> String {
             "stats" => counters(node, &stats, &mut out),
             "replication" => replication(node, &mut out),
             "cpu" => cpu(&mut out),
+            "cluster" => writeln!(
+                out,
+                "# Cluster\r\ncluster_enabled:{}\r",
+                u8::from(node.cluster.is_some())
+            ),
             "keyspace" => keyspace(node, &stats, &mut out),
             _ => ringkv_section(&stats, &mut out),
         };

@@ -20,6 +20,8 @@
 pub mod acl;
 pub mod cli;
 mod client;
+mod cluster;
+mod cmd_cluster;
 mod cmd_hashes;
 mod cmd_keys;
 mod cmd_server;
@@ -38,6 +40,7 @@ mod txn;
 use std::net::SocketAddr;
 use std::sync::Arc;
 
+pub use cluster::ClusterConfig;
 pub use config::{CoordConfig, NodeRole, ServerConfig};
 pub use node::Node;
 
@@ -86,7 +89,15 @@ impl Server {
         std::fs::create_dir_all(&config.dir)
             .map_err(|e| ServerError::Config(format!("creating {}: {e}", config.dir.display())))?;
         let tls = tls::load_or_generate(&config.tls_dir(role), role == NodeRole::Primary)?;
-        let engine = ringkv::Engine::open(&config.dir, config.engine.clone())?;
+        let cluster = if config.cluster.enabled {
+            Some(cluster::ClusterState::start(&config.cluster).map_err(ServerError::Config)?)
+        } else {
+            None
+        };
+        let mut engine_config = config.engine.clone();
+        // Cluster mode counts and lists keys by slot.
+        engine_config.cluster_slots |= cluster.is_some();
+        let engine = ringkv::Engine::open(&config.dir, engine_config)?;
         let addr = format!("{}:{}", config.bind, config.port);
         let listener = tokio::net::TcpListener::bind(&addr)
             .await
@@ -107,7 +118,9 @@ impl Server {
             role = NodeRole::Follower;
             upstream = l.1;
         }
-        let node = Arc::new(Node::new(engine, config, role, tls, users));
+        let mut node = Node::new(engine, config, role, tls, users);
+        node.cluster = cluster;
+        let node = Arc::new(node);
         *node.resp_addr.lock() = Some(local);
         if node.config.coord.etcd.is_some() {
             // The epoch persisted beside the data: a restarted follower

@@ -100,6 +100,8 @@ pub struct Node {
     pub(crate) fence: Arc<super::fence::Fence>,
     /// Failover's epoch: the leader key revision this node leads or follows.
     pub(crate) epoch: std::sync::atomic::AtomicI64,
+    /// Cluster mode's slot map and routing (`None`: standalone).
+    pub(crate) cluster: Option<super::cluster::ClusterState>,
 }
 
 impl std::fmt::Debug for Node {
@@ -145,6 +147,7 @@ impl Node {
             stop: tokio::sync::Notify::new(),
             last_save: AtomicU64::new(unix_secs()),
             resp_addr: Mutex::new(None),
+            cluster: None,
         }
     }
 

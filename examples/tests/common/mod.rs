@@ -33,13 +33,19 @@ impl Proc {
     /// Starts `bin` (`ringkv-primary` or `ringkv-follower`) in `cwd` with
     /// `args` (plus `--port 0`), and waits (bounded) for its start-up line.
     pub fn start(bin: &str, cwd: &Path, args: &[&str]) -> Proc {
+        Proc::start_on(bin, cwd, 0, args)
+    }
+
+    /// As [`Proc::start`], on RESP port `port` (a cluster's slot map names
+    /// its nodes' ports before they start; see [`free_port`]).
+    pub fn start_on(bin: &str, cwd: &Path, port: u16, args: &[&str]) -> Proc {
         let exe = match bin {
             "ringkv-primary" => env!("CARGO_BIN_EXE_ringkv-primary"),
             _ => env!("CARGO_BIN_EXE_ringkv-follower"),
         };
         let mut child = Command::new(exe)
             .current_dir(cwd)
-            .args(["--port", "0"])
+            .args(["--port", &port.to_string()])
             .args(args)
             .env("RUST_LOG", "info")
             .stdin(Stdio::null())
@@ -119,6 +125,14 @@ impl Drop for Proc {
             let _ = self.child.wait();
         }
     }
+}
+
+/// A port that was free a moment ago (the OS picked it; closed again).
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("a free port")
 }
 
 /// A raw RESP connection (our own frame parser), for exact replies.

@@ -1,0 +1,103 @@
+//! Where a node gets the slot map: a [`SlotMapSource`] — etcd
+//! ([`EtcdSource`], the cluster's coordinator), a TOML/JSON file
+//! ([`FileSource`]), or the node's config ([`StaticSource`]). The
+//! `ringkv-cluster` tool writes the first two; nothing above the trait knows
+//! where the map lives.
+
+use std::path::{Path, PathBuf};
+
+use super::map::{MapError, SlotMap};
+use crate::coord::{Compare, Etcd, Op};
+
+/// A place that holds the current slot map.
+pub trait SlotMapSource: Send + Sync + std::fmt::Debug {
+    /// The current map, validated.
+    fn load(&self) -> Result<SlotMap, MapError>;
+}
+
+/// A fixed map (from the server's config file).
+#[derive(Debug, Clone)]
+pub struct StaticSource(pub SlotMap);
+
+impl SlotMapSource for StaticSource {
+    fn load(&self) -> Result<SlotMap, MapError> {
+        self.0.validate()?;
+        Ok(self.0.clone())
+    }
+}
+
+/// A map file, read again on every load (CLUSTER commands that reload, or
+/// a tool that rewrote it): `.json` is JSON, anything else TOML.
+#[derive(Debug, Clone)]
+pub struct FileSource(pub PathBuf);
+
+impl SlotMapSource for FileSource {
+    fn load(&self) -> Result<SlotMap, MapError> {
+        read_map_file(&self.0)
+    }
+}
+
+/// Reads and validates a slot map file (`.json`: JSON, else TOML).
+pub fn read_map_file(path: &Path) -> Result<SlotMap, MapError> {
+    let text = std::fs::read(path).map_err(|e| MapError::Parse(format!("{}: {e}", path.display())))?;
+    if path.extension().is_some_and(|e| e == "json") {
+        SlotMap::from_json(&text)
+    } else {
+        SlotMap::from_toml(&String::from_utf8_lossy(&text))
+    }
+}
+
+/// The key under which a cluster's slot map lives in etcd (JSON).
+pub const ETCD_MAP_KEY: &str = "/ringkv/cluster/slotmap";
+
+/// The slot map in etcd, at [`ETCD_MAP_KEY`] as JSON, read on every load;
+/// [`EtcdSource::store`] replaces it by a compare-and-swap on the key's
+/// revision, so two tools never overwrite each other's change.
+#[derive(Debug, Clone)]
+pub struct EtcdSource {
+    etcd: Etcd,
+}
+
+impl EtcdSource {
+    /// A source over etcd at `urls` (comma-separated `http://host:port`).
+    pub fn new(urls: &str) -> Result<EtcdSource, MapError> {
+        let etcd = Etcd::new(urls).map_err(|e| MapError::Unavailable(e.to_string()))?;
+        Ok(EtcdSource { etcd })
+    }
+
+    /// The map and the revision of its last change (`None`: no map yet).
+    pub fn load_versioned(&self) -> Result<Option<(SlotMap, i64)>, MapError> {
+        let kv = self
+            .etcd
+            .get(ETCD_MAP_KEY.as_bytes())
+            .map_err(|e| MapError::Unavailable(e.to_string()))?;
+        kv.map(|kv| Ok((SlotMap::from_json(&kv.value)?, kv.mod_revision)))
+            .transpose()
+    }
+
+    /// Writes `map` if the stored one is still at `revision` (`None`: if
+    /// there is none). False when someone changed it in between.
+    pub fn store(&self, map: &SlotMap, revision: Option<i64>) -> Result<bool, MapError> {
+        map.validate()?;
+        let key = ETCD_MAP_KEY.as_bytes();
+        let json = serde_json::to_vec(map).map_err(|e| MapError::Parse(e.to_string()))?;
+        let compare = match revision {
+            Some(rev) => Compare::mod_revision(key, rev),
+            None => Compare::create_revision(key, 0),
+        };
+        let r = self
+            .etcd
+            .txn(&[compare], &[Op::put(key, &json, None)], &[])
+            .map_err(|e| MapError::Unavailable(e.to_string()))?;
+        Ok(r.succeeded)
+    }
+}
+
+impl SlotMapSource for EtcdSource {
+    fn load(&self) -> Result<SlotMap, MapError> {
+        match self.load_versioned()? {
+            Some((map, _)) => Ok(map),
+            None => Err(MapError::Unavailable(format!("no slot map at {ETCD_MAP_KEY} in etcd"))),
+        }
+    }
+}

@@ -1,0 +1,136 @@
+//! Cluster mode in the server: the node's [`Routing`] (from its
+//! [`SlotMapSource`]) and the check every request passes before it runs
+//! (`conn.rs` calls [`redirect`] only when cluster mode is on, so a
+//! standalone server pays one `None` test per command).
+
+use std::sync::Arc;
+
+use bytes::Bytes;
+use parking_lot::RwLock;
+use serde::{Deserialize, Serialize};
+
+use super::client::Client;
+use super::command::{lookup, Spec};
+use super::node::Node;
+use crate::cluster::{EtcdSource, FileSource, MapError, Request, Route, Routing, SlotMap, SlotMapSource, StaticSource};
+
+/// The `[cluster]` table of the server's config.
+///
+/// ```
+/// let c: ringkv_examples::server::ClusterConfig = toml::from_str(r#"
+///     enabled = true
+///     node_id = "node-a"
+///     map_file = "cluster-map.toml"
+/// "#).unwrap();
+/// assert!(c.enabled);
+/// ```
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ClusterConfig {
+    /// Serve the Redis Cluster protocol (`cluster-enabled yes`); turns on
+    /// the engine's `cluster_slots`.
+    pub enabled: bool,
+    /// This node's id in the slot map.
+    pub node_id: Option<String>,
+    /// etcd holding the slot map (`http://host:port`, comma-separated),
+    /// at `/ringkv/cluster/slotmap`; first of the three sources.
+    pub etcd: Option<String>,
+    /// The slot map file (TOML, or JSON if it ends in `.json`), read at
+    /// start and by CLUSTER RELOAD.
+    pub map_file: Option<std::path::PathBuf>,
+    /// The slot map, inline (when there is no `map_file`).
+    pub map: Option<SlotMap>,
+}
+
+impl ClusterConfig {
+    /// The source of the slot map this config names.
+    pub fn source(&self) -> Result<Box<dyn SlotMapSource>, String> {
+        if let Some(urls) = &self.etcd {
+            return Ok(Box::new(EtcdSource::new(urls).map_err(|e| e.to_string())?));
+        }
+        match (&self.map_file, &self.map) {
+            (Some(path), _) => Ok(Box::new(FileSource(path.clone()))),
+            (None, Some(map)) => Ok(Box::new(StaticSource(map.clone()))),
+            (None, None) => Err("cluster mode needs cluster.etcd, cluster.map_file or cluster.map".into()),
+        }
+    }
+}
+
+/// A node's cluster state: where the map comes from and the routing built
+/// from it (swapped whole when the map changes).
+#[derive(Debug)]
+pub(crate) struct ClusterState {
+    source: Box<dyn SlotMapSource>,
+    routing: RwLock<Arc<Routing>>,
+}
+
+impl ClusterState {
+    /// Loads the map and builds this node's routing.
+    pub(crate) fn start(config: &ClusterConfig) -> Result<ClusterState, String> {
+        let id = config.node_id.as_deref().ok_or("cluster mode needs cluster.node_id")?;
+        let source = config.source()?;
+        let routing = build(&*source, id).map_err(|e| e.to_string())?;
+        Ok(ClusterState {
+            source,
+            routing: RwLock::new(Arc::new(routing)),
+        })
+    }
+
+    /// The current routing.
+    pub(crate) fn routing(&self) -> Arc<Routing> {
+        Arc::clone(&self.routing.read())
+    }
+
+    /// Reads the map again from its source (a new epoch from the tool).
+    pub(crate) fn reload(&self) -> Result<(), MapError> {
+        let id = self.routing().my_id().to_string();
+        let routing = build(&*self.source, &id)?;
+        *self.routing.write() = Arc::new(routing);
+        Ok(())
+    }
+}
+
+fn build(source: &dyn SlotMapSource, id: &str) -> Result<Routing, MapError> {
+    Routing::new(source.load()?, id)
+}
+
+/// The redirection error (without `-`) for `args` on this node, or `None`
+/// to run it. EXEC is decided over the keys of every queued command.
+/// Clears the client's one-shot ASKING flag (except for ASKING itself).
+pub(crate) fn redirect(
+    cluster: &ClusterState,
+    node: &Node,
+    client: &mut Client,
+    spec: &Spec,
+    args: &[Bytes],
+) -> Option<String> {
+    let req = Request {
+        write: spec.is_write(),
+        asking: client.asking,
+        readonly: client.readonly,
+    };
+    if spec.name != "asking" {
+        client.asking = false;
+    }
+    let mut keys: Vec<&Bytes> = spec.keys(args);
+    let mut write = req.write;
+    if spec.name == "exec" {
+        for queued in client.multi.iter().flatten() {
+            if let Some(s) = lookup(&queued[0]) {
+                keys.extend(s.keys(queued));
+                write |= s.is_write();
+            }
+        }
+    }
+    if keys.is_empty() {
+        return None;
+    }
+    let replica = node.engine.role() == ringkv::Role::Follower;
+    let route = cluster.routing().route(&keys, Request { write, ..req }, replica, |k| {
+        node.engine.exists([k]) > 0
+    });
+    match route {
+        Route::Local => None,
+        other => other.error(),
+    }
+}
