@@ -158,7 +158,7 @@ fn chunk_capacity(chunk: usize) -> usize {
 
 /// Full-size chunks a growing table keeps prepared, at most (and at most
 /// one per [`SPARE_CHUNKS_PER`] chunks in use, so a small table keeps few).
-const SPARE_CHUNKS: usize = 4;
+const SPARE_CHUNKS: usize = 8;
 const SPARE_CHUNKS_PER: usize = 8;
 /// A table is due for its next bucket array once it holds this fraction of
 /// its buckets (it resizes at 1:1).
@@ -295,6 +295,10 @@ impl<E> Prepared<E> {
                 let mut chunk: Vec<Node<E>> = Vec::with_capacity(CHUNK_MAX);
                 // One write per slot faults every page in here; the slots
                 // stay uninitialised for the table (a `Vec` of length 0).
+                // The `black_box` first: without it the compiler may turn
+                // allocation + zeroing into a zeroed allocation, which a
+                // fresh mapping serves without touching a page.
+                std::hint::black_box(&mut chunk);
                 for slot in chunk.spare_capacity_mut() {
                     *slot = mem::MaybeUninit::zeroed();
                 }
