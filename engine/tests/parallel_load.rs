@@ -7,6 +7,8 @@
 //! accounting (among the loads). A corrupt snapshot fails on every thread
 //! count; a snapshot cut during writes loads the same everywhere.
 
+mod support;
+
 use proptest::prelude::*;
 use ringkv::{Config, Engine};
 
@@ -81,20 +83,7 @@ fn snapshot(e: &Engine) -> Vec<u8> {
 
 /// What a reader sees of every key: type, value or sorted fields, expiry.
 fn state(e: &Engine, keys: usize) -> Vec<String> {
-    (0..keys)
-        .map(|i| {
-            let k = format!("key:{i}");
-            let value = match e.get(&k) {
-                Ok(v) => format!("{v:?}"),
-                Err(_) => {
-                    let mut fields = e.hgetall(&k).expect("hgetall");
-                    fields.sort();
-                    format!("{fields:?}")
-                }
-            };
-            format!("{k} {:?} {value} {:?}", e.key_type(&k), e.expire_time(&k))
-        })
-        .collect()
+    support::reader_view(e, (0..keys).map(|i| format!("key:{i}")))
 }
 
 /// Loads `bytes` on each thread count; returns (digest, dbsize, memory, state).
