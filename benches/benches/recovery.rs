@@ -19,8 +19,8 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use clap::Parser;
-use ringkv::{Config, Engine, LogConfig};
-use ringkv_benches::{fmt_duration, is_bench_run, KeyFmt, Table};
+use ringkv::Engine;
+use ringkv_benches::{fmt_duration, is_bench_run, recovery_config, KeyFmt, Table};
 
 /// Ring replay on open, by apply threads.
 #[derive(Parser, Debug)]
@@ -51,18 +51,6 @@ fn cpu_time() -> Duration {
     Duration::from_millis(ticks * 10)
 }
 
-fn config(threads: usize, capacity: u64) -> Config {
-    Config {
-        active_expire: false,
-        apply_threads: threads,
-        log: LogConfig {
-            capacity,
-            ..LogConfig::default()
-        },
-        ..Config::default()
-    }
-}
-
 fn main() {
     let mut args = Args::parse();
     args.bench |= is_bench_run();
@@ -76,7 +64,7 @@ fn main() {
     let per_record = args.value as u64 + 64;
     let capacity = (args.records * per_record * 2).next_power_of_two().max(64 << 20);
     {
-        let e = Engine::open(&dir, config(1, capacity)).expect("open");
+        let e = Engine::open(&dir, recovery_config(1, capacity)).expect("open");
         let value = Bytes::from(vec![b'v'; args.value]);
         let mut kf = KeyFmt::new("key:");
         for i in 0..args.records {
@@ -102,10 +90,12 @@ fn main() {
     // A first open (not reported) so every measured one finds the ring in
     // the page cache and its tail already cleared; then 1 thread again last
     // to show the drift of a shared machine.
-    Engine::open(&dir, config(1, capacity)).expect("warm-up open").close();
+    Engine::open(&dir, recovery_config(1, capacity))
+        .expect("warm-up open")
+        .close();
     for threads in [1usize, 2, 4, 1] {
         let (cpu0, t0) = (cpu_time(), Instant::now());
-        let e = Engine::open(&dir, config(threads, capacity)).expect("reopen");
+        let e = Engine::open(&dir, recovery_config(threads, capacity)).expect("reopen");
         let (took, cpu) = (t0.elapsed(), cpu_time().saturating_sub(cpu0));
         let log = e.stats().log.expect("log stats");
         assert_eq!(log.recovered_records, args.records, "the whole ring is replayed");

@@ -12,6 +12,20 @@ use std::time::Duration;
 
 pub mod redis;
 
+/// The engine of the recovery runs (`recovery` bench, `profile_load`):
+/// no background thread, `threads` apply threads, a ring of `capacity`.
+pub fn recovery_config(threads: usize, capacity: u64) -> ringkv::Config {
+    ringkv::Config {
+        active_expire: false,
+        apply_threads: threads,
+        log: ringkv::LogConfig {
+            capacity,
+            ..ringkv::LogConfig::default()
+        },
+        ..ringkv::Config::default()
+    }
+}
+
 /// True when cargo started this program as a benchmark (`cargo bench` passes
 /// `--bench`). Under `cargo test --all-targets` the flag is absent and the
 /// benches shrink to a smoke run that finishes in a moment.

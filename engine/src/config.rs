@@ -52,7 +52,8 @@ pub struct Config {
     /// protects against hash flooding).
     pub hash_seed: Option<u64>,
     /// Threads that apply a follower's stream, recovery's ring replay and
-    /// a snapshot load, by shard (`services/parallel_apply.rs`); 0 picks the
+    /// a snapshot load, by shard (`services/parallel_apply.rs`,
+    /// `services/parallel_load.rs`); 0 picks the
     /// machine's cores (at most 8), 1 applies on the calling thread alone
     /// (the sequential path).
     pub apply_threads: usize,

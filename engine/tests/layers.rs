@@ -76,6 +76,7 @@ const LAYERS: &[(&str, u8)] = &[
     ("services::data_dir", 5),
     ("services::expiry", 5),
     ("services::parallel_apply", 5),
+    ("services::parallel_load", 5),
     ("services::recovery", 5),
     ("services::replica", 5),
     ("services::snapshot", 5),

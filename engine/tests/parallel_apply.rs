@@ -10,6 +10,8 @@
 
 use std::sync::atomic::{AtomicBool, Ordering};
 
+mod support;
+
 use proptest::prelude::*;
 use ringkv::batch::WriteBatch;
 use ringkv::{Config, Engine, Error, LogConfig, Mutation, Role};
@@ -143,20 +145,7 @@ fn write(p: &Engine, op: &Op) {
 
 /// What a reader sees of every key: type, value or sorted fields, expiry.
 fn state(e: &Engine) -> Vec<String> {
-    (0..KEYS)
-        .map(|i| {
-            let k = key(i);
-            let value = match e.get(&k) {
-                Ok(v) => format!("{v:?}"),
-                Err(_) => {
-                    let mut fields = e.hgetall(&k).expect("hgetall");
-                    fields.sort();
-                    format!("{fields:?}")
-                }
-            };
-            format!("{k} {:?} {value} {:?}", e.key_type(&k), e.expire_time(&k))
-        })
-        .collect()
+    support::reader_view(e, (0..KEYS).map(key))
 }
 
 /// Feeds `f` the primary's stream from its end, in batches of at most

@@ -15,12 +15,15 @@
 //! it touches are held, so the log's order of records agrees with the
 //! order of changes to each key.
 
+use std::sync::Arc;
+
 use bytes::Bytes;
 
 use super::{replica_state, Inner};
 use crate::blob::Blob;
 use crate::error::{Error, Result};
 use crate::keyspace::apply::{Applier, Undo};
+use crate::keyspace::cow::SnapOutput;
 use crate::keyspace::{KeyEntry, Locked, Shard};
 use crate::log::record;
 use crate::mutation::{DeleteReason, Mutation};
@@ -228,13 +231,7 @@ impl<'e> Writer<'e> {
         // Releases the shard locks; only then may the write wait for a
         // snapshot's output.
         drop(self);
-        if !behind.is_empty() {
-            let wait = std::time::Duration::from_millis(inner.config.snapshot.writer_wait_ms);
-            let deadline = std::time::Instant::now() + wait;
-            for out in &behind {
-                out.wait_for_room(deadline);
-            }
-        }
+        inner.wait_for_snapshots(&mut behind);
         result.map(|()| last_end)
     }
 
@@ -247,6 +244,31 @@ impl<'e> Writer<'e> {
 }
 
 impl Inner {
+    /// The end of an apply without a [`Writer`] (parallel replay, snapshot
+    /// load): publishes the memory of every locked shard, releases the
+    /// locks, then waits as a live write does (bounded by
+    /// `snapshot.writer_wait_ms`, no lock held) for the running snapshots
+    /// whose backlog is over its bound.
+    pub(crate) fn release_applied(&self, mut locked: Locked<'_>, behind: &mut Vec<Arc<SnapOutput>>) {
+        locked.for_each(|_, shard| {
+            self.memory.publish(shard, false);
+            shard.snapshots_behind(behind);
+        });
+        drop(locked);
+        self.wait_for_snapshots(behind);
+    }
+
+    /// Waits (bounded) for room in each output of `behind`, emptying it.
+    fn wait_for_snapshots(&self, behind: &mut Vec<Arc<SnapOutput>>) {
+        if !behind.is_empty() {
+            let wait = std::time::Duration::from_millis(self.config.snapshot.writer_wait_ms);
+            let deadline = std::time::Instant::now() + wait;
+            for out in behind.drain(..) {
+                out.wait_for_room(deadline);
+            }
+        }
+    }
+
     /// Replays one mutation produced elsewhere (another engine, a log
     /// record) under the locks of the shards it touches, without the clock
     /// and without the sink; `on_locked` runs after a successful apply,
@@ -256,13 +278,26 @@ impl Inner {
         let locked = if m.touches_all_keys() {
             self.keyspace.lock_all()
         } else {
-            let mut idx = Vec::new();
-            m.for_each_key(&mut |k| idx.push(self.keyspace.hashing().shard_of(self.keyspace.hash(k))));
-            if idx.is_empty() {
-                on_locked(self);
-                return Ok(());
+            // Most records touch one shard: lock it without a list.
+            let shard_of = |k: &[u8]| self.keyspace.hashing().shard_of(self.keyspace.hash(k));
+            let (mut first, mut several) = (None, false);
+            m.for_each_key(&mut |k| {
+                let s = shard_of(k);
+                several |= first.is_some_and(|f| f != s);
+                first = first.or(Some(s));
+            });
+            match first {
+                None => {
+                    on_locked(self);
+                    return Ok(());
+                }
+                Some(s) if !several => self.keyspace.lock_one(s),
+                Some(_) => {
+                    let mut idx = Vec::new();
+                    m.for_each_key(&mut |k| idx.push(shard_of(k)));
+                    self.keyspace.lock_indices(idx)
+                }
             }
-            self.keyspace.lock_indices(idx)
         };
         let mut w = Writer::new(self, locked, false);
         let mut applier = Applier {

@@ -19,6 +19,14 @@
 //!   replaced by a finished resize is not freed in the write that finishes
 //!   it (unmapping megabytes takes ~0.5 ms): it is parked in `retired` for the
 //!   owner to free outside its lock.
+//! - Memory prepared off the write path ([`Table::growth_needs`],
+//!   [`Table::add_prepared`]): a growing table can be handed full-size slab
+//!   chunks and its next bucket array with their pages already touched
+//!   ([`Prepared::make`], by the background thread, with no lock held), so
+//!   the insert that opens a chunk or starts a resize takes memory whose
+//!   first-touch page faults were paid elsewhere. A fresh page's first
+//!   write is a fault that in a VM can take hundreds of µs; without
+//!   prepared memory an insert allocates as before.
 //! - While resizing there are two arrays (`old`, `new`), like Redis' `ht[0]`
 //!   and `ht[1]`: buckets of `old` below `rehash_idx` have been moved. Every
 //!   write moves [`REHASH_STEP`] buckets, and [`Table::rehash_step`] lets a
@@ -54,8 +62,19 @@ pub(crate) enum Buckets {
 
 impl Buckets {
     fn zeroed(n: usize) -> Buckets {
+        Buckets::zeroed_with(n, false)
+    }
+
+    /// `n` zero heads; with `populate`, a mapped array's pages are faulted
+    /// in now (`MAP_POPULATE`), by the caller, rather than by later writes.
+    fn zeroed_with(n: usize, populate: bool) -> Buckets {
         if n * mem::size_of::<u32>() >= MAP_THRESHOLD {
-            match memmap2::MmapOptions::new().len(n * mem::size_of::<u32>()).map_anon() {
+            let mut options = memmap2::MmapOptions::new();
+            options.len(n * mem::size_of::<u32>());
+            if populate {
+                options.populate();
+            }
+            match options.map_anon() {
                 Ok(map) => return Buckets::Mapped(map),
                 Err(e) => tracing::debug!(error = %e, "bucket array mapping failed, using the heap"),
             }
@@ -137,9 +156,23 @@ fn chunk_capacity(chunk: usize) -> usize {
     }
 }
 
+/// Full-size chunks a growing table keeps prepared, at most (and at most
+/// one per [`SPARE_CHUNKS_PER`] chunks in use, so a small table keeps few).
+const SPARE_CHUNKS: usize = 8;
+const SPARE_CHUNKS_PER: usize = 8;
+/// A table is due for its next bucket array once it holds this fraction of
+/// its buckets (it resizes at 1:1). Late, because a table that stops
+/// growing in this band keeps the array (twice its own, accounted): 7/8
+/// still leaves a growing shard an eighth of its size in inserts to go, far
+/// more than one background cycle takes.
+const SPARE_BUCKETS_AT: (usize, usize) = (7, 8);
+
 /// Dense, chunked storage of nodes; indexes are `u32`.
 struct Slab<E> {
     chunks: Vec<Vec<Node<E>>>,
+    /// Empty full-size chunks ([`CHUNK_MAX`] slots) with their pages
+    /// touched, taken before allocating a new one.
+    spare: Vec<Vec<Node<E>>>,
     /// Snapshot generation of each chunk (see `snapshot/`): a snapshot
     /// serializes a chunk before the first write that changes it.
     versions: Vec<u32>,
@@ -154,6 +187,7 @@ impl<E> Slab<E> {
     fn new() -> Self {
         Slab {
             chunks: Vec::new(),
+            spare: Vec::new(),
             versions: Vec::new(),
             birth: 0,
             len: 0,
@@ -175,7 +209,14 @@ impl<E> Slab<E> {
         let idx = self.len;
         let (c, _) = locate(idx);
         if c == self.chunks.len() {
-            self.chunks.push(Vec::with_capacity(chunk_capacity(c)));
+            let chunk = match self.spare.pop() {
+                Some(spare) if chunk_capacity(c) == CHUNK_MAX => spare,
+                other => {
+                    self.spare.extend(other);
+                    Vec::with_capacity(chunk_capacity(c))
+                }
+            };
+            self.chunks.push(chunk);
             self.versions.push(self.birth);
             self.capacity += chunk_capacity(c);
         }
@@ -204,11 +245,74 @@ impl<E> Slab<E> {
     fn heap_bytes(&self) -> usize {
         // Chunks are few and large (except the first few), so per-chunk
         // allocator overhead is left out.
-        self.capacity * mem::size_of::<Node<E>>() + self.chunks.capacity() * mem::size_of::<Vec<Node<E>>>()
+        (self.capacity + self.spare.len() * CHUNK_MAX) * mem::size_of::<Node<E>>()
+            + self.chunks.capacity() * mem::size_of::<Vec<Node<E>>>()
+    }
+
+    /// Prepared chunks a growing slab could use now: none before the
+    /// full-size chunks (or while the last chunk is less than half full),
+    /// then up to one per [`SPARE_CHUNKS_PER`] in use, at most [`SPARE_CHUNKS`].
+    fn spare_needed(&self) -> usize {
+        let chunks = self.chunks.len();
+        let Some(last) = self.chunks.last() else { return 0 };
+        if chunks + 1 < CHUNK_MAX_BITS as usize || last.len() * 2 < last.capacity() {
+            return 0;
+        }
+        (chunks / SPARE_CHUNKS_PER)
+            .clamp(1, SPARE_CHUNKS)
+            .saturating_sub(self.spare.len())
     }
 
     fn iter(&self) -> impl Iterator<Item = &Node<E>> {
         self.chunks.iter().flatten()
+    }
+}
+
+/// Memory for a growing table, made with no lock held (see the module
+/// docs): full-size slab chunks and a bucket array, their pages touched.
+pub(crate) struct Prepared<E> {
+    chunks: Vec<Vec<Node<E>>>,
+    buckets: Option<Buckets>,
+}
+
+/// What [`Table::growth_needs`] asks for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub(crate) struct GrowthNeeds {
+    /// Full-size slab chunks.
+    pub(crate) chunks: usize,
+    /// The bucket count of the next resize, if a mapped array is due.
+    pub(crate) buckets: Option<usize>,
+}
+
+impl GrowthNeeds {
+    pub(crate) fn is_empty(&self) -> bool {
+        self.chunks == 0 && self.buckets.is_none()
+    }
+}
+
+impl<E> Prepared<E> {
+    /// Allocates what `needs` asks for and touches every page of it.
+    pub(crate) fn make(needs: GrowthNeeds) -> Prepared<E> {
+        let chunks = (0..needs.chunks)
+            .map(|_| {
+                let mut chunk: Vec<Node<E>> = Vec::with_capacity(CHUNK_MAX);
+                // One write per slot faults every page in here; the slots
+                // stay uninitialised for the table (a `Vec` of length 0).
+                // The `black_box` first: without it the compiler may turn
+                // allocation + zeroing into a zeroed allocation, which a
+                // fresh mapping serves without touching a page.
+                std::hint::black_box(&mut chunk);
+                for slot in chunk.spare_capacity_mut() {
+                    *slot = mem::MaybeUninit::zeroed();
+                }
+                std::hint::black_box(chunk.as_ptr());
+                chunk
+            })
+            .collect();
+        Prepared {
+            chunks,
+            buckets: needs.buckets.map(|n| Buckets::zeroed_with(n, true)),
+        }
     }
 }
 
@@ -217,6 +321,8 @@ pub(crate) struct Table<E> {
     slab: Slab<E>,
     old: Buckets,
     new: Buckets,
+    /// A prepared array for the next grow (see the module docs).
+    spare_buckets: Buckets,
     rehash_idx: usize,
     /// Large arrays replaced by finished resizes, to free outside the lock.
     retired: Vec<Buckets>,
@@ -236,6 +342,7 @@ impl<E: TableEntry> Table<E> {
             slab: Slab::new(),
             old: Buckets::zeroed(MIN_BUCKETS),
             new: Buckets::default(),
+            spare_buckets: Buckets::default(),
             rehash_idx: 0,
             retired: Vec::new(),
         }
@@ -277,7 +384,49 @@ impl<E: TableEntry> Table<E> {
         self.slab.heap_bytes()
             + self.old.bytes()
             + self.new.bytes()
+            + self.spare_buckets.bytes()
             + self.retired.iter().map(Buckets::bytes).sum::<usize>()
+    }
+
+    /// The memory this table will soon take on the write path, to be
+    /// prepared with [`Prepared::make`] outside the lock: full-size slab
+    /// chunks once it fills them, and its next bucket array once it is
+    /// [`SPARE_BUCKETS_AT`] full (mapped arrays only; small ones are cheap).
+    pub(crate) fn growth_needs(&self) -> GrowthNeeds {
+        let next = self.old.len() * 2;
+        let due = !self.is_rehashing()
+            && self.len() * SPARE_BUCKETS_AT.1 >= self.old.len() * SPARE_BUCKETS_AT.0
+            && next * mem::size_of::<u32>() >= MAP_THRESHOLD
+            && next <= u32::MAX as usize + 1
+            && self.spare_buckets.len() != next;
+        GrowthNeeds {
+            chunks: self.slab.spare_needed(),
+            buckets: due.then_some(next),
+        }
+    }
+
+    /// Takes prepared memory. What no longer fits (a bucket array of
+    /// another size than the next grow's, chunks beyond the cap) is handed
+    /// back, for the caller to free outside the lock.
+    pub(crate) fn add_prepared(&mut self, mut prepared: Prepared<E>) -> Prepared<E> {
+        let room = SPARE_CHUNKS.saturating_sub(self.slab.spare.len());
+        let keep = prepared.chunks.len().min(room);
+        self.slab.spare.extend(prepared.chunks.drain(..keep));
+        if let Some(b) = prepared.buckets.take() {
+            if !self.is_rehashing() && b.len() == self.old.len() * 2 {
+                let replaced = mem::replace(&mut self.spare_buckets, b);
+                prepared.buckets = (!replaced.is_empty()).then_some(replaced);
+            } else {
+                prepared.buckets = Some(b);
+            }
+        }
+        prepared
+    }
+
+    /// Prepared full-size chunks held (tests).
+    #[cfg(test)]
+    fn spare_chunks(&self) -> usize {
+        self.slab.spare.len()
     }
 
     /// Slot index of the entry with this key.
@@ -431,7 +580,16 @@ impl<E: TableEntry> Table<E> {
 
     fn start_resize(&mut self, buckets: usize) {
         debug_assert!(buckets.is_power_of_two() && buckets <= u32::MAX as usize + 1);
-        self.new = Buckets::zeroed(buckets);
+        let spare = mem::take(&mut self.spare_buckets);
+        self.new = if spare.len() == buckets {
+            spare
+        } else {
+            if spare.bytes() >= MAP_THRESHOLD {
+                // Prepared for a grow that did not come: freed outside the lock.
+                self.retired.push(spare);
+            }
+            Buckets::zeroed(buckets)
+        };
         self.rehash_idx = 0;
     }
 
@@ -674,6 +832,71 @@ mod tests {
         while t.rehash_step(100) {}
         check(&t, &model);
         assert!(t.buckets() <= 2048, "shrunk to {}", t.buckets());
+    }
+
+    #[test]
+    fn prepared_memory_is_taken_by_growth_and_keeps_every_entry() {
+        let mut t = Table::new();
+        let mut model = BTreeSet::new();
+        let (mut offered_arrays, mut used_arrays, mut used_chunks) = (Vec::new(), 0, 0);
+        let mut spare_before = 0;
+        for i in 0..300_000u32 {
+            let k = i.to_le_bytes().to_vec();
+            let was_rehashing = t.is_rehashing();
+            t.insert_new(h(&k), E(k.clone()));
+            model.insert(k);
+            if !was_rehashing && t.is_rehashing() && offered_arrays.contains(&t.new.as_ptr()) {
+                used_arrays += 1;
+            }
+            if t.spare_chunks() < spare_before {
+                used_chunks += spare_before - t.spare_chunks();
+            }
+            if i % 2_000 == 0 {
+                let needs = t.growth_needs();
+                let before = t.heap_bytes();
+                let prepared = Prepared::make(needs);
+                if let Some(b) = &prepared.buckets {
+                    assert_eq!(b.len(), t.old.len() * 2);
+                    offered_arrays.push(b.as_ptr());
+                }
+                let added = prepared.chunks.len() * CHUNK_MAX * mem::size_of::<Node<E>>()
+                    + prepared.buckets.as_ref().map_or(0, Buckets::bytes);
+                let back = t.add_prepared(prepared);
+                assert!(
+                    back.chunks.is_empty() && back.buckets.is_none(),
+                    "what it asked for fits"
+                );
+                assert_eq!(t.heap_bytes(), before + added, "prepared memory is accounted");
+                assert!(t.growth_needs().is_empty(), "asks once");
+            }
+            spare_before = t.spare_chunks();
+            if i % 9_973 == 0 {
+                check(&t, &model);
+            }
+        }
+        check(&t, &model);
+        // 300k entries: ~70 full-size chunks, arrays of 64k..512k buckets
+        // (mapped from 256 KiB) prepared at 7/8 full.
+        assert!(used_chunks >= 30, "prepared chunks used: {used_chunks}");
+        assert!(
+            used_arrays >= 3,
+            "prepared arrays used: {used_arrays} of {}",
+            offered_arrays.len()
+        );
+        // An array of the wrong size is handed back, not kept.
+        let wrong = Prepared {
+            chunks: Vec::new(),
+            buckets: Some(Buckets::zeroed(t.old.len() * 4)),
+        };
+        assert!(t.add_prepared(wrong).buckets.is_some());
+        // Deleting down to nothing keeps every remaining entry findable.
+        for i in 0..300_000u32 {
+            let k = i.to_le_bytes().to_vec();
+            assert!(remove(&mut t, &k));
+            model.remove(&k);
+        }
+        while t.rehash_step(100) {}
+        check(&t, &model);
     }
 
     #[test]

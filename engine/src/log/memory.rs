@@ -362,6 +362,28 @@ impl RingMemory {
         self.wrote(self.data_index(offset), WORD);
     }
 
+    /// Calls `f` with the logical offset of every word in `[from, to)`
+    /// (8-aligned, at most the ring's capacity apart) whose value, read as
+    /// a commit word, names its own offset: where a record of this lap
+    /// could be published. The words are loaded in place, one at a time
+    /// (`Relaxed`, as [`read`](Self::read)'s copies), wrapping at the end.
+    pub(crate) fn for_each_self_naming_word(&self, from: u64, to: u64, mut f: impl FnMut(u64)) {
+        debug_assert!(from.is_multiple_of(WORD as u64) && to.saturating_sub(from) <= self.capacity);
+        let words = self.words();
+        let mut pos = from;
+        while pos + WORD as u64 <= to {
+            let first = (pos % self.capacity) as usize / WORD;
+            let count = (((to - pos) / WORD as u64) as usize).min(words.len() - first);
+            for (i, word) in words[first..first + count].iter().enumerate() {
+                let at = pos + (i * WORD) as u64;
+                if u64::from_le(word.load(Ordering::Relaxed)) == at {
+                    f(at);
+                }
+            }
+            pos += (count * WORD) as u64;
+        }
+    }
+
     /// The commit word at `offset` (a record there is published iff it equals `offset`).
     pub(crate) fn load_commit(&self, offset: u64) -> u64 {
         u64::from_le(self.commit_word(offset).load(Ordering::Acquire))

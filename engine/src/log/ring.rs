@@ -1471,7 +1471,9 @@ fn payload_limit(capacity: u64, max_record_fraction: u64) -> Option<usize> {
 }
 
 /// Validates the record at `pos`; returns its total length.
-fn check_record(mem: &RingMemory, pos: u64, max_payload: usize) -> Option<u64> {
+/// `payload` is scratch space, reused from record to record (opening a
+/// ring checks every record: no allocation each).
+fn check_record(mem: &RingMemory, pos: u64, max_payload: usize, payload: &mut Vec<u8>) -> Option<u64> {
     if mem.load_commit(pos) != pos {
         return None;
     }
@@ -1481,9 +1483,9 @@ fn check_record(mem: &RingMemory, pos: u64, max_payload: usize) -> Option<u64> {
     if h.len as usize > max_payload {
         return None;
     }
-    let mut payload = vec![0u8; h.len as usize];
-    mem.read(pos + HEADER_LEN as u64, &mut payload).ok()?;
-    (record::checksum(pos, &payload, &[]) == h.crc).then(|| record::record_len(payload.len()))
+    payload.resize(h.len as usize, 0);
+    mem.read(pos + HEADER_LEN as u64, payload).ok()?;
+    (record::checksum(pos, payload, &[]) == h.crc).then(|| record::record_len(payload.len()))
 }
 
 /// Walks the records from `header.oldest`; returns the end of the valid
@@ -1501,8 +1503,9 @@ fn find_end(mem: &RingMemory, header: &RingHeader, max_payload: usize) -> Result
     // the capacity at most 2^48: no sum below overflows.
     let limit = header.oldest + cap;
     let mut pos = header.oldest;
+    let mut scratch = Vec::new();
     while pos < limit {
-        match check_record(mem, pos, max_payload) {
+        match check_record(mem, pos, max_payload, &mut scratch) {
             Some(len) if pos + len <= limit => pos += len,
             _ => break,
         }
@@ -1540,30 +1543,19 @@ fn find_end(mem: &RingMemory, header: &RingHeader, max_payload: usize) -> Result
 /// validate.) Reads the free part of the ring once; returns the number of
 /// words cleared and the end of the furthest valid record among them.
 fn wipe_cut_tail(mem: &RingMemory, end: u64, limit: u64, max_payload: usize) -> Result<(u64, u64), LogError> {
-    const CHUNK: u64 = 1 << 20;
-    let mut buf = vec![0u8; CHUNK as usize];
     let mut cleared = 0;
     let mut furthest = end;
-    let mut at = end;
-    while at < limit {
-        let n = (limit - at).min(CHUNK);
-        let chunk = &mut buf[..n as usize];
-        mem.read(at, chunk)?;
-        for (i, word) in chunk.chunks_exact(8).enumerate() {
-            let pos = at + 8 * i as u64;
-            let mut w = [0u8; 8];
-            w.copy_from_slice(word);
-            if u64::from_le_bytes(w) != pos {
-                continue;
-            }
-            if let Some(len) = check_record(mem, pos, max_payload) {
-                furthest = furthest.max((pos + len).min(limit));
-            }
-            mem.clear_commit(pos);
-            cleared += 1;
+    let mut scratch = Vec::new();
+    // In place, word by word (no copy of the free part: on open it is most
+    // of the ring). A cleared word is behind the scan, so every word is
+    // seen as it was before the wipe, as a copy would show it.
+    mem.for_each_self_naming_word(end, limit, |pos| {
+        if let Some(len) = check_record(mem, pos, max_payload, &mut scratch) {
+            furthest = furthest.max((pos + len).min(limit));
         }
-        at += n;
-    }
+        mem.clear_commit(pos);
+        cleared += 1;
+    });
     if cleared > 0 {
         mem.flush_data(end, limit)
             .map_err(|e| LogError::io("msync of the wiped ring tail", e))?;

@@ -1,6 +1,7 @@
 //! The engine's background thread (`ringkv-expire`): every
 //! `active_expire_interval_ms` it runs an active expiry cycle, a bounded
-//! rehash step per shard, and the `save` rules. It holds only a weak
+//! rehash step per shard, the growth preparation of growing shards, and
+//! the `save` rules. It holds only a weak
 //! reference, so it stops when the engine is dropped (or at once, when its
 //! [`Background`] handle is).
 
@@ -30,6 +31,7 @@ impl Background {
                     let Some(inner) = weak.upgrade() else { break };
                     expiry::active_expire_cycle(&inner);
                     expiry::background_rehash(&inner);
+                    expiry::prepare_growth(&inner);
                     snapshot::check_save_rules(&inner);
                 }
             })

@@ -1,12 +1,14 @@
 //! Active expiry and background rehashing. Lazy deletion happens in the
 //! core (`Writer::live` and the read path); this is the active side, a
 //! bounded pass over each shard's expiry index (so expired keys go
-//! promptly, without sampling luck), and the bounded rehash steps the
-//! background thread (`background.rs`) runs beside it.
+//! promptly, without sampling luck), and the bounded rehash steps and the
+//! growth preparation (memory a growing table will take, faulted in with
+//! no lock held) the background thread (`background.rs`) runs beside it.
 
 use bytes::Bytes;
 
 use crate::core::Inner;
+use crate::keyspace::table::Prepared;
 use crate::mutation::{DeleteReason, Mutation};
 
 pub(crate) fn active_expire_cycle(inner: &Inner) -> usize {
@@ -74,5 +76,26 @@ pub(crate) fn background_rehash(inner: &Inner) {
         }
         let garbage = shard.write().take_retired();
         drop(garbage);
+    }
+}
+
+/// Prepares the memory each growing shard's table will take soon (full-size
+/// slab chunks, its next bucket array) with no lock held, so that the
+/// inserts do not pay its first-touch page faults (`keyspace/table.rs`).
+pub(crate) fn prepare_growth(inner: &Inner) {
+    for shard in inner.keyspace.iter() {
+        let needs = shard.read().table.growth_needs();
+        if needs.is_empty() {
+            continue;
+        }
+        let prepared = Prepared::make(needs);
+        let unused = {
+            let mut guard = shard.write();
+            let unused = guard.table.add_prepared(prepared);
+            inner.memory.publish(&mut guard, false);
+            unused
+        };
+        // Freed (if anything was not taken) with no lock held.
+        drop(unused);
     }
 }

@@ -9,6 +9,7 @@ pub(crate) mod background;
 pub(crate) mod data_dir;
 pub(crate) mod expiry;
 pub(crate) mod parallel_apply;
+pub(crate) mod parallel_load;
 pub(crate) mod recovery;
 pub(crate) mod replica;
 pub(crate) mod snapshot;

@@ -318,20 +318,7 @@ impl<'a> ParallelApplier<'a> {
                 lru: inner.lru_now(),
             };
             let r = applier.apply(&seg[k].mutation, Some(&mut log.undo));
-            locked.for_each(|_, shard| {
-                inner.memory.publish(shard, false);
-                shard.snapshots_behind(&mut behind);
-            });
-            drop(locked);
-            // As a live write does: a snapshot's backlog over its bound is
-            // waited for (bounded) with no lock held.
-            if !behind.is_empty() {
-                let wait = std::time::Duration::from_millis(inner.config.snapshot.writer_wait_ms);
-                let deadline = std::time::Instant::now() + wait;
-                for out in behind.drain(..) {
-                    out.wait_for_room(deadline);
-                }
-            }
+            inner.release_applied(locked, &mut behind);
             if let Err(e) = r {
                 failed.fetch_min(k, Ordering::AcqRel);
                 log.failed = Some((k, e));

@@ -7,13 +7,12 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use super::data_dir;
-use crate::blob::Blob;
+use super::parallel_apply::apply_threads;
+use super::parallel_load::load_chunks;
 use crate::core::{Inner, SnapshotKind};
 use crate::error::{Error, Result, SnapshotError};
 use crate::keyspace::cow::{walk_frozen, walk_step, Sent, ShardSnap, SnapOutput};
-use crate::keyspace::{encode_expire, HashValue, Value};
-use crate::mutation::Mutation;
-use crate::snapshot::format::{ChunkWriter, Item, SnapshotHeader, SnapshotReader};
+use crate::snapshot::format::{ChunkWriter, SnapshotHeader, SnapshotReader};
 use crate::snapshot::{list_snapshots, snapshot_path};
 use crate::stats::SnapshotInfo;
 
@@ -446,7 +445,8 @@ pub(crate) fn wait_for_bgsave(inner: &Inner) {
     }
 }
 
-/// Loads a snapshot into an empty engine without logging it.
+/// Loads a snapshot into an empty engine without logging it, on the
+/// engine's apply threads (`parallel_load.rs`).
 pub(crate) fn load_snapshot(inner: &Inner, input: impl Read) -> Result<SnapshotHeader> {
     let mut reader = SnapshotReader::new(input)?;
     // An empty engine sizes its tables for the keys at the cut up front
@@ -457,41 +457,6 @@ pub(crate) fn load_snapshot(inner: &Inner, input: impl Read) -> Result<SnapshotH
     for shard in inner.keyspace.iter() {
         shard.write().table.reserve_empty(per_shard);
     }
-    while let Some(items) = reader.next_chunk()? {
-        for item in items {
-            let r = match item {
-                Item::String { key, value, expire_at } => {
-                    inner.replay_mutation(&Mutation::Set { key, value, expire_at }, |_| {})
-                }
-                Item::HashFields { key, fields } => inner.replay_mutation(&Mutation::HSet { key, fields }, |_| {}),
-                Item::HashHead { key, expire_at } => load_hash_head(inner, &key, expire_at),
-            };
-            r.map_err(|e| Error::Snapshot(SnapshotError::Load(e.to_string())))?;
-        }
-    }
+    load_chunks(inner, &mut reader, apply_threads(inner))?;
     Ok(reader.header().clone())
-}
-
-/// SNAPSHOT loading: makes `key` a hash (empty if new) with this expiry.
-fn load_hash_head(inner: &Inner, key: &[u8], expire_at: Option<u64>) -> Result<()> {
-    let h = inner.keyspace.hash(key);
-    let mut shard = inner.keyspace.shard_for(h).write();
-    match shard.find(h, key) {
-        None => {
-            shard.insert(
-                h,
-                Blob::copy_from_slice(key),
-                Value::Hash(Box::new(HashValue::new())),
-                encode_expire(expire_at),
-                0,
-            );
-        }
-        Some(idx) => {
-            if !matches!(shard.entry(idx).value, Value::Hash(_)) {
-                return Err(Error::Apply("hash head for a key that holds a string"));
-            }
-            shard.set_expire(idx, encode_expire(expire_at));
-        }
-    }
-    Ok(())
 }

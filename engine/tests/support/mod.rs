@@ -1,5 +1,8 @@
 //! Helpers shared by the integration tests that need them (`mod support;`).
 
+// Each test target includes the whole module and uses some of it.
+#![allow(dead_code)]
+
 /// A tmpfs of limited size mounted on a temporary directory, unmounted
 /// when dropped: a real full disk for the tests that fill one.
 pub struct SmallFs {
@@ -41,4 +44,22 @@ impl Drop for SmallFs {
     fn drop(&mut self) {
         let _ = std::process::Command::new("umount").arg(self.dir.path()).status();
     }
+}
+
+/// What a reader sees of each of `keys`: its type, its value or sorted
+/// fields, its expiry (model tests compare engines through this).
+pub fn reader_view(e: &ringkv::Engine, keys: impl IntoIterator<Item = String>) -> Vec<String> {
+    keys.into_iter()
+        .map(|k| {
+            let value = match e.get(&k) {
+                Ok(v) => format!("{v:?}"),
+                Err(_) => {
+                    let mut fields = e.hgetall(&k).expect("hgetall");
+                    fields.sort();
+                    format!("{fields:?}")
+                }
+            };
+            format!("{k} {:?} {value} {:?}", e.key_type(&k), e.expire_time(&k))
+        })
+        .collect()
 }
