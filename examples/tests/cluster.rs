@@ -658,3 +658,41 @@ fn the_slot_map_in_etcd_drives_the_nodes_and_the_tool() {
     );
     assert!(!source.store(&map, Some(rev)).expect("store"), "from a stale revision");
 }
+
+#[test]
+fn asking_holds_across_multi_on_an_importing_node_and_a_half_moved_slot_says_tryagain() {
+    // Slot 5061 ("bar") is moving from shard-0 to shard-1.
+    let migration = "[[migrations]]\nslots = [5061, 5061]\nfrom = \"shard-0\"\nto = \"shard-1\"\n";
+    let c = start_nodes(3, None);
+    let (mut source, mut target) = (c.nodes[0].raw(), c.nodes[1].raw());
+    let ok = Frame::Simple("OK".into());
+    let queued = Frame::Simple("QUEUED".into());
+    // A key written before the migration starts (a new key in a migrating
+    // slot is ASKed away, as in Redis).
+    assert_eq!(source.cmd(&["SET", "{bar}here", "1"]), ok);
+    let mut text = std::fs::read_to_string(&c.map).expect("map");
+    text.push_str(migration);
+    std::fs::write(&c.map, text).expect("write the slot map");
+    assert_eq!(source.cmd(&["CLUSTER", "RELOAD"]), ok);
+    assert_eq!(target.cmd(&["CLUSTER", "RELOAD"]), ok);
+    let ask = Frame::Error(format!("ASK 5061 127.0.0.1:{}", c.nodes[1].resp.port()));
+    // The source: a key it no longer holds is ASK; some held, some not, TRYAGAIN.
+    assert_eq!(source.cmd(&["GET", "bar"]), ask);
+    assert_eq!(
+        source.cmd(&["MGET", "{bar}here", "bar"]),
+        Frame::Error("TRYAGAIN Multiple keys request during rehashing of slot".into())
+    );
+    // The target: without ASKING a MOVED back to the owner ...
+    assert!(matches!(target.cmd(&["SET", "bar", "x"]), Frame::Error(e) if e.starts_with("MOVED 5061 ")));
+    // ... with ASKING before MULTI, the whole transaction is served (as Redis).
+    assert_eq!(target.cmd(&["ASKING"]), ok);
+    assert_eq!(target.cmd(&["MULTI"]), ok);
+    assert_eq!(target.cmd(&["SET", "bar", "moved"]), queued);
+    assert_eq!(target.cmd(&["GET", "bar"]), queued);
+    assert_eq!(
+        target.cmd(&["EXEC"]),
+        Frame::Array(vec![ok.clone(), Frame::Bulk(b"moved".to_vec())])
+    );
+    // EXEC ended the one-shot flag.
+    assert!(matches!(target.cmd(&["GET", "bar"]), Frame::Error(e) if e.starts_with("MOVED 5061 ")));
+}

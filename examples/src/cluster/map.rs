@@ -36,6 +36,10 @@ pub enum MapError {
     /// A migration names a shard the map does not have.
     #[error("migration names unknown shard {0}")]
     UnknownShard(String),
+    /// A migration to its own source, or one over slots another migration
+    /// already moves.
+    #[error("bad migration: {0}")]
+    BadMigration(String),
     /// A migration moves slots its source does not own.
     #[error("migration of {start}-{end} from {from}: {from} does not own them")]
     NotOwner {
@@ -169,12 +173,24 @@ impl SlotMap {
             }
         }
         self.owners()?;
+        let mut migrating = vec![false; SLOT_COUNT];
         for m in &self.migrations {
             let [start, end] = m.slots;
             check_range(m.slots)?;
             for name in [&m.from, &m.to] {
                 if !self.shards.iter().any(|s| &s.name == name) {
                     return Err(MapError::UnknownShard(name.clone()));
+                }
+            }
+            if m.from == m.to {
+                return Err(MapError::BadMigration(format!(
+                    "{start}-{end} from {} to itself",
+                    m.from
+                )));
+            }
+            for slot in start..=end {
+                if std::mem::replace(&mut migrating[slot as usize], true) {
+                    return Err(MapError::BadMigration(format!("slot {slot} is in two migrations")));
                 }
             }
             let owns = |slot: u16| self.owner_of(slot).is_some_and(|s| s.name == m.from);

@@ -171,7 +171,14 @@ impl Routing {
                 return self.moved(slot, owner);
             }
             if let Some(to) = self.migrating_to[slot as usize] {
-                if missing() > 0 {
+                let missing = missing();
+                // As Redis' getNodeByQuery: some keys here and some gone
+                // is TRYAGAIN (the request would see a half-moved slot);
+                // none here is ASK.
+                if missing > 0 && missing < keys.len() {
+                    return Route::TryAgain;
+                }
+                if missing > 0 {
                     return Route::Ask {
                         slot,
                         endpoint: self.map.shards[to].primary.endpoint(),
@@ -181,7 +188,10 @@ impl Routing {
             return Route::Local;
         }
         if self.importing[slot as usize] && req.asking && !replica {
-            if keys.len() > 1 && missing() > 0 {
+            // Redis' `multiple_keys`: two different keys (one key named
+            // twice, as SET then GET of it in one EXEC, is not).
+            let multiple = keys.iter().any(|k| k.as_ref() != keys[0].as_ref());
+            if multiple && missing() > 0 {
                 return Route::TryAgain;
             }
             return Route::Local;
@@ -292,12 +302,46 @@ mod tests {
                 endpoint: "127.0.0.1:7000".into()
             }
         );
+        // Some keys still here and some moved: TRYAGAIN, as Redis.
+        assert_eq!(
+            source.route(&["{bar}x", "bar"], W, false, |k| k == b"bar"),
+            Route::TryAgain
+        );
+        assert_eq!(
+            source
+                .route(&["{bar}x", "bar"], W, false, |_| false)
+                .error()
+                .expect("an error"),
+            "ASK 5061 127.0.0.1:7001"
+        );
         let asking = Request { asking: true, ..W };
         assert_eq!(target.route(&["bar"], asking, false, |_| false), Route::Local);
         assert_eq!(
             target.route(&["{bar}x", "bar"], asking, false, |k| k == b"bar"),
             Route::TryAgain
         );
+        // One key named twice is not "multiple keys".
+        assert_eq!(target.route(&["bar", "bar"], asking, false, |_| false), Route::Local);
+    }
+
+    #[test]
+    fn migrations_to_themselves_or_overlapping_are_refused() {
+        let mut map = two_shards();
+        let to_self = Migration {
+            slots: [10, 20],
+            from: "a".into(),
+            to: "a".into(),
+        };
+        map.migrations.push(to_self);
+        assert!(matches!(map.validate(), Err(MapError::BadMigration(m)) if m.contains("itself")));
+        map.migrations[0].to = "b".into();
+        assert!(map.validate().is_ok());
+        map.migrations.push(Migration {
+            slots: [20, 30],
+            from: "a".into(),
+            to: "b".into(),
+        });
+        assert!(matches!(map.validate(), Err(MapError::BadMigration(m)) if m.contains("slot 20")));
     }
 
     #[test]

@@ -109,7 +109,12 @@ pub(crate) fn redirect(
         asking: client.asking,
         readonly: client.readonly,
     };
-    if spec.name != "asking" {
+    // One-shot, as Redis' resetClient: kept by ASKING itself, by MULTI and
+    // by the commands queued after it (so `ASKING MULTI ... EXEC` works on
+    // an importing node), cleared by anything else, EXEC and DISCARD
+    // included.
+    let in_multi = client.multi.is_some() && !matches!(spec.name, "exec" | "discard");
+    if !matches!(spec.name, "asking" | "multi") && !in_multi {
         client.asking = false;
     }
     let mut keys: Vec<&Bytes> = spec.keys(args);

@@ -107,7 +107,10 @@ pub(crate) fn cluster(cx: &mut Ctx<'_>, a: &[Bytes]) -> CmdResult {
             // ringkv's own: read the slot map again from its source.
             arity(2)?;
             if let Some(c) = &cx.node.cluster {
-                c.reload().map_err(|e| format!("ERR {e}"))?;
+                // The map's source may be etcd over the network: wait for it
+                // off the async workers, so a slow etcd stalls only this
+                // client, not every connection on the worker.
+                off_the_workers(|| c.reload()).map_err(|e| format!("ERR {e}"))?;
             }
             cx.out.ok();
         }
@@ -253,4 +256,14 @@ fn nodes(r: &Routing) -> String {
         }
     }
     out
+}
+
+/// Runs `f`, which may block on I/O, with the runtime's other tasks moved
+/// to other workers first (`block_in_place`) when it is a multi-threaded
+/// runtime, as the server's is; directly otherwise.
+fn off_the_workers<T>(f: impl FnOnce() -> T) -> T {
+    match tokio::runtime::Handle::try_current() {
+        Ok(h) if h.runtime_flavor() == tokio::runtime::RuntimeFlavor::MultiThread => tokio::task::block_in_place(f),
+        _ => f(),
+    }
 }
