@@ -150,7 +150,8 @@ for key, waited, replicas in acks:
         lost[waited] += 1
         if waited and replicas >= 1:
             lost_replicated += 1
+replicated = sum(1 for _, waited, replicas in acks if waited and replicas >= 1)
 print(f"acknowledged and lost: without WAIT {lost[False]} of {total[False]}; "
       f"with WAIT 1 {lost[True]} of {total[True]} "
-      f"({lost_replicated} of those WAIT had counted a replica)")
+      f"({lost_replicated} lost of the {replicated} whose WAIT counted a replica)")
 sys.exit(1 if lost_replicated else 0)

@@ -39,7 +39,12 @@ pids=()
 cleanup() {
     local rc=$?
     for p in "${pids[@]}"; do kill -KILL "$p" 2>/dev/null || true; done
-    for p in "${pids[@]}"; do wait "$p" 2>/dev/null || true; done
+    for _ in $(seq 1 50); do  # bounded: until every one is gone
+        local alive=0
+        for p in "${pids[@]}"; do kill -0 "$p" 2>/dev/null && alive=1; done
+        [ "$alive" -eq 0 ] && break
+        sleep 0.1
+    done
     if [ "$rc" -ne 0 ]; then
         echo "== the demo failed (exit $rc); last lines of each log:" >&2
         for f in "$work"/*.log; do echo "-- $f" >&2; tail -n 5 "$f" >&2 || true; done
@@ -79,6 +84,7 @@ etcd --name demo --data-dir "$work/etcd" \
     --listen-peer-urls "$peer" --initial-advertise-peer-urls "$peer" \
     --initial-cluster "demo=$peer" --log-level warn >"$work/etcd.log" 2>&1 &
 pids+=($!)
+disown "$!"
 wait_port "${ports[0]}"
 
 echo "== the slot map (ringkv-cluster create)"
@@ -98,6 +104,7 @@ node() {  # node BIN ID SHARD RESP REPL [--primary ADDR]
         --cluster-enabled --cluster-node-id "$id" --cluster-etcd "$etcd_url" "$@" \
         >"$work/$id.log" 2>&1) &
     pids+=($!)
+    disown "$!"  # no job report when the demo kills it
 }
 echo "== three shards: a primary and a follower each"
 for i in 0 1 2; do
@@ -113,6 +120,5 @@ for i in 0 1 2; do wait_port "${resp[$((i + 3))]}"; done
 
 echo "== load through RedisCluster; then SIGKILL of shard-1's primary"
 "$py" scripts/cluster-demo-load.py "${resp[0]}" "${primary_pids[1]}" "${resp[1]}"
-wait "${primary_pids[1]}" 2>/dev/null || true  # reaped quietly: the kill was ours
 echo "== after the failover: CLUSTER NODES on p0"
 redis-cli -p "${resp[0]}" cluster nodes 2>/dev/null | awk '{print $1, $2, $3, $4, $9}' | sort || true
