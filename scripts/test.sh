@@ -72,6 +72,14 @@ cargo test --workspace 2>&1 | tee "$test_log"
 echo "== cargo test: failpoints"
 cargo test -p ringkv --features failpoints --test failpoints 2>&1 | tee -a "$test_log"
 
+# The cluster demo's short form (about 20 s, etcd and redis-py as above),
+# on the binaries cargo test just built: a SIGKILL of one shard's primary
+# under a RedisCluster load. Fails if that shard does not take writes again
+# within the bound or a write acknowledged after WAIT 1 counted a replica
+# is lost.
+echo "== cluster demo (short form)"
+DEMO_BEFORE=3 DEMO_AFTER=2 RINGKV_BIN_DIR="${CARGO_TARGET_DIR:-target}/debug" bash scripts/cluster-demo.sh
+
 # The ring's publish protocol (reserve, copy, publish, lap, read, reset)
 # under the loom model checker: the real ring.rs over loom's atomics, a
 # 64-byte ring, two writers lapping a reader. Its own target directory, as

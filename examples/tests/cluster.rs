@@ -696,3 +696,153 @@ fn asking_holds_across_multi_on_an_importing_node_and_a_half_moved_slot_says_try
     // EXEC ended the one-shot flag.
     assert!(matches!(target.cmd(&["GET", "bar"]), Frame::Error(e) if e.starts_with("MOVED 5061 ")));
 }
+
+/// Cluster mode under failover: one shard of a primary and a follower, the
+/// slot map and the leader key in etcd. After the primary is SIGKILLed,
+/// the promoted follower serves the shard's writes as its primary, and the
+/// old primary, restarted (it rejoins as a follower), redirects to it with
+/// MOVED and names it the primary in CLUSTER SLOTS: the map's static
+/// primary gives way to the shard's leader in etcd.
+#[test]
+fn moved_follows_the_shards_leader_after_a_failover() {
+    use ringkv_examples::coord::{etcd_installed, leader, LocalEtcd};
+    use std::time::{Duration, Instant};
+    if !etcd_installed() {
+        assert!(
+            std::env::var_os("CI").is_none(),
+            "etcd is missing under CI: the test command installs etcd-server"
+        );
+        eprintln!("etcd is not installed: skipped (the test command installs etcd-server)");
+        return;
+    }
+    let dir = tempfile::tempdir().expect("dir");
+    let root = dir.path();
+    let etcd_server = LocalEtcd::start(&root.join("etcd")).expect("etcd starts");
+    let url = etcd_server.url().to_string();
+    let etcd = etcd_server.client().expect("client");
+    let ports = free_ports(2);
+    let repl: Vec<String> = (0..2)
+        .map(|_| {
+            std::net::UdpSocket::bind("127.0.0.1:0")
+                .and_then(|s| s.local_addr())
+                .expect("a free UDP port")
+                .to_string()
+        })
+        .collect();
+    let ids = ["n1", "n2"];
+    let out = Command::new(env!("CARGO_BIN_EXE_ringkv-cluster"))
+        .args(["--etcd", &url, "create", "--primary"])
+        .arg(format!("n1@127.0.0.1:{}", ports[0]))
+        .arg("--replica")
+        .arg(format!("shard-0=n2@127.0.0.1:{}", ports[1]))
+        .stdin(Stdio::null())
+        .output()
+        .expect("run ringkv-cluster");
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let tls = root.join("tls").display().to_string();
+    let start = |i: usize, primary: Option<&str>| {
+        let data = root.join(ids[i]).display().to_string();
+        let mut args = vec![
+            "--etcd",
+            &url,
+            "--shard",
+            "shard-0",
+            "--node-id",
+            ids[i],
+            "--dir",
+            &data,
+            "--tls-dir",
+            &tls,
+            "--repl-listen",
+            &repl[i],
+            "--no-save-on-exit",
+            "--cluster-enabled",
+            "--cluster-node-id",
+            ids[i],
+            "--cluster-etcd",
+            &url,
+        ];
+        let bin = match primary {
+            Some(p) => {
+                args.extend(["--primary", p]);
+                "ringkv-follower"
+            }
+            None => "ringkv-primary",
+        };
+        Proc::start_on(bin, root, ports[i], &args)
+    };
+    let wait_leader = |want: &str| {
+        let deadline = Instant::now() + Duration::from_secs(60);
+        loop {
+            if let Ok(Some(l)) = leader(&etcd, "shard-0") {
+                if l.record.id == want {
+                    return;
+                }
+            }
+            assert!(Instant::now() < deadline, "{want} did not become the leader");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    };
+    // Bounded retries of `args` on `node` until the reply is `want`.
+    let until = |node: &Proc, args: &[&str], want: &Frame| {
+        let deadline = Instant::now() + Duration::from_secs(60);
+        loop {
+            let got = node.raw().cmd(args);
+            if &got == want {
+                return;
+            }
+            assert!(Instant::now() < deadline, "{args:?}: {got:?}, not {want:?}");
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    };
+    let ok = Frame::Simple("OK".into());
+    let mut n1 = start(0, None);
+    wait_leader("n1");
+    let n2 = start(1, Some(&repl[0]));
+    until(&n1, &["SET", "foo", "before"], &ok);
+    // "foo" is slot 12182; the follower moves writes to the map's primary.
+    let to = |i: usize| Frame::Error(format!("MOVED 12182 127.0.0.1:{}", ports[i]));
+    until(&n2, &["SET", "foo", "x"], &to(0));
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let mut replica = n2.raw();
+    assert_eq!(replica.cmd(&["READONLY"]), ok);
+    while replica.cmd(&["GET", "foo"]) != Frame::Bulk("before".into()) {
+        assert!(Instant::now() < deadline, "the follower did not get foo");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+
+    signal_kill(&mut n1);
+    wait_leader("n2");
+    until(&n2, &["SET", "foo", "after"], &ok);
+    let n1 = start(0, None);
+    until(&n1, &["SET", "foo", "x"], &to(1));
+    assert_eq!(
+        n1.raw().cmd(&["GET", "foo"]),
+        to(1),
+        "a read without READONLY moves too"
+    );
+    assert_eq!(n2.raw().cmd(&["GET", "foo"]), Frame::Bulk("after".into()));
+    // Both nodes name n2 the shard's primary.
+    for node in [&n1, &n2] {
+        let slots = node.raw().cmd(&["CLUSTER", "SLOTS"]);
+        let Frame::Array(ranges) = slots else {
+            panic!("CLUSTER SLOTS: {slots:?}")
+        };
+        let Some(Frame::Array(range)) = ranges.first() else {
+            panic!("CLUSTER SLOTS: {ranges:?}")
+        };
+        let Some(Frame::Array(primary)) = range.get(2) else {
+            panic!("CLUSTER SLOTS range: {range:?}")
+        };
+        assert_eq!(primary.get(1), Some(&Frame::Int(i64::from(ports[1]))), "{primary:?}");
+        let nodes = node.raw().cmd(&["CLUSTER", "NODES"]);
+        let text = String::from_utf8_lossy(nodes.as_bytes().expect("CLUSTER NODES text")).into_owned();
+        let master = text.lines().find(|l| l.contains("master")).expect("a master line");
+        assert!(master.starts_with("n2 "), "{text}");
+    }
+}
+
+fn signal_kill(p: &mut Proc) {
+    let _ = Command::new("kill").args(["-KILL", &p.child.id().to_string()]).status();
+    let _ = p.child.wait();
+}

@@ -257,6 +257,59 @@ impl SlotMap {
     pub fn shard(&self, name: &str) -> Option<&ShardMap> {
         self.shards.iter().find(|s| s.name == name)
     }
+
+    /// Makes the node at `endpoint` (`host:port`; or named `id`) shard
+    /// `shard`'s primary, as after a failover: a listed replica trades
+    /// places with the primary, an unlisted node becomes the primary and the
+    /// old one a replica. True if the map changed.
+    ///
+    /// ```
+    /// use ringkv_examples::cluster::SlotMap;
+    /// let mut map = SlotMap::from_toml(r#"
+    ///     [[shards]]
+    ///     name = "a"
+    ///     slots = [[0, 16383]]
+    ///     primary = { id = "a1", host = "127.0.0.1", port = 7000 }
+    ///     replicas = [{ id = "a2", host = "127.0.0.1", port = 7100 }]
+    /// "#)?;
+    /// assert!(map.set_primary("a", "a2", "127.0.0.1:7100"));
+    /// assert_eq!(map.shards[0].primary.id, "a2");
+    /// assert_eq!(map.shards[0].replicas[0].id, "a1");
+    /// assert!(!map.set_primary("a", "a2", "127.0.0.1:7100"), "already");
+    /// assert!(map.set_primary("a", "a3", "127.0.0.1:7200"));
+    /// assert_eq!(map.shards[0].primary.endpoint(), "127.0.0.1:7200");
+    /// assert_eq!(map.shards[0].replicas.len(), 2);
+    /// # Ok::<(), ringkv_examples::cluster::MapError>(())
+    /// ```
+    pub fn set_primary(&mut self, shard: &str, id: &str, endpoint: &str) -> bool {
+        let Some(s) = self.shards.iter_mut().find(|s| s.name == shard) else {
+            return false;
+        };
+        if s.primary.endpoint() == endpoint {
+            return false;
+        }
+        let new = match s.replicas.iter().position(|r| r.endpoint() == endpoint || r.id == id) {
+            Some(i) => s.replicas.remove(i),
+            None => {
+                let Some((host, port)) = endpoint.rsplit_once(':') else {
+                    return false;
+                };
+                let Ok(port) = port.parse() else {
+                    return false;
+                };
+                NodeAddr {
+                    id: id.to_string(),
+                    host: host.to_string(),
+                    port,
+                }
+            }
+        };
+        let old = std::mem::replace(&mut s.primary, new);
+        if old.id != s.primary.id {
+            s.replicas.insert(0, old);
+        }
+        true
+    }
 }
 
 fn check_range([start, end]: SlotRange) -> Result<(), MapError> {

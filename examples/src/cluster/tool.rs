@@ -42,6 +42,10 @@ pub enum Cmd {
         /// The primaries, `ID@HOST:PORT`.
         #[arg(long = "primary", required = true)]
         primaries: Vec<String>,
+        /// A replica of a shard, `SHARD=ID@HOST:PORT` (shards are named
+        /// `shard-0`, `shard-1`, ... in the order of `--primary`).
+        #[arg(long = "replica")]
+        replicas: Vec<String>,
         /// Replace an existing map file.
         #[arg(long)]
         force: bool,
@@ -117,13 +121,30 @@ pub fn run(args: Args) -> Result<String, String> {
         (None, None) => return Err("--map FILE or --etcd URL".into()),
     };
     match args.command {
-        Cmd::Create { primaries, force } => {
+        Cmd::Create {
+            primaries,
+            replicas,
+            force,
+        } => {
             let existing = store.exists()?;
             if existing.is_some() && !force {
                 return Err("a slot map exists (use --force to replace it)".into());
             }
             let nodes = primaries.iter().map(|p| parse_node(p)).collect::<Result<Vec<_>, _>>()?;
-            let map = SlotMap::even(nodes).map_err(|e| e.to_string())?;
+            let mut map = SlotMap::even(nodes).map_err(|e| e.to_string())?;
+            for r in &replicas {
+                let (shard, node) = r
+                    .split_once('=')
+                    .ok_or_else(|| format!("{r:?} is not SHARD=ID@HOST:PORT"))?;
+                let node = parse_node(node)?;
+                let s = map
+                    .shards
+                    .iter_mut()
+                    .find(|s| s.name == shard)
+                    .ok_or_else(|| format!("no shard {shard:?} (shards are shard-0, shard-1, ...)"))?;
+                s.replicas.push(node);
+            }
+            map.validate().map_err(|e| e.to_string())?;
             store.save(&map, existing.filter(|_| matches!(store, Store::Etcd(_))))?;
             Ok(show(&map))
         }

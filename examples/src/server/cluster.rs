@@ -3,6 +3,7 @@
 //! (`conn.rs` calls [`redirect`] only when cluster mode is on, so a
 //! standalone server pays one `None` test per command).
 
+use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use bytes::Bytes;
@@ -58,10 +59,18 @@ impl ClusterConfig {
 
 /// A node's cluster state: where the map comes from and the routing built
 /// from it (swapped whole when the map changes).
+///
+/// With failover on (`--etcd --shard`, the map's shard names being the
+/// failover shards), the coordinator's tick passes every shard's leader
+/// from etcd to [`ClusterState::follow_leaders`]: the leader stands as its
+/// shard's primary in the routing (MOVED, ASK, CLUSTER SLOTS/SHARDS/NODES)
+/// whatever the map names, so redirections follow a failover within a tick.
 #[derive(Debug)]
 pub(crate) struct ClusterState {
     source: Box<dyn SlotMapSource>,
     routing: RwLock<Arc<Routing>>,
+    /// Shard name → its leader in etcd (id, RESP endpoint), last seen.
+    leaders: RwLock<BTreeMap<String, (String, String)>>,
 }
 
 impl ClusterState {
@@ -69,10 +78,11 @@ impl ClusterState {
     pub(crate) fn start(config: &ClusterConfig) -> Result<ClusterState, String> {
         let id = config.node_id.as_deref().ok_or("cluster mode needs cluster.node_id")?;
         let source = config.source()?;
-        let routing = build(&*source, id).map_err(|e| e.to_string())?;
+        let routing = build(&*source, id, &BTreeMap::new()).map_err(|e| e.to_string())?;
         Ok(ClusterState {
             source,
             routing: RwLock::new(Arc::new(routing)),
+            leaders: RwLock::new(BTreeMap::new()),
         })
     }
 
@@ -84,14 +94,56 @@ impl ClusterState {
     /// Reads the map again from its source (a new epoch from the tool).
     pub(crate) fn reload(&self) -> Result<(), MapError> {
         let id = self.routing().my_id().to_string();
-        let routing = build(&*self.source, &id)?;
+        let routing = build(&*self.source, &id, &self.leaders.read())?;
+        *self.routing.write() = Arc::new(routing);
+        Ok(())
+    }
+
+    /// The names of the map's shards.
+    pub(crate) fn shard_names(&self) -> Vec<String> {
+        self.routing().map().shards.iter().map(|s| s.name.clone()).collect()
+    }
+
+    /// Takes the shards' current leaders (shard, leader id, RESP endpoint;
+    /// a shard without a leader now keeps the last one seen) and rebuilds
+    /// the routing if one changed.
+    pub(crate) fn follow_leaders(&self, found: Vec<(String, String, String)>) -> Result<(), MapError> {
+        let mut leaders = self.leaders.write();
+        let mut changed = false;
+        for (shard, id, endpoint) in found {
+            let new = (id, endpoint);
+            if leaders.get(&shard) != Some(&new) {
+                tracing::info!(%shard, leader = %new.0, endpoint = %new.1, "cluster: the shard's primary is its leader in etcd");
+                leaders.insert(shard, new);
+                changed = true;
+            }
+        }
+        if !changed {
+            return Ok(());
+        }
+        let current = self.routing();
+        let mut map = current.map().clone();
+        apply_leaders(&mut map, &leaders);
+        let routing = Routing::new(map, current.my_id())?;
         *self.routing.write() = Arc::new(routing);
         Ok(())
     }
 }
 
-fn build(source: &dyn SlotMapSource, id: &str) -> Result<Routing, MapError> {
-    Routing::new(source.load()?, id)
+fn build(
+    source: &dyn SlotMapSource,
+    id: &str,
+    leaders: &BTreeMap<String, (String, String)>,
+) -> Result<Routing, MapError> {
+    let mut map = source.load()?;
+    apply_leaders(&mut map, leaders);
+    Routing::new(map, id)
+}
+
+fn apply_leaders(map: &mut SlotMap, leaders: &BTreeMap<String, (String, String)>) {
+    for (shard, (id, endpoint)) in leaders {
+        map.set_primary(shard, id, endpoint);
+    }
 }
 
 /// The redirection error (without `-`) for `args` on this node, or `None`

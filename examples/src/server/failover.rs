@@ -160,11 +160,36 @@ impl Coordinator {
             if let Err(e) = self.step().await {
                 tracing::warn!(error = %e, "failover: etcd call failed");
             }
+            self.follow_cluster_leaders().await;
             let notified = self.node.stop.notified();
             tokio::select! {
                 _ = tokio::time::sleep(tick.saturating_sub(started.elapsed())) => {}
                 _ = notified => {}
             }
+        }
+    }
+
+    /// In cluster mode: every shard's leader in etcd stands as its primary
+    /// in the routing (read once a tick: the tick is the cache).
+    async fn follow_cluster_leaders(&self) {
+        let Some(cluster) = self.node.cluster.as_ref() else {
+            return;
+        };
+        let names = cluster.shard_names();
+        let found = blocking(&self.etcd, move |e| {
+            let mut found = Vec::with_capacity(names.len());
+            for shard in names {
+                if let Some(l) = crate::coord::leader(e, &shard)? {
+                    found.push((shard, l.record.id, l.record.resp));
+                }
+            }
+            Ok(found)
+        })
+        .await;
+        match found.map(|f| cluster.follow_leaders(f)) {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => tracing::warn!(error = %e, "cluster: the leaders do not fit the slot map"),
+            Err(e) => tracing::debug!(error = %e, "cluster: cannot read the shards' leaders"),
         }
     }
 
