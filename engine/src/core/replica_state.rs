@@ -174,6 +174,18 @@ impl ReplicaState {
     pub(crate) fn gate(&self) -> Option<Arc<dyn WriteGate>> {
         self.gate.read().clone()
     }
+
+    /// Removes the gate only if it is `gate` (the same allocation); true
+    /// if it did.
+    pub(crate) fn clear_gate_if(&self, gate: &Arc<dyn WriteGate>) -> bool {
+        let mut current = self.gate.write();
+        if current.as_ref().is_some_and(|g| Arc::ptr_eq(g, gate)) {
+            *current = None;
+            self.gate_set.store(false, Ordering::Release);
+            return true;
+        }
+        false
+    }
 }
 
 thread_local! {
