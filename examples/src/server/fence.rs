@@ -112,6 +112,12 @@ impl ringkv::WriteGate for FenceGate {
         }
         Ok(())
     }
+
+    /// A closed fence: no expiry or eviction deletions either (a deposed
+    /// primary must not extend its history); never blocks.
+    fn admits_internal(&self) -> bool {
+        self.fence.is_open() && self.inner.as_ref().is_none_or(|g| g.admits_internal())
+    }
 }
 
 #[cfg(test)]
