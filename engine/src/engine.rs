@@ -720,6 +720,28 @@ impl Engine {
         services::replica::set_write_gate(&self.inner, gate)
     }
 
+    /// Removes the write gate only if the one installed now is `gate` (the
+    /// same `Arc`), so an owner that stops cannot remove a gate installed
+    /// after its own; returns whether it did.
+    ///
+    /// ```
+    /// use std::sync::Arc;
+    /// struct Open;
+    /// impl ringkv::WriteGate for Open {
+    ///     fn admit(&self) -> Result<(), String> { Ok(()) }
+    /// }
+    /// let engine = ringkv::Engine::new(ringkv::Config::default())?;
+    /// let mine: Arc<dyn ringkv::WriteGate> = Arc::new(Open);
+    /// let newer: Arc<dyn ringkv::WriteGate> = Arc::new(Open);
+    /// engine.set_write_gate(Some(newer));
+    /// assert!(!engine.clear_write_gate_if(&mine), "not mine: kept");
+    /// assert!(engine.write_gate().is_some());
+    /// # Ok::<(), ringkv::Error>(())
+    /// ```
+    pub fn clear_write_gate_if(&self, gate: &Arc<dyn WriteGate>) -> bool {
+        services::replica::clear_write_gate_if(&self.inner, gate)
+    }
+
     /// The gate installed now, if any (to wrap it in another: a leader
     /// lease's fence around the replication primary's follower gate).
     pub fn write_gate(&self) -> Option<Arc<dyn WriteGate>> {

@@ -197,3 +197,37 @@ fn the_background_thread_expires_keys() {
     assert_eq!(e.dbsize(), 0);
     assert_eq!(e.stats().expired_keys, 100);
 }
+
+/// A gate that refuses everything, internal deletions included (a closed
+/// leader-lease fence).
+struct Fenced;
+
+impl ringkv::WriteGate for Fenced {
+    fn admit(&self) -> Result<(), String> {
+        Err("fenced".into())
+    }
+    fn admits_internal(&self) -> bool {
+        false
+    }
+}
+
+/// Issue 14 finding 19: behind a gate that refuses internal writes, an
+/// expired key reads as missing but neither lazy nor active expiry logs a
+/// deletion (a deposed primary does not extend its history); once the
+/// gate goes, expiry logs as before.
+#[test]
+fn a_fenced_primary_logs_no_expiry() {
+    let (e, sink, clock) = setup(quiet());
+    e.set_with("k", "v", SetOptions::new().px(10)).expect("set");
+    e.set_with("j", "v", SetOptions::new().px(10)).expect("set");
+    sink.take();
+    e.set_write_gate(Some(std::sync::Arc::new(Fenced)));
+    clock.advance(20);
+    assert!(e.get("k").expect("get").is_none(), "expired: reads as missing");
+    assert_eq!(e.active_expire_cycle(), 0);
+    assert!(sink.take().is_empty(), "nothing logged behind the fence");
+    e.set_write_gate(None);
+    assert!(e.get("k").expect("get").is_none());
+    assert_eq!(e.active_expire_cycle(), 1, "j, once the fence is gone");
+    assert_eq!(expired_deletions(&sink.take()), 2);
+}

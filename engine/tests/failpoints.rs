@@ -15,6 +15,7 @@
 use std::collections::BTreeMap;
 use std::io;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use fail::FailScenario;
 use ringkv::log::LogError;
@@ -675,5 +676,63 @@ fn a_failed_follower_append_publishes_nothing_and_poisons_the_ring() {
     f.replica_replay_stream(batch.start, &batch.bytes).expect("replay");
     assert_eq!(f.digest(), p.digest());
     assert_eq!(f.durable_offset(), plog.published());
+    scenario.teardown();
+}
+
+/// A gate that admits its first write and refuses every later one: a
+/// leader lease's fence that closes while the admitted write waits.
+struct ClosesAfterFirst(std::sync::atomic::AtomicU32);
+
+impl ringkv::WriteGate for ClosesAfterFirst {
+    fn admit(&self) -> Result<(), String> {
+        match self.0.fetch_add(1, std::sync::atomic::Ordering::SeqCst) {
+            0 => Ok(()),
+            _ => Err("closed while waiting".into()),
+        }
+    }
+}
+
+/// Issue 14 finding 1: a write that passed the gate and then waited for
+/// log room (saves failing, the ring nearly full) asks the gate again and
+/// is refused when it closed meanwhile, instead of reaching the log.
+#[test]
+fn a_write_waiting_for_log_room_asks_the_gate_again() {
+    let scenario = FailScenario::setup();
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut cfg = config(Durability::Always);
+    cfg.snapshot.log_full_wait_ms = 200;
+    let e = Engine::open(dir.path(), cfg).expect("open");
+    fail::cfg("snapshot::write", "return(EIO)").expect("cfg");
+    // Fill the ring until a write has to wait for room (no save can free it).
+    let value = vec![b'v'; 4096];
+    let mut waited = false;
+    for i in 0..400 {
+        let t = std::time::Instant::now();
+        if e.set(format!("fill{i}"), value.clone()).is_err() {
+            break;
+        }
+        if t.elapsed() >= std::time::Duration::from_millis(200) {
+            waited = true;
+            break;
+        }
+    }
+    assert!(waited, "the ring never got full enough to make a write wait");
+    let gate = Arc::new(ClosesAfterFirst(std::sync::atomic::AtomicU32::new(0)));
+    e.set_write_gate(Some(gate.clone()));
+    let err = e.set("late", "x").expect_err("the gate closed during the wait");
+    assert!(
+        matches!(err, Error::NoReplicas(ref r) if r == "closed while waiting"),
+        "{err}"
+    );
+    assert_eq!(
+        gate.0.load(std::sync::atomic::Ordering::SeqCst),
+        2,
+        "asked before and after the wait"
+    );
+    assert!(
+        e.get("late").expect("get").is_none(),
+        "the refused write is not applied"
+    );
+    drop(e);
     scenario.teardown();
 }

@@ -496,6 +496,7 @@ fn a_follower_in_a_full_sync_or_lagging_is_never_promoted() {
             in_full_sync,
             lag,
             epoch,
+            synced: true,
         };
         let key = ringkv_examples::coord::node_key("s1", id);
         etcd.put(

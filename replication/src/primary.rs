@@ -146,6 +146,9 @@ pub struct Primary {
     local_addr: SocketAddr,
     stop: watch::Sender<bool>,
     tasks: Vec<tokio::task::JoinHandle<()>>,
+    /// The write gate it installed (`[write_gate]`), removed on close only
+    /// if still installed.
+    gate: Option<Arc<dyn ringkv::WriteGate>>,
 }
 
 impl std::fmt::Debug for Primary {
@@ -204,12 +207,14 @@ impl Primary {
             samples: parking_lot::Mutex::new(VecDeque::new()),
             epoch: AtomicU64::new(epoch),
         });
-        if let Some(gate) = shared.config.write_gate.clone() {
-            shared.engine.set_write_gate(Some(Arc::new(Gate {
+        let gate = shared.config.write_gate.clone().map(|config| {
+            let gate: Arc<dyn ringkv::WriteGate> = Arc::new(Gate {
                 shared: Arc::downgrade(&shared),
-                config: gate,
-            })));
-        }
+                config,
+            });
+            shared.engine.set_write_gate(Some(Arc::clone(&gate)));
+            gate
+        });
         let (stop, stop_rx) = watch::channel(false);
         let accept = tokio::spawn(accept_loop(shared.clone(), endpoint.clone(), stop_rx.clone()));
         let sampler = tokio::spawn(sample_loop(shared.clone(), stop_rx));
@@ -220,6 +225,7 @@ impl Primary {
             local_addr,
             stop,
             tasks: vec![accept, sampler],
+            gate,
         })
     }
 
@@ -272,11 +278,17 @@ impl Primary {
         self.endpoint.wait_idle().await;
     }
 
-    fn close(&self) {
+    /// Stops serving now, through a shared handle: signals the tasks,
+    /// closes every follower connection and the endpoint (its port is
+    /// free once the endpoint is idle), and removes the write gate this
+    /// primary installed if it is still the engine's (never a gate
+    /// installed after it, such as a newer primary's). Dropping or
+    /// [`shutdown`](Self::shutdown) does the same; a second call is a no-op.
+    pub fn close(&self) {
         let _ = self.stop.send(true);
         self.endpoint.close(code::SHUTDOWN.into(), b"primary shutting down");
-        if self.shared.config.write_gate.is_some() {
-            self.shared.engine.set_write_gate(None);
+        if let Some(gate) = &self.gate {
+            self.shared.engine.clear_write_gate_if(gate);
         }
     }
 }

@@ -377,6 +377,46 @@ async fn write_gate_refuses_or_delays_without_enough_followers() {
     server.shutdown().await;
 }
 
+/// A gate installed after a primary's own (a newer primary's, or a leader
+/// lease's fence).
+struct Newer;
+
+impl ringkv::WriteGate for Newer {
+    fn admit(&self) -> Result<(), String> {
+        Err("newer gate".into())
+    }
+}
+
+/// Issue 14 finding 5: a primary still held elsewhere (a WAIT's handle) is
+/// closed through the shared handle, and its late drop does not remove a
+/// gate installed after its own.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_closed_primary_leaves_a_newer_gate_alone() {
+    let c = certs();
+    let primary = anonymous(4 << 20);
+    let config = PrimaryConfig {
+        write_gate: Some(WriteGateConfig {
+            min_followers: 1,
+            mode: GateMode::Refuse,
+            ..WriteGateConfig::default()
+        }),
+        ..primary_config()
+    };
+    let server = std::sync::Arc::new(
+        Primary::start(primary.clone(), config, c.server.clone())
+            .await
+            .expect("primary"),
+    );
+    let held = std::sync::Arc::clone(&server);
+    server.close();
+    assert!(primary.write_gate().is_none(), "its own gate goes on close");
+    primary.set_write_gate(Some(std::sync::Arc::new(Newer)));
+    drop(server);
+    drop(held);
+    let err = primary.set("k", "v").expect_err("the newer gate is still installed");
+    assert!(err.to_string().contains("newer gate"), "{err}");
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_interrupted_full_sync_syncs_again_and_a_small_frame_limit_still_converges() {
     let c = certs();

@@ -257,6 +257,10 @@ impl Inner {
     /// Deletes `key` as an eviction; false if there was nothing to evict.
     fn evict(&self, key: Option<Bytes>) -> bool {
         let Some(key) = key else { return false };
+        if !self.replica.logs_own_deletions() {
+            // A fenced primary does not extend its history.
+            return false;
+        }
         let h = self.keyspace.hash(&key);
         let result = self.write_internal(&[h], false, |w| {
             if w.shard(h).find(h, &key).is_none() {

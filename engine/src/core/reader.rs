@@ -27,8 +27,9 @@ impl Inner {
             }
         }
         // Lazy expiry. A failure to log the deletion only delays it. A
-        // follower leaves the deletion to its primary's stream.
-        if !self.replica.is_follower() {
+        // follower leaves the deletion to its primary's stream, and so does
+        // a primary whose gate refuses internal writes (a deposed leader).
+        if self.replica.logs_own_deletions() {
             let _ = self.write_internal(&[h], false, |w| w.live(key, h));
         }
         None

@@ -29,6 +29,16 @@ pub trait WriteGate: Send + Sync + 'static {
     /// `Ok` lets the write go on; `Err(reason)` refuses it with
     /// [`Error::NoReplicas`].
     fn admit(&self) -> std::result::Result<(), String>;
+
+    /// Whether the engine's own deletions (lazy and active expiry,
+    /// eviction) may be logged now. `false` makes the engine behave as a
+    /// follower does for them: an expired key reads as missing but is not
+    /// deleted, nothing is evicted. For a gate that says this node is not
+    /// the writer at all (a leader lease's fence), not for one that only
+    /// waits for followers. Must not block; `true` by default.
+    fn admits_internal(&self) -> bool {
+        true
+    }
 }
 
 /// What [`Engine::promote`](crate::Engine::promote) did.
@@ -92,6 +102,22 @@ impl ReplicaState {
     #[inline]
     pub(crate) fn is_follower(&self) -> bool {
         self.role.load(Ordering::Acquire) != 0
+    }
+
+    /// Whether the engine may log its own deletions (expiry, eviction):
+    /// not on a follower, nor while the gate says no
+    /// ([`WriteGate::admits_internal`]).
+    #[inline]
+    pub(crate) fn logs_own_deletions(&self) -> bool {
+        if self.is_follower() {
+            return false;
+        }
+        if self.gate_set.load(Ordering::Acquire) {
+            if let Some(gate) = self.gate.read().as_ref() {
+                return gate.admits_internal();
+            }
+        }
+        true
     }
 
     #[inline]
@@ -173,6 +199,18 @@ impl ReplicaState {
 
     pub(crate) fn gate(&self) -> Option<Arc<dyn WriteGate>> {
         self.gate.read().clone()
+    }
+
+    /// Removes the gate only if it is `gate` (the same allocation); true
+    /// if it did.
+    pub(crate) fn clear_gate_if(&self, gate: &Arc<dyn WriteGate>) -> bool {
+        let mut current = self.gate.write();
+        if current.as_ref().is_some_and(|g| Arc::ptr_eq(g, gate)) {
+            *current = None;
+            self.gate_set.store(false, Ordering::Release);
+            return true;
+        }
+        false
     }
 }
 

@@ -333,10 +333,11 @@ impl Inner {
     /// Keeps the write-ahead ring from filling: asks for a background
     /// snapshot once uncovered history passes `snapshot.auto_share` of the
     /// ring, and when the ring is nearly full waits (bounded, holding no
-    /// lock) for the running snapshot to release space.
-    fn ensure_log_room(&self) {
+    /// lock) for the running snapshot to release space. Returns whether
+    /// it waited.
+    fn ensure_log_room(&self) -> bool {
         let (Some(log), Some(_)) = (self.log(), &self.data_dir) else {
-            return;
+            return false;
         };
         let cap = log.capacity();
         // The ring keeps history from the previous snapshot on (so a damaged
@@ -344,7 +345,7 @@ impl Inner {
         // span before the current newest one.
         let used = log.published().saturating_sub(log.oldest());
         if (used as f64) < cap as f64 * self.config.snapshot.auto_share {
-            return;
+            return false;
         }
         // A stream snapshot (a follower's full sync) does not keep a save
         // from starting: they run side by side.
@@ -362,11 +363,15 @@ impl Inner {
                 }
                 std::thread::sleep(std::time::Duration::from_millis(1));
             }
+            return true;
         }
+        false
     }
 
     /// A write from the public API: refused on a follower or by the write
-    /// gate, then as [`Inner::write_internal`].
+    /// gate, then as [`Inner::write_internal`]. A write that waited for log
+    /// room asks the gate again after the wait (a leader lease's fence may
+    /// have closed meanwhile).
     pub(crate) fn write<R>(
         &self,
         hashes: &[u64],
@@ -374,7 +379,10 @@ impl Inner {
         f: impl FnOnce(&mut Writer<'_>) -> Result<R>,
     ) -> Result<R> {
         self.replica.check_writable()?;
-        self.write_internal(hashes, batch, f)
+        if self.ensure_log_room() {
+            self.replica.check_writable()?;
+        }
+        self.run_locked(self.keyspace.lock_hashes(hashes), batch, f)
     }
 
     /// Locks the shards of `hashes` in index order and runs `f` as one

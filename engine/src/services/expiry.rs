@@ -12,8 +12,9 @@ use crate::keyspace::table::Prepared;
 use crate::mutation::{DeleteReason, Mutation};
 
 pub(crate) fn active_expire_cycle(inner: &Inner) -> usize {
-    if inner.replica.is_follower() {
-        // A follower's keys expire through its primary's logged deletions.
+    if !inner.replica.logs_own_deletions() {
+        // A follower's keys expire through its primary's logged deletions
+        // (and a fenced primary's through its successor's).
         return 0;
     }
     let now = inner.clock.now_ms();

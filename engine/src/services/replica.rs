@@ -86,6 +86,11 @@ pub(crate) fn set_write_gate(inner: &Inner, gate: Option<Arc<dyn WriteGate>>) {
     inner.replica.set_gate(gate);
 }
 
+/// Removes the gate if it is `gate`.
+pub(crate) fn clear_write_gate_if(inner: &Inner, gate: &Arc<dyn WriteGate>) -> bool {
+    inner.replica.clear_gate_if(gate)
+}
+
 /// The gate installed now.
 pub(crate) fn write_gate(inner: &Inner) -> Option<Arc<dyn WriteGate>> {
     inner.replica.gate()

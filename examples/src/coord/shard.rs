@@ -65,6 +65,12 @@ pub struct NodeRecord {
     pub lag: u64,
     /// The epoch of the history it holds (0: none yet).
     pub epoch: i64,
+    /// It holds the shard's history: it serves it as the primary, or its
+    /// follower completed a full or partial sync with its current primary.
+    /// A node that never synced (an empty new node, one still connecting)
+    /// is never elected. Absent in a record (an older node): false.
+    #[serde(default)]
+    pub synced: bool,
 }
 
 /// The current leader of a shard and its epoch.

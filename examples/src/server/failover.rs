@@ -11,8 +11,11 @@
 //!    - someone else's: follow it (re-point the follower: a partial
 //!      resync, the history keeps the offsets), adopting its epoch — never
 //!      one older than ours;
-//!    - none: an election. Among the fresh records of the newest epoch,
-//!      nodes not in a full sync and within `max_lag_bytes`, the one with
+//!    - none: an election. Among the records in etcd (each bound to its
+//!      node's live lease) of the newest epoch, nodes that hold the
+//!      shard's history (`synced`: serving it, or synced with their
+//!      primary at least once since they last re-pointed), not in a full
+//!      sync and within `max_lag_bytes`, the one with
 //!      the highest applied offset (then priority, then a node started as
 //!      `ringkv-primary`, then the smallest id) takes the key
 //!      with a transaction on `create_revision == 0`, and promotes itself
@@ -50,7 +53,9 @@ fn store_epoch(dir: &Path, epoch: i64) -> std::io::Result<()> {
     let tmp: PathBuf = dir.join(format!("{EPOCH_FILE}.tmp"));
     std::fs::write(&tmp, format!("{epoch}\n"))?;
     std::fs::File::open(&tmp)?.sync_all()?;
-    std::fs::rename(&tmp, dir.join(EPOCH_FILE))
+    std::fs::rename(&tmp, dir.join(EPOCH_FILE))?;
+    // The rename itself is durable only once the directory is.
+    std::fs::File::open(dir)?.sync_all()
 }
 
 /// Runs `f` on the blocking pool (etcd calls block, with their timeout).
@@ -71,12 +76,21 @@ pub(crate) fn choose(records: &[NodeRecord], max_lag: u64) -> Option<&NodeRecord
     let newest = records.iter().map(|r| r.epoch).max()?;
     records
         .iter()
-        .filter(|r| r.epoch == newest && !r.in_full_sync && r.lag <= max_lag)
+        .filter(|r| r.epoch == newest && r.synced && !r.in_full_sync && r.lag <= max_lag)
         .max_by(|a, b| {
             (a.applied, a.priority, a.role == "primary")
                 .cmp(&(b.applied, b.priority, b.role == "primary"))
                 .then_with(|| b.id.cmp(&a.id))
         })
+}
+
+/// Until when a renewal sent at `sent` lets us write: the TTL etcd
+/// answered, never more than the one we asked for (a larger answer would
+/// widen the fence beyond what we configured), minus the margin. `None`
+/// (treated as a lost lease) if the instant cannot be represented.
+fn fence_deadline(sent: Instant, answered_ttl: i64, asked_ttl: u64, margin: Duration) -> Option<Instant> {
+    let ttl = u64::try_from(answered_ttl).unwrap_or(0).min(asked_ttl);
+    sent.checked_add(Duration::from_secs(ttl).saturating_sub(margin))
 }
 
 struct Coordinator {
@@ -144,7 +158,22 @@ pub(crate) fn spawn(node: Arc<Node>, resp: SocketAddr) -> Result<Option<tokio::t
         epoch,
         leaderless: 0,
     };
-    Ok(Some(tokio::spawn(c.run())))
+    let fence = Arc::clone(&c.node.fence);
+    Ok(Some(tokio::spawn(supervise(fence, c.run()))))
+}
+
+/// Runs the coordinator's loop and fails safe if it ends any other way
+/// than a requested stop (a panic): nothing renews the lease or moves the
+/// fence any more, so the fence is closed for good (writes refused; the
+/// other nodes elect once the lease lapses) and the failure is logged.
+async fn supervise(fence: Arc<super::fence::Fence>, run: impl std::future::Future<Output = ()> + Send + 'static) {
+    if let Err(e) = tokio::spawn(run).await {
+        fence.close();
+        tracing::error!(
+            error = %e,
+            "failover: the coordinator failed; the fence stays closed (writes refused) until a restart"
+        );
+    }
 }
 
 impl Coordinator {
@@ -227,10 +256,9 @@ impl Coordinator {
                 .await?
                 .map(|t| (id, t)),
         };
-        match granted {
-            Some((id, ttl)) => {
-                let ttl = Duration::from_secs(u64::try_from(ttl).unwrap_or(0));
-                self.lease = Some((id, sent + ttl.saturating_sub(margin)));
+        match granted.and_then(|(id, ttl)| Some((id, fence_deadline(sent, ttl, self.cfg.lease_ttl_secs, margin)?))) {
+            Some((id, until)) => {
+                self.lease = Some((id, until));
                 Ok(true)
             }
             None => {
@@ -251,12 +279,15 @@ impl Coordinator {
 
     fn record(&self) -> NodeRecord {
         let engine = &self.node.engine;
-        let (in_full_sync, lag) = match self.node.follower() {
+        let (in_full_sync, lag, synced) = match self.node.follower() {
             Some(f) => {
                 let i = f.info();
-                (i.master_sync_in_progress || i.stale, i.lag_bytes)
+                let synced = i.full_syncs + i.partial_syncs > 0;
+                (i.master_sync_in_progress || i.stale, i.lag_bytes, synced)
             }
-            None => (engine.is_stale(), 0),
+            // Serving the history, or neither role (between two handles,
+            // or a follower that failed to start): not a candidate.
+            None => (engine.is_stale(), 0, self.node.primary().is_some()),
         };
         NodeRecord {
             id: self.id.clone(),
@@ -276,6 +307,7 @@ impl Coordinator {
             in_full_sync: in_full_sync || engine.is_stale(),
             lag,
             epoch: self.epoch,
+            synced,
         }
     }
 
@@ -455,6 +487,7 @@ mod tests {
             in_full_sync: false,
             lag: 0,
             epoch,
+            synced: true,
         }
     }
 
@@ -481,6 +514,64 @@ mod tests {
         assert_eq!(choose(&rs, 1000).map(|r| r.id.as_str()), Some("ok"));
         // Nobody eligible: no election (rather than a stale primary).
         assert!(choose(&[syncing, lagging], 1000).is_none());
+    }
+
+    #[test]
+    fn a_hostile_ttl_neither_panics_nor_widens_the_fence() {
+        let now = Instant::now();
+        let margin = Duration::from_millis(750);
+        let until = fence_deadline(now, i64::MAX, 3, margin).expect("capped at the asked TTL");
+        assert_eq!(until, now + Duration::from_millis(2250));
+        let shorter = fence_deadline(now, 2, 3, margin).expect("a shorter answer is kept");
+        assert_eq!(shorter, now + Duration::from_millis(1250));
+        assert_eq!(
+            fence_deadline(now, -5, 3, margin),
+            Some(now),
+            "a negative TTL: closed at once"
+        );
+        assert_eq!(
+            fence_deadline(now, i64::MAX, u64::MAX, margin),
+            None,
+            "unrepresentable: no lease"
+        );
+    }
+
+    #[tokio::test]
+    async fn a_failed_coordinator_leaves_the_fence_closed() {
+        let fence = Arc::new(super::super::fence::Fence::new(true));
+        fence.open_until(Instant::now() + Duration::from_secs(60));
+        let f = Arc::clone(&fence);
+        supervise(fence.clone(), async move {
+            assert!(f.is_open());
+            panic!("coordinator bug");
+        })
+        .await;
+        assert!(!fence.is_open(), "a dead coordinator must not leave writes admitted");
+    }
+
+    #[test]
+    fn never_a_node_that_never_synced() {
+        // Issue 14 finding 2: an empty new node (applied 0, lag 0 because
+        // it never heard from a primary, not in a full sync) beside a
+        // follower in a full sync: nobody is eligible, rather than the
+        // empty node.
+        let mut empty = rec("empty", 0, 9, 5);
+        empty.synced = false;
+        let mut syncing = rec("s", 1_000_000, 0, 5);
+        syncing.in_full_sync = true;
+        assert!(choose(&[empty.clone(), syncing], 1000).is_none());
+        // Even the highest offset and priority does not make it eligible.
+        let mut copied = rec("copied", 1 << 40, 9, 5);
+        copied.synced = false;
+        let rs = [copied, empty, rec("ok", 10, 0, 5)];
+        assert_eq!(choose(&rs, 1000).map(|r| r.id.as_str()), Some("ok"));
+        // A record without the field (an older node) is not synced.
+        let old = serde_json::json!({
+            "id": "o", "role": "follower", "resp": "", "repl": "", "applied": 1,
+            "durable": 1, "priority": 0, "in_full_sync": false, "lag": 0, "epoch": 5
+        });
+        let old: NodeRecord = serde_json::from_value(old).expect("record");
+        assert!(!old.synced);
     }
 
     #[test]

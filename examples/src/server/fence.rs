@@ -11,6 +11,10 @@
 //! primary moved: look it up again and retry"), and as the engine's write
 //! gate (wrapping the replication primary's own gate, if any), so a write
 //! that passed the first check when the deadline passed is still refused.
+//! The gate asks the fence again after the wrapped gate returns (it may
+//! have waited for followers), and the engine asks the gate again after a
+//! wait for log room, so no wait between the check and the log outlasts
+//! the margin unnoticed.
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
@@ -98,10 +102,21 @@ impl ringkv::WriteGate for FenceGate {
         if !self.fence.is_open() {
             return Err(FENCED.to_string());
         }
-        match &self.inner {
-            Some(g) => g.admit(),
-            None => Ok(()),
+        if let Some(g) = &self.inner {
+            g.admit()?;
+            // The inner gate may have waited (a `Delay` write gate, up to
+            // its `max_delay_ms`): the fence may have closed meanwhile.
+            if !self.fence.is_open() {
+                return Err(FENCED.to_string());
+            }
         }
+        Ok(())
+    }
+
+    /// A closed fence: no expiry or eviction deletions either (a deposed
+    /// primary must not extend its history); never blocks.
+    fn admits_internal(&self) -> bool {
+        self.fence.is_open() && self.inner.as_ref().is_none_or(|g| g.admits_internal())
     }
 }
 
@@ -135,5 +150,27 @@ mod tests {
         f.close();
         assert!(engine.set("k", "w").is_err());
         assert!(engine.get(b"k").expect("get").is_some_and(|v| v == "v"));
+    }
+
+    /// An inner gate during whose wait the fence closes.
+    struct ClosesTheFence(Arc<Fence>);
+
+    impl ringkv::WriteGate for ClosesTheFence {
+        fn admit(&self) -> Result<(), String> {
+            self.0.close();
+            Ok(())
+        }
+    }
+
+    #[test]
+    fn the_fence_is_asked_again_after_the_inner_gate() {
+        let engine = ringkv::Engine::new(ringkv::Config::default()).expect("engine");
+        let f = Arc::new(Fence::new(true));
+        engine.set_write_gate(Some(Arc::new(ClosesTheFence(Arc::clone(&f)))));
+        f.install(&engine);
+        f.open_until(Instant::now() + Duration::from_secs(60));
+        let e = engine.set("k", "v").expect_err("fenced during the inner gate's wait");
+        assert!(matches!(e, ringkv::Error::NoReplicas(ref r) if r == FENCED), "{e}");
+        assert!(engine.get(b"k").expect("get").is_none());
     }
 }

@@ -204,6 +204,11 @@ impl Node {
         let old = std::mem::replace(&mut *self.replication.lock(), Replication::None);
         match old {
             Replication::Primary(p) => {
+                // A WAIT may hold another handle: close through the shared
+                // one first, so the endpoint stops serving this history now
+                // whoever still holds it (its late drop then only repeats
+                // the close, which leaves a newer gate alone).
+                p.close();
                 if let Ok(p) = Arc::try_unwrap(p) {
                     p.shutdown().await;
                 }
