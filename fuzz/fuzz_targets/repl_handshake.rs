@@ -25,6 +25,9 @@ fuzz_target!(|data: &[u8]| {
             replid: id(flags),
             prev_replid: id(flags >> 2),
             switch_offset: u64_at(data, 1) % 10_000,
+            // The failover epoch does not enter the decision (followers
+            // refuse an older one before it): any value must decide alike.
+            epoch: u64_at(data, 42) % 4,
         },
         oldest: u64_at(data, 9) % 10_000,
         published: u64_at(data, 17) % 10_000,
