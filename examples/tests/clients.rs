@@ -8,7 +8,7 @@ mod common;
 use std::io::Write;
 use std::process::{Command, Stdio};
 
-use common::{find, Proc};
+use common::{find, python_with_redis_py, tools_missing, Proc};
 
 fn cli(p: &Proc, args: &[&str]) -> String {
     let bin = find("redis-cli").expect("redis-cli");
@@ -24,18 +24,6 @@ fn cli(p: &Proc, args: &[&str]) -> String {
         String::from_utf8_lossy(&out.stderr)
     );
     String::from_utf8_lossy(&out.stdout).trim_end().to_string()
-}
-
-fn tools_missing(what: &str) -> bool {
-    if find(what).is_some() {
-        return false;
-    }
-    assert!(
-        std::env::var_os("CI").is_none(),
-        "{what} is missing under CI: the test command installs it"
-    );
-    eprintln!("{what} is not installed: skipped (the test command installs it)");
-    true
 }
 
 #[test]
@@ -129,22 +117,6 @@ fn redis_benchmark_runs_against_ringkv() {
     let mut c = p.client();
     let n: i64 = redis::cmd("DBSIZE").query(&mut c).expect("dbsize");
     assert!(n > 0, "the benchmark's writes landed");
-}
-
-/// The Python with redis-py that the test command prepares
-/// (`RINGKV_TEST_PYTHON`), or `None` (skip) outside it.
-fn python_with_redis_py() -> Option<String> {
-    match std::env::var("RINGKV_TEST_PYTHON") {
-        Ok(p) if !p.is_empty() => Some(p),
-        _ => {
-            assert!(
-                std::env::var_os("CI").is_none(),
-                "RINGKV_TEST_PYTHON is unset under CI: the test command prepares a venv with redis-py"
-            );
-            eprintln!("RINGKV_TEST_PYTHON is unset: skipped (the test command prepares a venv with redis-py)");
-            None
-        }
-    }
 }
 
 #[test]

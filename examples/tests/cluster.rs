@@ -11,7 +11,7 @@ mod common;
 use std::path::Path;
 use std::process::{Command, Stdio};
 
-use common::{find, Proc, RedisServer};
+use common::{find, python_with_redis_py, tools_missing, Proc, RedisServer};
 use ringkv_examples::resp::Frame;
 
 const RANGES: [[u16; 2]; 3] = [[0, 5460], [5461, 10922], [10923, 16383]];
@@ -144,18 +144,6 @@ impl Cluster {
             assert_eq!(int(raw.cmd(&["DBSIZE"])), per_node[i], "keys on node {i}");
         }
     }
-}
-
-fn tools_missing(what: &str) -> bool {
-    if find(what).is_some() {
-        return false;
-    }
-    assert!(
-        std::env::var_os("CI").is_none(),
-        "{what} is missing under CI: the test command installs it"
-    );
-    eprintln!("{what} is not installed: skipped (the test command installs it)");
-    true
 }
 
 #[test]
@@ -388,21 +376,6 @@ fn redis_cli_c_follows_redirections() {
         assert_eq!(cli(&["GET", k]), format!("v-{k}"));
     }
     c.check_placement(&keys, |k| format!("v-{k}"));
-}
-
-/// The Python with redis-py that the test command prepares.
-fn python_with_redis_py() -> Option<String> {
-    match std::env::var("RINGKV_TEST_PYTHON") {
-        Ok(p) if !p.is_empty() => Some(p),
-        _ => {
-            assert!(
-                std::env::var_os("CI").is_none(),
-                "RINGKV_TEST_PYTHON is unset under CI: the test command prepares a venv with redis-py"
-            );
-            eprintln!("RINGKV_TEST_PYTHON is unset: skipped (the test command prepares a venv with redis-py)");
-            None
-        }
-    }
 }
 
 fn run_script(program: &str, script: &str, port: u16) {

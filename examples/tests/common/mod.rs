@@ -263,3 +263,33 @@ impl Drop for RedisServer {
         let _ = self.child.wait();
     }
 }
+
+/// Whether the tool `what` is missing (the test then says so and passes);
+/// under CI, where the test command installs it, a missing tool fails.
+pub fn tools_missing(what: &str) -> bool {
+    if find(what).is_some() {
+        return false;
+    }
+    assert!(
+        std::env::var_os("CI").is_none(),
+        "{what} is missing under CI: the test command installs it"
+    );
+    eprintln!("{what} is not installed: skipped (the test command installs it)");
+    true
+}
+
+/// The Python with redis-py that the test command prepares
+/// (`RINGKV_TEST_PYTHON`), or `None` (skip) outside it.
+pub fn python_with_redis_py() -> Option<String> {
+    match std::env::var("RINGKV_TEST_PYTHON") {
+        Ok(p) if !p.is_empty() => Some(p),
+        _ => {
+            assert!(
+                std::env::var_os("CI").is_none(),
+                "RINGKV_TEST_PYTHON is unset under CI: the test command prepares a venv with redis-py"
+            );
+            eprintln!("RINGKV_TEST_PYTHON is unset: skipped (the test command prepares a venv with redis-py)");
+            None
+        }
+    }
+}
