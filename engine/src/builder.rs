@@ -128,12 +128,13 @@ impl EngineBuilder {
                 })?;
             }
         }
-        if inner.config.active_expire {
-            let background = services::background::Background::start(&inner)?;
-            inner.own(Box::new(background));
-        }
+        let background = if inner.config.active_expire {
+            Some(services::background::Background::start(&inner)?)
+        } else {
+            None
+        };
         tracing::debug!(shards, "ringkv engine started");
-        Ok(Engine::from_inner(inner))
+        Ok(Engine::from_inner(inner, background))
     }
 
     fn new() -> EngineBuilder {

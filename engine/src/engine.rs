@@ -44,6 +44,10 @@ use crate::{ops, services};
 /// ```
 #[derive(Clone)]
 pub struct Engine {
+    /// The background thread, shared by the handles: dropped (stopped and
+    /// joined) with the last one, before `inner` (fields drop in order), so
+    /// that the state and the data directory's lock go with that drop.
+    _background: Option<Arc<crate::services::background::Background>>,
     pub(crate) inner: Arc<Inner>,
 }
 
@@ -57,8 +61,11 @@ impl std::fmt::Debug for Engine {
 
 impl Engine {
     /// The facade over state the builder assembled.
-    pub(crate) fn from_inner(inner: Arc<Inner>) -> Engine {
-        Engine { inner }
+    pub(crate) fn from_inner(inner: Arc<Inner>, background: Option<crate::services::background::Background>) -> Engine {
+        Engine {
+            _background: background.map(Arc::new),
+            inner,
+        }
     }
 
     /// An engine with this configuration, the system clock and no mutation sink.

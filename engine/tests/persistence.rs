@@ -98,6 +98,36 @@ fn a_second_opener_is_refused() {
     assert!(matches!(second, Err(Error::Locked(_))), "{second:?}");
 }
 
+/// Dropping the last handle releases the directory at once, even while the
+/// background thread is in a cycle (it held the state, and so the lock,
+/// until its cycle ended, so a reopen right after a drop could be
+/// `Locked`).
+#[test]
+fn the_last_handle_dropped_unlocks_the_directory_even_mid_background_cycle() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let busy = Config {
+        active_expire: true,
+        active_expire_interval_ms: 1,
+        ..config(4 << 20, Durability::None)
+    };
+    for round in 0..40u64 {
+        let engine = Engine::open(dir.path(), busy.clone()).unwrap_or_else(|e| panic!("round {round}: {e}"));
+        // Keys with TTLs and a growing table give every cycle work.
+        for i in 0..500 {
+            let key = format!("k{round}:{i}");
+            engine.set_with(&key, "v", SetOptions::new().px(1)).expect("set");
+        }
+        let clone = engine.clone();
+        drop(engine);
+        assert!(
+            Engine::open(dir.path(), busy.clone()).is_err(),
+            "a clone still holds the directory"
+        );
+        drop(clone);
+    }
+    Engine::open(dir.path(), busy).expect("the last reopen");
+}
+
 #[test]
 fn a_small_ring_snapshots_instead_of_refusing_writes_and_loses_nothing() {
     let dir = tempfile::tempdir().expect("tempdir");

@@ -57,10 +57,6 @@ pub(crate) struct Inner {
     pub(crate) data_dir: Option<PathBuf>,
     /// Upward needs, installed by the builder.
     pub(crate) hooks: Hooks,
-    /// Held for the engine's life: the data directory's lock file, and the
-    /// handles of the background threads the builder started (dropping
-    /// them stops the threads).
-    owned: Mutex<Vec<Box<dyn Send>>>,
 }
 
 impl std::fmt::Debug for Inner {
@@ -158,7 +154,6 @@ impl Inner {
             recovered: Mutex::new(RecoveryStats::default()),
             data_dir,
             hooks: Hooks::default(),
-            owned: Mutex::new(Vec::new()),
             config,
         }
     }
@@ -167,11 +162,6 @@ impl Inner {
     #[inline]
     pub(crate) fn log(&self) -> Option<&Arc<RingLog>> {
         self.sink.log()
-    }
-
-    /// Keeps `resource` until the engine is dropped.
-    pub(crate) fn own(&self, resource: Box<dyn Send>) {
-        self.owned.lock().push(resource);
     }
 
     /// Empties every shard without logging (a failed snapshot load).
