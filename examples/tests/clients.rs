@@ -8,7 +8,7 @@ mod common;
 use std::io::Write;
 use std::process::{Command, Stdio};
 
-use common::{find, python_with_redis_py, tools_missing, Proc};
+use common::{find, python_with_redis_py, run_script, tools_missing, Proc};
 
 fn cli(p: &Proc, args: &[&str]) -> String {
     let bin = find("redis-cli").expect("redis-cli");
@@ -125,18 +125,7 @@ fn redis_py_resp3_setinfo_pipelines_and_watch_retries() {
     let dir = tempfile::tempdir().expect("dir");
     let p = Proc::start("ringkv-primary", dir.path(), &["--repl-listen", "127.0.0.1:0"]);
     let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/python/redis_py.py");
-    let out = Command::new(python)
-        .arg(script)
-        .arg(p.resp.port().to_string())
-        .stdin(Stdio::null())
-        .output()
-        .expect("run python");
-    assert!(
-        out.status.success(),
-        "redis-py checks failed:\n{}\n{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
+    run_script(&python, script, p.resp.port());
 }
 
 #[test]

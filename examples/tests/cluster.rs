@@ -11,7 +11,7 @@ mod common;
 use std::path::Path;
 use std::process::{Command, Stdio};
 
-use common::{find, python_with_redis_py, tools_missing, Proc, RedisServer};
+use common::{find, python_with_redis_py, run_script, tools_missing, Proc, RedisServer};
 use ringkv_examples::resp::Frame;
 
 const RANGES: [[u16; 2]; 3] = [[0, 5460], [5461, 10922], [10923, 16383]];
@@ -78,27 +78,30 @@ fn start_nodes(n: usize, replica_port: Option<u16>) -> Cluster {
     let ports = free_ports(n);
     let map = dir.path().join("cluster-map.toml");
     write_map(&map, &ports, replica_port);
+    let source = map.to_str().expect("utf-8 path").to_string();
     let nodes = (0..n)
-        .map(|i| {
-            let cwd = dir.path().join(format!("node-{i}"));
-            std::fs::create_dir_all(&cwd).expect("node dir");
-            Proc::start_on(
-                "ringkv-primary",
-                &cwd,
-                ports[i],
-                &[
-                    "--repl-listen",
-                    "127.0.0.1:0",
-                    "--cluster-enabled",
-                    "--cluster-node-id",
-                    &node_id(i),
-                    "--cluster-map",
-                    map.to_str().expect("utf-8 path"),
-                ],
-            )
-        })
+        .map(|i| start_cluster_primary(dir.path(), i, ports[i], ["--cluster-map", &source]))
         .collect();
     Cluster { nodes, map, _dir: dir }
+}
+
+/// Cluster node `i` (id `node_id(i)`) as a `ringkv-primary` on `port`, in
+/// `root/node-<i>`, reading its slot map from `source` (`--cluster-map
+/// FILE` or `--cluster-etcd URL`).
+fn start_cluster_primary(root: &Path, i: usize, port: u16, source: [&str; 2]) -> Proc {
+    let cwd = root.join(format!("node-{i}"));
+    std::fs::create_dir_all(&cwd).expect("node dir");
+    let id = node_id(i);
+    let args = [
+        "--repl-listen",
+        "127.0.0.1:0",
+        "--cluster-enabled",
+        "--cluster-node-id",
+        &id,
+        source[0],
+        source[1],
+    ];
+    Proc::start_on("ringkv-primary", &cwd, port, &args)
 }
 
 fn slot_owner(slot: u16) -> usize {
@@ -378,21 +381,6 @@ fn redis_cli_c_follows_redirections() {
     c.check_placement(&keys, |k| format!("v-{k}"));
 }
 
-fn run_script(program: &str, script: &str, port: u16) {
-    let out = Command::new(program)
-        .arg(script)
-        .arg(port.to_string())
-        .stdin(Stdio::null())
-        .output()
-        .expect("run the client script");
-    assert!(
-        out.status.success(),
-        "{script} failed:\n{}\n{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-}
-
 #[test]
 fn redis_py_redis_cluster_works_unchanged() {
     let Some(python) = python_with_redis_py() else { return };
@@ -589,24 +577,7 @@ fn the_slot_map_in_etcd_drives_the_nodes_and_the_tool() {
     assert!(ok, "{shown}");
     assert!(shown.contains("shard-2: slots 10922-16383"), "{shown}");
     let nodes: Vec<Proc> = (0..3)
-        .map(|i| {
-            let cwd = dir.path().join(format!("node-{i}"));
-            std::fs::create_dir_all(&cwd).expect("node dir");
-            Proc::start_on(
-                "ringkv-primary",
-                &cwd,
-                ports[i],
-                &[
-                    "--repl-listen",
-                    "127.0.0.1:0",
-                    "--cluster-enabled",
-                    "--cluster-node-id",
-                    &node_id(i),
-                    "--cluster-etcd",
-                    &url,
-                ],
-            )
-        })
+        .map(|i| start_cluster_primary(dir.path(), i, ports[i], ["--cluster-etcd", &url]))
         .collect();
     let mut n0 = nodes[0].raw();
     // "foo" is slot 12182: shard 2 in the even split.

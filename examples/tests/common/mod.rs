@@ -293,3 +293,20 @@ pub fn python_with_redis_py() -> Option<String> {
         }
     }
 }
+
+/// Runs `program script port` (a client test script against the server on
+/// `port`) and fails the test with its output unless it succeeds.
+pub fn run_script(program: &str, script: &str, port: u16) {
+    let out = Command::new(program)
+        .arg(script)
+        .arg(port.to_string())
+        .stdin(Stdio::null())
+        .output()
+        .expect("run the client script");
+    assert!(
+        out.status.success(),
+        "{script} failed:\n{}\n{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
