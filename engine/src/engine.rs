@@ -543,6 +543,55 @@ impl Engine {
         self.inner.replay_mutation(m, |_| {})
     }
 
+    /// Applies one mutation produced by another engine as this engine's own
+    /// write (a slot migration's target takes the source's keys this way):
+    /// unlike [`Engine::replay`] it is refused on a follower or by the write
+    /// gate, reaches the log (so followers and the durability setting see
+    /// it), and is applied only if it fits the current state (an HSET on a
+    /// string is an [`Error::Apply`] and changes nothing). A flush of every
+    /// key is refused: the importer deletes the keys it owns instead.
+    ///
+    /// ```
+    /// use ringkv::{Engine, MemorySink, Mutation};
+    /// let sink = MemorySink::new();
+    /// let target = Engine::builder().sink(sink.clone()).build()?;
+    /// let m = Mutation::Set { key: "k".into(), value: "v".into(), expire_at: None };
+    /// target.import(&m)?;
+    /// assert_eq!(target.get("k")?.unwrap(), "v");
+    /// assert_eq!(sink.len(), 1, "logged like any write");
+    /// let wrong = Mutation::HSet { key: "k".into(), fields: vec![("f".into(), "v".into())] };
+    /// assert!(matches!(target.import(&wrong), Err(ringkv::Error::Apply(_))));
+    /// assert_eq!(sink.len(), 1, "nothing logged for what did not fit");
+    /// # Ok::<(), ringkv::Error>(())
+    /// ```
+    pub fn import(&self, m: &Mutation) -> Result<()> {
+        ops::import::import(&self.inner, m)
+    }
+
+    /// Stops the active expiry until the returned hold (and every other)
+    /// is dropped. A slot migration's target holds it while it imports, so
+    /// that a key it copied never expires by its own clock before the
+    /// source's deletion arrives (the source may still change the key). Keys
+    /// still expire lazily: a read never sees an expired key.
+    ///
+    /// ```
+    /// use ringkv::{Engine, ManualClock};
+    /// let clock = ManualClock::new(1_000);
+    /// let engine = Engine::builder().clock(clock.clone()).build()?;
+    /// engine.set("token", "t")?;
+    /// engine.pexpire("token", 10)?;
+    /// clock.advance(100);
+    /// let hold = engine.hold_active_expiry();
+    /// assert_eq!(engine.active_expire_cycle(), 0, "held");
+    /// drop(hold);
+    /// assert_eq!(engine.active_expire_cycle(), 1);
+    /// # Ok::<(), ringkv::Error>(())
+    /// ```
+    pub fn hold_active_expiry(&self) -> ExpiryHold {
+        self.inner.replica.hold_expiry(true);
+        ExpiryHold { engine: self.clone() }
+    }
+
     /// Current statistics.
     pub fn stats(&self) -> Stats {
         services::stats::collect(&self.inner)
@@ -634,6 +683,33 @@ impl Engine {
     /// ```
     pub fn snapshot_to<W: Write + Send>(&self, out: W) -> Result<(W, SnapshotInfo)> {
         services::snapshot::snapshot_to(&self.inner, out)
+    }
+
+    /// As [`Engine::snapshot_to`], holding only the keys `keep` accepts (a
+    /// slot migration copies the keys of its slots this way). The cut and
+    /// the walk are the same (the walk still visits every key, writing only
+    /// the kept ones); the header's `keys` is 0, as the keys kept are not
+    /// counted at the cut, and [`SnapshotInfo::items`] counts what was
+    /// written. It takes the one stream slot ([`Engine::snapshot_to`]'s).
+    ///
+    /// ```
+    /// use ringkv::{Config, Engine};
+    /// let engine = Engine::new(Config::default())?;
+    /// engine.set("keep:1", "a")?;
+    /// engine.set("drop:1", "b")?;
+    /// let (bytes, _) = engine.snapshot_filtered_to(Vec::new(), |k| k.starts_with(b"keep:"))?;
+    /// let copy = Engine::new(Config::default())?;
+    /// copy.load_snapshot(&bytes[..])?;
+    /// assert_eq!(copy.dbsize(), 1);
+    /// assert!(copy.get("keep:1")?.is_some());
+    /// # Ok::<(), ringkv::Error>(())
+    /// ```
+    pub fn snapshot_filtered_to<W: Write + Send>(
+        &self,
+        out: W,
+        keep: impl Fn(&[u8]) -> bool + Send + Sync + 'static,
+    ) -> Result<(W, SnapshotInfo)> {
+        services::snapshot::snapshot_filtered_to(&self.inner, out, Arc::new(keep))
     }
 
     /// SAVE: writes a snapshot file into the data directory (temporary name,
@@ -884,5 +960,19 @@ impl Engine {
     #[deprecated(since = "0.1.0", note = "renamed to `replica_replay_stream`")]
     pub fn replica_apply_stream(&self, start: u64, bytes: &[u8]) -> Result<u64> {
         self.replica_replay_stream(start, bytes)
+    }
+}
+
+/// A hold of an engine's active expiry ([`Engine::hold_active_expiry`]),
+/// released on drop.
+#[derive(Debug)]
+#[must_use = "the active expiry resumes when the hold is dropped"]
+pub struct ExpiryHold {
+    engine: Engine,
+}
+
+impl Drop for ExpiryHold {
+    fn drop(&mut self) {
+        self.engine.inner.replica.hold_expiry(false);
     }
 }

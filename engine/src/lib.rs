@@ -73,7 +73,7 @@ pub use clock::{Clock, ManualClock, SystemClock};
 pub use codec::{format_f64, parse_f64, parse_i64};
 pub use config::{Config, Durability, EvictionPolicy, LogConfig, SaveRule, SnapshotConfig, MAX_SHARDS};
 pub use core::{Promotion, Role, WriteGate};
-pub use engine::Engine;
+pub use engine::{Engine, ExpiryHold};
 pub use error::{Error, Result, SinkError};
 pub use glob::glob_match;
 pub use log::{LogView, RingLog};

@@ -74,6 +74,10 @@ pub(crate) struct ReplicaState {
     /// ahead of `applied` until the segment ends) and by a snapshot's cut,
     /// so a cut never sees a half-applied segment.
     apply_gate: parking_lot::Mutex<()>,
+    /// Holds of the active expiry ([`Engine::hold_active_expiry`](crate::Engine::hold_active_expiry)):
+    /// while any is held, keys expire only through logged deletions that
+    /// arrive, or lazily on access.
+    expiry_holds: std::sync::atomic::AtomicUsize,
 }
 
 impl ReplicaState {
@@ -85,6 +89,7 @@ impl ReplicaState {
             unsaved_full_sync: AtomicBool::new(false),
             gate: parking_lot::RwLock::new(None),
             gate_set: AtomicBool::new(false),
+            expiry_holds: std::sync::atomic::AtomicUsize::new(0),
             applied_lock: parking_lot::Mutex::new(()),
             applied_cv: parking_lot::Condvar::new(),
             apply_gate: parking_lot::Mutex::new(()),
@@ -107,6 +112,20 @@ impl ReplicaState {
     /// Whether the engine may log its own deletions (expiry, eviction):
     /// not on a follower, nor while the gate says no
     /// ([`WriteGate::admits_internal`]).
+    /// Counts a hold of the active expiry (`true`) or its release.
+    pub(crate) fn hold_expiry(&self, hold: bool) {
+        if hold {
+            self.expiry_holds.fetch_add(1, Ordering::AcqRel);
+        } else {
+            self.expiry_holds.fetch_sub(1, Ordering::AcqRel);
+        }
+    }
+
+    /// Some hold of the active expiry is in place.
+    pub(crate) fn expiry_held(&self) -> bool {
+        self.expiry_holds.load(Ordering::Acquire) > 0
+    }
+
     #[inline]
     pub(crate) fn logs_own_deletions(&self) -> bool {
         if self.is_follower() {

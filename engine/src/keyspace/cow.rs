@@ -125,11 +125,23 @@ pub(crate) struct SnapOutput {
     cancelled: AtomicBool,
     room: Mutex<()>,
     room_changed: Condvar,
+    /// Only the keys this accepts are written (a filtered snapshot, as a
+    /// slot migration's); every entry is still stamped as if written.
+    keep: Option<KeyFilter>,
 }
+
+/// Which keys a filtered snapshot holds ([`Engine::snapshot_filtered_to`](crate::Engine::snapshot_filtered_to)).
+pub(crate) type KeyFilter = Arc<dyn Fn(&[u8]) -> bool + Send + Sync>;
 
 impl SnapOutput {
     /// An output whose backlog is bounded by `bound` bytes, and the receiving end.
+    #[cfg(test)]
     pub(crate) fn new(bound: usize) -> (Arc<SnapOutput>, Receiver<Sent>) {
+        SnapOutput::filtered(bound, None)
+    }
+
+    /// As [`SnapOutput::new`], writing only the keys `keep` accepts.
+    pub(crate) fn filtered(bound: usize, keep: Option<KeyFilter>) -> (Arc<SnapOutput>, Receiver<Sent>) {
         let (tx, rx) = crossbeam::channel::unbounded();
         let out = SnapOutput {
             tx,
@@ -143,8 +155,15 @@ impl SnapOutput {
             cancelled: AtomicBool::new(false),
             room: Mutex::new(()),
             room_changed: Condvar::new(),
+            keep,
         };
         (Arc::new(out), rx)
+    }
+
+    /// Whether this snapshot holds `key` (every key, unless filtered).
+    #[inline]
+    fn keeps(&self, key: &[u8]) -> bool {
+        self.keep.as_ref().is_none_or(|keep| keep(key))
     }
 
     /// Queues a buffer; never blocks (called under a shard lock).
@@ -445,7 +464,7 @@ fn touch_chunk(snaps: &mut [ShardSnap], allowed: Mask, key: &[u8], table: &mut T
     }
     let fields: Vec<(&[u8], &[u8])> = table.chunk_entries(c).map(|f| (&f.field[..], &f.value[..])).collect();
     for (i, snap) in snaps.iter_mut().enumerate() {
-        if wrote & bit(i) == 0 {
+        if wrote & bit(i) == 0 || !snap.out.keeps(key) {
             continue;
         }
         if !fields.is_empty() {
@@ -462,7 +481,7 @@ fn touch_chunk(snaps: &mut [ShardSnap], allowed: Mask, key: &[u8], table: &mut T
 /// Writes a hash's head into the snapshots of `mask`.
 fn put_heads(snaps: &mut [ShardSnap], mask: Mask, key: &[u8], expire: Option<u64>) {
     for (i, snap) in snaps.iter_mut().enumerate() {
-        if mask & bit(i) != 0 {
+        if mask & bit(i) != 0 && snap.out.keeps(key) {
             put_hash_head(&mut snap.buf, key, expire);
             snap.items += 1;
             snap.dirty = true;
@@ -489,7 +508,7 @@ pub(crate) fn touch_entry(snaps: &mut [ShardSnap], e: &mut KeyEntry) {
     match value {
         Value::Str(val) => {
             for (i, snap) in snaps.iter_mut().enumerate() {
-                if need & bit(i) != 0 {
+                if need & bit(i) != 0 && snap.out.keeps(key) {
                     put_string(&mut snap.buf, key, val, expire);
                     snap.items += 1;
                     snap.dirty = true;
@@ -535,7 +554,7 @@ fn walk_entry(
         Value::Str(val) => {
             let wrote = need & allowed;
             for (i, snap) in snaps.iter_mut().enumerate() {
-                if wrote & bit(i) != 0 {
+                if wrote & bit(i) != 0 && snap.out.keeps(key) {
                     put_string(&mut snap.buf, key, val, expire);
                     snap.items += 1;
                     snap.flush_if_full();
@@ -612,7 +631,7 @@ pub(crate) fn walk_frozen(table: &Table<KeyEntry>, version: u32, out: &SnapOutpu
     let mut buf = Vec::new();
     let mut items = 0u64;
     for e in table.iter() {
-        if e.version >= version {
+        if e.version >= version || !out.keeps(&e.key) {
             continue;
         }
         items += 1;

@@ -6,6 +6,7 @@
 
 pub(crate) mod batch;
 pub(crate) mod hashes;
+pub(crate) mod import;
 pub(crate) mod keys;
 pub mod scan;
 pub(crate) mod slots;

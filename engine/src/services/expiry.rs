@@ -17,6 +17,11 @@ pub(crate) fn active_expire_cycle(inner: &Inner) -> usize {
         // (and a fenced primary's through its successor's).
         return 0;
     }
+    if inner.replica.expiry_held() {
+        // A slot migration's target: keys it imports expire when their
+        // source's deletions arrive, never earlier by its own clock.
+        return 0;
+    }
     let now = inner.clock.now_ms();
     let budget = inner.config.active_expire_keys_per_shard;
     let mut total = 0;

@@ -11,7 +11,7 @@ use super::parallel_apply::apply_threads;
 use super::parallel_load::load_chunks;
 use crate::core::{Inner, SnapshotKind};
 use crate::error::{Error, Result, SnapshotError};
-use crate::keyspace::cow::{walk_frozen, walk_step, Sent, ShardSnap, SnapOutput};
+use crate::keyspace::cow::{walk_frozen, walk_step, KeyFilter, Sent, ShardSnap, SnapOutput};
 use crate::snapshot::format::{ChunkWriter, SnapshotHeader, SnapshotReader};
 use crate::snapshot::{list_snapshots, snapshot_path};
 use crate::stats::SnapshotInfo;
@@ -26,18 +26,34 @@ fn io(context: &str, e: std::io::Error) -> Error {
 /// Takes a snapshot into `out` while writers go on (one stream at a time,
 /// beside at most one save; none while a follower's data is stale).
 pub(crate) fn snapshot_to<W: Write + Send>(inner: &Inner, out: W) -> Result<(W, SnapshotInfo)> {
-    snapshot_as(inner, out, SnapshotKind::Stream)
+    snapshot_as(inner, out, SnapshotKind::Stream, None)
+}
+
+/// [`snapshot_to`] holding only the keys `keep` accepts (a slot
+/// migration's copy); its header counts no keys (`keys: 0`), its footer
+/// the items written.
+pub(crate) fn snapshot_filtered_to<W: Write + Send>(
+    inner: &Inner,
+    out: W,
+    keep: KeyFilter,
+) -> Result<(W, SnapshotInfo)> {
+    snapshot_as(inner, out, SnapshotKind::Stream, Some(keep))
 }
 
 /// A snapshot of `kind` into `out`: claims its slot, then [`take`].
-fn snapshot_as<W: Write + Send>(inner: &Inner, out: W, kind: SnapshotKind) -> Result<(W, SnapshotInfo)> {
+fn snapshot_as<W: Write + Send>(
+    inner: &Inner,
+    out: W,
+    kind: SnapshotKind,
+    keep: Option<KeyFilter>,
+) -> Result<(W, SnapshotInfo)> {
     if inner.replica.is_syncing() {
         return Err(Error::Snapshot(SnapshotError::Stale));
     }
     let Some(_running) = inner.snapshot.try_begin(kind) else {
         return Err(Error::Snapshot(SnapshotError::InProgress));
     };
-    let result = take(inner, out, kind);
+    let result = take(inner, out, kind, keep);
     // A save is complete only once its file is fsynced and renamed: `save`
     // records its outcome.
     if kind == SnapshotKind::Stream {
@@ -62,9 +78,15 @@ fn record_outcome(inner: &Inner, result: std::result::Result<&SnapshotInfo, &Err
 /// thread, and the output written here. Nothing holds a shard lock while it
 /// waits for the output (`keyspace/cow.rs`): the walk and the writers hand
 /// buffers to a queue this thread drains, and wait for room holding no lock.
-fn take<W: Write + Send>(inner: &Inner, out: W, kind: SnapshotKind) -> Result<(W, SnapshotInfo)> {
+fn take<W: Write + Send>(
+    inner: &Inner,
+    out: W,
+    kind: SnapshotKind,
+    keep: Option<KeyFilter>,
+) -> Result<(W, SnapshotInfo)> {
     let started = Instant::now();
-    let (output, rx) = SnapOutput::new(inner.config.snapshot.buffer_bytes);
+    let filtered = keep.is_some();
+    let (output, rx) = SnapOutput::filtered(inner.config.snapshot.buffer_bytes, keep);
     // The cut: every shard locked at once, O(shards), between two segments
     // of a follower's parallel apply (the gate). Another snapshot may
     // be running (a save beside a stream): its parts stay, and the shards
@@ -92,6 +114,9 @@ fn take<W: Write + Send>(inner: &Inner, out: W, kind: SnapshotKind) -> Result<(W
     drop(gate);
     let start_pause = started.elapsed();
     let cut_changes = changes;
+    // A filtered snapshot's keys are not counted at the cut (that would
+    // take a scan under every lock): its header says 0.
+    let keys = if filtered { 0 } else { keys };
     let header = SnapshotHeader {
         offset,
         created_ms: inner.clock.now_ms(),
@@ -347,7 +372,7 @@ fn write_snapshot_file(
 ) -> Result<(SnapshotInfo, std::path::PathBuf)> {
     let file = File::create(tmp).map_err(|e| io("creating the snapshot file", e))?;
     let out = BufWriter::with_capacity(1 << 20, SnapshotFile(file));
-    let (out, info) = snapshot_as(inner, out, SnapshotKind::Save)?;
+    let (out, info) = snapshot_as(inner, out, SnapshotKind::Save, None)?;
     let SnapshotFile(file) = out
         .into_inner()
         .map_err(|e| io("flushing the snapshot file", e.into_error()))?;
