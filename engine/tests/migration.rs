@@ -27,7 +27,7 @@ fn config() -> Config {
 /// Keys `k0..k{n}` and hashes `h0..h{n}`; the filter keeps those whose
 /// number is even.
 fn kept(key: &[u8]) -> bool {
-    key.last().is_some_and(|d| (d - b'0') % 2 == 0)
+    key.last().is_some_and(|d| (d - b'0').is_multiple_of(2))
 }
 
 fn names(n: usize) -> Vec<String> {

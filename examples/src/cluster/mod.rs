@@ -11,10 +11,12 @@
 
 mod edit;
 mod map;
+mod migrate;
 mod route;
 mod source;
 pub mod tool;
 
 pub use map::{MapError, Migration, NodeAddr, ShardMap, SlotMap, SlotRange};
+pub use migrate::{filter_mutation, parse_range, range_text, snapshot_item, MigrateError, PullItem, SlotSet};
 pub use route::{Request, Route, Routing};
-pub use source::{read_map_file, EtcdSource, FileSource, SlotMapSource, StaticSource, ETCD_MAP_KEY};
+pub use source::{read_map_file, write_map_file, EtcdSource, FileSource, SlotMapSource, StaticSource, ETCD_MAP_KEY};

@@ -123,6 +123,11 @@ impl Routing {
         &self.my_id
     }
 
+    /// Index (in the map) of the shard owning `slot`.
+    pub fn owner_of(&self, slot: u16) -> Option<usize> {
+        self.owner.get(usize::from(slot)).copied().flatten()
+    }
+
     /// Index (in the map) of this node's shard.
     pub fn my_shard(&self) -> usize {
         self.my_shard

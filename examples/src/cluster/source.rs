@@ -13,7 +13,23 @@ use crate::coord::{Compare, Etcd, Op};
 pub trait SlotMapSource: Send + Sync + std::fmt::Debug {
     /// The current map, validated.
     fn load(&self) -> Result<SlotMap, MapError>;
+
+    /// Replaces the current map by `change(current)` as one
+    /// compare-and-swap (in etcd; a file is rewritten through a rename),
+    /// trying again a few times if someone else changed it in between;
+    /// returns the map written. A source that cannot be written (a map in
+    /// the node's config) says so.
+    fn replace(&self, change: &mut dyn FnMut(&SlotMap) -> Result<SlotMap, MapError>) -> Result<SlotMap, MapError> {
+        let _ = change;
+        Err(MapError::Unavailable(
+            "this node's slot map is fixed in its config: slots can move only with the map in etcd or a file".into(),
+        ))
+    }
 }
+
+/// How many times [`SlotMapSource::replace`] tries again after losing a
+/// compare-and-swap to another change.
+const REPLACE_ATTEMPTS: usize = 5;
 
 /// A fixed map (from the server's config file).
 #[derive(Debug, Clone)]
@@ -35,6 +51,27 @@ impl SlotMapSource for FileSource {
     fn load(&self) -> Result<SlotMap, MapError> {
         read_map_file(&self.0)
     }
+
+    fn replace(&self, change: &mut dyn FnMut(&SlotMap) -> Result<SlotMap, MapError>) -> Result<SlotMap, MapError> {
+        let map = change(&read_map_file(&self.0)?)?;
+        write_map_file(&self.0, &map)?;
+        Ok(map)
+    }
+}
+
+/// Writes a slot map file in its format (`.json`: JSON, else TOML)
+/// through a temporary file and a rename, so a node never reads half a map.
+pub fn write_map_file(path: &Path, map: &SlotMap) -> Result<(), MapError> {
+    map.validate()?;
+    let text = if path.extension().is_some_and(|e| e == "json") {
+        serde_json::to_string_pretty(map).map_err(|e| MapError::Parse(e.to_string()))?
+    } else {
+        toml::to_string(map).map_err(|e| MapError::Parse(e.to_string()))?
+    };
+    let tmp = path.with_extension("tmp");
+    let failed = |p: &Path, e: std::io::Error| MapError::Unavailable(format!("{}: {e}", p.display()));
+    std::fs::write(&tmp, text).map_err(|e| failed(&tmp, e))?;
+    std::fs::rename(&tmp, path).map_err(|e| failed(path, e))
 }
 
 /// Reads and validates a slot map file (`.json`: JSON, else TOML).
@@ -63,6 +100,11 @@ impl EtcdSource {
     pub fn new(urls: &str) -> Result<EtcdSource, MapError> {
         let etcd = Etcd::new(urls).map_err(|e| MapError::Unavailable(e.to_string()))?;
         Ok(EtcdSource { etcd })
+    }
+
+    /// The etcd client (the tool also reads shards' leaders through it).
+    pub fn etcd(&self) -> &Etcd {
+        &self.etcd
     }
 
     /// The map and the revision of its last change (`None`: no map yet).
@@ -99,5 +141,20 @@ impl SlotMapSource for EtcdSource {
             Some((map, _)) => Ok(map),
             None => Err(MapError::Unavailable(format!("no slot map at {ETCD_MAP_KEY} in etcd"))),
         }
+    }
+
+    fn replace(&self, change: &mut dyn FnMut(&SlotMap) -> Result<SlotMap, MapError>) -> Result<SlotMap, MapError> {
+        for _ in 0..REPLACE_ATTEMPTS {
+            let Some((current, revision)) = self.load_versioned()? else {
+                return Err(MapError::Unavailable(format!("no slot map at {ETCD_MAP_KEY} in etcd")));
+            };
+            let map = change(&current)?;
+            if self.store(&map, Some(revision))? {
+                return Ok(map);
+            }
+        }
+        Err(MapError::Unavailable(format!(
+            "the slot map in etcd kept changing: {REPLACE_ATTEMPTS} compare-and-swaps lost"
+        )))
     }
 }

@@ -3,20 +3,24 @@
 //! compare-and-swap on its revision) or in a file (`--map`) that every node
 //! reads; after a change the tool sends `CLUSTER RELOAD` to every node in it.
 //!
-//! Moving slots moves only the assignment: a slot that still holds keys on
-//! its current owner is refused (moving the keys themselves, by a filtered
-//! snapshot and the filtered log, is not built yet).
+//! Moving slots that hold keys is a migration without stopping writes
+//! (`move-slots`): the target shard's primary imports a filtered snapshot
+//! of the slots from the source's primary and then follows its log,
+//! filtered to them (`CLUSTER IMPORT`); once it is caught up, the source
+//! hands the slots over (`CLUSTER HANDOVER`: writes to them wait a moment,
+//! the target applies the last of the log, the map changes by a
+//! compare-and-swap, the source answers MOVED from then on). Slots nobody
+//! owns are simply assigned.
 
-use std::io::{Read, Write};
-use std::net::TcpStream;
 use std::path::PathBuf;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use clap::{Parser, Subcommand};
 
 use super::map::{NodeAddr, ShardMap, SlotMap, SlotRange};
-use super::source::{read_map_file, EtcdSource, ETCD_MAP_KEY};
-use crate::resp::Frame;
+use super::migrate::{range_text, SlotSet};
+use super::source::{read_map_file, write_map_file, EtcdSource, ETCD_MAP_KEY};
+use crate::resp::{BlockingClient, Frame};
 
 /// The command line.
 #[derive(Debug, Parser)]
@@ -62,8 +66,8 @@ pub enum Cmd {
         #[arg(long = "replica")]
         replicas: Vec<String>,
     },
-    /// Assign slots `START-END` (or one slot) to shard `--to`; refused
-    /// while the current owner holds keys in them.
+    /// Move slots `START-END` (or one slot) to shard `--to`, with their
+    /// keys, while writes go on.
     MoveSlots {
         /// `START-END` or `SLOT`.
         #[arg(long)]
@@ -71,6 +75,17 @@ pub enum Cmd {
         /// The shard that gets them.
         #[arg(long)]
         to: String,
+        /// How long writes to the slots may wait at the hand-over for the
+        /// target to apply the last of the log (ms, at most 30000).
+        #[arg(long, default_value_t = 2000)]
+        handover_timeout_ms: u64,
+        /// Hand-overs tried before giving up (each one that times out
+        /// changes nothing).
+        #[arg(long, default_value_t = 3)]
+        attempts: u32,
+        /// Longest wait for the target to copy the slots and catch up (s).
+        #[arg(long, default_value_t = 600)]
+        catch_up_timeout_s: u64,
     },
     /// Print the map.
     Show,
@@ -104,7 +119,7 @@ impl Store {
     /// Writes `map` over the one loaded at `revision`.
     fn save(&self, map: &SlotMap, revision: Option<i64>) -> Result<(), String> {
         match self {
-            Store::File(path) => write(path, map),
+            Store::File(path) => write_map_file(path, map).map_err(|e| e.to_string()),
             Store::Etcd(etcd) => match etcd.store(map, revision).map_err(|e| e.to_string())? {
                 true => Ok(()),
                 false => Err("the slot map in etcd changed meanwhile: nothing written, run again".into()),
@@ -171,51 +186,62 @@ pub fn run(args: Args) -> Result<String, String> {
             }
             Ok(text)
         }
-        Cmd::MoveSlots { slots, to } => {
+        Cmd::MoveSlots {
+            slots,
+            to,
+            handover_timeout_ms,
+            attempts,
+            catch_up_timeout_s,
+        } => {
             let (map, rev) = store.load()?;
             let range = parse_range(&slots)?;
+            if map.shard(&to).is_none() {
+                return Err(format!("no shard {to:?} in the slot map"));
+            }
+            // Slots nobody owns are assigned; owned ones move with their
+            // keys, one migration per current owner.
+            let mut by_owner: Vec<(String, Vec<u16>)> = Vec::new();
+            let mut unowned = Vec::new();
             for slot in range[0]..=range[1] {
-                let Some(owner) = map.owner_of(slot) else { continue };
-                if owner.name == to {
-                    continue;
-                }
-                let keys = match command(&owner.primary, &["CLUSTER", "COUNTKEYSINSLOT", &slot.to_string()])? {
-                    Frame::Int(n) => n,
-                    other => return Err(format!("{}: unexpected reply {other:?}", owner.primary.endpoint())),
-                };
-                if keys > 0 {
-                    return Err(format!(
-                        "slot {slot} holds {keys} keys on {}: moving keys is not supported yet, only empty slots",
-                        owner.name
-                    ));
+                match map.owner_of(slot) {
+                    None => unowned.push(slot),
+                    Some(o) if o.name == to => {}
+                    Some(o) => match by_owner.iter_mut().find(|(n, _)| *n == o.name) {
+                        Some((_, v)) => v.push(slot),
+                        None => by_owner.push((o.name.clone(), vec![slot])),
+                    },
                 }
             }
-            let map = map.with_slots_assigned(range, &to).map_err(|e| e.to_string())?;
-            store.save(&map, rev)?;
+            let mut text = String::new();
+            if !unowned.is_empty() {
+                let mut assigned = map.clone();
+                for r in contiguous(&unowned) {
+                    assigned = assigned.with_slots_assigned(r, &to).map_err(|e| e.to_string())?;
+                }
+                store.save(&assigned, rev)?;
+                text.push_str(&format!("assigned {} unowned slots to {to}\n", unowned.len()));
+            }
+            let moves = Moves {
+                store: &store,
+                handover_timeout: Duration::from_millis(handover_timeout_ms),
+                attempts: attempts.max(1),
+                catch_up_timeout: Duration::from_secs(catch_up_timeout_s),
+            };
+            for (from, slots) in by_owner {
+                let set = SlotSet::from_ranges(&contiguous(&slots)).map_err(|e| e.to_string())?;
+                text.push_str(&moves.migrate(&from, &to, &set)?);
+                text.push('\n');
+            }
+            let (map, _) = store.load()?;
             let missed = reload_all(&map);
-            if !missed.is_empty() {
-                return Err(format!(
-                    "the map is written, but these nodes did not reload it: {}",
-                    missed.join("; ")
-                ));
+            text.push_str(&show(&map));
+            for m in missed {
+                text.push_str(&format!("not reloaded (it polls the map): {m}\n"));
             }
-            Ok(show(&map))
+            Ok(text)
         }
         Cmd::Show => Ok(show(&store.load()?.0)),
     }
-}
-
-/// Writes the map in the file's format, through a temporary file and a
-/// rename, so a node never reads half a map.
-fn write(path: &std::path::Path, map: &SlotMap) -> Result<(), String> {
-    let text = if path.extension().is_some_and(|e| e == "json") {
-        serde_json::to_string_pretty(map).map_err(|e| e.to_string())?
-    } else {
-        toml::to_string(map).map_err(|e| e.to_string())?
-    };
-    let tmp = path.with_extension("tmp");
-    std::fs::write(&tmp, text).map_err(|e| format!("{}: {e}", tmp.display()))?;
-    std::fs::rename(&tmp, path).map_err(|e| format!("{}: {e}", path.display()))
 }
 
 /// Tells every node to read the map again; returns the failures.
@@ -292,33 +318,179 @@ pub fn show(map: &SlotMap) -> String {
     out
 }
 
-/// One command to one node over RESP2 (bounded by timeouts).
+/// One command to one node over RESP2 (bounded by timeouts): an error
+/// reply is an `Err`.
 fn command(node: &NodeAddr, args: &[&str]) -> Result<Frame, String> {
-    let fail = |e: std::io::Error| format!("{}: {e}", node.endpoint());
-    let addr = std::net::ToSocketAddrs::to_socket_addrs(&node.endpoint())
-        .map_err(fail)?
-        .next()
-        .ok_or_else(|| format!("{}: no address", node.endpoint()))?;
-    let mut stream = TcpStream::connect_timeout(&addr, Duration::from_secs(5)).map_err(fail)?;
-    stream.set_read_timeout(Some(Duration::from_secs(10))).map_err(fail)?;
-    let mut req = format!("*{}\r\n", args.len());
-    for a in args {
-        req.push_str(&format!("${}\r\n{a}\r\n", a.len()));
+    call(&node.endpoint(), args, Duration::from_secs(10))
+}
+
+fn call(endpoint: &str, args: &[&str], timeout: Duration) -> Result<Frame, String> {
+    let mut c = BlockingClient::connect(endpoint, timeout).map_err(|e| e.to_string())?;
+    match c.call(args).map_err(|e| e.to_string())? {
+        Frame::Error(e) => Err(format!("{endpoint}: {e}")),
+        f => Ok(f),
     }
-    stream.write_all(req.as_bytes()).map_err(fail)?;
-    let mut buf = Vec::new();
-    let mut chunk = [0u8; 4096];
-    loop {
-        if let Some((frame, _)) = Frame::parse(&buf).map_err(|e| format!("{}: {e}", node.endpoint()))? {
-            return match frame {
-                Frame::Error(e) => Err(format!("{}: {e}", node.endpoint())),
-                f => Ok(f),
-            };
+}
+
+/// Sorted slots as contiguous ranges.
+fn contiguous(slots: &[u16]) -> Vec<SlotRange> {
+    let mut out: Vec<SlotRange> = Vec::new();
+    for &s in slots {
+        match out.last_mut() {
+            Some(last) if last[1] + 1 == s => last[1] = s,
+            _ => out.push([s, s]),
         }
-        let n = stream.read(&mut chunk).map_err(fail)?;
-        if n == 0 {
-            return Err(format!("{}: connection closed", node.endpoint()));
-        }
-        buf.extend_from_slice(&chunk[..n]);
     }
+    out
+}
+
+/// One `move-slots` run's migrations.
+struct Moves<'a> {
+    store: &'a Store,
+    handover_timeout: Duration,
+    attempts: u32,
+    catch_up_timeout: Duration,
+}
+
+/// A stream is caught up when the target is this close to the source's
+/// position (bytes of the source's log).
+const CAUGHT_UP_BYTES: u64 = 1 << 20;
+
+impl Moves<'_> {
+    /// The RESP endpoint of `shard`'s primary: its leader in etcd when
+    /// there is one (after a failover), else the map's.
+    fn primary(&self, shard: &str) -> Result<String, String> {
+        let (map, _) = self.store.load()?;
+        let named = map
+            .shard(shard)
+            .ok_or_else(|| format!("no shard {shard:?} in the slot map"))?
+            .primary
+            .endpoint();
+        if let Store::Etcd(source) = self.store {
+            if let Ok(Some(l)) = crate::coord::leader(source.etcd(), shard) {
+                return Ok(l.record.resp);
+            }
+        }
+        Ok(named)
+    }
+
+    /// Moves `slots` from shard `from` to `to` with their keys: import,
+    /// catch up, hand over (tried `attempts` times). The report's text.
+    fn migrate(&self, from: &str, to: &str, slots: &SlotSet) -> Result<String, String> {
+        let (source, target) = (self.primary(from)?, self.primary(to)?);
+        let ranges: Vec<String> = slots.ranges().into_iter().map(range_text).collect();
+        let started = Instant::now();
+        let mut import = vec!["CLUSTER", "IMPORT", from];
+        import.extend(ranges.iter().map(String::as_str));
+        call(&target, &import, Duration::from_secs(10))?;
+        let result = self.hand_over(&source, &target, &ranges, slots, started);
+        if result.is_err() {
+            // Nothing moved: the source keeps the slots.
+            let _ = call(&target, &["CLUSTER", "IMPORT", "CANCEL"], Duration::from_secs(10));
+        }
+        result
+    }
+
+    fn hand_over(
+        &self,
+        source: &str,
+        target: &str,
+        ranges: &[String],
+        slots: &SlotSet,
+        started: Instant,
+    ) -> Result<String, String> {
+        let deadline = started + self.catch_up_timeout;
+        let mut tries = 0;
+        loop {
+            let status = import_status(target)?;
+            let field = |k: &str| status.iter().find(|(n, _)| n == k).map(|(_, v)| v.clone());
+            match field("state").as_deref() {
+                Some("failed") | Some("cancelled") => {
+                    return Err(format!(
+                        "the import on {target} stopped: {}",
+                        field("error").unwrap_or_default()
+                    ))
+                }
+                Some("committed") => {
+                    return Ok(format!("moved {slots} (the hand-over was already done)"));
+                }
+                Some("streaming") => {
+                    let applied: u64 = field("applied").and_then(|v| v.parse().ok()).unwrap_or(0);
+                    let head = source_position(source, slots)?.unwrap_or(applied);
+                    if head.saturating_sub(applied) <= CAUGHT_UP_BYTES {
+                        let copied = started.elapsed();
+                        let timeout = self.handover_timeout.as_millis().to_string();
+                        let mut cmd = vec!["CLUSTER", "HANDOVER"];
+                        cmd.extend(ranges.iter().map(String::as_str));
+                        cmd.extend(["TIMEOUT", &timeout]);
+                        let wait = self.handover_timeout + Duration::from_secs(15);
+                        match call(source, &cmd, wait) {
+                            Ok(Frame::Bulk(done)) => {
+                                return Ok(format!(
+                                    "{} (copied and caught up in {} ms, {} snapshot items, {} log mutations)",
+                                    String::from_utf8_lossy(&done),
+                                    copied.as_millis(),
+                                    field("snapshot-items").unwrap_or_default(),
+                                    field("mutations").unwrap_or_default()
+                                ))
+                            }
+                            Ok(other) => return Err(format!("{source}: HANDOVER answered {other:?}")),
+                            Err(e) if e.contains("TRYAGAIN") && tries + 1 < self.attempts => {
+                                tries += 1;
+                                eprintln!("hand-over attempt {tries} timed out ({e}); trying again");
+                            }
+                            Err(e) => return Err(e),
+                        }
+                    }
+                }
+                _ => {}
+            }
+            if Instant::now() >= deadline {
+                return Err(format!(
+                    "the import of {slots} did not catch up within {} s",
+                    self.catch_up_timeout.as_secs()
+                ));
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+}
+
+/// `CLUSTER IMPORT STATUS` on `target` as (field, value) pairs.
+fn import_status(target: &str) -> Result<Vec<(String, String)>, String> {
+    match call(target, &["CLUSTER", "IMPORT", "STATUS"], Duration::from_secs(10))? {
+        Frame::Array(items) => Ok(pairs(&items)),
+        Frame::Null => Err(format!("{target}: no import is running")),
+        other => Err(format!("{target}: CLUSTER IMPORT STATUS answered {other:?}")),
+    }
+}
+
+fn pairs(items: &[Frame]) -> Vec<(String, String)> {
+    items
+        .chunks(2)
+        .filter_map(|kv| match kv {
+            [k, v] => Some((
+                String::from_utf8_lossy(k.as_bytes()?).into_owned(),
+                String::from_utf8_lossy(v.as_bytes()?).into_owned(),
+            )),
+            _ => None,
+        })
+        .collect()
+}
+
+/// How far the source's stream of `slots` has reached in its log.
+fn source_position(source: &str, slots: &SlotSet) -> Result<Option<u64>, String> {
+    let Frame::Array(sessions) = call(source, &["CLUSTER", "MIGRATE-STATUS"], Duration::from_secs(10))? else {
+        return Ok(None);
+    };
+    let want = slots.to_string();
+    for s in sessions {
+        let Frame::Array(items) = s else { continue };
+        let fields = pairs(&items);
+        let get = |k: &str| fields.iter().find(|(n, _)| n == k).map(|(_, v)| v.clone());
+        if get("slots").as_deref() == Some(want.as_str()) {
+            return Ok(get("queued-to").and_then(|v| v.parse().ok()));
+        }
+    }
+    Ok(None)
 }

@@ -11,6 +11,8 @@
 //!   doubles, booleans, verbatim strings, nulls) fall back to their RESP2
 //!   forms the way Redis does.
 //! - [`Frame`]: a decoded reply, for clients and tests (`Frame::parse`).
+//! - [`BlockingClient`]: one blocking connection, for the server's own
+//!   outgoing calls (a slot migration) and the `ringkv-cluster` tool.
 //!
 //! ```
 //! use bytes::BytesMut;
@@ -29,10 +31,12 @@
 //! # Ok::<(), ringkv_examples::resp::ProtocolError>(())
 //! ```
 
+mod client;
 mod frame;
 mod reply;
 mod request;
 
+pub use client::{BlockingClient, ClientError, DEFAULT_REPLY_LIMIT};
 pub use frame::{Frame, FrameError};
 pub use reply::{format_double, Protocol, ReplyWriter};
 pub use request::{Limits, ProtocolError, RequestParser};

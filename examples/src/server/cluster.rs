@@ -7,13 +7,20 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use bytes::Bytes;
-use parking_lot::RwLock;
+use std::time::Duration;
+
+use parking_lot::{Mutex, RwLock};
 use serde::{Deserialize, Serialize};
 
 use super::client::Client;
 use super::command::{lookup, Spec};
+use super::handover::HandoverFence;
+use super::migrate_source::SourceSessions;
+use super::migrate_target::Importer;
 use super::node::Node;
-use crate::cluster::{EtcdSource, FileSource, MapError, Request, Route, Routing, SlotMap, SlotMapSource, StaticSource};
+use crate::cluster::{
+    EtcdSource, FileSource, MapError, Request, Route, Routing, SlotMap, SlotMapSource, SlotSet, StaticSource,
+};
 
 /// The `[cluster]` table of the server's config.
 ///
@@ -65,12 +72,45 @@ impl ClusterConfig {
 /// from etcd to [`ClusterState::follow_leaders`]: the leader stands as its
 /// shard's primary in the routing (MOVED, ASK, CLUSTER SLOTS/SHARDS/NODES)
 /// whatever the map names, so redirections follow a failover within a tick.
+///
+/// A slot migration's state lives here too: the fence of slots being
+/// handed over (`handover.rs`), the streams this node serves as a source
+/// (`migrate_source.rs`), and its import as a target (`migrate_target.rs`).
 #[derive(Debug)]
 pub(crate) struct ClusterState {
     source: Box<dyn SlotMapSource>,
     routing: RwLock<Arc<Routing>>,
     /// Shard name → its leader in etcd (id, RESP endpoint), last seen.
     leaders: RwLock<BTreeMap<String, (String, String)>>,
+    /// Writes wait here while their slots are handed over.
+    pub(crate) fence: HandoverFence,
+    /// Streams of slots to targets.
+    pub(crate) outgoing: SourceSessions,
+    /// This shard's import of slots, the latest one.
+    pub(crate) incoming: Mutex<Option<Arc<Importer>>>,
+    /// Hand-overs done, and the last one's pause of writes.
+    handovers: Mutex<(u64, Duration)>,
+}
+
+/// Keys deleted per step when a node clears the keys of slots.
+const CLEAR_BATCH: usize = 256;
+
+/// Deletes every key of `slots` this node holds, a batch per step (each
+/// deletion logged, so followers drop them too); returns how many.
+pub(crate) fn clear_slots(engine: &ringkv::Engine, slots: &SlotSet) -> Result<u64, String> {
+    let mut removed = 0;
+    for slot in slots.slots() {
+        loop {
+            let keys = engine
+                .keys_in_slot(slot, None, CLEAR_BATCH)
+                .map_err(|e| e.to_string())?;
+            if keys.is_empty() {
+                break;
+            }
+            removed += engine.del(&keys).map_err(|e| e.to_string())?;
+        }
+    }
+    Ok(removed)
 }
 
 impl ClusterState {
@@ -83,7 +123,47 @@ impl ClusterState {
             source,
             routing: RwLock::new(Arc::new(routing)),
             leaders: RwLock::new(BTreeMap::new()),
+            fence: HandoverFence::default(),
+            outgoing: SourceSessions::default(),
+            incoming: Mutex::new(None),
+            handovers: Mutex::new((0, Duration::ZERO)),
         })
+    }
+
+    /// The map as its source holds it now (no leaders applied).
+    pub(crate) fn load_map(&self) -> Result<SlotMap, MapError> {
+        self.source.load()
+    }
+
+    /// Changes the map in its source ([`SlotMapSource::replace`]).
+    pub(crate) fn replace_map(
+        &self,
+        change: &mut dyn FnMut(&SlotMap) -> Result<SlotMap, MapError>,
+    ) -> Result<SlotMap, MapError> {
+        self.source.replace(change)
+    }
+
+    /// Routes by `map` from now on (a hand-over's; see [`ClusterState::take`]).
+    pub(crate) fn install(&self, map: SlotMap) -> Result<(), MapError> {
+        self.take(map).map(|_| ())
+    }
+
+    /// Reads the map from its source and takes it if it changed (the map
+    /// poller, every second); true if it did.
+    pub(crate) fn poll(&self) -> Result<bool, MapError> {
+        self.take(self.source.load()?)
+    }
+
+    /// A hand-over paused writes to its slots for `paused`.
+    pub(crate) fn note_handover(&self, paused: Duration) {
+        let mut h = self.handovers.lock();
+        h.0 += 1;
+        h.1 = paused;
+    }
+
+    /// Hand-overs done, and the last one's pause.
+    pub(crate) fn handovers(&self) -> (u64, Duration) {
+        *self.handovers.lock()
     }
 
     /// The current routing.
@@ -93,10 +173,23 @@ impl ClusterState {
 
     /// Reads the map again from its source (a new epoch from the tool).
     pub(crate) fn reload(&self) -> Result<(), MapError> {
+        self.take(self.source.load()?).map(|_| ())
+    }
+
+    /// Routes by `map` (with the leaders seen applied) unless its epoch is
+    /// older than the current map's: a map read before a hand-over never
+    /// replaces the one the hand-over installed. True if it changed.
+    fn take(&self, mut map: SlotMap) -> Result<bool, MapError> {
+        apply_leaders(&mut map, &self.leaders.read());
         let id = self.routing().my_id().to_string();
-        let routing = build(&*self.source, &id, &self.leaders.read())?;
-        *self.routing.write() = Arc::new(routing);
-        Ok(())
+        let routing = Routing::new(map, &id)?;
+        let mut current = self.routing.write();
+        if routing.map().epoch < current.map().epoch || routing.map() == current.map() {
+            return Ok(false);
+        }
+        tracing::info!(epoch = routing.map().epoch, "cluster: the slot map changed");
+        *current = Arc::new(routing);
+        Ok(true)
     }
 
     /// The names of the map's shards.
@@ -144,6 +237,51 @@ fn apply_leaders(map: &mut SlotMap, leaders: &BTreeMap<String, (String, String)>
     for (shard, (id, endpoint)) in leaders {
         map.set_primary(shard, id, endpoint);
     }
+}
+
+/// How often a node reads its slot map's source for changes.
+const POLL_EVERY: Duration = Duration::from_secs(1);
+
+/// Reads the slot map's source every [`POLL_EVERY`] and takes a changed
+/// map (a hand-over, a `ringkv-cluster` change), until the server stops:
+/// nodes follow the map without a CLUSTER RELOAD, within a second.
+pub(crate) async fn poll_map(cluster: Arc<ClusterState>, node: Arc<Node>) {
+    let mut failing = false;
+    loop {
+        let stopped = node.stop.notified();
+        if node.stopping.load(std::sync::atomic::Ordering::Acquire) {
+            return;
+        }
+        tokio::select! {
+            _ = tokio::time::sleep(POLL_EVERY) => {}
+            _ = stopped => return,
+        }
+        let c = Arc::clone(&cluster);
+        match tokio::task::spawn_blocking(move || c.poll()).await {
+            Ok(Ok(_)) => failing = false,
+            Ok(Err(e)) if !failing => {
+                failing = true;
+                tracing::warn!(error = %e, "cluster: reading the slot map failed; the last one stays in use");
+            }
+            _ => {}
+        }
+    }
+}
+
+/// The one slot a write's keys are in (EXEC: its queued commands' keys),
+/// as the hand-over fence sees it; `None` for a write without keys (or of
+/// several slots, which the redirection refuses anyway): it waits while any
+/// slots are being handed over.
+pub(crate) fn write_slot(spec: &Spec, args: &[Bytes], client: &Client) -> Option<u16> {
+    let mut keys: Vec<&Bytes> = spec.keys(args);
+    if spec.name == "exec" {
+        for queued in client.multi.iter().flatten() {
+            if let Some(s) = lookup(&queued[0]) {
+                keys.extend(s.keys(queued));
+            }
+        }
+    }
+    Routing::common_slot(keys).ok().flatten()
 }
 
 /// The redirection error (without `-`) for `args` on this node, or `None`

@@ -115,10 +115,16 @@ pub(crate) fn cluster(cx: &mut Ctx<'_>, a: &[Bytes]) -> CmdResult {
             cx.out.ok();
         }
         _ => {
+            if let Some(cluster) = &cx.node.cluster {
+                let cluster = std::sync::Arc::clone(cluster);
+                if let Some(result) = super::cmd_migrate::run(cx, &cluster, &sub, a) {
+                    return result;
+                }
+            }
             return Err(format!(
                 "ERR unknown subcommand '{}'. Try CLUSTER HELP.",
                 String::from_utf8_lossy(&a[1])
-            ))
+            ));
         }
     }
     Ok(Next::Done)
@@ -261,7 +267,7 @@ fn nodes(r: &Routing) -> String {
 /// Runs `f`, which may block on I/O, with the runtime's other tasks moved
 /// to other workers first (`block_in_place`) when it is a multi-threaded
 /// runtime, as the server's is; directly otherwise.
-fn off_the_workers<T>(f: impl FnOnce() -> T) -> T {
+pub(crate) fn off_the_workers<T>(f: impl FnOnce() -> T) -> T {
     match tokio::runtime::Handle::try_current() {
         Ok(h) if h.runtime_flavor() == tokio::runtime::RuntimeFlavor::MultiThread => tokio::task::block_in_place(f),
         _ => f(),

@@ -213,6 +213,87 @@ async fn dispatch(node: &Node, client: &mut Client, args: &[Bytes], out: &mut By
         reply.error(&wrong_arity(spec.name));
         return Next::Done;
     }
+    // Cluster mode: a write whose slots are being handed over to another
+    // shard waits (bounded) for the hand-over to end, then runs inside the
+    // fence (`handover.rs`); after a hand-over it is redirected.
+    let fenced = node
+        .cluster
+        .as_ref()
+        .filter(|_| spec.is_write() || spec.name == "exec")
+        .filter(|_| client.multi.is_none() || spec.name == "exec")
+        .map(|c| (c, super::cluster::write_slot(spec, args, client)));
+    let next = loop {
+        if let Some((cluster, slot)) = fenced {
+            if cluster.fence.is_fenced() && !cluster.fence.wait(slot, FENCE_WAIT_MAX).await {
+                ReplyWriter::new(out, proto)
+                    .error("TRYAGAIN the slot is being handed over to another shard, try again later");
+                return Next::Done;
+            }
+        }
+        match run_command(node, client, spec, args, out, fenced.map(|(c, slot)| (&**c, slot))) {
+            Step::Fenced => continue,
+            Step::Done(next) => break next,
+        }
+    };
+    match next {
+        Next::Async(op) => {
+            run_async(node, client, op, out).await;
+            Next::Done
+        }
+        other => other,
+    }
+}
+
+/// The longest a write waits for a hand-over of its slots to end (a
+/// hand-over's own bound is 30 s).
+const FENCE_WAIT_MAX: Duration = Duration::from_secs(35);
+
+/// What [`run_command`] did.
+enum Step {
+    /// The command's slots were fenced meanwhile: wait, then try again.
+    Fenced,
+    /// It ran (or was refused); what the connection does next.
+    Done(Next),
+}
+
+/// The synchronous part of a command: redirection, MULTI, the READONLY
+/// check, the handler. With `fenced`, it runs inside the cluster's
+/// hand-over fence for that slot (held until it returns), or returns
+/// [`Step::Fenced`] if the slot is fenced now.
+fn run_command(
+    node: &Node,
+    client: &mut Client,
+    spec: &'static super::command::Spec,
+    args: &[Bytes],
+    out: &mut BytesMut,
+    fenced: Option<(&super::cluster::ClusterState, Option<u16>)>,
+) -> Step {
+    let entry = match fenced {
+        Some((cluster, slot)) => match cluster.fence.enter(slot) {
+            Some(entry) => Some((cluster, entry)),
+            None => return Step::Fenced,
+        },
+        None => None,
+    };
+    let next = run_unfenced(node, client, spec, args, out);
+    if let Some((cluster, entry)) = entry {
+        if let Some(end) = node.engine.last_write_offset() {
+            cluster.fence.note_end(end);
+        }
+        drop(entry);
+    }
+    Step::Done(next)
+}
+
+fn run_unfenced(
+    node: &Node,
+    client: &mut Client,
+    spec: &'static super::command::Spec,
+    args: &[Bytes],
+    out: &mut BytesMut,
+) -> Next {
+    let proto = client.proto;
+    let mut reply = ReplyWriter::new(out, proto);
     if let Some(cluster) = &node.cluster {
         if let Some(redirect) = super::cluster::redirect(cluster, node, client, spec, args) {
             // As Redis: a redirected EXEC discards the transaction, a
@@ -268,13 +349,7 @@ async fn dispatch(node: &Node, client: &mut Client, args: &[Bytes], out: &mut By
             client.last_write_offset = client.last_write_offset.max(end);
         }
     }
-    match next {
-        Next::Async(op) => {
-            run_async(node, client, op, out).await;
-            Next::Done
-        }
-        other => other,
-    }
+    next
 }
 
 /// EXEC: a null reply if a watched key changed; else, when every queued

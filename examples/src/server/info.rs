@@ -51,11 +51,7 @@ pub(crate) fn render(node: &Node, sections: &[String]) -> String {
             "stats" => counters(node, &stats, &mut out),
             "replication" => replication(node, &mut out),
             "cpu" => cpu(&mut out),
-            "cluster" => writeln!(
-                out,
-                "# Cluster\r\ncluster_enabled:{}\r",
-                u8::from(node.cluster.is_some())
-            ),
+            "cluster" => cluster(node, &mut out),
             "keyspace" => keyspace(node, &stats, &mut out),
             _ => ringkv_section(&stats, &mut out),
         };
@@ -365,4 +361,36 @@ pub(crate) fn config_params(node: &Node) -> Vec<(&'static str, String)> {
         ("slowlog-max-len", node.settings.slowlog_max_len().to_string()),
         ("replica-read-only", "yes".into()),
     ]
+}
+
+/// `# Cluster`: Redis' one field, then a slot migration's counters
+/// (hand-overs done here as a source and the last one's pause of writes,
+/// streams served, and this node's import).
+fn cluster(node: &Node, out: &mut String) -> std::fmt::Result {
+    writeln!(
+        out,
+        "# Cluster\r\ncluster_enabled:{}\r",
+        u8::from(node.cluster.is_some())
+    )?;
+    let Some(c) = &node.cluster else {
+        return Ok(());
+    };
+    let (handovers, paused) = c.handovers();
+    writeln!(
+        out,
+        "ringkv_handovers:{handovers}\r\nringkv_last_handover_pause_us:{}\r\nringkv_migrations_out:{}\r",
+        paused.as_micros(),
+        c.outgoing.all().len()
+    )?;
+    if let Some(imp) = c.incoming.lock().as_ref() {
+        let s = imp.status();
+        writeln!(
+            out,
+            "ringkv_import_state:{}\r\nringkv_import_slots:{}\r\nringkv_import_applied:{}\r",
+            s.state.name(),
+            imp.slots,
+            s.applied
+        )?;
+    }
+    Ok(())
 }

@@ -24,6 +24,7 @@ mod cluster;
 mod cmd_cluster;
 mod cmd_hashes;
 mod cmd_keys;
+mod cmd_migrate;
 mod cmd_server;
 mod cmd_strings;
 mod command;
@@ -31,7 +32,10 @@ mod config;
 mod conn;
 mod failover;
 mod fence;
+mod handover;
 mod info;
+mod migrate_source;
+mod migrate_target;
 mod node;
 mod settings;
 pub mod tls;
@@ -90,7 +94,9 @@ impl Server {
             .map_err(|e| ServerError::Config(format!("creating {}: {e}", config.dir.display())))?;
         let tls = tls::load_or_generate(&config.tls_dir(role), role == NodeRole::Primary)?;
         let cluster = if config.cluster.enabled {
-            Some(cluster::ClusterState::start(&config.cluster).map_err(ServerError::Config)?)
+            Some(Arc::new(
+                cluster::ClusterState::start(&config.cluster).map_err(ServerError::Config)?,
+            ))
         } else {
             None
         };
@@ -168,6 +174,9 @@ impl Server {
             tls_accept = Some(tokio::spawn(accept_loop(Arc::clone(&node), l, Some(acceptor))));
         }
         let coordinator = failover::spawn(Arc::clone(&node), local).map_err(ServerError::Config)?;
+        if let Some(cluster) = &node.cluster {
+            tokio::spawn(cluster::poll_map(Arc::clone(cluster), Arc::clone(&node)));
+        }
         let accept = tokio::spawn(accept_loop(Arc::clone(&node), listener, None));
         Ok(Server {
             coordinator,

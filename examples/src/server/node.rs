@@ -101,7 +101,7 @@ pub struct Node {
     /// Failover's epoch: the leader key revision this node leads or follows.
     pub(crate) epoch: std::sync::atomic::AtomicI64,
     /// Cluster mode's slot map and routing (`None`: standalone).
-    pub(crate) cluster: Option<super::cluster::ClusterState>,
+    pub(crate) cluster: Option<Arc<super::cluster::ClusterState>>,
 }
 
 impl std::fmt::Debug for Node {

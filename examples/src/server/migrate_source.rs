@@ -1,0 +1,479 @@
+//! A slot migration's source side: the sessions a target opens with
+//! `CLUSTER MIGRATE-OPEN` and drains with `CLUSTER MIGRATE-PULL`.
+//!
+//! Each session has a producer thread: it takes a filtered snapshot of the
+//! slots ([`ringkv::Engine::snapshot_filtered_to`], no fork, writers go on)
+//! and queues its keys as mutations, then tails the ring log from the
+//! snapshot's offset, queueing the mutations that concern the slots
+//! ([`filter_mutation`]) and the position reached after each batch. The
+//! queue is bounded in bytes: a slow target slows the producer (and,
+//! through the snapshot's own bound, never the writers beyond
+//! `writer_wait_ms`), never the source's memory. A pull hands out what is
+//! queued (waiting up to [`PULL_WAIT`] for something) and carries the
+//! position the target has applied, which the hand-over
+//! (`server/handover.rs`) waits for.
+
+use std::collections::{HashMap, VecDeque};
+use std::io::{Read, Write};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::mpsc::{sync_channel, Receiver, SyncSender};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use parking_lot::{Condvar, Mutex};
+use ringkv::log::LogError;
+use ringkv::snapshot::format::SnapshotReader;
+use ringkv::snapshot::SnapshotError;
+use ringkv::{Engine, Mutation};
+
+use crate::cluster::{filter_mutation, snapshot_item, PullItem, SlotSet};
+
+/// Longest a pull waits for an item when none is queued.
+pub(crate) const PULL_WAIT: Duration = Duration::from_millis(100);
+/// Bytes of items a session queues before its producer waits.
+const QUEUE_BOUND: usize = 8 << 20;
+/// A session nobody pulled from for this long is dropped (its target died).
+const IDLE_LIMIT: Duration = Duration::from_secs(60);
+/// How long a session's snapshot waits for the stream slot (a follower's
+/// full sync may hold it).
+const SNAPSHOT_SLOT_WAIT: Duration = Duration::from_secs(60);
+/// Log bytes read per batch of the tail.
+const TAIL_BATCH: usize = 1 << 20;
+
+/// One target's stream of slots.
+pub(crate) struct SourceSession {
+    pub(crate) id: u64,
+    /// The shard the slots move to.
+    pub(crate) to: String,
+    pub(crate) slots: Arc<SlotSet>,
+    queue: Mutex<Queue>,
+    changed: Condvar,
+    /// The position the target has applied (from its pulls).
+    applied: AtomicU64,
+    /// The position the producer has queued up to.
+    queued_to: AtomicU64,
+    /// The target closed the session, or it was dropped: the producer stops.
+    closed: AtomicBool,
+    /// Set by the hand-over once the slot map gives the slots to the
+    /// target (its epoch); the next pull says so.
+    committed: Mutex<Option<u64>>,
+    /// The target said it owns the slots (`MIGRATE-CLOSE` after the commit).
+    confirmed: (Mutex<bool>, Condvar),
+    last_pull: Mutex<Instant>,
+    pub(crate) started: Instant,
+    /// The producer thread has returned.
+    producer_done: (Mutex<bool>, Condvar),
+}
+
+#[derive(Default)]
+struct Queue {
+    items: VecDeque<Vec<u8>>,
+    bytes: usize,
+    /// The producer stopped with this reason (queued after the rest).
+    failed: Option<String>,
+}
+
+impl std::fmt::Debug for SourceSession {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SourceSession")
+            .field("id", &self.id)
+            .field("to", &self.to)
+            .field("slots", &self.slots)
+            .finish_non_exhaustive()
+    }
+}
+
+impl SourceSession {
+    /// The position the target reported applied.
+    pub(crate) fn applied(&self) -> u64 {
+        self.applied.load(Ordering::Acquire)
+    }
+
+    /// The position the producer has reached in the log.
+    pub(crate) fn queued_to(&self) -> u64 {
+        self.queued_to.load(Ordering::Acquire)
+    }
+
+    /// The hand-over committed the slots to the target at `epoch`.
+    pub(crate) fn commit(&self, epoch: u64) {
+        *self.committed.lock() = Some(epoch);
+        self.changed.notify_all();
+    }
+
+    /// Waits (until `deadline`) for the target to confirm the commit.
+    pub(crate) fn wait_confirmed(&self, deadline: Instant) -> bool {
+        let (lock, cv) = &self.confirmed;
+        let mut done = lock.lock();
+        while !*done {
+            if cv.wait_until(&mut done, deadline).timed_out() {
+                break;
+            }
+        }
+        *done
+    }
+
+    /// Waits (until `deadline`) for the target to have applied `offset`.
+    pub(crate) fn wait_applied(&self, offset: u64, deadline: Instant) -> bool {
+        let mut q = self.queue.lock();
+        while self.applied() < offset {
+            if self.closed.load(Ordering::Acquire) || q.failed.is_some() {
+                return false;
+            }
+            if self.changed.wait_until(&mut q, deadline).timed_out() {
+                return self.applied() >= offset;
+            }
+        }
+        true
+    }
+
+    fn close(&self) {
+        self.closed.store(true, Ordering::Release);
+        self.changed.notify_all();
+    }
+
+    /// Stops the producer and waits (bounded) for it to return: nothing is
+    /// queued after this. What is queued is still pulled.
+    pub(crate) fn stop_producer(&self) {
+        self.close();
+        let (lock, cv) = &self.producer_done;
+        let mut done = lock.lock();
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while !*done {
+            if cv.wait_until(&mut done, deadline).timed_out() {
+                tracing::warn!(
+                    session = self.id,
+                    "slot migration: the producer did not stop within 5 s"
+                );
+                break;
+            }
+        }
+    }
+
+    /// Queues one item; waits (no lock of the engine held) while the queue
+    /// is over its bound. False once the session is closed.
+    fn push(&self, item: &PullItem) -> bool {
+        let bytes = item.encode();
+        let mut q = self.queue.lock();
+        while q.bytes > QUEUE_BOUND && !self.closed.load(Ordering::Acquire) {
+            self.changed.wait_for(&mut q, Duration::from_millis(100));
+        }
+        if self.closed.load(Ordering::Acquire) {
+            return false;
+        }
+        q.bytes += bytes.len();
+        q.items.push_back(bytes);
+        drop(q);
+        if let PullItem::Position(p) = item {
+            self.queued_to.fetch_max(*p, Ordering::AcqRel);
+        }
+        self.changed.notify_all();
+        true
+    }
+
+    fn fail(&self, why: String) {
+        tracing::warn!(session = self.id, slots = %self.slots, error = %why, "slot migration stream failed");
+        self.queue.lock().failed = Some(why);
+        self.changed.notify_all();
+    }
+
+    /// A pull: records `applied`, then hands out queued items up to about
+    /// `max_bytes` (at least one), waiting up to [`PULL_WAIT`] if none is
+    /// queued. After the commit, the last item is `Committed`.
+    pub(crate) fn pull(&self, applied: u64, max_bytes: usize) -> Vec<Vec<u8>> {
+        *self.last_pull.lock() = Instant::now();
+        let mut q = self.queue.lock();
+        // Under the queue's lock, so that a hand-over waiting for this
+        // position (`wait_applied`) cannot miss the wake-up.
+        self.applied.fetch_max(applied, Ordering::AcqRel);
+        self.changed.notify_all();
+        let deadline = Instant::now() + PULL_WAIT;
+        while q.items.is_empty() && q.failed.is_none() && self.committed.lock().is_none() {
+            if self.changed.wait_until(&mut q, deadline).timed_out() {
+                break;
+            }
+        }
+        let mut out = Vec::new();
+        let mut size = 0;
+        while let Some(item) = q.items.front() {
+            if !out.is_empty() && size + item.len() > max_bytes {
+                break;
+            }
+            size += item.len();
+            q.bytes -= item.len();
+            out.extend(q.items.pop_front());
+        }
+        if q.items.is_empty() {
+            if let Some(why) = &q.failed {
+                out.push(PullItem::Failed(why.clone()).encode());
+            } else if let Some(epoch) = *self.committed.lock() {
+                out.push(PullItem::Committed { epoch }.encode());
+            }
+        }
+        drop(q);
+        self.changed.notify_all();
+        out
+    }
+}
+
+/// The sessions a node serves as a migration's source.
+#[derive(Debug, Default)]
+pub(crate) struct SourceSessions {
+    sessions: Mutex<HashMap<u64, Arc<SourceSession>>>,
+    next_id: AtomicU64,
+}
+
+impl SourceSessions {
+    /// Opens a session streaming `slots` to shard `to` from `engine`.
+    /// Refused when the slots overlap another session's.
+    pub(crate) fn open(&self, engine: &Engine, to: String, slots: SlotSet) -> Result<Arc<SourceSession>, String> {
+        let Some(log) = engine.log() else {
+            return Err("ERR slot migration needs the source's ring log (a data directory)".into());
+        };
+        let mut sessions = self.sessions.lock();
+        self.expire_idle(&mut sessions);
+        if let Some(other) = sessions.values().find(|s| s.slots.overlaps(&slots)) {
+            return Err(format!(
+                "ERR slots {} are already being migrated (session {} to {})",
+                other.slots, other.id, other.to
+            ));
+        }
+        let id = self.next_id.fetch_add(1, Ordering::Relaxed) + 1;
+        let session = Arc::new(SourceSession {
+            id,
+            to,
+            slots: Arc::new(slots),
+            queue: Mutex::new(Queue::default()),
+            changed: Condvar::new(),
+            applied: AtomicU64::new(0),
+            queued_to: AtomicU64::new(0),
+            closed: AtomicBool::new(false),
+            committed: Mutex::new(None),
+            confirmed: (Mutex::new(false), Condvar::new()),
+            last_pull: Mutex::new(Instant::now()),
+            started: Instant::now(),
+            producer_done: (Mutex::new(false), Condvar::new()),
+        });
+        let producer = {
+            let (engine, session) = (engine.clone(), Arc::clone(&session));
+            std::thread::Builder::new()
+                .name(format!("ringkv-migrate-{id}"))
+                .spawn(move || {
+                    produce(&engine, &log, &session);
+                    let (lock, cv) = &session.producer_done;
+                    *lock.lock() = true;
+                    cv.notify_all();
+                })
+        };
+        if let Err(e) = producer {
+            return Err(format!("ERR starting the migration stream: {e}"));
+        }
+        tracing::info!(session = id, slots = %session.slots, to = %session.to, "slot migration: streaming to the target");
+        sessions.insert(id, Arc::clone(&session));
+        Ok(session)
+    }
+
+    /// The session `id`.
+    pub(crate) fn get(&self, id: u64) -> Option<Arc<SourceSession>> {
+        self.sessions.lock().get(&id).cloned()
+    }
+
+    /// The session moving exactly `slots`.
+    pub(crate) fn find(&self, slots: &SlotSet) -> Option<Arc<SourceSession>> {
+        self.sessions.lock().values().find(|s| *s.slots == *slots).cloned()
+    }
+
+    /// Ends session `id`; `confirmed`: the target owns the slots now.
+    pub(crate) fn close(&self, id: u64, confirmed: bool) -> bool {
+        let Some(session) = self.sessions.lock().remove(&id) else {
+            return false;
+        };
+        session.close();
+        if confirmed {
+            let (lock, cv) = &session.confirmed;
+            *lock.lock() = true;
+            cv.notify_all();
+        }
+        true
+    }
+
+    /// Every session (INFO, status).
+    pub(crate) fn all(&self) -> Vec<Arc<SourceSession>> {
+        self.sessions.lock().values().cloned().collect()
+    }
+
+    fn expire_idle(&self, sessions: &mut HashMap<u64, Arc<SourceSession>>) {
+        sessions.retain(|id, s| {
+            let idle = s.last_pull.lock().elapsed() > IDLE_LIMIT;
+            if idle {
+                tracing::warn!(session = id, slots = %s.slots, "slot migration: the target stopped pulling, session dropped");
+                s.close();
+            }
+            !idle
+        });
+    }
+}
+
+/// The producer: the filtered snapshot, then the filtered tail.
+fn produce(engine: &Engine, log: &ringkv::LogView, session: &SourceSession) {
+    let offset = match stream_snapshot(engine, session) {
+        Ok(Some(offset)) => offset,
+        Ok(None) => return,
+        Err(why) => return session.fail(why),
+    };
+    if !session.push(&PullItem::Position(offset)) {
+        return;
+    }
+    let mut tail = log.tail(offset);
+    while !session.closed.load(Ordering::Acquire) {
+        let batch = match tail.next_mutations(PULL_WAIT, TAIL_BATCH) {
+            Ok(batch) => batch,
+            Err(LogError::Lagged { .. }) => {
+                return session.fail(format!(
+                    "the source's ring log dropped offset {} before the migration read it: start the migration again (a larger ring or a faster target)",
+                    tail.offset()
+                ))
+            }
+            Err(e) => return session.fail(format!("reading the source's log: {e}")),
+        };
+        if batch.is_empty() {
+            continue;
+        }
+        for (at, m) in batch {
+            match filter_mutation(m, &session.slots) {
+                Ok(Some(mutation)) => {
+                    if !session.push(&PullItem::Mutation { offset: at, mutation }) {
+                        return;
+                    }
+                }
+                Ok(None) => {}
+                Err(e) => return session.fail(e.to_string()),
+            }
+        }
+        if !session.push(&PullItem::Position(tail.offset())) {
+            return;
+        }
+    }
+}
+
+/// Streams the filtered snapshot's items into the session; returns its
+/// offset (`None`: the session closed meanwhile).
+fn stream_snapshot(engine: &Engine, session: &SourceSession) -> Result<Option<u64>, String> {
+    let (tx, rx) = sync_channel::<Vec<u8>>(16);
+    let writer = {
+        let engine = engine.clone();
+        let slots = Arc::clone(&session.slots);
+        std::thread::Builder::new()
+            .name(format!("ringkv-migrate-{}-snap", session.id))
+            .spawn(move || {
+                let deadline = Instant::now() + SNAPSHOT_SLOT_WAIT;
+                let mut out = ChannelWriter(Some(tx));
+                loop {
+                    let keep = Arc::clone(&slots);
+                    match engine.snapshot_filtered_to(&mut out, move |k| keep.contains_key(k)) {
+                        Err(ringkv::Error::Snapshot(SnapshotError::InProgress)) if Instant::now() < deadline => {
+                            std::thread::sleep(Duration::from_millis(50));
+                        }
+                        other => return other.map(|(_, info)| info),
+                    }
+                }
+            })
+            .map_err(|e| format!("starting the snapshot: {e}"))?
+    };
+    let streamed = read_snapshot(
+        ChannelReader {
+            rx,
+            buf: Vec::new(),
+            at: 0,
+        },
+        session,
+    );
+    let written = writer
+        .join()
+        .map_err(|_| "the migration's snapshot thread panicked".to_string())?;
+    if !streamed? {
+        return Ok(None);
+    }
+    let info = written.map_err(|e| format!("the migration's snapshot: {e}"))?;
+    tracing::info!(
+        session = session.id,
+        items = info.items,
+        offset = info.offset,
+        "slot migration: snapshot sent"
+    );
+    Ok(Some(info.offset))
+}
+
+/// Turns the snapshot's items into queued mutations, hash expiries last;
+/// false if the session closed.
+fn read_snapshot(input: ChannelReader, session: &SourceSession) -> Result<bool, String> {
+    let mut reader = SnapshotReader::new(input).map_err(|e| format!("the migration's snapshot: {e}"))?;
+    let mut expiries: Vec<(Bytes, u64)> = Vec::new();
+    while let Some(items) = reader
+        .next_chunk()
+        .map_err(|e| format!("the migration's snapshot: {e}"))?
+    {
+        for item in items {
+            match snapshot_item(item) {
+                Ok(mutation) => {
+                    if !session.push(&PullItem::Mutation { offset: 0, mutation }) {
+                        return Ok(false);
+                    }
+                }
+                Err(Some(expiry)) => expiries.push(expiry),
+                Err(None) => {}
+            }
+        }
+    }
+    for (key, at) in expiries {
+        let mutation = Mutation::Expire {
+            key,
+            expire_at: Some(at),
+        };
+        if !session.push(&PullItem::Mutation { offset: 0, mutation }) {
+            return Ok(false);
+        }
+    }
+    Ok(true)
+}
+
+/// The snapshot's output: buffers handed to the reading thread.
+struct ChannelWriter(Option<SyncSender<Vec<u8>>>);
+
+impl Write for ChannelWriter {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        let tx = self.0.as_ref().ok_or_else(|| std::io::Error::other("closed"))?;
+        tx.send(buf.to_vec())
+            .map_err(|_| std::io::Error::new(std::io::ErrorKind::BrokenPipe, "the migration stream closed"))?;
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+/// The reading end of a [`ChannelWriter`].
+struct ChannelReader {
+    rx: Receiver<Vec<u8>>,
+    buf: Vec<u8>,
+    at: usize,
+}
+
+impl Read for ChannelReader {
+    fn read(&mut self, out: &mut [u8]) -> std::io::Result<usize> {
+        while self.at == self.buf.len() {
+            match self.rx.recv() {
+                Ok(buf) => {
+                    self.buf = buf;
+                    self.at = 0;
+                }
+                Err(_) => return Ok(0),
+            }
+        }
+        let n = out.len().min(self.buf.len() - self.at);
+        out[..n].copy_from_slice(&self.buf[self.at..self.at + n]);
+        self.at += n;
+        Ok(n)
+    }
+}

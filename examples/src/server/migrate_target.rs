@@ -1,0 +1,342 @@
+//! A slot migration's target side: `CLUSTER IMPORT <from-shard> <slots>...`
+//! starts an [`Importer`] thread on this shard's primary. It connects to
+//! the source shard's primary over RESP (with this node's `requirepass`,
+//! as Redis' `masterauth` usually is), opens a stream of the slots
+//! (`CLUSTER MIGRATE-OPEN`), deletes whatever keys of them this node still
+//! holds (an earlier, abandoned import), and pulls (`CLUSTER
+//! MIGRATE-PULL`), applying every item as this node's own write
+//! ([`ringkv::Engine::import`]: logged and replicated to its followers),
+//! each pull saying how far it has applied. Until the hand-over the slots
+//! stay the source's: this node redirects clients for them there, and
+//! holds its active expiry so that an imported key never expires by its
+//! own clock before the source's deletion arrives. When the source
+//! commits, the importer takes the new slot map, confirms
+//! (`CLUSTER MIGRATE-CLOSE`), and ends; `CLUSTER IMPORT STATUS` reports
+//! its progress throughout.
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use parking_lot::Mutex;
+use ringkv::{Engine, Mutation};
+
+use super::cluster::{clear_slots, ClusterState};
+use crate::cluster::{range_text, PullItem, SlotSet};
+use crate::resp::{BlockingClient, Frame};
+
+/// Bytes of items one pull asks for.
+const PULL_BYTES: usize = 256 << 10;
+/// Bounds each call to the source (a pull waits at most 100 ms there).
+const CALL_TIMEOUT: Duration = Duration::from_secs(10);
+/// How long the importer waits, after the commit, to see the slots as its
+/// own in the slot map.
+const TAKE_MAP_WAIT: Duration = Duration::from_secs(2);
+
+/// Where an import is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum ImportState {
+    /// Connecting to the source and opening the stream.
+    Connecting,
+    /// Taking the snapshot's keys.
+    Copying,
+    /// Following the source's log (caught up to `applied`).
+    Streaming,
+    /// The slots are this shard's now.
+    Committed,
+    /// Stopped by an error (see `error`); the slots stay the source's.
+    Failed,
+    /// Stopped by `CLUSTER IMPORT CANCEL`.
+    Cancelled,
+}
+
+impl ImportState {
+    pub(crate) fn name(self) -> &'static str {
+        match self {
+            ImportState::Connecting => "connecting",
+            ImportState::Copying => "copying",
+            ImportState::Streaming => "streaming",
+            ImportState::Committed => "committed",
+            ImportState::Failed => "failed",
+            ImportState::Cancelled => "cancelled",
+        }
+    }
+
+    fn running(self) -> bool {
+        matches!(
+            self,
+            ImportState::Connecting | ImportState::Copying | ImportState::Streaming
+        )
+    }
+}
+
+/// What `CLUSTER IMPORT STATUS` reports.
+#[derive(Debug, Clone)]
+pub(crate) struct ImportStatus {
+    pub(crate) state: ImportState,
+    pub(crate) error: Option<String>,
+    /// The source's RESP endpoint.
+    pub(crate) source: String,
+    /// The source's session id.
+    pub(crate) session: u64,
+    /// The source's log position applied here.
+    pub(crate) applied: u64,
+    /// Keys and hash parts of the snapshot applied.
+    pub(crate) snapshot_items: u64,
+    /// Mutations of the source's log applied.
+    pub(crate) mutations: u64,
+    /// Keys of the slots this node held before the import, deleted.
+    pub(crate) cleared: u64,
+    /// The slot map's epoch after the hand-over.
+    pub(crate) epoch: Option<u64>,
+    pub(crate) started: Instant,
+    pub(crate) elapsed: Option<Duration>,
+}
+
+/// One running (or finished) import.
+#[derive(Debug)]
+pub(crate) struct Importer {
+    pub(crate) from: String,
+    pub(crate) slots: Arc<SlotSet>,
+    status: Mutex<ImportStatus>,
+    cancel: AtomicBool,
+}
+
+impl Importer {
+    /// Starts importing `slots` from shard `from` on a thread of its own.
+    pub(crate) fn start(target: Target, from: String, slots: SlotSet) -> Result<Arc<Importer>, String> {
+        let importer = Arc::new(Importer {
+            from,
+            slots: Arc::new(slots),
+            status: Mutex::new(ImportStatus {
+                state: ImportState::Connecting,
+                error: None,
+                source: String::new(),
+                session: 0,
+                applied: 0,
+                snapshot_items: 0,
+                mutations: 0,
+                cleared: 0,
+                epoch: None,
+                started: Instant::now(),
+                elapsed: None,
+            }),
+            cancel: AtomicBool::new(false),
+        });
+        let running = Arc::clone(&importer);
+        std::thread::Builder::new()
+            .name("ringkv-import".into())
+            .spawn(move || {
+                let result = run(&target, &running);
+                let mut status = running.status.lock();
+                status.elapsed = Some(status.started.elapsed());
+                match result {
+                    Ok(epoch) => {
+                        status.state = ImportState::Committed;
+                        status.epoch = Some(epoch);
+                        tracing::info!(slots = %running.slots, from = %running.from, epoch, "slot migration: imported");
+                    }
+                    Err(why) => {
+                        let cancelled = running.cancel.load(Ordering::Acquire);
+                        status.state = if cancelled {
+                            ImportState::Cancelled
+                        } else {
+                            ImportState::Failed
+                        };
+                        tracing::warn!(slots = %running.slots, from = %running.from, error = %why, "slot migration: import stopped");
+                        status.error = Some(why);
+                        drop(status);
+                        // What was imported is of no use: the slots stay
+                        // the source's (and the next import clears them).
+                        if let Err(e) = clear_slots(&target.engine, &running.slots) {
+                            tracing::warn!(error = %e, "slot migration: clearing the abandoned import");
+                        }
+                    }
+                }
+            })
+            .map_err(|e| format!("ERR starting the import: {e}"))?;
+        Ok(importer)
+    }
+
+    /// A copy of the progress.
+    pub(crate) fn status(&self) -> ImportStatus {
+        self.status.lock().clone()
+    }
+
+    /// Still connecting, copying or streaming.
+    pub(crate) fn is_running(&self) -> bool {
+        self.status.lock().state.running()
+    }
+
+    /// Asks the import to stop (before its commit; a committed import is
+    /// over already).
+    pub(crate) fn cancel(&self) {
+        self.cancel.store(true, Ordering::Release);
+    }
+
+    fn update(&self, f: impl FnOnce(&mut ImportStatus)) {
+        f(&mut self.status.lock());
+    }
+}
+
+/// What an import works with on the target node.
+pub(crate) struct Target {
+    pub(crate) engine: Engine,
+    pub(crate) cluster: Arc<ClusterState>,
+    /// The password for the source (this node's `requirepass`).
+    pub(crate) auth: Option<String>,
+    /// The largest reply accepted from the source (bytes).
+    pub(crate) reply_limit: usize,
+}
+
+/// The import: returns the slot map's epoch after the hand-over.
+fn run(target: &Target, imp: &Importer) -> Result<u64, String> {
+    let (engine, cluster) = (&target.engine, &*target.cluster);
+    if engine.role() != ringkv::Role::Primary {
+        return Err("this node is a replica: import on its shard's primary".into());
+    }
+    let routing = cluster.routing();
+    let my_shard = routing.map().shards[routing.my_shard()].name.clone();
+    let source = routing
+        .map()
+        .shard(&imp.from)
+        .ok_or_else(|| format!("no shard {} in the slot map", imp.from))?
+        .primary
+        .endpoint();
+    imp.update(|s| s.source.clone_from(&source));
+    let mut conn = BlockingClient::connect(&source, CALL_TIMEOUT).map_err(|e| e.to_string())?;
+    conn.set_reply_limit(target.reply_limit.max(PULL_BYTES) + (1 << 20));
+    if let Some(password) = &target.auth {
+        expect_ok(conn.call(&[&b"AUTH"[..], password.as_bytes()]), "AUTH")?;
+    }
+    // Imported keys expire when the source's deletions arrive.
+    let _hold = engine.hold_active_expiry();
+    let ranges: Vec<String> = imp.slots.ranges().into_iter().map(range_text).collect();
+    let mut open: Vec<&[u8]> = vec![b"CLUSTER", b"MIGRATE-OPEN", my_shard.as_bytes()];
+    open.extend(ranges.iter().map(|r| r.as_bytes()));
+    let session = match call(&mut conn, &open)? {
+        Frame::Int(id) if id > 0 => id as u64,
+        other => return Err(format!("MIGRATE-OPEN answered {other:?}")),
+    };
+    let session_arg = session.to_string();
+    imp.update(|s| {
+        s.session = session;
+        s.state = ImportState::Copying;
+    });
+    let result = (|| {
+        let cleared = clear_slots(engine, &imp.slots)?;
+        imp.update(|s| s.cleared = cleared);
+        let mut applied = 0u64;
+        loop {
+            if imp.cancel.load(Ordering::Acquire) {
+                return Err("cancelled".to_string());
+            }
+            let applied_arg = applied.to_string();
+            let max = PULL_BYTES.to_string();
+            let pull: [&[u8]; 5] = [
+                b"CLUSTER",
+                b"MIGRATE-PULL",
+                session_arg.as_bytes(),
+                applied_arg.as_bytes(),
+                max.as_bytes(),
+            ];
+            let Frame::Array(items) = call(&mut conn, &pull)? else {
+                return Err("MIGRATE-PULL did not answer an array".into());
+            };
+            let (mut snapshot_items, mut mutations) = (0, 0);
+            for item in items {
+                let Frame::Bulk(bytes) = item else {
+                    return Err("MIGRATE-PULL answered a non-bulk item".into());
+                };
+                match PullItem::decode(Bytes::from(bytes)).map_err(|e| e.to_string())? {
+                    PullItem::Mutation { offset, mutation } => {
+                        apply(engine, &imp.slots, mutation)?;
+                        if offset == 0 {
+                            snapshot_items += 1;
+                        } else {
+                            mutations += 1;
+                        }
+                    }
+                    PullItem::Position(p) => applied = applied.max(p),
+                    PullItem::Committed { epoch } => return Ok(epoch),
+                    PullItem::Failed(why) => return Err(format!("the source stopped the stream: {why}")),
+                }
+            }
+            imp.update(|s| {
+                s.snapshot_items += snapshot_items;
+                s.mutations += mutations;
+                if applied > 0 {
+                    s.applied = applied;
+                    s.state = ImportState::Streaming;
+                }
+            });
+        }
+    })();
+    match result {
+        Ok(epoch) => {
+            take_map(cluster, &imp.slots);
+            let close: [&[u8]; 3] = [b"CLUSTER", b"MIGRATE-CLOSE", session_arg.as_bytes()];
+            if let Err(e) = call(&mut conn, &close) {
+                // The source lifts its fence after a bounded wait anyway.
+                tracing::warn!(error = %e, "slot migration: confirming the hand-over");
+            }
+            Ok(epoch)
+        }
+        Err(why) => {
+            let close: [&[u8]; 4] = [b"CLUSTER", b"MIGRATE-CLOSE", session_arg.as_bytes(), b"ABORT"];
+            let _ = call(&mut conn, &close);
+            Err(why)
+        }
+    }
+}
+
+/// Reads the slot map again until it gives this shard `slots` (bounded:
+/// the map poller takes it later otherwise).
+fn take_map(cluster: &ClusterState, slots: &SlotSet) {
+    let deadline = Instant::now() + TAKE_MAP_WAIT;
+    loop {
+        let owned = cluster.reload().is_ok() && {
+            let r = cluster.routing();
+            slots.slots().all(|s| r.owner_of(s) == Some(r.my_shard()))
+        };
+        if owned || Instant::now() >= deadline {
+            if !owned {
+                tracing::warn!(slots = %slots, "slot migration: committed, but the slot map read here does not show it yet");
+            }
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+fn call(conn: &mut BlockingClient, args: &[&[u8]]) -> Result<Frame, String> {
+    match conn.call(args) {
+        Ok(Frame::Error(e)) => Err(format!("{}: {e}", conn.endpoint())),
+        Ok(frame) => Ok(frame),
+        Err(e) => Err(e.to_string()),
+    }
+}
+
+fn expect_ok(reply: Result<Frame, crate::resp::ClientError>, what: &str) -> Result<(), String> {
+    match reply {
+        Ok(Frame::Simple(_)) => Ok(()),
+        Ok(other) => Err(format!("{what} answered {other:?}")),
+        Err(e) => Err(e.to_string()),
+    }
+}
+
+/// Applies one item of the stream: a flush of the source removes this
+/// node's keys of the slots (only), a batch holding one is applied part by
+/// part, anything else is imported as one write.
+fn apply(engine: &Engine, slots: &SlotSet, m: Mutation) -> Result<(), String> {
+    match m {
+        Mutation::Flush => clear_slots(engine, slots).map(|_| ()),
+        Mutation::Batch(parts) if parts.iter().any(Mutation::touches_all_keys) => {
+            parts.into_iter().try_for_each(|p| apply(engine, slots, p))
+        }
+        m => engine
+            .import(&m)
+            .map_err(|e| format!("importing {m:?}: {e} (this node's copy differs from the source's)")),
+    }
+}
