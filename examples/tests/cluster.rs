@@ -837,7 +837,8 @@ impl Follows {
 /// on the new owner afterwards (its last SET value, the exact counter
 /// totals, every field), nothing of the slots is left on the source, and
 /// the writers' slowest call (the hand-over's pause, with the redirection)
-/// is printed, not asserted.
+/// is printed, not asserted. `RINGKV_MIGRATION_ROUNDS` (default 1) moves
+/// the slots back and forth that many times (scripts/long-tests.sh: 20).
 #[test]
 fn slots_move_with_their_keys_under_load_and_no_acknowledged_write_is_lost() {
     use std::sync::atomic::{AtomicBool, Ordering};
@@ -897,20 +898,24 @@ fn slots_move_with_their_keys_under_load_and_no_acknowledged_write_is_lost() {
             })
         })
         .collect();
-    std::thread::sleep(Duration::from_millis(300));
-    let (ok, shown) = cluster_tool(
-        &c.map,
-        &[
-            "move-slots",
-            "--slots",
-            &format!("{}-{}", range[0], range[1]),
-            "--to",
-            "shard-3",
-        ],
-    );
-    assert!(ok, "{shown}");
+    // Back and forth: odd rounds return the slots to shard 0.
+    let rounds: usize = std::env::var("RINGKV_MIGRATION_ROUNDS")
+        .ok()
+        .and_then(|r| r.parse().ok())
+        .unwrap_or(1)
+        .max(1);
+    let slots = format!("{}-{}", range[0], range[1]);
+    let mut lines = Vec::new();
+    for round in 0..rounds {
+        std::thread::sleep(Duration::from_millis(300));
+        let to = if round % 2 == 0 { "shard-3" } else { "shard-0" };
+        let (ok, shown) = cluster_tool(&c.map, &["move-slots", "--slots", &slots, "--to", to]);
+        assert!(ok, "round {round}: {shown}");
+        lines.extend(shown.lines().filter(|l| l.contains("handed over")).map(str::to_string));
+    }
     std::thread::sleep(Duration::from_millis(300));
     stop.store(true, Ordering::Relaxed);
+    let (owner, other) = if rounds % 2 == 1 { (3, 0) } else { (0, 3) };
     let mut totals = std::collections::BTreeMap::<String, u64>::new();
     let mut last_values = std::collections::BTreeMap::new();
     let mut slowest = Duration::ZERO;
@@ -923,9 +928,12 @@ fn slots_move_with_their_keys_under_load_and_no_acknowledged_write_is_lost() {
         writes += n * 3;
         fields += n.min(50) as i64;
     }
-    let line = shown.lines().find(|l| l.contains("handed over")).unwrap_or_default();
-    println!("migration under load: {writes} writes, slowest client call {slowest:?}; {line}");
-    let mut n3 = c.nodes[3].raw();
+    println!("migration under load: {writes} writes, slowest client call {slowest:?}");
+    for line in &lines {
+        println!("  {line}");
+    }
+    let mut n3 = c.nodes[owner].raw();
+    let mut n0 = c.nodes[other].raw();
     for (key, value) in &last_values {
         assert_eq!(n3.cmd(&["GET", key]), Frame::Bulk(value.clone().into_bytes()), "{key}");
     }
@@ -952,4 +960,88 @@ fn slots_move_with_their_keys_under_load_and_no_acknowledged_write_is_lost() {
         );
         std::thread::sleep(Duration::from_millis(50));
     }
+}
+
+/// A hand-over whose target cannot catch up in time (its process is
+/// stopped) changes nothing: it answers TRYAGAIN, the source takes the
+/// writes that waited and keeps the slots, and a later hand-over, once the
+/// target runs again, moves them with every write.
+#[test]
+fn a_hand_over_that_times_out_changes_nothing_and_a_retry_moves_the_slots() {
+    let c = start_nodes(4, None);
+    let mut n0 = c.nodes[0].raw();
+    let mut n3 = c.nodes[3].raw();
+    assert_eq!(n0.cmd(&["SET", "hello", "1"]), Frame::Simple("OK".into()));
+    assert_eq!(
+        n3.cmd(&["CLUSTER", "IMPORT", "shard-0", "866"]),
+        Frame::Simple("OK".into())
+    );
+    let streaming = |n3: &mut common::Raw| {
+        let Frame::Array(f) = n3.cmd(&["CLUSTER", "IMPORT", "STATUS"]) else {
+            panic!("status")
+        };
+        f.chunks(2)
+            .any(|kv| kv[0] == Frame::Bulk(b"state".to_vec()) && kv[1] == Frame::Bulk(b"streaming".to_vec()))
+    };
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !streaming(&mut n3) {
+        assert!(Instant::now() < deadline, "the import never streamed");
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    let target = c.nodes[3].child.id().to_string();
+    let signal = |sig: &str| {
+        Command::new("kill").args([sig, &target]).status().expect("kill");
+    };
+    signal("-STOP");
+    assert_eq!(n0.cmd(&["SET", "hello", "2"]), Frame::Simple("OK".into()));
+    let reply = n0.cmd(&["CLUSTER", "HANDOVER", "866", "TIMEOUT", "300"]);
+    assert!(
+        matches!(&reply, Frame::Error(e) if e.starts_with("TRYAGAIN")),
+        "{reply:?}"
+    );
+    assert_eq!(
+        n0.cmd(&["SET", "hello", "3"]),
+        Frame::Simple("OK".into()),
+        "the source keeps the slot"
+    );
+    let Frame::Bulk(info) = n0.cmd(&["CLUSTER", "INFO"]) else {
+        panic!("CLUSTER INFO")
+    };
+    assert!(
+        String::from_utf8_lossy(&info).contains("cluster_current_epoch:1"),
+        "the map is unchanged"
+    );
+    signal("-CONT");
+    let reply = n0.cmd(&["CLUSTER", "HANDOVER", "866", "TIMEOUT", "5000"]);
+    assert!(
+        matches!(&reply, Frame::Bulk(b) if b.starts_with(b"handed over 866 to shard-3")),
+        "{reply:?}"
+    );
+    let moved = Frame::Error(format!("MOVED 866 127.0.0.1:{}", c.nodes[3].resp.port()));
+    assert_eq!(n0.cmd(&["SET", "hello", "4"]), moved);
+    assert_eq!(n3.cmd(&["GET", "hello"]), Frame::Bulk(b"3".to_vec()));
+    // Slots their source does not own, a move to itself, a hand-over of
+    // nothing streaming, a bad pull: refused.
+    let refused = n3.cmd(&["CLUSTER", "IMPORT", "shard-0", "866"]);
+    assert!(
+        matches!(&refused, Frame::Error(e) if e.contains("not shard-0's")),
+        "{refused:?}"
+    );
+    let refused = n3.cmd(&["CLUSTER", "IMPORT", "shard-3", "0"]);
+    assert!(
+        matches!(&refused, Frame::Error(e) if e.contains("itself")),
+        "{refused:?}"
+    );
+    let refused = n0.cmd(&["CLUSTER", "HANDOVER", "1-2"]);
+    assert!(
+        matches!(&refused, Frame::Error(e) if e.contains("no migration")),
+        "{refused:?}"
+    );
+    let refused = n0.cmd(&["CLUSTER", "MIGRATE-PULL", "99", "0", "x"]);
+    assert!(matches!(refused, Frame::Error(_)), "{refused:?}");
+    let refused = n0.cmd(&["CLUSTER", "MIGRATE-PULL", "99", "0", "100"]);
+    assert!(
+        matches!(&refused, Frame::Error(e) if e.contains("no migration session")),
+        "{refused:?}"
+    );
 }

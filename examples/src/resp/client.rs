@@ -144,6 +144,12 @@ impl BlockingClient {
             self.buf.resize(start + want, 0);
             let n = match self.stream.read(&mut self.buf[start..]) {
                 Ok(n) => n,
+                // A signal (SIGSTOP/SIGCONT of this process) interrupts
+                // the read: nothing was lost, read again.
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {
+                    self.buf.truncate(start);
+                    continue;
+                }
                 Err(e) => {
                     self.buf.truncate(start);
                     return Err(io(e));

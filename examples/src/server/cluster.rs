@@ -90,6 +90,9 @@ pub(crate) struct ClusterState {
     pub(crate) incoming: Mutex<Option<Arc<Importer>>>,
     /// Hand-overs done, and the last one's pause of writes.
     handovers: Mutex<(u64, Duration)>,
+    /// Slots whose keys a hand-over's clean-up is deleting here: an import
+    /// of any of them waits for it (it would delete what was imported).
+    purging: Mutex<Vec<Arc<SlotSet>>>,
 }
 
 /// Keys deleted per step when a node clears the keys of slots.
@@ -127,6 +130,7 @@ impl ClusterState {
             outgoing: SourceSessions::default(),
             incoming: Mutex::new(None),
             handovers: Mutex::new((0, Duration::ZERO)),
+            purging: Mutex::new(Vec::new()),
         })
     }
 
@@ -164,6 +168,34 @@ impl ClusterState {
     /// Hand-overs done, and the last one's pause.
     pub(crate) fn handovers(&self) -> (u64, Duration) {
         *self.handovers.lock()
+    }
+
+    /// Deletes this node's keys of `slots` in the background (a
+    /// hand-over's clean-up; logged, so followers drop them as well),
+    /// registered before it starts so that an import of them waits for it.
+    pub(crate) fn start_purge(self: &Arc<Self>, engine: ringkv::Engine, slots: Arc<SlotSet>) {
+        self.purging.lock().push(Arc::clone(&slots));
+        let cluster = Arc::clone(self);
+        let spawned = std::thread::Builder::new()
+            .name("ringkv-handover-purge".into())
+            .spawn(move || {
+                match clear_slots(&engine, &slots) {
+                    Ok(removed) => {
+                        tracing::info!(slots = %slots, removed, "hand-over clean-up: the moved keys are gone from the source")
+                    }
+                    Err(e) => tracing::warn!(slots = %slots, error = %e, "hand-over clean-up stopped"),
+                }
+                cluster.purging.lock().retain(|s| !Arc::ptr_eq(s, &slots));
+            });
+        if let Err(e) = spawned {
+            tracing::warn!(error = %e, "hand-over clean-up not started");
+            self.purging.lock().pop();
+        }
+    }
+
+    /// Whether a clean-up is deleting keys of any of `slots` here.
+    pub(crate) fn purging(&self, slots: &SlotSet) -> bool {
+        self.purging.lock().iter().any(|s| s.overlaps(slots))
     }
 
     /// The current routing.

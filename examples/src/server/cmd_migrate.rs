@@ -223,7 +223,7 @@ fn status(cx: &mut Ctx<'_>, cluster: &ClusterState) -> CmdResult {
     Ok(Next::Done)
 }
 
-fn handover(cx: &mut Ctx<'_>, cluster: &ClusterState, a: &[Bytes]) -> CmdResult {
+fn handover(cx: &mut Ctx<'_>, cluster: &Arc<ClusterState>, a: &[Bytes]) -> CmdResult {
     let mut args = &a[2..];
     let mut timeout = HANDOVER_TIMEOUT;
     if args.len() >= 2 && args[args.len() - 2].eq_ignore_ascii_case(b"timeout") {

@@ -33,7 +33,7 @@ use std::time::{Duration, Instant};
 use parking_lot::{RwLock, RwLockReadGuard};
 use ringkv::Engine;
 
-use super::cluster::{clear_slots, ClusterState};
+use super::cluster::ClusterState;
 use super::migrate_source::SourceSession;
 use crate::cluster::{range_text, MapError, SlotMap, SlotSet};
 
@@ -112,7 +112,7 @@ impl HandoverFence {
 /// error's (with its code).
 pub(crate) fn hand_over(
     engine: &Engine,
-    cluster: &ClusterState,
+    cluster: &Arc<ClusterState>,
     session: &Arc<SourceSession>,
     timeout: Duration,
 ) -> Result<String, String> {
@@ -195,7 +195,7 @@ pub(crate) fn hand_over(
         epoch = map.epoch,
         "slot migration: handed over"
     );
-    purge(engine.clone(), Arc::clone(&session.slots));
+    cluster.start_purge(engine.clone(), Arc::clone(&session.slots));
     let ranges: Vec<String> = session.slots.ranges().into_iter().map(range_text).collect();
     Ok(format!(
         "handed over {} to {} at offset {x}, epoch {}: writes to them paused {} us{}",
@@ -219,20 +219,4 @@ fn committed_anyway(cluster: &ClusterState, slots: &SlotSet, to: &str) -> Option
         .slots()
         .all(|s| map.owner_of(s).is_some_and(|o| o.name == to))
         .then_some(map)
-}
-
-/// Deletes the keys of `slots` this node still holds, in the background
-/// (logged: its followers drop them as well).
-fn purge(engine: Engine, slots: Arc<SlotSet>) {
-    let spawned = std::thread::Builder::new()
-        .name("ringkv-handover-purge".into())
-        .spawn(move || match clear_slots(&engine, &slots) {
-            Ok(removed) => {
-                tracing::info!(slots = %slots, removed, "hand-over clean-up: the moved keys are gone from the source")
-            }
-            Err(e) => tracing::warn!(slots = %slots, error = %e, "hand-over clean-up stopped"),
-        });
-    if let Err(e) = spawned {
-        tracing::warn!(error = %e, "hand-over clean-up not started");
-    }
 }

@@ -33,6 +33,8 @@ const CALL_TIMEOUT: Duration = Duration::from_secs(10);
 /// How long the importer waits, after the commit, to see the slots as its
 /// own in the slot map.
 const TAKE_MAP_WAIT: Duration = Duration::from_secs(2);
+/// How long an import waits for a clean-up of its slots to end.
+const PURGE_WAIT: Duration = Duration::from_secs(600);
 
 /// Where an import is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -225,6 +227,15 @@ fn run(target: &Target, imp: &Importer) -> Result<u64, String> {
         s.state = ImportState::Copying;
     });
     let result = (|| {
+        // A hand-over's clean-up of these slots (they left this shard
+        // lately) would delete what is imported: let it finish first.
+        let deadline = Instant::now() + PURGE_WAIT;
+        while cluster.purging(&imp.slots) {
+            if Instant::now() >= deadline || imp.cancel.load(Ordering::Acquire) {
+                return Err("the slots' clean-up from an earlier hand-over is still running here".to_string());
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
         let cleared = clear_slots(engine, &imp.slots)?;
         imp.update(|s| s.cleared = cleared);
         let mut applied = 0u64;
