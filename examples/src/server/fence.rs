@@ -63,13 +63,18 @@ impl Fence {
     }
 
     /// When it closes: `None` without failover (never), a past instant
-    /// while closed.
+    /// while closed (also for a deadline too far to represent: closed is
+    /// the safe side).
     pub(crate) fn deadline(&self) -> Option<Instant> {
         if !self.enabled {
             return None;
         }
         let until = self.until_ns.load(Ordering::Acquire);
-        Some(self.base + std::time::Duration::from_nanos(until))
+        Some(
+            self.base
+                .checked_add(std::time::Duration::from_nanos(until))
+                .unwrap_or(self.base),
+        )
     }
 
     /// Whether a write may go on now.
