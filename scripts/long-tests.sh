@@ -13,8 +13,9 @@
 #   RINGKV_LONG_SIM_SEEDS=100000  seeds of the replication simulation (release)
 #   LOOM_MAX_PREEMPTIONS=3   preemptions per execution in the loom model of
 #                            the ring log (the test command uses 2)
-#   RINGKV_FAILOVER_ROUNDS=30  kill + pause rounds of the failover test
-#                            (tests/failover.rs; the test command runs 1)
+#   RINGKV_FAILOVER_ROUNDS=30  kill + pause rounds, and partition rounds, of
+#                            the failover tests (tests/failover.rs; the test
+#                            command runs 1 of each)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export PROPTEST_CASES="${PROPTEST_CASES:-5000}"

@@ -113,6 +113,20 @@ impl Follower {
         info
     }
 
+    /// Until when the primary may count this follower for WAIT and its
+    /// write gate (`None`: always, the default): past it no acks are sent
+    /// while the stream is still applied (see
+    /// [`FollowerSession::set_counted_until`]). Failover moves it forward on
+    /// each renewal of the node's registration in etcd.
+    pub fn set_counted_until(&self, until: Option<Instant>) {
+        self.shared.session.lock().set_counted_until(until);
+    }
+
+    /// Whether the primary may count this follower now.
+    pub fn counted(&self) -> bool {
+        self.shared.session.lock().counted(Instant::now())
+    }
+
     /// Stops replicating (the engine stays a follower, read-only).
     pub async fn stop(mut self) {
         self.halt().await;

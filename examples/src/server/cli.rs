@@ -85,6 +85,10 @@ pub struct Args {
     /// Failover: a follower lagging more bytes than this is never promoted.
     #[arg(long)]
     pub max_lag: Option<u64>,
+    /// Failover: the replication address published in etcd for followers
+    /// to connect to, when not the bound one (a proxy in front of it).
+    #[arg(long)]
+    pub repl_advertise: Option<SocketAddr>,
     /// Serve the Redis Cluster protocol (needs a node id and a slot map).
     #[arg(long)]
     pub cluster_enabled: bool,
@@ -199,6 +203,9 @@ impl Args {
         }
         if let Some(v) = self.max_lag {
             config.coord.max_lag_bytes = v;
+        }
+        if let Some(v) = self.repl_advertise {
+            config.coord.advertise_repl = Some(v);
         }
         if self.cluster_enabled {
             config.cluster.enabled = true;

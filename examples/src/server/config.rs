@@ -98,6 +98,11 @@ pub struct CoordConfig {
     pub fence_margin_ms: u64,
     /// How often the lease is renewed and the node record published.
     pub tick_ms: u64,
+    /// The replication (QUIC) address published in etcd (the leader key
+    /// and the node record), where followers connect, when it is not the
+    /// bound one (a proxy or NAT in front of it; the partition tests put a
+    /// fault-injecting proxy there). `None`: the bound address.
+    pub advertise_repl: Option<SocketAddr>,
 }
 
 impl Default for CoordConfig {
@@ -111,6 +116,7 @@ impl Default for CoordConfig {
             lease_ttl_secs: 3,
             fence_margin_ms: 750,
             tick_ms: 200,
+            advertise_repl: None,
         }
     }
 }

@@ -5,7 +5,14 @@
 //!    instant each renewal was *sent* plus the TTL minus the margin is how
 //!    long the node may take writes: [`Fence`](super::fence::Fence));
 //! 2. publishes its [`NodeRecord`] (applied and durable offsets, lag,
-//!    priority, "in a full sync", epoch) bound to that lease;
+//!    priority, "in a full sync", epoch, the replication address:
+//!    `advertise_repl` or the bound one) bound to that lease; as a
+//!    follower it is counted by its primary's WAIT and write gate only
+//!    until that renewal's deadline (sent + TTL - margin, as the fence):
+//!    past it the follower withholds its acks
+//!    (`Follower::set_counted_until`) until its record is put again, so a
+//!    follower cut off from etcd, which may no longer be a candidate, is
+//!    never what a `WAIT 1` relied on;
 //! 3. reads the shard's leader key and acts on it:
 //!    - it is ours: open the fence until the renewal's deadline;
 //!    - someone else's: follow it (re-point the follower: a partial
@@ -264,6 +271,8 @@ impl Coordinator {
             None => {
                 tracing::warn!("failover: our lease expired");
                 self.lease = None;
+                // Our record went with the lease: not counted from now on.
+                self.registered_until(Instant::now());
                 self.step_down("the lease expired");
                 Ok(false)
             }
@@ -274,6 +283,28 @@ impl Coordinator {
         self.node.fence.close();
         if let Some(epoch) = self.leading.take() {
             tracing::warn!(epoch, why, "failover: no longer the shard's leader; writes refused");
+        }
+    }
+
+    /// Where followers reach this node's replication: the advertised
+    /// address if configured, else the one bound (or to bind, once primary).
+    fn repl_addr(&self) -> SocketAddr {
+        self.cfg.advertise_repl.unwrap_or_else(|| {
+            self.node
+                .primary()
+                .map_or(self.node.config.replication.listen, |p| p.local_addr())
+        })
+    }
+
+    /// Our record is live in etcd until `until` (the lease renewal's
+    /// deadline): as a follower we count for the primary's WAIT and write
+    /// gate until then, and no longer (a follower cut off from etcd may
+    /// have lost its record, so it may not be elected: a write only it
+    /// acknowledged could be lost in a failover).
+    fn registered_until(&self, until: Instant) {
+        self.node.registration.open_until(until);
+        if let Some(f) = self.node.follower() {
+            f.set_counted_until(Some(until));
         }
     }
 
@@ -296,11 +327,7 @@ impl Coordinator {
                 NodeRole::Follower => "follower".into(),
             },
             resp: self.resp.to_string(),
-            repl: self
-                .node
-                .primary()
-                .map_or(self.node.config.replication.listen, |p| p.local_addr())
-                .to_string(),
+            repl: self.repl_addr().to_string(),
             applied: engine.applied_offset(),
             durable: engine.durable_offset(),
             priority: self.cfg.priority,
@@ -322,6 +349,7 @@ impl Coordinator {
         let value = serde_json::to_vec(&me).map_err(|e| EtcdError::Json(e.to_string()))?;
         let key = node_key(&self.cfg.shard, &self.id);
         blocking(&self.etcd, move |e| e.put(key.as_bytes(), &value, Some(lease))).await?;
+        self.registered_until(valid_until);
         let shard = self.cfg.shard.clone();
         let leader = blocking(&self.etcd, move |e| crate::coord::leader(e, &shard)).await?;
         match leader {
@@ -449,9 +477,10 @@ impl Coordinator {
         self.leaderless = 0;
         self.leading = Some(epoch);
         // The replication address bound may differ from the configured one
-        // (port 0): publish the real one, keeping the key's epoch.
-        if let Some(p) = self.node.primary() {
-            let actual = p.local_addr().to_string();
+        // (port 0): publish the real one (or the advertised one), keeping
+        // the key's epoch.
+        if self.node.primary().is_some() {
+            let actual = self.repl_addr().to_string();
             if actual != record.repl {
                 let value = serde_json::to_vec(&LeaderRecord { repl: actual, ..record })
                     .map_err(|e| EtcdError::Json(e.to_string()))?;

@@ -62,6 +62,21 @@ impl Fence {
         self.until_ns.store(0, Ordering::Release);
     }
 
+    /// When it closes: `None` without failover (never), a past instant
+    /// while closed (also for a deadline too far to represent: closed is
+    /// the safe side).
+    pub(crate) fn deadline(&self) -> Option<Instant> {
+        if !self.enabled {
+            return None;
+        }
+        let until = self.until_ns.load(Ordering::Acquire);
+        Some(
+            self.base
+                .checked_add(std::time::Duration::from_nanos(until))
+                .unwrap_or(self.base),
+        )
+    }
+
     /// Whether a write may go on now.
     pub(crate) fn is_open(&self) -> bool {
         if !self.enabled {
@@ -136,6 +151,19 @@ mod tests {
         f.open_until(Instant::now() - Duration::from_millis(1));
         assert!(!f.is_open(), "a deadline in the past is closed");
         assert!(Fence::new(false).is_open(), "without failover there is no fence");
+        assert_eq!(Fence::new(false).deadline(), None);
+        let at = Instant::now() + Duration::from_secs(5);
+        f.open_until(at);
+        let d = f.deadline().expect("a deadline");
+        assert!(
+            d <= at && at - d < Duration::from_micros(1),
+            "the deadline set: {d:?} vs {at:?}"
+        );
+        f.close();
+        assert!(
+            f.deadline().is_some_and(|d| d <= Instant::now()),
+            "closed: a past deadline"
+        );
     }
 
     #[test]

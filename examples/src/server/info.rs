@@ -237,6 +237,11 @@ fn replication(node: &Node, out: &mut String) -> std::fmt::Result {
                 writeln!(out, "ringkv_halted:{}\r", u8::from(i.halted))?;
                 let why = i.last_error.as_deref().unwrap_or("").replace(['\r', '\n'], " ");
                 writeln!(out, "ringkv_last_error:{why}\r")?;
+                if node.registration.enabled() {
+                    // Failover: whether the primary may count this follower
+                    // for WAIT and its write gate (registered in etcd).
+                    writeln!(out, "ringkv_counted_for_wait:{}\r", u8::from(f.counted()))?;
+                }
                 writeln!(out, "ringkv_lost_bytes:{}\r", i.lost_bytes)
             }
             None => writeln!(out, "master_link_status:down\r"),

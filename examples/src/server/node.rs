@@ -98,6 +98,12 @@ pub struct Node {
     pub(crate) upstream: Mutex<Option<std::net::SocketAddr>>,
     /// Failover's leader-lease fence (always open without failover).
     pub(crate) fence: Arc<super::fence::Fence>,
+    /// Failover: until when this node's record is surely live in etcd (its
+    /// lease renewed and the record put on it), so that it can be elected.
+    /// As a follower it is counted by its primary's WAIT and write gate
+    /// only until then (`Follower::set_counted_until`). Always open
+    /// without failover.
+    pub(crate) registration: super::fence::Fence,
     /// Failover's epoch: the leader key revision this node leads or follows.
     pub(crate) epoch: std::sync::atomic::AtomicI64,
     /// Cluster mode's slot map and routing (`None`: standalone).
@@ -128,6 +134,7 @@ impl Node {
         Node {
             users: Mutex::new(users),
             fence: Arc::new(super::fence::Fence::new(config.coord.etcd.is_some())),
+            registration: super::fence::Fence::new(config.coord.etcd.is_some()),
             upstream: Mutex::new(None),
             epoch: std::sync::atomic::AtomicI64::new(0),
             engine,
@@ -193,6 +200,8 @@ impl Node {
         config.primary = primary;
         config.min_epoch = self.epoch();
         let follower = Follower::start(self.engine.clone(), config, self.tls.client.clone()).await?;
+        // Failover: counted by the primary only while registered in etcd.
+        follower.set_counted_until(self.registration.deadline());
         *self.replication.lock() = Replication::Follower(Arc::new(follower));
         *self.upstream.lock() = Some(primary);
         *self.role.lock() = NodeRole::Follower;

@@ -289,6 +289,9 @@ pub struct FollowerSession {
     /// The newest failover epoch seen (`FollowerConfig::min_epoch`, raised
     /// by each history adopted): an older primary is refused.
     min_epoch: u64,
+    /// Until when this follower's acks may count for the primary's WAIT and
+    /// write gate (`None`: always; see [`FollowerSession::set_counted_until`]).
+    counted_until: Option<Instant>,
 }
 
 impl FollowerSession {
@@ -308,7 +311,27 @@ impl FollowerSession {
             seed: seed | 1,
             min_epoch,
             link: Link::Down,
+            counted_until: None,
         }
+    }
+
+    /// Until when this follower may be counted by its primary (WAIT, the
+    /// write gate): from then on it sends no acks, so the primary's view of
+    /// its offsets stops where it was (WAIT does not count it for later
+    /// writes) and its last ack ages (a write gate drops it), while it keeps
+    /// receiving and applying the stream. `None` (the default): always
+    /// counted. Failover sets it to when this node's registration in etcd
+    /// may lapse: a follower that may no longer be a promotion candidate
+    /// must not be what a `WAIT 1` relies on. A later deadline resumes the
+    /// acks at the next periodic ack.
+    pub fn set_counted_until(&mut self, until: Option<Instant>) {
+        self.counted_until = until;
+    }
+
+    /// Whether this follower's acks count at `now` (see
+    /// [`FollowerSession::set_counted_until`]).
+    pub fn counted(&self, now: Instant) -> bool {
+        self.counted_until.is_none_or(|t| now < t)
     }
 
     fn min_backoff(config: &FollowerConfig) -> Duration {
@@ -501,6 +524,7 @@ impl FollowerSession {
     /// at once unless a full sync is loading).
     pub fn handle_streams_ready(&mut self, now: Instant, progress: Progress) -> Result<Vec<FollowerAction>, LinkEnd> {
         let interval = self.ack_interval();
+        let counted = self.counted(now);
         let Link::Data(d) = &mut self.link else {
             return Err(ReplError::Peer("data streams before the handshake".into()).into());
         };
@@ -512,7 +536,7 @@ impl FollowerSession {
             return Ok(Vec::new());
         }
         d.next_ack = Some(now + interval);
-        Ok(d.ack(progress, true).into_iter().collect())
+        Ok(d.ack(progress, true, counted).into_iter().collect())
     }
 
     /// A frame of the log stream (`None`: the primary ended it).
@@ -592,9 +616,10 @@ impl FollowerSession {
 
     /// An [`FollowerAction::Append`] was carried out: acks when live and
     /// the offsets moved.
-    pub fn handle_appended(&mut self, _now: Instant, progress: Progress) -> Vec<FollowerAction> {
+    pub fn handle_appended(&mut self, now: Instant, progress: Progress) -> Vec<FollowerAction> {
+        let counted = self.counted(now);
         match &mut self.link {
-            Link::Data(d) if d.live() => d.ack(progress, false).into_iter().collect(),
+            Link::Data(d) if d.live() => d.ack(progress, false, counted).into_iter().collect(),
             _ => Vec::new(),
         }
     }
@@ -637,6 +662,7 @@ impl FollowerSession {
     /// complete, the follower is live (and acks at once).
     pub fn handle_swapped_in(&mut self, now: Instant, progress: Progress) -> Vec<FollowerAction> {
         let interval = self.ack_interval();
+        let counted = self.counted(now);
         let Link::Data(d) = &mut self.link else {
             return Vec::new();
         };
@@ -649,7 +675,7 @@ impl FollowerSession {
         self.info.master_sync_in_progress = false;
         tracing::info!(applied = progress.applied, "full sync complete: new data swapped in");
         d.next_ack = Some(now + interval);
-        let mut actions: Vec<_> = d.ack(progress, true).into_iter().collect();
+        let mut actions: Vec<_> = d.ack(progress, true, counted).into_iter().collect();
         // The bytes the ring refused go in now (the swap's save released
         // the ring), and the log stream resumes.
         if let Some((start, bytes)) = d.held.take() {
@@ -674,10 +700,11 @@ impl FollowerSession {
     /// gate counts recent acks).
     pub fn handle_timeout(&mut self, now: Instant, progress: Progress) -> Vec<FollowerAction> {
         let interval = self.ack_interval();
+        let counted = self.counted(now);
         match &mut self.link {
             Link::Data(d) if d.live() && d.next_ack.is_some_and(|t| t <= now) => {
                 d.next_ack = Some(now + interval);
-                d.ack(progress, true).into_iter().collect()
+                d.ack(progress, true, counted).into_iter().collect()
             }
             _ => Vec::new(),
         }
@@ -773,8 +800,12 @@ impl Data {
     }
 
     /// Acks the applied and durable offsets: when they changed, or always
-    /// with `force` (the periodic ack that keeps the link counted as fresh).
-    fn ack(&mut self, progress: Progress, force: bool) -> Option<FollowerAction> {
+    /// with `force` (the periodic ack that keeps the link counted as fresh);
+    /// never while not `counted` (nor is the ack remembered as sent).
+    fn ack(&mut self, progress: Progress, force: bool, counted: bool) -> Option<FollowerAction> {
+        if !counted {
+            return None;
+        }
         let now = (progress.applied, progress.durable);
         if force || self.last_ack != Some(now) {
             self.last_ack = Some(now);
@@ -1115,6 +1146,37 @@ mod tests {
         );
         live_at(&mut s, t0, 0);
         assert_eq!(s.poll_timeout(), Some(t0 + Duration::from_millis(10)));
+    }
+
+    /// Failover's switch: past its `counted_until` the follower sends no
+    /// acks (neither after an append nor on the interval) while it keeps
+    /// appending; a later deadline resumes them with the current offsets.
+    #[test]
+    fn no_acks_past_the_counted_deadline_then_acks_again() {
+        let t0 = Instant::now();
+        let mut s = FollowerSession::new(config(), t0, 7);
+        live_at(&mut s, t0, 10);
+        assert!(s.counted(t0), "counted by default");
+        let interval = Duration::from_millis(100);
+        s.set_counted_until(Some(t0 + interval / 2));
+        assert!(s.counted(t0));
+        assert_eq!(
+            s.handle_appended(t0, progress(20)),
+            vec![ack(20)],
+            "before the deadline"
+        );
+        let late = t0 + interval;
+        assert!(!s.counted(late));
+        assert_eq!(s.handle_appended(late, progress(30)), vec![], "no ack after an append");
+        assert_eq!(s.handle_timeout(late, progress(30)), vec![], "nor on the interval");
+        assert_eq!(s.poll_timeout(), Some(late + interval), "the timer keeps running");
+        // Registered again: the next periodic ack carries the offsets
+        // applied meanwhile.
+        s.set_counted_until(Some(late + 10 * interval));
+        let next = s.poll_timeout().expect("armed");
+        assert_eq!(s.handle_timeout(next, progress(30)), vec![ack(30)]);
+        s.set_counted_until(None);
+        assert!(s.counted(next + 100 * interval));
     }
 
     #[test]
