@@ -5,12 +5,16 @@
 # tokens through redis-py's RedisCluster (every other write with WAIT 1),
 # a SIGKILL of one primary, and then: the failover time (first failed
 # write -> first successful write on that shard) and the acknowledged
-# writes lost, with and without WAIT. Everything on 127.0.0.1 in a temp
-# dir; a trap kills every process it started. About 20-40 s.
+# writes lost, with and without WAIT; then slots 0-999 move from shard-0
+# to shard-2 with their keys (ringkv-cluster move-slots) under a second
+# RedisCluster load, with the hand-over's pause and the acknowledged writes
+# lost (scripts/cluster-demo-migrate.py). Everything on 127.0.0.1 in a temp
+# dir; a trap kills every process it started. About 25-45 s.
 #
 #   RINGKV_BIN_DIR   where ringkv-primary/-follower/-cluster are
 #                    (default target/release, built when missing)
 #   DEMO_BEFORE / DEMO_AFTER / DEMO_LIMIT   see scripts/cluster-demo-load.py
+#   DEMO_MIGRATE_BEFORE / DEMO_MIGRATE_AFTER  see scripts/cluster-demo-migrate.py
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bin="${RINGKV_BIN_DIR:-target/release}"
@@ -120,5 +124,7 @@ for i in 0 1 2; do wait_port "${resp[$((i + 3))]}"; done
 
 echo "== load through RedisCluster; then SIGKILL of shard-1's primary"
 "$py" scripts/cluster-demo-load.py "${resp[0]}" "${primary_pids[1]}" "${resp[1]}"
-echo "== after the failover: CLUSTER NODES on p0"
+echo "== slots 0-999 move from shard-0 to shard-2 with their keys, under load"
+"$py" scripts/cluster-demo-migrate.py "${resp[0]}" "$etcd_url" "$bin/ringkv-cluster" 0-999 shard-2
+echo "== after the failover and the move: CLUSTER NODES on p0"
 redis-cli -p "${resp[0]}" cluster nodes 2>/dev/null | awk '{print $1, $2, $3, $4, $9}' | sort || true

@@ -16,6 +16,8 @@
 #   RINGKV_FAILOVER_ROUNDS=30  kill + pause rounds, and partition rounds, of
 #                            the failover tests (tests/failover.rs; the test
 #                            command runs 1 of each)
+#   RINGKV_MIGRATION_ROUNDS=20  slot moves back and forth under four writers
+#                            (tests/cluster.rs; the test command runs 1)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export PROPTEST_CASES="${PROPTEST_CASES:-5000}"
@@ -23,6 +25,7 @@ export RINGKV_DIFF_CASES="${RINGKV_DIFF_CASES:-20000}"
 export FUZZ_SECONDS="${FUZZ_SECONDS:-1800}"
 export RINGKV_CRASH_ROUNDS="${RINGKV_CRASH_ROUNDS:-500}"
 export RINGKV_FAILOVER_ROUNDS="${RINGKV_FAILOVER_ROUNDS:-30}"
+export RINGKV_MIGRATION_ROUNDS="${RINGKV_MIGRATION_ROUNDS:-20}"
 RINGKV_SIM_SEEDS="${RINGKV_LONG_SIM_SEEDS:-100000}" bash scripts/sim-seeds.sh
 export LOOM_MAX_PREEMPTIONS="${LOOM_MAX_PREEMPTIONS:-3}"
 exec bash scripts/test.sh

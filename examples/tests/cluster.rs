@@ -992,6 +992,15 @@ fn a_hand_over_that_times_out_changes_nothing_and_a_retry_moves_the_slots() {
     let signal = |sig: &str| {
         Command::new("kill").args([sig, &target]).status().expect("kill");
     };
+    // A hand-over inside a transaction would wait for the fence EXEC
+    // holds: refused there.
+    assert_eq!(n0.cmd(&["MULTI"]), Frame::Simple("OK".into()));
+    let refused = n0.cmd(&["CLUSTER", "HANDOVER", "866"]);
+    assert!(
+        matches!(&refused, Frame::Error(e) if e.contains("not allowed inside a transaction")),
+        "{refused:?}"
+    );
+    assert!(matches!(n0.cmd(&["EXEC"]), Frame::Error(e) if e.starts_with("EXECABORT")));
     signal("-STOP");
     assert_eq!(n0.cmd(&["SET", "hello", "2"]), Frame::Simple("OK".into()));
     let reply = n0.cmd(&["CLUSTER", "HANDOVER", "866", "TIMEOUT", "300"]);

@@ -109,9 +109,6 @@ impl ReplicaState {
         self.role.load(Ordering::Acquire) != 0
     }
 
-    /// Whether the engine may log its own deletions (expiry, eviction):
-    /// not on a follower, nor while the gate says no
-    /// ([`WriteGate::admits_internal`]).
     /// Counts a hold of the active expiry (`true`) or its release.
     pub(crate) fn hold_expiry(&self, hold: bool) {
         if hold {
@@ -126,6 +123,9 @@ impl ReplicaState {
         self.expiry_holds.load(Ordering::Acquire) > 0
     }
 
+    /// Whether the engine may log its own deletions (expiry, eviction):
+    /// not on a follower, nor while the gate says no
+    /// ([`WriteGate::admits_internal`]).
     #[inline]
     pub(crate) fn logs_own_deletions(&self) -> bool {
         if self.is_follower() {

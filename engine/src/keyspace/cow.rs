@@ -462,9 +462,20 @@ fn touch_chunk(snaps: &mut [ShardSnap], allowed: Mask, key: &[u8], table: &mut T
     if wrote == 0 {
         return;
     }
+    // Snapshots that filter the key out take only the stamp: nothing is
+    // collected or written for them.
+    let kept = snaps
+        .iter()
+        .enumerate()
+        .filter(|(i, s)| wrote & bit(*i) != 0 && s.out.keeps(key))
+        .fold(0, |m, (i, _)| m | bit(i));
+    if kept == 0 {
+        table.set_chunk_version(c, stamp(snaps, v, need, wrote));
+        return;
+    }
     let fields: Vec<(&[u8], &[u8])> = table.chunk_entries(c).map(|f| (&f.field[..], &f.value[..])).collect();
     for (i, snap) in snaps.iter_mut().enumerate() {
-        if wrote & bit(i) == 0 || !snap.out.keeps(key) {
+        if kept & bit(i) == 0 {
             continue;
         }
         if !fields.is_empty() {

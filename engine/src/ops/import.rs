@@ -32,6 +32,11 @@ pub(crate) fn import(inner: &Inner, m: &Mutation) -> Result<()> {
     if hashes.is_empty() {
         return Ok(());
     }
-    // A batch of one: applied (with undo) before it reaches the log.
-    inner.write(&hashes, true, |w| w.commit(m.clone()).map(|_| ()))
+    // One batch, applied (with undo) before it reaches the log as one
+    // record: a mutation alone is a batch of one, a batch's parts are its
+    // parts (a batch inside a batch is not a record the log can hold).
+    inner.write(&hashes, true, |w| match m {
+        Mutation::Batch(parts) => parts.iter().try_for_each(|p| w.commit(p.clone()).map(|_| ())),
+        m => w.commit(m.clone()).map(|_| ()),
+    })
 }

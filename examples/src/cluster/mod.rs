@@ -19,4 +19,6 @@ pub mod tool;
 pub use map::{MapError, Migration, NodeAddr, ShardMap, SlotMap, SlotRange};
 pub use migrate::{filter_mutation, parse_range, range_text, snapshot_item, MigrateError, PullItem, SlotSet};
 pub use route::{Request, Route, Routing};
-pub use source::{read_map_file, write_map_file, EtcdSource, FileSource, SlotMapSource, StaticSource, ETCD_MAP_KEY};
+pub use source::{
+    lock_map_file, read_map_file, write_map_file, EtcdSource, FileSource, SlotMapSource, StaticSource, ETCD_MAP_KEY,
+};

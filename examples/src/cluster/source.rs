@@ -53,10 +53,30 @@ impl SlotMapSource for FileSource {
     }
 
     fn replace(&self, change: &mut dyn FnMut(&SlotMap) -> Result<SlotMap, MapError>) -> Result<SlotMap, MapError> {
+        // Read, change and write under the map's lock file: two changes
+        // (two hand-overs, a hand-over and the tool) never lose one.
+        let _lock = lock_map_file(&self.0)?;
         let map = change(&read_map_file(&self.0)?)?;
         write_map_file(&self.0, &map)?;
         Ok(map)
     }
+}
+
+/// Takes the exclusive lock of a map file's lock file (`<map>.lock`,
+/// created if missing), held until the returned file is dropped: the
+/// compare-and-swap of a map kept in a file (every node and the tool on
+/// one host, or a file system with working `flock`).
+pub fn lock_map_file(path: &Path) -> Result<std::fs::File, MapError> {
+    let lock_path = path.with_extension("lock");
+    let failed = |e: std::io::Error| MapError::Unavailable(format!("{}: {e}", lock_path.display()));
+    let file = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&lock_path)
+        .map_err(failed)?;
+    file.lock().map_err(failed)?;
+    Ok(file)
 }
 
 /// Writes a slot map file in its format (`.json`: JSON, else TOML)

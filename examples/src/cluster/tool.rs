@@ -19,7 +19,7 @@ use clap::{Parser, Subcommand};
 
 use super::map::{NodeAddr, ShardMap, SlotMap, SlotRange};
 use super::migrate::{range_text, SlotSet};
-use super::source::{read_map_file, write_map_file, EtcdSource, ETCD_MAP_KEY};
+use super::source::{lock_map_file, read_map_file, write_map_file, EtcdSource, ETCD_MAP_KEY};
 use crate::resp::{BlockingClient, Frame};
 
 /// The command line.
@@ -101,7 +101,11 @@ impl Store {
     /// The map and, in etcd, the revision a change must start from.
     fn load(&self) -> Result<(SlotMap, Option<i64>), String> {
         match self {
-            Store::File(path) => Ok((read_map_file(path).map_err(|e| e.to_string())?, None)),
+            Store::File(path) => {
+                let map = read_map_file(path).map_err(|e| e.to_string())?;
+                let epoch = i64::try_from(map.epoch).unwrap_or(i64::MAX);
+                Ok((map, Some(epoch)))
+            }
             Store::Etcd(etcd) => match etcd.load_versioned().map_err(|e| e.to_string())? {
                 Some((map, rev)) => Ok((map, Some(rev))),
                 None => Err(format!("no slot map in etcd at {ETCD_MAP_KEY} (use create)")),
@@ -119,7 +123,17 @@ impl Store {
     /// Writes `map` over the one loaded at `revision`.
     fn save(&self, map: &SlotMap, revision: Option<i64>) -> Result<(), String> {
         match self {
-            Store::File(path) => write_map_file(path, map).map_err(|e| e.to_string()),
+            Store::File(path) => {
+                // A compare-and-swap on the epoch, under the map's lock file.
+                let _lock = lock_map_file(path).map_err(|e| e.to_string())?;
+                if let Some(epoch) = revision {
+                    let now = read_map_file(path).map_err(|e| e.to_string())?.epoch;
+                    if i64::try_from(now).unwrap_or(i64::MAX) != epoch {
+                        return Err("the slot map file changed meanwhile: nothing written, run again".into());
+                    }
+                }
+                write_map_file(path, map).map_err(|e| e.to_string())
+            }
             Store::Etcd(etcd) => match etcd.store(map, revision).map_err(|e| e.to_string())? {
                 true => Ok(()),
                 false => Err("the slot map in etcd changed meanwhile: nothing written, run again".into()),

@@ -127,7 +127,9 @@ fn parse_at(input: &[u8], at: usize, depth: usize) -> Result<Option<(Frame, usiz
             // yet, and the count must not size an allocation.
             return Ok(None);
         }
-        let mut items = Vec::with_capacity(count);
+        // Grown as elements parse: a large count in few bytes allocates
+        // nothing up front.
+        let mut items = Vec::with_capacity(count.min(1024));
         let mut pos = next;
         for _ in 0..count {
             match parse_at(input, pos, depth + 1)? {

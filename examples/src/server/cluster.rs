@@ -149,13 +149,13 @@ impl ClusterState {
 
     /// Routes by `map` from now on (a hand-over's; see [`ClusterState::take`]).
     pub(crate) fn install(&self, map: SlotMap) -> Result<(), MapError> {
-        self.take(map).map(|_| ())
+        self.take(map, false).map(|_| ())
     }
 
     /// Reads the map from its source and takes it if it changed (the map
     /// poller, every second); true if it did.
     pub(crate) fn poll(&self) -> Result<bool, MapError> {
-        self.take(self.source.load()?)
+        self.take(self.source.load()?, false)
     }
 
     /// A hand-over paused writes to its slots for `paused`.
@@ -205,18 +205,21 @@ impl ClusterState {
 
     /// Reads the map again from its source (a new epoch from the tool).
     pub(crate) fn reload(&self) -> Result<(), MapError> {
-        self.take(self.source.load()?).map(|_| ())
+        self.take(self.source.load()?, true).map(|_| ())
     }
 
     /// Routes by `map` (with the leaders seen applied) unless its epoch is
     /// older than the current map's: a map read before a hand-over never
-    /// replaces the one the hand-over installed. True if it changed.
-    fn take(&self, mut map: SlotMap) -> Result<bool, MapError> {
+    /// replaces the one the hand-over installed. A different map of the
+    /// same epoch is taken only with `same_epoch` (CLUSTER RELOAD: an
+    /// operator's edit). True if it changed.
+    fn take(&self, mut map: SlotMap, same_epoch: bool) -> Result<bool, MapError> {
         apply_leaders(&mut map, &self.leaders.read());
         let id = self.routing().my_id().to_string();
         let routing = Routing::new(map, &id)?;
         let mut current = self.routing.write();
-        if routing.map().epoch < current.map().epoch || routing.map() == current.map() {
+        let (new, old) = (routing.map().epoch, current.map().epoch);
+        if new < old || (new == old && !same_epoch) || routing.map() == current.map() {
             return Ok(false);
         }
         tracing::info!(epoch = routing.map().epoch, "cluster: the slot map changed");
@@ -246,11 +249,11 @@ impl ClusterState {
         if !changed {
             return Ok(());
         }
-        let current = self.routing();
+        // Under the routing's lock: a map taken meanwhile is not undone.
+        let mut current = self.routing.write();
         let mut map = current.map().clone();
         apply_leaders(&mut map, &leaders);
-        let routing = Routing::new(map, current.my_id())?;
-        *self.routing.write() = Arc::new(routing);
+        *current = Arc::new(Routing::new(map, current.my_id())?);
         Ok(())
     }
 }

@@ -34,6 +34,20 @@ const HANDOVER_TIMEOUT_MAX: Duration = Duration::from_secs(30);
 /// The largest pull served (a pull's first item is served whatever its size).
 const PULL_MAX: usize = 16 << 20;
 
+/// Whether `sub` (any case) is a slot-migration subcommand of CLUSTER.
+pub(crate) fn is_migration(sub: &[u8]) -> bool {
+    [
+        "import",
+        "migrate-open",
+        "migrate-pull",
+        "migrate-close",
+        "migrate-status",
+        "handover",
+    ]
+    .iter()
+    .any(|name| sub.eq_ignore_ascii_case(name.as_bytes()))
+}
+
 /// Runs slot-migration subcommand `sub` (lower case) of CLUSTER, or
 /// `None` if `sub` is not one.
 pub(crate) fn run(cx: &mut Ctx<'_>, cluster: &Arc<ClusterState>, sub: &str, a: &[Bytes]) -> Option<CmdResult> {
@@ -195,8 +209,14 @@ fn close(cx: &mut Ctx<'_>, cluster: &ClusterState, a: &[Bytes]) -> CmdResult {
         Some(_) => return Err("ERR CLUSTER MIGRATE-CLOSE <id> [ABORT]".into()),
     };
     let id = session_id(a.get(2).ok_or("ERR CLUSTER MIGRATE-CLOSE <id> [ABORT]")?)?;
-    if !cluster.outgoing.close(id, !abort) {
-        return Err(format!("ERR no migration session {id}"));
+    match cluster.outgoing.close(id, abort) {
+        None => return Err(format!("ERR no migration session {id}")),
+        Some(Err(phase)) => {
+            return Err(format!(
+                "ERR the hand-over is past the point of no return ({phase:?}): the slots are, or are becoming, the target's"
+            ))
+        }
+        Some(Ok(())) => {}
     }
     cx.out.ok();
     Ok(Next::Done)

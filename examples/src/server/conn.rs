@@ -245,7 +245,8 @@ async fn dispatch(node: &Node, client: &mut Client, args: &[Bytes], out: &mut By
 }
 
 /// The longest a write waits for a hand-over of its slots to end (a
-/// hand-over's own bound is 30 s).
+/// hand-over waits at most 30 s for its target, then changes the map and
+/// gives the target 2 s to take it).
 const FENCE_WAIT_MAX: Duration = Duration::from_secs(35);
 
 /// What [`run_command`] did.
@@ -310,6 +311,13 @@ fn run_unfenced(
         }
     }
     if let Some(queue) = client.multi.as_mut() {
+        // A hand-over inside EXEC would wait for the fence that EXEC
+        // itself holds: the migration subcommands run only on their own.
+        if spec.name == "cluster" && args.get(1).is_some_and(|sub| super::cmd_migrate::is_migration(sub)) {
+            client.multi_failed = true;
+            reply.error("ERR Command not allowed inside a transaction");
+            return Next::Done;
+        }
         if !matches!(spec.name, "exec" | "discard" | "multi" | "watch" | "quit" | "reset") {
             // A transaction is held in memory until EXEC: bounded like the
             // query buffer it arrived through.

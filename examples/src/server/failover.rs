@@ -452,6 +452,15 @@ impl Coordinator {
         }
         let epoch = txn.revision;
         tracing::info!(epoch, applied = me.applied, "failover: took the shard's leader key");
+        if let Some(cluster) = &self.node.cluster {
+            // The newest slot map before taking writes: a hand-over that
+            // moved slots away from this shard within the last poll must
+            // not be undone by a stale map.
+            let cluster = Arc::clone(cluster);
+            if let Ok(Err(e)) = tokio::task::spawn_blocking(move || cluster.poll()).await {
+                tracing::warn!(error = %e, "failover: reading the slot map before promotion failed; the poller goes on");
+            }
+        }
         self.set_epoch(epoch);
         let promoted = if let Some(p) = self.node.primary() {
             // Started as the primary: followers get the epoch from now on.

@@ -2,7 +2,8 @@
 //! the end of a slot migration, and the fence writers pass through.
 //!
 //! Every write in cluster mode runs inside [`HandoverFence::enter`] (a
-//! shared lock, so taking it costs one atomic operation). `CLUSTER
+//! shared lock: one atomic operation, unless a hand-over is taking it
+//! exclusively, which lasts until the writes in flight end). `CLUSTER
 //! HANDOVER` ([`hand_over`]) then:
 //!
 //! 1. fences the slots: it takes the lock exclusively, so no write to them
@@ -52,6 +53,8 @@ pub(crate) struct HandoverFence {
     lifted: tokio::sync::Notify,
     /// The largest log offset a write that ran inside the fence ended at.
     last_end: AtomicU64,
+    /// A hand-over is running (one at a time: the fence is one set).
+    pub(crate) running: std::sync::atomic::AtomicBool,
 }
 
 impl HandoverFence {
@@ -109,13 +112,40 @@ impl HandoverFence {
 
 /// Runs the hand-over of `session`'s slots (see the module's docs), waiting
 /// at most `timeout` for the target to catch up; the reply's text, or the
-/// error's (with its code).
+/// error's (with its code). One hand-over runs at a time on a node.
 pub(crate) fn hand_over(
     engine: &Engine,
     cluster: &Arc<ClusterState>,
     session: &Arc<SourceSession>,
     timeout: Duration,
 ) -> Result<String, String> {
+    if cluster.fence.running.swap(true, Ordering::AcqRel) {
+        return Err("ERR another hand-over is running on this node".into());
+    }
+    let result = run(engine, cluster, session, timeout);
+    if !matches!(result, Err(Pending::Unknown(_))) {
+        cluster.fence.running.store(false, Ordering::Release);
+    }
+    result.map_err(|e| match e {
+        Pending::Failed(e) | Pending::Unknown(e) => e,
+    })
+}
+
+/// How a hand-over did not finish.
+enum Pending {
+    /// Nothing changed (the fence is lifted).
+    Failed(String),
+    /// The map's compare-and-swap failed and the map cannot be read back:
+    /// the slots stay fenced until a thread learns the outcome.
+    Unknown(String),
+}
+
+fn run(
+    engine: &Engine,
+    cluster: &Arc<ClusterState>,
+    session: &Arc<SourceSession>,
+    timeout: Duration,
+) -> Result<String, Pending> {
     let routing = cluster.routing();
     let my = routing.map().shards[routing.my_shard()].name.clone();
     if let Some(slot) = session
@@ -123,11 +153,13 @@ pub(crate) fn hand_over(
         .slots()
         .find(|&s| routing.owner_of(s) != Some(routing.my_shard()))
     {
-        return Err(format!("ERR slot {slot} is not this shard's ({my}) to hand over"));
+        return Err(Pending::Failed(format!(
+            "ERR slot {slot} is not this shard's ({my}) to hand over"
+        )));
     }
     let log = engine
         .log()
-        .ok_or_else(|| "ERR slot migration needs the source's ring log".to_string())?;
+        .ok_or_else(|| Pending::Failed("ERR slot migration needs the source's ring log".to_string()))?;
     let started = Instant::now();
     let deadline = started + timeout;
     let fenced_end = cluster.fence.fence(Arc::clone(&session.slots));
@@ -136,12 +168,22 @@ pub(crate) fn hand_over(
     // that ran inside the fence end at most at `fenced_end`, and any other
     // record published so far is before `published`.
     let x = fenced_end.max(log.published());
-    if !session.wait_applied(x, deadline) {
+    session.hold_from(x);
+    let give_up = |why: String| {
+        session.resume();
         cluster.fence.lift();
-        return Err(format!(
+        Pending::Failed(why)
+    };
+    if !session.wait_applied(x, deadline) {
+        return Err(give_up(format!(
             "TRYAGAIN the target applied the stream up to {} of {x} within {} ms: nothing changed, writes resumed",
             session.applied(),
             timeout.as_millis()
+        )));
+    }
+    if !session.begin_commit() {
+        return Err(give_up(
+            "ERR the target gave the import up: nothing changed, writes resumed".into(),
         ));
     }
     let to = session.to.clone();
@@ -163,29 +205,50 @@ pub(crate) fn hand_over(
     };
     let map = match cluster.replace_map(&mut give) {
         Ok(map) => map,
-        Err(e) => match committed_anyway(cluster, &session.slots, &to) {
+        Err(e) => match outcome(cluster, &session.slots, &session.to) {
             // The compare-and-swap's answer was lost, but it took.
-            Some(map) => map,
-            None => {
-                cluster.fence.lift();
-                return Err(format!(
+            Outcome::Committed(map) => map,
+            Outcome::NotCommitted => {
+                return Err(give_up(format!(
                     "ERR the slot map was not changed ({e}): nothing changed, writes resumed"
-                ));
+                )))
+            }
+            Outcome::Unknown => {
+                resolve_later(engine.clone(), Arc::clone(cluster), Arc::clone(session), fenced_at);
+                return Err(Pending::Unknown(format!(
+                    "ERR the slot map's change failed ({e}) and the map cannot be read back: writes to the slots wait until it can"
+                )));
             }
         },
     };
+    Ok(finish(engine, cluster, session, map, x, fenced_at))
+}
+
+/// After the commit: tell the target, route by the new map, lift the
+/// fence, clean up. The reply's text.
+fn finish(
+    engine: &Engine,
+    cluster: &Arc<ClusterState>,
+    session: &Arc<SourceSession>,
+    map: SlotMap,
+    x: u64,
+    fenced_at: Instant,
+) -> String {
     session.commit(map.epoch);
     let confirmed = session.wait_confirmed(Instant::now() + CONFIRM_WAIT);
     let installed = cluster.install(map.clone());
-    cluster.fence.lift();
+    match &installed {
+        // Routing by the new map: the writes that waited are redirected.
+        Ok(()) => cluster.fence.lift(),
+        // Still routing by the old map: lifting the fence would take
+        // writes for slots that are not this shard's any more. They stay
+        // fenced (TRYAGAIN after their bound) until a map is taken.
+        Err(e) => {
+            tracing::error!(error = %e, "hand-over: the new slot map is stored but this node cannot route by it; the slots stay fenced")
+        }
+    }
     let paused = fenced_at.elapsed();
     cluster.note_handover(paused);
-    // The target pulls nothing after `Committed`; and the producer stops
-    // before the clean-up's deletions are logged, so none is ever queued.
-    session.stop_producer();
-    if let Err(e) = &installed {
-        tracing::error!(error = %e, "hand-over: the new slot map is stored but this node could not take it; it polls the map");
-    }
     tracing::info!(
         slots = %session.slots,
         to = %session.to,
@@ -195,9 +258,12 @@ pub(crate) fn hand_over(
         epoch = map.epoch,
         "slot migration: handed over"
     );
+    // The target pulls nothing after `Committed`; and the producer stops
+    // before the clean-up's deletions are logged, so none is ever queued.
+    session.stop_producer();
     cluster.start_purge(engine.clone(), Arc::clone(&session.slots));
     let ranges: Vec<String> = session.slots.ranges().into_iter().map(range_text).collect();
-    Ok(format!(
+    format!(
         "handed over {} to {} at offset {x}, epoch {}: writes to them paused {} us{}",
         ranges.join(","),
         session.to,
@@ -208,15 +274,60 @@ pub(crate) fn hand_over(
         } else {
             " (the target did not confirm in time; it takes the map when it next polls it)"
         }
-    ))
+    )
 }
 
-/// After a failed compare-and-swap: the stored map, if it reads and already
-/// gives every slot of `slots` to `to`.
-fn committed_anyway(cluster: &ClusterState, slots: &SlotSet, to: &str) -> Option<SlotMap> {
-    let map = cluster.load_map().ok()?;
-    slots
-        .slots()
-        .all(|s| map.owner_of(s).is_some_and(|o| o.name == to))
-        .then_some(map)
+/// What the stored map says after a failed compare-and-swap.
+enum Outcome {
+    /// It gives every slot to the target.
+    Committed(SlotMap),
+    /// It does not.
+    NotCommitted,
+    /// It cannot be read.
+    Unknown,
+}
+
+fn outcome(cluster: &ClusterState, slots: &SlotSet, to: &str) -> Outcome {
+    match cluster.load_map() {
+        Ok(map) if slots.slots().all(|s| map.owner_of(s).is_some_and(|o| o.name == to)) => Outcome::Committed(map),
+        Ok(_) => Outcome::NotCommitted,
+        Err(_) => Outcome::Unknown,
+    }
+}
+
+/// How often the outcome of a hand-over whose map change was lost is
+/// looked for.
+const RESOLVE_EVERY: Duration = Duration::from_millis(200);
+
+/// Keeps the slots fenced and reads the map until it says whether the
+/// hand-over's change took; then finishes it, or lifts the fence.
+fn resolve_later(engine: Engine, cluster: Arc<ClusterState>, session: Arc<SourceSession>, fenced_at: Instant) {
+    let x = session.applied();
+    let spawned = std::thread::Builder::new()
+        .name("ringkv-handover-resolve".into())
+        .spawn(move || {
+            loop {
+                std::thread::sleep(RESOLVE_EVERY);
+                match outcome(&cluster, &session.slots, &session.to) {
+                    Outcome::Committed(map) => {
+                        let done = finish(&engine, &cluster, &session, map, x, fenced_at);
+                        tracing::info!(%done, "hand-over: the lost map change had taken");
+                        break;
+                    }
+                    Outcome::NotCommitted => {
+                        session.resume();
+                        cluster.fence.lift();
+                        tracing::warn!("hand-over: the lost map change had not taken; writes resumed here");
+                        break;
+                    }
+                    Outcome::Unknown => {}
+                }
+            }
+            cluster.fence.running.store(false, Ordering::Release);
+        });
+    if let Err(e) = spawned {
+        // Without the thread nobody would lift the fence: the node keeps
+        // the slots fenced (their writes answer TRYAGAIN) until restarted.
+        tracing::error!(error = %e, "hand-over: cannot start the thread that learns the outcome");
+    }
 }

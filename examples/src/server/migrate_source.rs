@@ -41,23 +41,46 @@ const SNAPSHOT_SLOT_WAIT: Duration = Duration::from_secs(60);
 /// Log bytes read per batch of the tail.
 const TAIL_BATCH: usize = 1 << 20;
 
+/// Where a session is, as the hand-over and the target's abort see it: an
+/// abort counts only if it comes before the hand-over's compare-and-swap,
+/// and a hand-over starts only on a session nobody aborted.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Phase {
+    /// Copying and following the log.
+    Streaming,
+    /// A hand-over is changing the slot map: the outcome is not known yet.
+    Committing,
+    /// The map gives the slots to the target (at this epoch).
+    Committed(u64),
+    /// The target gave up, or the session was dropped.
+    Aborted,
+}
+
 /// One target's stream of slots.
 pub(crate) struct SourceSession {
+    /// Random: a pull names its session by it, so another client cannot
+    /// guess it and drain (or fake the progress of) someone else's stream.
     pub(crate) id: u64,
     /// The shard the slots move to.
     pub(crate) to: String,
     pub(crate) slots: Arc<SlotSet>,
     queue: Mutex<Queue>,
     changed: Condvar,
-    /// The position the target has applied (from its pulls).
+    /// The position the target has applied (from its pulls, never beyond
+    /// `handed_to`).
     applied: AtomicU64,
+    /// The furthest position handed out in a pull.
+    handed_to: AtomicU64,
     /// The position the producer has queued up to.
     queued_to: AtomicU64,
-    /// The target closed the session, or it was dropped: the producer stops.
+    /// The producer stops (the session ended, or the hand-over committed).
     closed: AtomicBool,
-    /// Set by the hand-over once the slot map gives the slots to the
-    /// target (its epoch); the next pull says so.
-    committed: Mutex<Option<u64>>,
+    phase: Mutex<Phase>,
+    /// While a hand-over has the slots fenced: the log offset from which
+    /// the producer holds mutations back instead of queueing them (only
+    /// the source's own deletions can be there), to drop them if the
+    /// hand-over commits and to send them if it does not.
+    hold_from: AtomicU64,
     /// The target said it owns the slots (`MIGRATE-CLOSE` after the commit).
     confirmed: (Mutex<bool>, Condvar),
     last_pull: Mutex<Instant>,
@@ -68,7 +91,7 @@ pub(crate) struct SourceSession {
 
 #[derive(Default)]
 struct Queue {
-    items: VecDeque<Vec<u8>>,
+    items: VecDeque<(Vec<u8>, Option<u64>)>,
     bytes: usize,
     /// The producer stopped with this reason (queued after the rest).
     failed: Option<String>,
@@ -77,9 +100,9 @@ struct Queue {
 impl std::fmt::Debug for SourceSession {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("SourceSession")
-            .field("id", &self.id)
             .field("to", &self.to)
             .field("slots", &self.slots)
+            .field("phase", &*self.phase.lock())
             .finish_non_exhaustive()
     }
 }
@@ -95,10 +118,67 @@ impl SourceSession {
         self.queued_to.load(Ordering::Acquire)
     }
 
-    /// The hand-over committed the slots to the target at `epoch`.
-    pub(crate) fn commit(&self, epoch: u64) {
-        *self.committed.lock() = Some(epoch);
+    /// Where the session is.
+    pub(crate) fn phase(&self) -> Phase {
+        *self.phase.lock()
+    }
+
+    /// Wakes every waiter, under the queue's lock (so none misses it).
+    fn wake(&self) {
+        let q = self.queue.lock();
         self.changed.notify_all();
+        drop(q);
+    }
+
+    /// The hand-over fenced the slots with everything before `offset` in
+    /// the log: later mutations are held back.
+    pub(crate) fn hold_from(&self, offset: u64) {
+        self.hold_from.store(offset, Ordering::Release);
+    }
+
+    /// The hand-over is changing the map: from now on an abort is refused.
+    /// False if the target aborted first.
+    pub(crate) fn begin_commit(&self) -> bool {
+        let mut phase = self.phase.lock();
+        if *phase != Phase::Streaming || self.closed.load(Ordering::Acquire) {
+            return false;
+        }
+        *phase = Phase::Committing;
+        true
+    }
+
+    /// The map did not change: streaming goes on (held mutations are sent).
+    pub(crate) fn resume(&self) {
+        let mut phase = self.phase.lock();
+        if *phase == Phase::Committing {
+            *phase = Phase::Streaming;
+        }
+        self.hold_from.store(u64::MAX, Ordering::Release);
+        drop(phase);
+        self.wake();
+    }
+
+    /// The map gives the slots to the target at `epoch`: the next pull
+    /// says so, and the producer stops (what it held back is dropped).
+    pub(crate) fn commit(&self, epoch: u64) {
+        *self.phase.lock() = Phase::Committed(epoch);
+        self.closed.store(true, Ordering::Release);
+        self.wake();
+    }
+
+    /// The target gives up: refused once a hand-over is changing the map
+    /// (the caller must then not drop its copy).
+    pub(crate) fn abort(&self) -> Result<(), Phase> {
+        let mut phase = self.phase.lock();
+        match *phase {
+            Phase::Streaming | Phase::Aborted => {
+                *phase = Phase::Aborted;
+                drop(phase);
+                self.close();
+                Ok(())
+            }
+            other => Err(other),
+        }
     }
 
     /// Waits (until `deadline`) for the target to confirm the commit.
@@ -113,23 +193,26 @@ impl SourceSession {
         *done
     }
 
-    /// Waits (until `deadline`) for the target to have applied `offset`.
+    /// Waits (until `deadline`) for the target to have applied `offset`;
+    /// false if it did not, or the session ended.
     pub(crate) fn wait_applied(&self, offset: u64, deadline: Instant) -> bool {
         let mut q = self.queue.lock();
-        while self.applied() < offset {
+        loop {
             if self.closed.load(Ordering::Acquire) || q.failed.is_some() {
                 return false;
             }
+            if self.applied() >= offset {
+                return true;
+            }
             if self.changed.wait_until(&mut q, deadline).timed_out() {
-                return self.applied() >= offset;
+                return self.applied() >= offset && !self.closed.load(Ordering::Acquire);
             }
         }
-        true
     }
 
     fn close(&self) {
         self.closed.store(true, Ordering::Release);
-        self.changed.notify_all();
+        self.wake();
     }
 
     /// Stops the producer and waits (bounded) for it to return: nothing is
@@ -141,104 +224,153 @@ impl SourceSession {
         let deadline = Instant::now() + Duration::from_secs(5);
         while !*done {
             if cv.wait_until(&mut done, deadline).timed_out() {
-                tracing::warn!(
-                    session = self.id,
-                    "slot migration: the producer did not stop within 5 s"
-                );
+                tracing::warn!(slots = %self.slots, "slot migration: the producer did not stop within 5 s");
                 break;
             }
         }
     }
 
+    fn idle(&self) -> bool {
+        self.last_pull.lock().elapsed() > IDLE_LIMIT
+    }
+
     /// Queues one item; waits (no lock of the engine held) while the queue
-    /// is over its bound. False once the session is closed.
+    /// is over its bound. False once the session is closed, or when the
+    /// target stopped pulling (it is then closed).
     fn push(&self, item: &PullItem) -> bool {
         let bytes = item.encode();
+        let position = match item {
+            PullItem::Position(p) => Some(*p),
+            _ => None,
+        };
         let mut q = self.queue.lock();
         while q.bytes > QUEUE_BOUND && !self.closed.load(Ordering::Acquire) {
+            if self.idle() {
+                drop(q);
+                tracing::warn!(slots = %self.slots, "slot migration: the target stopped pulling, session closed");
+                self.abort_idle();
+                return false;
+            }
             self.changed.wait_for(&mut q, Duration::from_millis(100));
         }
         if self.closed.load(Ordering::Acquire) {
             return false;
         }
         q.bytes += bytes.len();
-        q.items.push_back(bytes);
-        drop(q);
-        if let PullItem::Position(p) = item {
-            self.queued_to.fetch_max(*p, Ordering::AcqRel);
+        q.items.push_back((bytes, position));
+        if let Some(p) = position {
+            self.queued_to.fetch_max(p, Ordering::AcqRel);
         }
         self.changed.notify_all();
         true
     }
 
+    fn abort_idle(&self) {
+        let _ = self.abort();
+    }
+
     fn fail(&self, why: String) {
-        tracing::warn!(session = self.id, slots = %self.slots, error = %why, "slot migration stream failed");
-        self.queue.lock().failed = Some(why);
+        tracing::warn!(slots = %self.slots, error = %why, "slot migration stream failed");
+        let mut q = self.queue.lock();
+        q.failed = Some(why);
         self.changed.notify_all();
     }
 
-    /// A pull: records `applied`, then hands out queued items up to about
-    /// `max_bytes` (at least one), waiting up to [`PULL_WAIT`] if none is
-    /// queued. After the commit, the last item is `Committed`.
+    /// A pull: records `applied` (at most what was handed out), then hands
+    /// out queued items up to about `max_bytes` (at least one), waiting up
+    /// to [`PULL_WAIT`] if none is queued. After the commit, the last item
+    /// is `Committed`.
     pub(crate) fn pull(&self, applied: u64, max_bytes: usize) -> Vec<Vec<u8>> {
         *self.last_pull.lock() = Instant::now();
         let mut q = self.queue.lock();
         // Under the queue's lock, so that a hand-over waiting for this
         // position (`wait_applied`) cannot miss the wake-up.
+        let applied = applied.min(self.handed_to.load(Ordering::Acquire));
         self.applied.fetch_max(applied, Ordering::AcqRel);
         self.changed.notify_all();
         let deadline = Instant::now() + PULL_WAIT;
-        while q.items.is_empty() && q.failed.is_none() && self.committed.lock().is_none() {
+        let committed = || match *self.phase.lock() {
+            Phase::Committed(epoch) => Some(epoch),
+            _ => None,
+        };
+        while q.items.is_empty() && q.failed.is_none() && committed().is_none() {
             if self.changed.wait_until(&mut q, deadline).timed_out() {
                 break;
             }
         }
         let mut out = Vec::new();
         let mut size = 0;
-        while let Some(item) = q.items.front() {
+        while let Some((item, _)) = q.items.front() {
             if !out.is_empty() && size + item.len() > max_bytes {
                 break;
             }
             size += item.len();
             q.bytes -= item.len();
-            out.extend(q.items.pop_front());
+            if let Some((item, position)) = q.items.pop_front() {
+                if let Some(p) = position {
+                    self.handed_to.fetch_max(p, Ordering::AcqRel);
+                }
+                out.push(item);
+            }
         }
         if q.items.is_empty() {
             if let Some(why) = &q.failed {
                 out.push(PullItem::Failed(why.clone()).encode());
-            } else if let Some(epoch) = *self.committed.lock() {
+            } else if let Some(epoch) = committed() {
                 out.push(PullItem::Committed { epoch }.encode());
             }
         }
-        drop(q);
         self.changed.notify_all();
+        drop(q);
         out
     }
 }
+
+/// Most sessions a node serves at once.
+const MAX_SESSIONS: usize = 16;
 
 /// The sessions a node serves as a migration's source.
 #[derive(Debug, Default)]
 pub(crate) struct SourceSessions {
     sessions: Mutex<HashMap<u64, Arc<SourceSession>>>,
-    next_id: AtomicU64,
+}
+
+/// A random, non-zero session id.
+fn session_id() -> u64 {
+    use std::hash::BuildHasher;
+    let h = std::collections::hash_map::RandomState::new().hash_one((Instant::now(), std::process::id()));
+    (h >> 1).max(1)
 }
 
 impl SourceSessions {
     /// Opens a session streaming `slots` to shard `to` from `engine`.
-    /// Refused when the slots overlap another session's.
+    /// Refused when the slots overlap another session's, or too many run.
     pub(crate) fn open(&self, engine: &Engine, to: String, slots: SlotSet) -> Result<Arc<SourceSession>, String> {
         let Some(log) = engine.log() else {
             return Err("ERR slot migration needs the source's ring log (a data directory)".into());
         };
         let mut sessions = self.sessions.lock();
-        self.expire_idle(&mut sessions);
-        if let Some(other) = sessions.values().find(|s| s.slots.overlaps(&slots)) {
+        sessions.retain(|_, s| {
+            let over = s.closed.load(Ordering::Acquire) && *s.producer_done.0.lock() && s.idle();
+            let idle = s.idle() && s.phase() == Phase::Streaming;
+            if idle {
+                s.abort_idle();
+            }
+            !(over || idle)
+        });
+        if let Some(other) = sessions
+            .values()
+            .find(|s| s.slots.overlaps(&slots) && !matches!(s.phase(), Phase::Aborted))
+        {
             return Err(format!(
-                "ERR slots {} are already being migrated (session {} to {})",
-                other.slots, other.id, other.to
+                "ERR slots {} are already being migrated (to {})",
+                other.slots, other.to
             ));
         }
-        let id = self.next_id.fetch_add(1, Ordering::Relaxed) + 1;
+        if sessions.len() >= MAX_SESSIONS {
+            return Err(format!("ERR {MAX_SESSIONS} migration streams are open here already"));
+        }
+        let id = session_id();
         let session = Arc::new(SourceSession {
             id,
             to,
@@ -246,9 +378,11 @@ impl SourceSessions {
             queue: Mutex::new(Queue::default()),
             changed: Condvar::new(),
             applied: AtomicU64::new(0),
+            handed_to: AtomicU64::new(0),
             queued_to: AtomicU64::new(0),
             closed: AtomicBool::new(false),
-            committed: Mutex::new(None),
+            phase: Mutex::new(Phase::Streaming),
+            hold_from: AtomicU64::new(u64::MAX),
             confirmed: (Mutex::new(false), Condvar::new()),
             last_pull: Mutex::new(Instant::now()),
             started: Instant::now(),
@@ -257,7 +391,7 @@ impl SourceSessions {
         let producer = {
             let (engine, session) = (engine.clone(), Arc::clone(&session));
             std::thread::Builder::new()
-                .name(format!("ringkv-migrate-{id}"))
+                .name("ringkv-migrate".into())
                 .spawn(move || {
                     produce(&engine, &log, &session);
                     let (lock, cv) = &session.producer_done;
@@ -268,7 +402,7 @@ impl SourceSessions {
         if let Err(e) = producer {
             return Err(format!("ERR starting the migration stream: {e}"));
         }
-        tracing::info!(session = id, slots = %session.slots, to = %session.to, "slot migration: streaming to the target");
+        tracing::info!(slots = %session.slots, to = %session.to, "slot migration: streaming to the target");
         sessions.insert(id, Arc::clone(&session));
         Ok(session)
     }
@@ -278,39 +412,38 @@ impl SourceSessions {
         self.sessions.lock().get(&id).cloned()
     }
 
-    /// The session moving exactly `slots`.
+    /// The live session moving exactly `slots`.
     pub(crate) fn find(&self, slots: &SlotSet) -> Option<Arc<SourceSession>> {
-        self.sessions.lock().values().find(|s| *s.slots == *slots).cloned()
+        self.sessions
+            .lock()
+            .values()
+            .find(|s| *s.slots == *slots && s.phase() == Phase::Streaming && !s.closed.load(Ordering::Acquire))
+            .cloned()
     }
 
-    /// Ends session `id`; `confirmed`: the target owns the slots now.
-    pub(crate) fn close(&self, id: u64, confirmed: bool) -> bool {
-        let Some(session) = self.sessions.lock().remove(&id) else {
-            return false;
-        };
-        session.close();
-        if confirmed {
-            let (lock, cv) = &session.confirmed;
-            *lock.lock() = true;
-            cv.notify_all();
+    /// Ends session `id`: with `abort`, the target gives up (refused, with
+    /// the phase, once a hand-over is changing the map); without, it owns
+    /// the slots now. `None`: no such session.
+    pub(crate) fn close(&self, id: u64, abort: bool) -> Option<Result<(), Phase>> {
+        let session = self.get(id)?;
+        if abort {
+            let r = session.abort();
+            if r.is_ok() {
+                self.sessions.lock().remove(&id);
+            }
+            return Some(r);
         }
-        true
+        self.sessions.lock().remove(&id);
+        session.close();
+        let (lock, cv) = &session.confirmed;
+        *lock.lock() = true;
+        cv.notify_all();
+        Some(Ok(()))
     }
 
     /// Every session (INFO, status).
     pub(crate) fn all(&self) -> Vec<Arc<SourceSession>> {
         self.sessions.lock().values().cloned().collect()
-    }
-
-    fn expire_idle(&self, sessions: &mut HashMap<u64, Arc<SourceSession>>) {
-        sessions.retain(|id, s| {
-            let idle = s.last_pull.lock().elapsed() > IDLE_LIMIT;
-            if idle {
-                tracing::warn!(session = id, slots = %s.slots, "slot migration: the target stopped pulling, session dropped");
-                s.close();
-            }
-            !idle
-        });
     }
 }
 
@@ -325,6 +458,8 @@ fn produce(engine: &Engine, log: &ringkv::LogView, session: &SourceSession) {
         return;
     }
     let mut tail = log.tail(offset);
+    let mut held: Vec<PullItem> = Vec::new();
+    let mut last_position = offset;
     while !session.closed.load(Ordering::Acquire) {
         let batch = match tail.next_mutations(PULL_WAIT, TAIL_BATCH) {
             Ok(batch) => batch,
@@ -336,22 +471,38 @@ fn produce(engine: &Engine, log: &ringkv::LogView, session: &SourceSession) {
             }
             Err(e) => return session.fail(format!("reading the source's log: {e}")),
         };
-        if batch.is_empty() {
+        if batch.is_empty() && held.is_empty() {
             continue;
         }
         for (at, m) in batch {
             match filter_mutation(m, &session.slots) {
-                Ok(Some(mutation)) => {
-                    if !session.push(&PullItem::Mutation { offset: at, mutation }) {
-                        return;
-                    }
-                }
+                Ok(Some(mutation)) => held.push(PullItem::Mutation { offset: at, mutation }),
                 Ok(None) => {}
                 Err(e) => return session.fail(e.to_string()),
             }
         }
-        if !session.push(&PullItem::Position(tail.offset())) {
-            return;
+        // Mutations from the hand-over's fence on wait here (in order,
+        // with everything after them) until it commits or gives up.
+        let hold_from = session.hold_from.load(Ordering::Acquire);
+        let first_held = held
+            .iter()
+            .position(|i| matches!(i, PullItem::Mutation { offset, .. } if *offset >= hold_from))
+            .unwrap_or(held.len());
+        for item in held.drain(..first_held) {
+            if !session.push(&item) {
+                return;
+            }
+        }
+        // Everything before this position that concerns the slots is queued.
+        let position = match held.first() {
+            Some(PullItem::Mutation { offset, .. }) => *offset,
+            _ => tail.offset(),
+        };
+        if position > last_position {
+            if !session.push(&PullItem::Position(position)) {
+                return;
+            }
+            last_position = position;
         }
     }
 }
@@ -364,7 +515,7 @@ fn stream_snapshot(engine: &Engine, session: &SourceSession) -> Result<Option<u6
         let engine = engine.clone();
         let slots = Arc::clone(&session.slots);
         std::thread::Builder::new()
-            .name(format!("ringkv-migrate-{}-snap", session.id))
+            .name("ringkv-migrate-snapshot".into())
             .spawn(move || {
                 let deadline = Instant::now() + SNAPSHOT_SLOT_WAIT;
                 let mut out = ChannelWriter(Some(tx));
@@ -396,7 +547,7 @@ fn stream_snapshot(engine: &Engine, session: &SourceSession) -> Result<Option<u6
     }
     let info = written.map_err(|e| format!("the migration's snapshot: {e}"))?;
     tracing::info!(
-        session = session.id,
+        slots = %session.slots,
         items = info.items,
         offset = info.offset,
         "slot migration: snapshot sent"

@@ -139,7 +139,7 @@ impl Importer {
                         status.epoch = Some(epoch);
                         tracing::info!(slots = %running.slots, from = %running.from, epoch, "slot migration: imported");
                     }
-                    Err(why) => {
+                    Err(Stopped { why, clear }) => {
                         let cancelled = running.cancel.load(Ordering::Acquire);
                         status.state = if cancelled {
                             ImportState::Cancelled
@@ -149,8 +149,12 @@ impl Importer {
                         tracing::warn!(slots = %running.slots, from = %running.from, error = %why, "slot migration: import stopped");
                         status.error = Some(why);
                         drop(status);
-                        // What was imported is of no use: the slots stay
-                        // the source's (and the next import clears them).
+                        // What was imported is of no use once the source
+                        // agreed to the abort: the slots stay its own. (A
+                        // copy kept otherwise goes with the next import.)
+                        if !clear {
+                            return;
+                        }
                         if let Err(e) = clear_slots(&target.engine, &running.slots) {
                             tracing::warn!(error = %e, "slot migration: clearing the abandoned import");
                         }
@@ -192,113 +196,195 @@ pub(crate) struct Target {
     pub(crate) reply_limit: usize,
 }
 
+/// How an import stopped.
+struct Stopped {
+    why: String,
+    /// The source agreed to the abort: this node's copy can go.
+    clear: bool,
+}
+
+/// The connection to the source, connected again (bounded) when it drops:
+/// a pull names its session, so the stream goes on where it was.
+struct Link<'a> {
+    conn: BlockingClient,
+    endpoint: String,
+    target: &'a Target,
+}
+
+/// Reconnections tried after a dropped connection, 200 ms apart.
+const RECONNECTS: u32 = 50;
+
+impl<'a> Link<'a> {
+    fn open(endpoint: &str, target: &'a Target) -> Result<Link<'a>, String> {
+        let mut conn = BlockingClient::connect(endpoint, CALL_TIMEOUT).map_err(|e| e.to_string())?;
+        conn.set_reply_limit(target.reply_limit.max(PULL_BYTES) + (1 << 20));
+        if let Some(password) = &target.auth {
+            match conn.call(&[&b"AUTH"[..], password.as_bytes()]) {
+                Ok(Frame::Simple(_)) => {}
+                Ok(other) => return Err(format!("AUTH answered {other:?}")),
+                Err(e) => return Err(e.to_string()),
+            }
+        }
+        Ok(Link {
+            conn,
+            endpoint: endpoint.to_string(),
+            target,
+        })
+    }
+
+    /// One call; an error reply is an `Err`; a dropped connection is
+    /// connected again (bounded) and the call repeated.
+    fn call(&mut self, args: &[&[u8]]) -> Result<Frame, String> {
+        let mut tries = 0;
+        loop {
+            match self.conn.call(args) {
+                Ok(Frame::Error(e)) => return Err(format!("{}: {e}", self.endpoint)),
+                Ok(frame) => return Ok(frame),
+                Err(e) if tries < RECONNECTS => {
+                    tries += 1;
+                    tracing::warn!(error = %e, "slot migration: the source's connection dropped, connecting again");
+                    std::thread::sleep(Duration::from_millis(200));
+                    if let Ok(fresh) = Link::open(&self.endpoint, self.target) {
+                        self.conn = fresh.conn;
+                    }
+                }
+                Err(e) => return Err(e.to_string()),
+            }
+        }
+    }
+}
+
 /// The import: returns the slot map's epoch after the hand-over.
-fn run(target: &Target, imp: &Importer) -> Result<u64, String> {
+fn run(target: &Target, imp: &Importer) -> Result<u64, Stopped> {
     let (engine, cluster) = (&target.engine, &*target.cluster);
+    let early = |why: String| Stopped { why, clear: true };
     if engine.role() != ringkv::Role::Primary {
-        return Err("this node is a replica: import on its shard's primary".into());
+        return Err(early("this node is a replica: import on its shard's primary".into()));
     }
     let routing = cluster.routing();
     let my_shard = routing.map().shards[routing.my_shard()].name.clone();
     let source = routing
         .map()
         .shard(&imp.from)
-        .ok_or_else(|| format!("no shard {} in the slot map", imp.from))?
+        .ok_or_else(|| early(format!("no shard {} in the slot map", imp.from)))?
         .primary
         .endpoint();
     imp.update(|s| s.source.clone_from(&source));
-    let mut conn = BlockingClient::connect(&source, CALL_TIMEOUT).map_err(|e| e.to_string())?;
-    conn.set_reply_limit(target.reply_limit.max(PULL_BYTES) + (1 << 20));
-    if let Some(password) = &target.auth {
-        expect_ok(conn.call(&[&b"AUTH"[..], password.as_bytes()]), "AUTH")?;
-    }
+    let mut link = Link::open(&source, target).map_err(early)?;
     // Imported keys expire when the source's deletions arrive.
     let _hold = engine.hold_active_expiry();
     let ranges: Vec<String> = imp.slots.ranges().into_iter().map(range_text).collect();
     let mut open: Vec<&[u8]> = vec![b"CLUSTER", b"MIGRATE-OPEN", my_shard.as_bytes()];
     open.extend(ranges.iter().map(|r| r.as_bytes()));
-    let session = match call(&mut conn, &open)? {
+    let session = match link.call(&open).map_err(early)? {
         Frame::Int(id) if id > 0 => id as u64,
-        other => return Err(format!("MIGRATE-OPEN answered {other:?}")),
+        other => return Err(early(format!("MIGRATE-OPEN answered {other:?}"))),
     };
     let session_arg = session.to_string();
     imp.update(|s| {
         s.session = session;
         s.state = ImportState::Copying;
     });
-    let result = (|| {
-        // A hand-over's clean-up of these slots (they left this shard
-        // lately) would delete what is imported: let it finish first.
-        let deadline = Instant::now() + PURGE_WAIT;
-        while cluster.purging(&imp.slots) {
-            if Instant::now() >= deadline || imp.cancel.load(Ordering::Acquire) {
-                return Err("the slots' clean-up from an earlier hand-over is still running here".to_string());
-            }
-            std::thread::sleep(Duration::from_millis(10));
-        }
-        let cleared = clear_slots(engine, &imp.slots)?;
-        imp.update(|s| s.cleared = cleared);
-        let mut applied = 0u64;
-        loop {
-            if imp.cancel.load(Ordering::Acquire) {
-                return Err("cancelled".to_string());
-            }
-            let applied_arg = applied.to_string();
-            let max = PULL_BYTES.to_string();
-            let pull: [&[u8]; 5] = [
-                b"CLUSTER",
-                b"MIGRATE-PULL",
-                session_arg.as_bytes(),
-                applied_arg.as_bytes(),
-                max.as_bytes(),
-            ];
-            let Frame::Array(items) = call(&mut conn, &pull)? else {
-                return Err("MIGRATE-PULL did not answer an array".into());
-            };
-            let (mut snapshot_items, mut mutations) = (0, 0);
-            for item in items {
-                let Frame::Bulk(bytes) = item else {
-                    return Err("MIGRATE-PULL answered a non-bulk item".into());
-                };
-                match PullItem::decode(Bytes::from(bytes)).map_err(|e| e.to_string())? {
-                    PullItem::Mutation { offset, mutation } => {
-                        apply(engine, &imp.slots, mutation)?;
-                        if offset == 0 {
-                            snapshot_items += 1;
-                        } else {
-                            mutations += 1;
-                        }
-                    }
-                    PullItem::Position(p) => applied = applied.max(p),
-                    PullItem::Committed { epoch } => return Ok(epoch),
-                    PullItem::Failed(why) => return Err(format!("the source stopped the stream: {why}")),
-                }
-            }
-            imp.update(|s| {
-                s.snapshot_items += snapshot_items;
-                s.mutations += mutations;
-                if applied > 0 {
-                    s.applied = applied;
-                    s.state = ImportState::Streaming;
-                }
-            });
-        }
-    })();
+    let result = stream(engine, cluster, imp, &mut link, &session_arg);
     match result {
         Ok(epoch) => {
             take_map(cluster, &imp.slots);
             let close: [&[u8]; 3] = [b"CLUSTER", b"MIGRATE-CLOSE", session_arg.as_bytes()];
-            if let Err(e) = call(&mut conn, &close) {
+            if let Err(e) = link.call(&close) {
                 // The source lifts its fence after a bounded wait anyway.
                 tracing::warn!(error = %e, "slot migration: confirming the hand-over");
             }
             Ok(epoch)
         }
         Err(why) => {
+            // This copy may go only if the source agrees to the abort: a
+            // hand-over past its map change makes it the slots' only one.
             let close: [&[u8]; 4] = [b"CLUSTER", b"MIGRATE-CLOSE", session_arg.as_bytes(), b"ABORT"];
-            let _ = call(&mut conn, &close);
-            Err(why)
+            match link.call(&close) {
+                Ok(_) => Err(Stopped { why, clear: true }),
+                Err(refused) => {
+                    if cluster.poll().is_ok() && owns(cluster, &imp.slots) {
+                        tracing::warn!(error = %why, "slot migration: the import failed after the hand-over committed; this node keeps the slots");
+                        return Ok(cluster.routing().map().epoch);
+                    }
+                    Err(Stopped {
+                        why: format!("{why}; the copy is kept: the source did not confirm the abort ({refused})"),
+                        clear: false,
+                    })
+                }
+            }
         }
+    }
+}
+
+fn owns(cluster: &ClusterState, slots: &SlotSet) -> bool {
+    let r = cluster.routing();
+    slots.slots().all(|s| r.owner_of(s) == Some(r.my_shard()))
+}
+
+/// Clears the slots, then pulls and applies until the source commits.
+fn stream(
+    engine: &Engine,
+    cluster: &ClusterState,
+    imp: &Importer,
+    link: &mut Link<'_>,
+    session: &str,
+) -> Result<u64, String> {
+    // A hand-over's clean-up of these slots (they left this shard lately)
+    // would delete what is imported: let it finish first.
+    let deadline = Instant::now() + PURGE_WAIT;
+    while cluster.purging(&imp.slots) {
+        if Instant::now() >= deadline || imp.cancel.load(Ordering::Acquire) {
+            return Err("the slots' clean-up from an earlier hand-over is still running here".to_string());
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    let cleared = clear_slots(engine, &imp.slots)?;
+    imp.update(|s| s.cleared = cleared);
+    let mut applied = 0u64;
+    loop {
+        if imp.cancel.load(Ordering::Acquire) {
+            return Err("cancelled".to_string());
+        }
+        let applied_arg = applied.to_string();
+        let max = PULL_BYTES.to_string();
+        let pull: [&[u8]; 5] = [
+            b"CLUSTER",
+            b"MIGRATE-PULL",
+            session.as_bytes(),
+            applied_arg.as_bytes(),
+            max.as_bytes(),
+        ];
+        let Frame::Array(items) = link.call(&pull)? else {
+            return Err("MIGRATE-PULL did not answer an array".into());
+        };
+        let (mut snapshot_items, mut mutations) = (0, 0);
+        for item in items {
+            let Frame::Bulk(bytes) = item else {
+                return Err("MIGRATE-PULL answered a non-bulk item".into());
+            };
+            match PullItem::decode(Bytes::from(bytes)).map_err(|e| e.to_string())? {
+                PullItem::Mutation { offset, mutation } => {
+                    apply(engine, &imp.slots, mutation)?;
+                    if offset == 0 {
+                        snapshot_items += 1;
+                    } else {
+                        mutations += 1;
+                    }
+                }
+                PullItem::Position(p) => applied = applied.max(p),
+                PullItem::Committed { epoch } => return Ok(epoch),
+                PullItem::Failed(why) => return Err(format!("the source stopped the stream: {why}")),
+            }
+        }
+        imp.update(|s| {
+            s.snapshot_items += snapshot_items;
+            s.mutations += mutations;
+            if applied > 0 {
+                s.applied = applied;
+                s.state = ImportState::Streaming;
+            }
+        });
     }
 }
 
@@ -321,26 +407,19 @@ fn take_map(cluster: &ClusterState, slots: &SlotSet) {
     }
 }
 
-fn call(conn: &mut BlockingClient, args: &[&[u8]]) -> Result<Frame, String> {
-    match conn.call(args) {
-        Ok(Frame::Error(e)) => Err(format!("{}: {e}", conn.endpoint())),
-        Ok(frame) => Ok(frame),
-        Err(e) => Err(e.to_string()),
-    }
-}
-
-fn expect_ok(reply: Result<Frame, crate::resp::ClientError>, what: &str) -> Result<(), String> {
-    match reply {
-        Ok(Frame::Simple(_)) => Ok(()),
-        Ok(other) => Err(format!("{what} answered {other:?}")),
-        Err(e) => Err(e.to_string()),
-    }
-}
-
 /// Applies one item of the stream: a flush of the source removes this
 /// node's keys of the slots (only), a batch holding one is applied part by
 /// part, anything else is imported as one write.
 fn apply(engine: &Engine, slots: &SlotSet, m: Mutation) -> Result<(), String> {
+    let mut outside = None;
+    m.for_each_key(&mut |k| {
+        if outside.is_none() && !slots.contains_key(k) {
+            outside = Some(String::from_utf8_lossy(k).into_owned());
+        }
+    });
+    if let Some(key) = outside {
+        return Err(format!("the source sent a change of {key:?}, a key outside the slots"));
+    }
     match m {
         Mutation::Flush => clear_slots(engine, slots).map(|_| ()),
         Mutation::Batch(parts) if parts.iter().any(Mutation::touches_all_keys) => {
