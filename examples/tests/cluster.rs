@@ -1046,9 +1046,9 @@ fn a_hand_over_that_times_out_changes_nothing_and_a_retry_moves_the_slots() {
         matches!(&refused, Frame::Error(e) if e.contains("no migration")),
         "{refused:?}"
     );
-    let refused = n0.cmd(&["CLUSTER", "MIGRATE-PULL", "99", "0", "x"]);
+    let refused = n0.cmd(&["CLUSTER", "MIGRATE-PULL", "99", "0", "0", "x"]);
     assert!(matches!(refused, Frame::Error(_)), "{refused:?}");
-    let refused = n0.cmd(&["CLUSTER", "MIGRATE-PULL", "99", "0", "100"]);
+    let refused = n0.cmd(&["CLUSTER", "MIGRATE-PULL", "99", "0", "0", "100"]);
     assert!(
         matches!(&refused, Frame::Error(e) if e.contains("no migration session")),
         "{refused:?}"

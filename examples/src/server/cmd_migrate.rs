@@ -6,7 +6,7 @@
 //! | `IMPORT <from-shard> <slots>...` | the target's primary | `ringkv-cluster move-slots` |
 //! | `IMPORT STATUS` / `IMPORT CANCEL` | the target's primary | the tool, an operator |
 //! | `MIGRATE-OPEN <to-shard> <slots>...` | the source's primary | the target's importer |
-//! | `MIGRATE-PULL <id> <applied> <max-bytes>` | the source's primary | the target's importer |
+//! | `MIGRATE-PULL <id> <received-reply> <applied> <max-bytes>` | the source's primary | the target's importer |
 //! | `MIGRATE-CLOSE <id> [ABORT]` | the source's primary | the target's importer |
 //! | `MIGRATE-STATUS` | the source's primary | the tool, an operator |
 //! | `HANDOVER <slots>... [TIMEOUT <ms>]` | the source's primary | the tool |
@@ -184,18 +184,21 @@ fn session_id(a: &Bytes) -> Result<u64, String> {
 }
 
 fn pull(cx: &mut Ctx<'_>, cluster: &ClusterState, a: &[Bytes]) -> CmdResult {
-    if a.len() != 5 {
-        return Err("ERR CLUSTER MIGRATE-PULL <id> <applied> <max-bytes>".into());
+    const USAGE: &str = "ERR CLUSTER MIGRATE-PULL <id> <received-reply> <applied> <max-bytes>";
+    if a.len() != 6 {
+        return Err(USAGE.into());
     }
     let id = session_id(&a[2])?;
-    let applied = u64::try_from(int_arg(&a[3])?).map_err(|_| "ERR bad position".to_string())?;
-    let max = usize::try_from(int_arg(&a[4])?).map_err(|_| "ERR bad size".to_string())?;
+    let number = |v: &Bytes| u64::try_from(int_arg(v)?).map_err(|_| USAGE.to_string());
+    let (received, applied) = (number(&a[3])?, number(&a[4])?);
+    let max = usize::try_from(number(&a[5])?).map_err(|_| USAGE.to_string())?;
     let session = cluster
         .outgoing
         .get(id)
         .ok_or_else(|| format!("ERR no migration session {id} (it ended, or the source restarted)"))?;
-    let items = off_the_workers(|| session.pull(applied, max.min(PULL_MAX)));
-    cx.out.array(items.len());
+    let (seq, items) = off_the_workers(|| session.pull(received, applied, max.min(PULL_MAX)))?;
+    cx.out.array(items.len() + 1);
+    cx.out.int(i64::try_from(seq).unwrap_or(i64::MAX));
     for item in &items {
         cx.out.bulk(item);
     }

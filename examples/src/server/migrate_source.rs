@@ -71,6 +71,9 @@ pub(crate) struct SourceSession {
     applied: AtomicU64,
     /// The furthest position handed out in a pull.
     handed_to: AtomicU64,
+    /// The last reply's number and items, sent again if the target says
+    /// it did not get it (its connection dropped).
+    last_reply: Mutex<(u64, Vec<Vec<u8>>)>,
     /// The position the producer has queued up to.
     queued_to: AtomicU64,
     /// The producer stops (the session ended, or the hand-over committed).
@@ -276,12 +279,26 @@ impl SourceSession {
         self.changed.notify_all();
     }
 
-    /// A pull: records `applied` (at most what was handed out), then hands
-    /// out queued items up to about `max_bytes` (at least one), waiting up
-    /// to [`PULL_WAIT`] if none is queued. After the commit, the last item
-    /// is `Committed`.
-    pub(crate) fn pull(&self, applied: u64, max_bytes: usize) -> Vec<Vec<u8>> {
+    /// A pull by a target that got reply `received` (0: none yet): records
+    /// `applied` (at most what was handed out), then hands out queued items
+    /// up to about `max_bytes` (at least one), waiting up to [`PULL_WAIT`]
+    /// if none is queued, as reply `received + 1`. After the commit, the
+    /// last item is `Committed`. A target that did not get the last reply
+    /// (`received` one behind) gets it again, so a dropped connection loses
+    /// nothing.
+    pub(crate) fn pull(&self, received: u64, applied: u64, max_bytes: usize) -> Result<(u64, Vec<Vec<u8>>), String> {
         *self.last_pull.lock() = Instant::now();
+        let mut last = self.last_reply.lock();
+        if received + 1 == last.0 {
+            // The last reply was lost with its connection: the same again.
+            return Ok((last.0, last.1.clone()));
+        }
+        if received != last.0 {
+            return Err(format!(
+                "ERR pull after reply {received}, but the last reply was {}",
+                last.0
+            ));
+        }
         let mut q = self.queue.lock();
         // Under the queue's lock, so that a hand-over waiting for this
         // position (`wait_applied`) cannot miss the wake-up.
@@ -322,7 +339,8 @@ impl SourceSession {
         }
         self.changed.notify_all();
         drop(q);
-        out
+        *last = (received + 1, out.clone());
+        Ok((received + 1, out))
     }
 }
 
@@ -379,6 +397,7 @@ impl SourceSessions {
             changed: Condvar::new(),
             applied: AtomicU64::new(0),
             handed_to: AtomicU64::new(0),
+            last_reply: Mutex::new((0, Vec::new())),
             queued_to: AtomicU64::new(0),
             closed: AtomicBool::new(false),
             phase: Mutex::new(Phase::Streaming),
@@ -626,5 +645,75 @@ impl Read for ChannelReader {
         out[..n].copy_from_slice(&self.buf[self.at..self.at + n]);
         self.at += n;
         Ok(n)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn pulled(items: &[Vec<u8>]) -> Vec<PullItem> {
+        items
+            .iter()
+            .map(|i| PullItem::decode(Bytes::from(i.clone())).expect("an item"))
+            .collect()
+    }
+
+    /// A reply lost with its connection comes again; a pull cannot skip
+    /// replies or claim progress it was not handed; an abort is refused
+    /// once a hand-over is changing the map.
+    #[test]
+    fn pulls_resend_a_lost_reply_and_cannot_fake_progress() {
+        let dir = tempfile::tempdir().expect("dir");
+        let config = ringkv::Config {
+            cluster_slots: true,
+            ..ringkv::Config::default()
+        };
+        let engine = Engine::open(dir.path(), config).expect("engine");
+        let slot = ringkv::key_slot(b"{s}1");
+        engine.set("{s}1", "a").expect("set");
+        engine.set("other", "b").expect("set");
+        let sessions = SourceSessions::default();
+        let slots = SlotSet::from_ranges(&[[slot, slot]]).expect("slots");
+        let s = sessions.open(&engine, "b".into(), slots).expect("open");
+        // Pull until the snapshot's key and its end position arrived.
+        let (mut received, mut got) = (0, Vec::new());
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while !got.iter().any(|i| matches!(i, PullItem::Position(_))) {
+            assert!(Instant::now() < deadline, "nothing streamed: {got:?}");
+            let (seq, items) = s.pull(received, 0, 1 << 20).expect("pull");
+            assert_eq!(seq, received + 1);
+            // The same pull again (its reply "lost"): the same reply.
+            let (again, same) = s.pull(received, 0, 1 << 20).expect("pull again");
+            assert_eq!((again, &same), (seq, &items));
+            received = seq;
+            got.extend(pulled(&items));
+        }
+        let keys: Vec<_> = got
+            .iter()
+            .filter_map(|i| match i {
+                PullItem::Mutation { mutation, .. } => Some(mutation.clone()),
+                _ => None,
+            })
+            .collect();
+        assert_eq!(
+            keys,
+            vec![Mutation::Set {
+                key: "{s}1".into(),
+                value: "a".into(),
+                expire_at: None
+            }]
+        );
+        assert!(s.pull(received + 5, 0, 1 << 20).is_err(), "a reply number from nowhere");
+        // Progress beyond what was handed out is clamped.
+        s.pull(received, u64::MAX, 1 << 20).expect("pull");
+        let handed = s.handed_to.load(Ordering::Acquire);
+        assert!(handed > 0 && handed < u64::MAX);
+        assert_eq!(s.applied(), handed, "applied is clamped to what was handed out");
+        assert!(s.begin_commit());
+        assert_eq!(s.abort(), Err(Phase::Committing), "past the point of no return");
+        s.resume();
+        assert_eq!(s.abort(), Ok(()));
+        assert!(!s.begin_commit(), "an aborted session is not handed over");
     }
 }

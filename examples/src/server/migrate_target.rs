@@ -342,24 +342,33 @@ fn stream(
     let cleared = clear_slots(engine, &imp.slots)?;
     imp.update(|s| s.cleared = cleared);
     let mut applied = 0u64;
+    // The number of the last reply applied: a pull repeated after a
+    // dropped connection gets that reply again, never skips one.
+    let mut received = 0u64;
     loop {
         if imp.cancel.load(Ordering::Acquire) {
             return Err("cancelled".to_string());
         }
-        let applied_arg = applied.to_string();
+        let (received_arg, applied_arg) = (received.to_string(), applied.to_string());
         let max = PULL_BYTES.to_string();
-        let pull: [&[u8]; 5] = [
+        let pull: [&[u8]; 6] = [
             b"CLUSTER",
             b"MIGRATE-PULL",
             session.as_bytes(),
+            received_arg.as_bytes(),
             applied_arg.as_bytes(),
             max.as_bytes(),
         ];
-        let Frame::Array(items) = link.call(&pull)? else {
+        let Frame::Array(reply) = link.call(&pull)? else {
             return Err("MIGRATE-PULL did not answer an array".into());
         };
+        let mut reply = reply.into_iter();
+        match reply.next() {
+            Some(Frame::Int(n)) if u64::try_from(n).ok() == received.checked_add(1) => received += 1,
+            other => return Err(format!("MIGRATE-PULL answered reply {other:?} after reply {received}")),
+        }
         let (mut snapshot_items, mut mutations) = (0, 0);
-        for item in items {
+        for item in reply {
             let Frame::Bulk(bytes) = item else {
                 return Err("MIGRATE-PULL answered a non-bulk item".into());
             };
