@@ -87,6 +87,43 @@ struct History {
     refused_at: Vec<(String, Instant)>,
 }
 
+/// One test's etcd and directory (`None`, with a note, when etcd is not
+/// installed; under CI that fails: the test command installs it).
+struct Shard {
+    root: std::path::PathBuf,
+    url: String,
+    etcd: Etcd,
+    tls: std::path::PathBuf,
+    _etcd_server: LocalEtcd,
+    _dir: tempfile::TempDir,
+}
+
+impl Shard {
+    fn start() -> Option<Shard> {
+        if !ringkv_examples::coord::etcd_installed() {
+            assert!(
+                std::env::var_os("CI").is_none(),
+                "etcd is missing under CI: the test command installs etcd-server"
+            );
+            eprintln!("etcd is not installed: skipping (scripts/test.sh installs etcd-server)");
+            return None;
+        }
+        let dir = tempfile::tempdir().expect("tempdir");
+        let root = dir.path().to_path_buf();
+        let etcd_server = LocalEtcd::start(&root.join("etcd")).expect("etcd");
+        let url = etcd_server.url().to_string();
+        let etcd = etcd_server.client().expect("client");
+        Some(Shard {
+            tls: root.join("tls"),
+            root,
+            url,
+            etcd,
+            _etcd_server: etcd_server,
+            _dir: dir,
+        })
+    }
+}
+
 fn free_udp() -> SocketAddr {
     UdpSocket::bind("127.0.0.1:0")
         .and_then(|s| s.local_addr())
@@ -342,20 +379,19 @@ fn check(h: &History, etcd: &Etcd, leaderships: usize, rounds: usize) -> Lost {
 
 #[test]
 fn failover_kill_and_pause_under_load() {
-    if !ringkv_examples::coord::etcd_installed() {
-        eprintln!("etcd is not installed: skipping (scripts/test.sh installs etcd-server)");
+    let Some(shard) = Shard::start() else {
         return;
-    }
+    };
     let rounds: usize = std::env::var("RINGKV_FAILOVER_ROUNDS")
         .ok()
         .and_then(|v| v.parse().ok())
         .unwrap_or(1);
-    let dir = tempfile::tempdir().expect("tempdir");
-    let root = dir.path();
-    let etcd_server = LocalEtcd::start(&root.join("etcd")).expect("etcd");
-    let url = etcd_server.url().to_string();
-    let etcd = etcd_server.client().expect("client");
-    let tls = root.join("tls");
+    let (root, url, etcd, tls) = (
+        shard.root.as_path(),
+        shard.url.clone(),
+        shard.etcd.clone(),
+        shard.tls.clone(),
+    );
     let mut nodes: Vec<Node> = (1..=3).map(|i| Node::new(i, root)).collect();
     // n1 bootstraps the shard; the followers join it.
     nodes[0].proc = Some(start("ringkv-primary", root, &nodes[0], &url, &tls, None));
@@ -492,16 +528,15 @@ fn failover_kill_and_pause_under_load() {
 /// would stay without a leader (the bounded wait fails).
 #[test]
 fn a_follower_in_a_full_sync_or_lagging_is_never_promoted() {
-    if !ringkv_examples::coord::etcd_installed() {
-        eprintln!("etcd is not installed: skipping (scripts/test.sh installs etcd-server)");
+    let Some(shard) = Shard::start() else {
         return;
-    }
-    let dir = tempfile::tempdir().expect("tempdir");
-    let root = dir.path();
-    let etcd_server = LocalEtcd::start(&root.join("etcd")).expect("etcd");
-    let url = etcd_server.url().to_string();
-    let etcd = etcd_server.client().expect("client");
-    let tls = root.join("tls");
+    };
+    let (root, url, etcd, tls) = (
+        shard.root.as_path(),
+        shard.url.clone(),
+        shard.etcd.clone(),
+        shard.tls.clone(),
+    );
     let mut nodes: Vec<Node> = (1..=2).map(|i| Node::new(i, root)).collect();
     nodes[0].proc = Some(start("ringkv-primary", root, &nodes[0], &url, &tls, None));
     let (_, _, epoch) = wait_leader(&etcd, None, Duration::from_secs(30));
@@ -665,20 +700,19 @@ fn the_partition_proxies_cut_and_heal() {
 /// without it are counted. Prints the time to recover writes.
 #[test]
 fn failover_partition_under_load() {
-    if !ringkv_examples::coord::etcd_installed() {
-        eprintln!("etcd is not installed: skipping (scripts/test.sh installs etcd-server)");
+    let Some(shard) = Shard::start() else {
         return;
-    }
+    };
     let rounds: usize = std::env::var("RINGKV_FAILOVER_ROUNDS")
         .ok()
         .and_then(|v| v.parse().ok())
         .unwrap_or(1);
-    let dir = tempfile::tempdir().expect("tempdir");
-    let root = dir.path();
-    let etcd_server = LocalEtcd::start(&root.join("etcd")).expect("etcd");
-    let url = etcd_server.url().to_string();
-    let etcd = etcd_server.client().expect("client");
-    let tls = root.join("tls");
+    let (root, url, etcd, tls) = (
+        shard.root.as_path(),
+        shard.url.clone(),
+        shard.etcd.clone(),
+        shard.tls.clone(),
+    );
     let mut nodes: Vec<Node> = (1..=3).map(|i| Node::new(i, root)).collect();
     for n in &mut nodes {
         n.links = Some(NodeLinks::start(url_addr(&url), n.repl));
@@ -837,16 +871,15 @@ fn failover_partition_under_load() {
 /// etcd directly, follower n2 through a proxy; only that proxy is cut.
 #[test]
 fn a_follower_cut_off_from_etcd_stops_counting_for_wait() {
-    if !ringkv_examples::coord::etcd_installed() {
-        eprintln!("etcd is not installed: skipping (scripts/test.sh installs etcd-server)");
+    let Some(shard) = Shard::start() else {
         return;
-    }
-    let dir = tempfile::tempdir().expect("tempdir");
-    let root = dir.path();
-    let etcd_server = LocalEtcd::start(&root.join("etcd")).expect("etcd");
-    let url = etcd_server.url().to_string();
-    let etcd = etcd_server.client().expect("client");
-    let tls = root.join("tls");
+    };
+    let (root, url, etcd, tls) = (
+        shard.root.as_path(),
+        shard.url.clone(),
+        shard.etcd.clone(),
+        shard.tls.clone(),
+    );
     let mut nodes: Vec<Node> = (1..=2).map(|i| Node::new(i, root)).collect();
     nodes[0].proc = Some(start("ringkv-primary", root, &nodes[0], &url, &tls, None));
     let (_, primary_resp, epoch) = wait_leader(&etcd, None, Duration::from_secs(30));
