@@ -72,11 +72,12 @@ cargo test --workspace 2>&1 | tee "$test_log"
 echo "== cargo test: failpoints"
 cargo test -p ringkv --features failpoints --test failpoints 2>&1 | tee -a "$test_log"
 
-# The cluster demo's short form (about 20 s, etcd and redis-py as above),
+# The cluster demo's short form (about 25 s, etcd and redis-py as above),
 # on the binaries cargo test just built: a SIGKILL of one shard's primary
-# under a RedisCluster load. Fails if that shard does not take writes again
-# within the bound or a write acknowledged after WAIT 1 counted a replica
-# is lost.
+# under a RedisCluster load, then a slot move under load. Fails if that
+# shard does not take writes again within the bound, a write acknowledged
+# after WAIT 1 counted a replica is lost, or a write acknowledged during
+# the move is missing afterwards.
 echo "== cluster demo (short form)"
 DEMO_BEFORE=3 DEMO_AFTER=2 RINGKV_BIN_DIR="${CARGO_TARGET_DIR:-target}/debug" bash scripts/cluster-demo.sh
 
