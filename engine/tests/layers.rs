@@ -66,6 +66,7 @@ const LAYERS: &[(&str, u8)] = &[
     ("ops", 4),
     ("ops::batch", 4),
     ("ops::hashes", 4),
+    ("ops::import", 4),
     ("ops::keys", 4),
     ("ops::scan", 4),
     ("ops::slots", 4),
