@@ -62,8 +62,12 @@ impl SlotMapSource for FileSource {
     }
 }
 
+/// How long [`lock_map_file`] waits for another change to end.
+const LOCK_WAIT: std::time::Duration = std::time::Duration::from_secs(5);
+
 /// Takes the exclusive lock of a map file's lock file (`<map>.lock`,
-/// created if missing), held until the returned file is dropped: the
+/// created if missing; waiting at most 5 s for another holder), held until
+/// the returned file is dropped: the
 /// compare-and-swap of a map kept in a file (every node and the tool on
 /// one host, or a file system with working `flock`).
 pub fn lock_map_file(path: &Path) -> Result<std::fs::File, MapError> {
@@ -75,8 +79,24 @@ pub fn lock_map_file(path: &Path) -> Result<std::fs::File, MapError> {
         .write(true)
         .open(&lock_path)
         .map_err(failed)?;
-    file.lock().map_err(failed)?;
-    Ok(file)
+    // Bounded: a hand-over holds writes fenced while it waits for this.
+    let deadline = std::time::Instant::now() + LOCK_WAIT;
+    loop {
+        match file.try_lock() {
+            Ok(()) => return Ok(file),
+            Err(std::fs::TryLockError::WouldBlock) if std::time::Instant::now() < deadline => {
+                std::thread::sleep(std::time::Duration::from_millis(10));
+            }
+            Err(std::fs::TryLockError::WouldBlock) => {
+                return Err(MapError::Unavailable(format!(
+                    "{}: held by another change for {} s",
+                    lock_path.display(),
+                    LOCK_WAIT.as_secs()
+                )))
+            }
+            Err(std::fs::TryLockError::Error(e)) => return Err(failed(e)),
+        }
+    }
 }
 
 /// Writes a slot map file in its format (`.json`: JSON, else TOML)

@@ -214,7 +214,10 @@ impl ClusterState {
     /// same epoch is taken only with `same_epoch` (CLUSTER RELOAD: an
     /// operator's edit). True if it changed.
     fn take(&self, mut map: SlotMap, same_epoch: bool) -> Result<bool, MapError> {
-        apply_leaders(&mut map, &self.leaders.read());
+        // The leaders' lock, then the routing's (as `follow_leaders`), held
+        // together: a leader seen meanwhile is not lost.
+        let leaders = self.leaders.read();
+        apply_leaders(&mut map, &leaders);
         let id = self.routing().my_id().to_string();
         let routing = Routing::new(map, &id)?;
         let mut current = self.routing.write();

@@ -95,7 +95,6 @@ fn import(cx: &mut Ctx<'_>, cluster: &Arc<ClusterState>, a: &[Bytes]) -> CmdResu
                 ("from", imp.from.clone()),
                 ("slots", imp.slots.to_string()),
                 ("source", s.source),
-                ("session", s.session.to_string()),
                 ("applied", s.applied.to_string()),
                 ("snapshot-items", s.snapshot_items.to_string()),
                 ("mutations", s.mutations.to_string()),
@@ -230,7 +229,6 @@ fn status(cx: &mut Ctx<'_>, cluster: &ClusterState) -> CmdResult {
     cx.out.array(sessions.len());
     for s in sessions {
         let fields = [
-            ("session", s.id.to_string()),
             ("to", s.to.clone()),
             ("slots", s.slots.to_string()),
             ("queued-to", s.queued_to().to_string()),
@@ -261,7 +259,9 @@ fn handover(cx: &mut Ctx<'_>, cluster: &Arc<ClusterState>, a: &[Bytes]) -> CmdRe
         .find(&slots)
         .ok_or_else(|| format!("ERR no migration of exactly {slots} is streaming from here"))?;
     let engine = cx.node.engine.clone();
-    let done = off_the_workers(|| super::handover::hand_over(&engine, cluster, &session, timeout))?;
+    let node = cx.node;
+    let may_write = || node.engine.role() == ringkv::Role::Primary && !node.fenced();
+    let done = off_the_workers(|| super::handover::hand_over(&engine, cluster, &session, timeout, &may_write))?;
     cx.out.bulk(done.as_bytes());
     Ok(Next::Done)
 }

@@ -113,22 +113,31 @@ impl HandoverFence {
 /// Runs the hand-over of `session`'s slots (see the module's docs), waiting
 /// at most `timeout` for the target to catch up; the reply's text, or the
 /// error's (with its code). One hand-over runs at a time on a node.
+///
+/// `may_write` says whether this node may still take writes for its shard
+/// (its leader lease's fence is open and it is the primary): asked just
+/// before the map changes, so that a node paused past its lease (another
+/// one leads the shard now, and takes writes for the slots) does not give
+/// them away.
 pub(crate) fn hand_over(
     engine: &Engine,
     cluster: &Arc<ClusterState>,
     session: &Arc<SourceSession>,
     timeout: Duration,
+    may_write: &dyn Fn() -> bool,
 ) -> Result<String, String> {
     if cluster.fence.running.swap(true, Ordering::AcqRel) {
         return Err("ERR another hand-over is running on this node".into());
     }
-    let result = run(engine, cluster, session, timeout);
-    if !matches!(result, Err(Pending::Unknown(_))) {
+    let result = run(engine, cluster, session, timeout, may_write);
+    // A thread finishes what is still pending, and clears `running` then.
+    if !matches!(result, Err(Pending::Unknown(_)) | Ok((_, false))) {
         cluster.fence.running.store(false, Ordering::Release);
     }
-    result.map_err(|e| match e {
-        Pending::Failed(e) | Pending::Unknown(e) => e,
-    })
+    match result {
+        Ok((text, true)) => Ok(text),
+        Ok((e, false)) | Err(Pending::Failed(e) | Pending::Unknown(e)) => Err(e),
+    }
 }
 
 /// How a hand-over did not finish.
@@ -145,7 +154,8 @@ fn run(
     cluster: &Arc<ClusterState>,
     session: &Arc<SourceSession>,
     timeout: Duration,
-) -> Result<String, Pending> {
+    may_write: &dyn Fn() -> bool,
+) -> Result<(String, bool), Pending> {
     let routing = cluster.routing();
     let my = routing.map().shards[routing.my_shard()].name.clone();
     if let Some(slot) = session
@@ -180,6 +190,11 @@ fn run(
             session.applied(),
             timeout.as_millis()
         )));
+    }
+    if !may_write() {
+        return Err(give_up(
+            "ERR this node may no longer take writes for its shard (its leader lease lapsed, or it is no longer the primary): nothing changed".into(),
+        ));
     }
     if !session.begin_commit() {
         return Err(give_up(
@@ -225,7 +240,9 @@ fn run(
 }
 
 /// After the commit: tell the target, route by the new map, lift the
-/// fence, clean up. The reply's text.
+/// fence, clean up. The reply's text, and whether it is all done (else a
+/// thread waits for a map this node can route by, then lifts the fence,
+/// cleans up and clears `running`).
 fn finish(
     engine: &Engine,
     cluster: &Arc<ClusterState>,
@@ -233,20 +250,24 @@ fn finish(
     map: SlotMap,
     x: u64,
     fenced_at: Instant,
-) -> String {
+) -> (String, bool) {
     session.commit(map.epoch);
     let confirmed = session.wait_confirmed(Instant::now() + CONFIRM_WAIT);
     let installed = cluster.install(map.clone());
-    match &installed {
-        // Routing by the new map: the writes that waited are redirected.
-        Ok(()) => cluster.fence.lift(),
+    if let Err(e) = &installed {
         // Still routing by the old map: lifting the fence would take
         // writes for slots that are not this shard's any more. They stay
         // fenced (TRYAGAIN after their bound) until a map is taken.
-        Err(e) => {
-            tracing::error!(error = %e, "hand-over: the new slot map is stored but this node cannot route by it; the slots stay fenced")
-        }
+        tracing::error!(error = %e, "hand-over: the new slot map is stored but this node cannot route by it; the slots stay fenced");
+        session.stop_producer();
+        await_routing(engine.clone(), Arc::clone(cluster), Arc::clone(&session.slots));
+        return (
+            format!("ERR the slot map gives the slots away but this node cannot route by it ({e}): their writes stay fenced until it can"),
+            false,
+        );
     }
+    // Routing by the new map: the writes that waited are redirected.
+    cluster.fence.lift();
     let paused = fenced_at.elapsed();
     cluster.note_handover(paused);
     tracing::info!(
@@ -263,7 +284,7 @@ fn finish(
     session.stop_producer();
     cluster.start_purge(engine.clone(), Arc::clone(&session.slots));
     let ranges: Vec<String> = session.slots.ranges().into_iter().map(range_text).collect();
-    format!(
+    let text = format!(
         "handed over {} to {} at offset {x}, epoch {}: writes to them paused {} us{}",
         ranges.join(","),
         session.to,
@@ -274,7 +295,32 @@ fn finish(
         } else {
             " (the target did not confirm in time; it takes the map when it next polls it)"
         }
-    )
+    );
+    (text, true)
+}
+
+/// After a commit this node could not route by: polls the map until the
+/// routing gives `slots` away, then lifts the fence, cleans up, and lets
+/// the next hand-over run.
+fn await_routing(engine: Engine, cluster: Arc<ClusterState>, slots: Arc<SlotSet>) {
+    let spawned = std::thread::Builder::new()
+        .name("ringkv-handover-route".into())
+        .spawn(move || {
+            loop {
+                std::thread::sleep(RESOLVE_EVERY);
+                let _ = cluster.poll();
+                let r = cluster.routing();
+                if slots.slots().all(|s| r.owner_of(s) != Some(r.my_shard())) {
+                    break;
+                }
+            }
+            cluster.fence.lift();
+            cluster.start_purge(engine, slots);
+            cluster.fence.running.store(false, Ordering::Release);
+        });
+    if let Err(e) = spawned {
+        tracing::error!(error = %e, "hand-over: cannot start the thread that waits for the new routing");
+    }
 }
 
 /// What the stored map says after a failed compare-and-swap.
@@ -310,8 +356,12 @@ fn resolve_later(engine: Engine, cluster: Arc<ClusterState>, session: Arc<Source
                 std::thread::sleep(RESOLVE_EVERY);
                 match outcome(&cluster, &session.slots, &session.to) {
                     Outcome::Committed(map) => {
-                        let done = finish(&engine, &cluster, &session, map, x, fenced_at);
+                        let (done, all) = finish(&engine, &cluster, &session, map, x, fenced_at);
                         tracing::info!(%done, "hand-over: the lost map change had taken");
+                        if !all {
+                            // `await_routing` clears `running`.
+                            return;
+                        }
                         break;
                     }
                     Outcome::NotCommitted => {

@@ -94,7 +94,9 @@ pub(crate) struct SourceSession {
 
 #[derive(Default)]
 struct Queue {
-    items: VecDeque<(Vec<u8>, Option<u64>)>,
+    /// Encoded items, each with its position (a `Position`) or its log
+    /// offset (a `Mutation` of the log).
+    items: VecDeque<(Vec<u8>, Option<u64>, Option<u64>)>,
     bytes: usize,
     /// The producer stopped with this reason (queued after the rest).
     failed: Option<String>,
@@ -166,7 +168,18 @@ impl SourceSession {
     pub(crate) fn commit(&self, epoch: u64) {
         *self.phase.lock() = Phase::Committed(epoch);
         self.closed.store(true, Ordering::Release);
-        self.wake();
+        // A deletion of the source's own from the fence on may have been
+        // queued before the producer saw the fence: it must not reach the
+        // target, which owns the slots now.
+        let x = self.hold_from.load(Ordering::Acquire);
+        let mut q = self.queue.lock();
+        let before = q.items.len();
+        q.items.retain(|(_, _, offset)| offset.is_none_or(|o| o < x));
+        if q.items.len() != before {
+            q.bytes = q.items.iter().map(|(b, _, _)| b.len()).sum();
+        }
+        self.changed.notify_all();
+        drop(q);
     }
 
     /// The target gives up: refused once a hand-over is changing the map
@@ -242,9 +255,10 @@ impl SourceSession {
     /// target stopped pulling (it is then closed).
     fn push(&self, item: &PullItem) -> bool {
         let bytes = item.encode();
-        let position = match item {
-            PullItem::Position(p) => Some(*p),
-            _ => None,
+        let (position, offset) = match item {
+            PullItem::Position(p) => (Some(*p), None),
+            PullItem::Mutation { offset, .. } if *offset > 0 => (None, Some(*offset)),
+            _ => (None, None),
         };
         let mut q = self.queue.lock();
         while q.bytes > QUEUE_BOUND && !self.closed.load(Ordering::Acquire) {
@@ -260,7 +274,7 @@ impl SourceSession {
             return false;
         }
         q.bytes += bytes.len();
-        q.items.push_back((bytes, position));
+        q.items.push_back((bytes, position, offset));
         if let Some(p) = position {
             self.queued_to.fetch_max(p, Ordering::AcqRel);
         }
@@ -294,10 +308,7 @@ impl SourceSession {
             return Ok((last.0, last.1.clone()));
         }
         if received != last.0 {
-            return Err(format!(
-                "ERR pull after reply {received}, but the last reply was {}",
-                last.0
-            ));
+            return Err("ERR this pull does not follow the session's last reply".into());
         }
         let mut q = self.queue.lock();
         // Under the queue's lock, so that a hand-over waiting for this
@@ -317,13 +328,13 @@ impl SourceSession {
         }
         let mut out = Vec::new();
         let mut size = 0;
-        while let Some((item, _)) = q.items.front() {
+        while let Some((item, _, _)) = q.items.front() {
             if !out.is_empty() && size + item.len() > max_bytes {
                 break;
             }
             size += item.len();
             q.bytes -= item.len();
-            if let Some((item, position)) = q.items.pop_front() {
+            if let Some((item, position, _)) = q.items.pop_front() {
                 if let Some(p) = position {
                     self.handed_to.fetch_max(p, Ordering::AcqRel);
                 }

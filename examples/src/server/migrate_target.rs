@@ -257,7 +257,9 @@ impl<'a> Link<'a> {
 /// The import: returns the slot map's epoch after the hand-over.
 fn run(target: &Target, imp: &Importer) -> Result<u64, Stopped> {
     let (engine, cluster) = (&target.engine, &*target.cluster);
-    let early = |why: String| Stopped { why, clear: true };
+    // Before a session is open nothing was imported: nothing is cleared
+    // (the slots may even be this shard's already, after a hand-over).
+    let early = |why: String| Stopped { why, clear: false };
     if engine.role() != ringkv::Role::Primary {
         return Err(early("this node is a replica: import on its shard's primary".into()));
     }
@@ -276,7 +278,14 @@ fn run(target: &Target, imp: &Importer) -> Result<u64, Stopped> {
     let ranges: Vec<String> = imp.slots.ranges().into_iter().map(range_text).collect();
     let mut open: Vec<&[u8]> = vec![b"CLUSTER", b"MIGRATE-OPEN", my_shard.as_bytes()];
     open.extend(ranges.iter().map(|r| r.as_bytes()));
-    let session = match link.call(&open).map_err(early)? {
+    // Not repeated on a dropped connection: a second open of the same
+    // slots would be refused while the first is alive.
+    let opened = match link.conn.call(&open) {
+        Ok(Frame::Error(e)) => Err(format!("{source}: {e}")),
+        Ok(frame) => Ok(frame),
+        Err(e) => Err(e.to_string()),
+    };
+    let session = match opened.map_err(early)? {
         Frame::Int(id) if id > 0 => id as u64,
         other => return Err(early(format!("MIGRATE-OPEN answered {other:?}"))),
     };
@@ -301,7 +310,12 @@ fn run(target: &Target, imp: &Importer) -> Result<u64, Stopped> {
             // hand-over past its map change makes it the slots' only one.
             let close: [&[u8]; 4] = [b"CLUSTER", b"MIGRATE-CLOSE", session_arg.as_bytes(), b"ABORT"];
             match link.call(&close) {
-                Ok(_) => Err(Stopped { why, clear: true }),
+                // The source keeps the slots: unless the map says otherwise
+                // (read again), this copy is of no use.
+                Ok(_) => {
+                    let clear = !(cluster.poll().is_ok() && owns(cluster, &imp.slots));
+                    Err(Stopped { why, clear })
+                }
                 Err(refused) => {
                     if cluster.poll().is_ok() && owns(cluster, &imp.slots) {
                         tracing::warn!(error = %why, "slot migration: the import failed after the hand-over committed; this node keeps the slots");
@@ -338,6 +352,12 @@ fn stream(
             return Err("the slots' clean-up from an earlier hand-over is still running here".to_string());
         }
         std::thread::sleep(Duration::from_millis(10));
+    }
+    // Never clear slots this shard owns (a routing not yet updated after
+    // an earlier hand-over could have let the import through).
+    let _ = cluster.poll();
+    if owns(cluster, &imp.slots) {
+        return Err("the slots are this shard's already".into());
     }
     let cleared = clear_slots(engine, &imp.slots)?;
     imp.update(|s| s.cleared = cleared);
