@@ -468,9 +468,14 @@ fn a_cluster_follower_serves_reads_after_readonly_and_moves_writes() {
 }
 
 fn cluster_tool(map: &Path, args: &[&str]) -> (bool, String) {
+    cluster_tool_on(&["--map", map.to_str().expect("utf-8 path")], args)
+}
+
+/// `ringkv-cluster` with the map's `source` (`--map FILE` or `--etcd URL`):
+/// whether it succeeded, and what it printed.
+fn cluster_tool_on(source: &[&str], args: &[&str]) -> (bool, String) {
     let out = Command::new(env!("CARGO_BIN_EXE_ringkv-cluster"))
-        .arg("--map")
-        .arg(map)
+        .args(source)
         .args(args)
         .stdin(Stdio::null())
         .output()
@@ -555,13 +560,8 @@ fn ringkv_cluster_moves_slots_with_their_keys() {
 #[test]
 fn the_slot_map_in_etcd_drives_the_nodes_and_the_tool() {
     use ringkv_examples::cluster::{EtcdSource, SlotMapSource};
-    use ringkv_examples::coord::{etcd_installed, LocalEtcd};
-    if !etcd_installed() {
-        assert!(
-            std::env::var_os("CI").is_none(),
-            "etcd is missing under CI: the test command installs etcd-server"
-        );
-        eprintln!("etcd is not installed: skipped (the test command installs etcd-server)");
+    use ringkv_examples::coord::LocalEtcd;
+    if !common::etcd_present() {
         return;
     }
     let dir = tempfile::tempdir().expect("dir");
@@ -575,20 +575,7 @@ fn the_slot_map_in_etcd_drives_the_nodes_and_the_tool() {
     for p in &primaries {
         create.extend(["--primary", p.as_str()]);
     }
-    let tool = |args: &[&str]| {
-        let out = Command::new(env!("CARGO_BIN_EXE_ringkv-cluster"))
-            .args(["--etcd", &url])
-            .args(args)
-            .stdin(Stdio::null())
-            .output()
-            .expect("run ringkv-cluster");
-        let text = format!(
-            "{}{}",
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
-        );
-        (out.status.success(), text)
-    };
+    let tool = |args: &[&str]| cluster_tool_on(&["--etcd", &url], args);
     let (ok, shown) = tool(&create);
     assert!(ok, "{shown}");
     assert!(shown.contains("shard-2: slots 10922-16383"), "{shown}");
@@ -663,13 +650,8 @@ fn asking_holds_across_multi_on_an_importing_node_and_a_half_moved_slot_says_try
 /// primary gives way to the shard's leader in etcd.
 #[test]
 fn moved_follows_the_shards_leader_after_a_failover() {
-    use ringkv_examples::coord::{etcd_installed, leader, LocalEtcd};
-    if !etcd_installed() {
-        assert!(
-            std::env::var_os("CI").is_none(),
-            "etcd is missing under CI: the test command installs etcd-server"
-        );
-        eprintln!("etcd is not installed: skipped (the test command installs etcd-server)");
+    use ringkv_examples::coord::{leader, LocalEtcd};
+    if !common::etcd_present() {
         return;
     }
     let dir = tempfile::tempdir().expect("dir");

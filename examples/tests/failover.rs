@@ -100,12 +100,7 @@ struct Shard {
 
 impl Shard {
     fn start() -> Option<Shard> {
-        if !ringkv_examples::coord::etcd_installed() {
-            assert!(
-                std::env::var_os("CI").is_none(),
-                "etcd is missing under CI: the test command installs etcd-server"
-            );
-            eprintln!("etcd is not installed: skipping (scripts/test.sh installs etcd-server)");
+        if !common::etcd_present() {
             return None;
         }
         let dir = tempfile::tempdir().expect("tempdir");
@@ -121,6 +116,13 @@ impl Shard {
             _etcd_server: etcd_server,
             _dir: dir,
         })
+    }
+}
+
+/// Stops every node's process still running.
+fn stop_all(nodes: &mut [Node]) {
+    for p in nodes.iter_mut().filter_map(|n| n.proc.as_mut()) {
+        p.stop();
     }
 }
 
@@ -857,11 +859,7 @@ fn failover_partition_under_load() {
         "{} acknowledged writes were lost but no rejoining node reported lost bytes",
         lost.unwaited
     );
-    for n in &mut nodes {
-        if let Some(p) = n.proc.as_mut() {
-            p.stop();
-        }
-    }
+    stop_all(&mut nodes);
 }
 
 /// The known gap, fixed: a follower cut off from etcd (its lease may
@@ -963,9 +961,5 @@ fn a_follower_cut_off_from_etcd_stops_counting_for_wait() {
     );
     let info = info_replication(follower_resp);
     assert_eq!(info_field(&info, "ringkv_counted_for_wait"), Some(1), "{info}");
-    for n in &mut nodes {
-        if let Some(p) = n.proc.as_mut() {
-            p.stop();
-        }
-    }
+    stop_all(&mut nodes);
 }

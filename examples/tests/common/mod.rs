@@ -312,3 +312,18 @@ pub fn run_script(program: &str, script: &str, port: u16) {
         String::from_utf8_lossy(&out.stderr)
     );
 }
+
+/// Whether etcd is installed for the tests that start one; without it a
+/// test notes it and skips, except under CI (the test command installs
+/// etcd-server), where that is a failure.
+pub fn etcd_present() -> bool {
+    if ringkv_examples::coord::etcd_installed() {
+        return true;
+    }
+    assert!(
+        std::env::var_os("CI").is_none(),
+        "etcd is missing under CI: the test command installs etcd-server"
+    );
+    eprintln!("etcd is not installed: skipped (the test command installs etcd-server)");
+    false
+}
